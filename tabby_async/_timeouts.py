@@ -1,0 +1,70 @@
+"""Timeouts: what the user sets, and how it becomes an aiohttp ClientTimeout."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import aiohttp
+
+from .errors import InvalidInputError
+
+__all__ = ["DEFAULT_STREAM_TIMEOUT", "DEFAULT_TIMEOUT", "Timeout", "TimeoutLike"]
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Three bounds, in seconds; ``None`` means no bound.
+
+    - ``total``: the whole call, retries and their waits included.
+    - ``connect``: opening the TCP (and TLS) connection.
+    - ``read``: the longest silence while waiting for the answer's next bytes.
+      On a load stream the server pings every 15 s by default, so the read
+      bound is what notices a dead server there.
+    """
+
+    total: float | None = None
+    connect: float | None = None
+    read: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("total", "connect", "read"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInputError(f"timeout.{name}", f"must be seconds, not {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise InvalidInputError(f"timeout.{name}", f"must be > 0 seconds, got {value}")
+
+    def to_aiohttp(self, total: float | None = None) -> aiohttp.ClientTimeout:
+        """The aiohttp form, with ``total`` replaced by what is left of it."""
+        return aiohttp.ClientTimeout(
+            total=self.total if total is None else total,
+            sock_connect=self.connect,
+            sock_read=self.read,
+        )
+
+
+TimeoutLike = float | Timeout | None
+
+#: Control calls (list, get, unload, ...): they answer in milliseconds.
+DEFAULT_TIMEOUT = Timeout(total=30.0, connect=10.0, read=30.0)
+
+#: Loads and downloads: a 70B load or a download takes many minutes, so no
+#: total; the read bound sits well above the server's 15 s ping interval.
+DEFAULT_STREAM_TIMEOUT = Timeout(total=None, connect=10.0, read=60.0)
+
+
+def resolve_timeout(value: TimeoutLike, default: Timeout) -> Timeout:
+    """A per-call ``timeout=`` against the client's default.
+
+    A bare number replaces the total and keeps the default's connect bound.
+    """
+    if value is None:
+        return default
+    if isinstance(value, Timeout):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError("timeout", f"must be seconds or a Timeout, not {value!r}")
+    return Timeout(total=float(value), connect=default.connect, read=default.read)
