@@ -117,12 +117,7 @@ class Transport:
     ) -> T:
         """Send, read the whole answer and decode it."""
         _, data = await self.send(route, body, timeout, max_retries, read=True)
-        try:
-            return decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise E.ResponseDecodeError(
-                f"{route.method} {route.path}: unexpected answer from the server: {exc}"
-            ) from None
+        return decode(route, decoder, data)
 
     async def send(
         self,
@@ -256,6 +251,16 @@ class Transport:
 
 
 _KEPT_HEADERS = frozenset({"retry-after", "location", "content-type"})
+
+
+def decode(route: Route, decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    """Decode an answer; a body of the wrong shape is a ResponseDecodeError."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise E.ResponseDecodeError(
+            f"{route.method} {route.path}: unexpected answer from the server: {exc}"
+        ) from None
 
 
 def _retry_after(value: str | None) -> float | None:
