@@ -225,3 +225,38 @@ class AsyncModelsService:
     async def unload_embedding(self, *, timeout: TimeoutLike = None) -> None:
         """Unload the embedding model (``POST /v1/model/embedding/unload``)."""
         await self._transport.send(R.UNLOAD_EMBEDDING, None, self._timeout(timeout), read=True)
+
+    # --- desired state: the logic lives in _ensure.py ---------------------------
+
+    if TYPE_CHECKING:  # for the annotations below; imported at call time
+        from . import _ensure
+
+    async def plan_load(
+        self, request: ModelLoadRequest | None = None, /, **fields: Any
+    ) -> _ensure.LoadPlan:
+        """What :meth:`ensure_loaded` would do (none, load or reload) and why; loads nothing."""
+        from . import _ensure
+
+        return await _ensure.plan_load(self, _build(ModelLoadRequest, request, fields))
+
+    async def ensure_loaded(
+        self,
+        request: ModelLoadRequest | None = None,
+        /,
+        *,
+        on_progress: ProgressCallback | None = None,
+        timeout: TimeoutLike = None,
+        verify: bool = True,
+        **fields: Any,
+    ) -> _ensure.EnsureResult:
+        """Load only if the loaded model differs from the request (unloading first if needed).
+
+        The server ignores new parameters for an already loaded model; this
+        compares them first. See ``tabby_async/_ensure.py`` for what is compared.
+        """
+        from . import _ensure
+
+        body = _build(ModelLoadRequest, request, fields)
+        return await _ensure.ensure_loaded(
+            self, body, on_progress=on_progress, timeout=timeout, verify=verify
+        )
