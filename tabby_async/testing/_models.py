@@ -1,0 +1,105 @@
+"""Plain data types of the emulator: what a fake model looks like and what a request was.
+
+Kept free of aiohttp so that they can be imported (and pickled, compared, printed)
+cheaply by test code and by the pytest plugin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgspec
+
+__all__ = ["EmulatedModel", "RecordedRequest", "as_model"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EmulatedModel:
+    """One fake model folder, with the knobs that decide how its load stream looks.
+
+    The same type describes main models, draft models and embedding models; fields
+    that make no sense for a kind are ignored for it (an embedding model only uses
+    ``name``, ``modules`` and ``delay``).
+
+    Attributes:
+        name: folder name, i.e. the ``id`` in listings and the ``model_name`` to load.
+        modules: number of modules the load reports (``processing 1..N``, ``finished N/N``).
+        delay: seconds spent on each module before its ``processing`` frame is sent.
+        fail_at: when set to ``k``, modules ``1..k`` are reported and then the load
+            fails with an error frame carrying ``fail_message`` (``k = 0``: fail before
+            the first module). ``None`` means the load succeeds.
+        fail_message: the reason text of that error frame.
+        config_error: when set, the load fails with this reason right after the
+            response head, before any component loads (like a missing ``config.json``).
+        vision_modules: size of the vision component. When ``> 0`` and the load
+            request has ``"vision": true``, the component loads first and reports its
+            own ``processing``/``finished`` frames with ``model_type "vision"``; the
+            loaded card then shows ``use_vision: true``. With ``0`` (or without
+            ``vision: true``) no vision frames are sent and ``use_vision`` is false.
+        max_seq_len: the model's native context, used when the request omits it.
+        max_batch_size: reported ``max_batch_size`` (and ``/props`` ``total_slots``)
+            when the request omits it.
+        prompt_template: name of the template reported in the card when the request
+            names none (``None``: no template).
+        chat_template: raw template text returned by ``/props`` (``""`` if none) and as
+            ``prompt_template_content`` when a template is in use.
+    """
+
+    name: str
+    modules: int = 4
+    delay: float = 0.0
+    fail_at: int | None = None
+    fail_message: str = "Emulated load failure"
+    config_error: str | None = None
+    vision_modules: int = 0
+    max_seq_len: int = 4096
+    max_batch_size: int = 1
+    prompt_template: str | None = None
+    chat_template: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("EmulatedModel.name must not be empty")
+        if self.modules < 1:
+            raise ValueError("EmulatedModel.modules must be >= 1")
+        if self.delay < 0:
+            raise ValueError("EmulatedModel.delay must be >= 0")
+        if self.vision_modules < 0:
+            raise ValueError("EmulatedModel.vision_modules must be >= 0")
+
+
+def as_model(spec: str | EmulatedModel) -> EmulatedModel:
+    """Normalise the ``str | EmulatedModel`` shorthand accepted by the emulator."""
+    if isinstance(spec, EmulatedModel):
+        return spec
+    return EmulatedModel(name=spec)
+
+
+@dataclasses.dataclass(slots=True)
+class RecordedRequest:
+    """One request as the emulator received it, recorded in arrival order.
+
+    Attributes:
+        method: HTTP method, upper case.
+        path: URL path without the query string (``query`` holds that).
+        headers: request headers with names lower-cased (when a name repeats, the
+            last value wins). Values of ``x-api-key``, ``x-admin-key`` and
+            ``authorization`` are replaced by ``"<redacted>"``.
+        body: the raw body bytes (``b""`` if none). For ``POST /v1/download`` with a
+            JSON object body holding a ``token``, the body is re-encoded with that
+            token replaced by ``"<redacted>"``. Use :meth:`json` to parse it.
+        time: arrival time, ``time.time()`` seconds since the epoch.
+        query: raw query string (``""`` if none).
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    time: float
+    query: str = ""
+
+    def json(self) -> Any:
+        """Parse the body as JSON (raises ``msgspec.DecodeError`` if it is not JSON)."""
+        return msgspec.json.decode(self.body)

@@ -1,0 +1,71 @@
+"""pytest plugin: ``tabby_emulator`` and ``tabby_emulator_factory`` fixtures.
+
+Registered through the ``pytest11`` entry point, so it must import with nothing but
+aiohttp, msgspec and pytest installed. The fixtures are async and rely on
+pytest-asyncio (``asyncio_mode = "auto"``); when pytest-asyncio is importable its
+fixture decorator is used so that they also work in strict mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from ._emulator import TabbyEmulator
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+try:  # pragma: no cover - depends on the environment
+    import pytest_asyncio
+
+    _fixture: Any = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover
+    _fixture = pytest.fixture
+
+
+def _async_fixture(func: _F) -> _F:
+    """Typed wrapper: register ``func`` as an (async) fixture."""
+    registered: _F = _fixture(func)
+    return registered
+
+
+__all__ = ["EmulatorFactory", "tabby_emulator", "tabby_emulator_factory"]
+
+#: ``await factory(**TabbyEmulator kwargs)`` -> a started emulator, closed at teardown.
+EmulatorFactory = Callable[..., Awaitable[TabbyEmulator]]
+
+
+@_async_fixture
+async def tabby_emulator() -> AsyncIterator[TabbyEmulator]:
+    """A started emulator with models ``alpha``/``beta``, draft ``draft-small``,
+    embedding model ``embed-a`` and auth on (use ``.api_key`` / ``.admin_key``)."""
+    async with TabbyEmulator(
+        models=["alpha", "beta"],
+        drafts=["draft-small"],
+        embeddings=["embed-a"],
+        auth=True,
+    ) as emulator:
+        yield emulator
+
+
+@_async_fixture
+async def tabby_emulator_factory() -> AsyncIterator[EmulatorFactory]:
+    """A factory for customised emulators: ``server = await factory(models=[...], ...)``.
+
+    Every emulator it started is closed at teardown (newest first).
+    """
+    started: list[TabbyEmulator] = []
+
+    async def factory(*args: Any, **kwargs: Any) -> TabbyEmulator:
+        emulator = TabbyEmulator(*args, **kwargs)
+        await emulator.start()
+        started.append(emulator)
+        return emulator
+
+    try:
+        yield factory
+    finally:
+        for emulator in reversed(started):
+            await emulator.close()
