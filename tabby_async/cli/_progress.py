@@ -1,0 +1,176 @@
+"""Progress displays for loads and downloads: live (rich) or plain lines.
+
+A live display needs a terminal and the optional ``rich`` package (the
+``cli`` extra). Without either, loads print one plain line per event, which
+is what logs and scripts want, and downloads print a line when they start
+and one when they end. :func:`load_progress` and :func:`download_progress`
+choose.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Protocol, TextIO
+
+from ..types import ModelLoadResponse
+from .common import stdout_is_terminal
+
+__all__ = [
+    "DownloadProgress",
+    "LoadProgress",
+    "PlainDownloadProgress",
+    "PlainLoadProgress",
+    "download_progress",
+    "load_progress",
+    "rich_available",
+]
+
+
+class LoadProgress(Protocol):
+    """Shows the events of one load; used as a context manager around the stream."""
+
+    def __enter__(self) -> LoadProgress: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def update(self, event: ModelLoadResponse) -> None:
+        """Show one progress event."""
+
+
+class DownloadProgress(Protocol):
+    """Shows that a download is running (the server reports no byte progress)."""
+
+    def __enter__(self) -> DownloadProgress: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def rich_available() -> bool:
+    """True when the optional ``rich`` package can be imported."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class PlainLoadProgress:
+    """One line per event: ``model  3/10 modules  processing  0.4 s``."""
+
+    def __init__(self, file: TextIO | None = None, *, indent: str = "") -> None:
+        self._file = file
+        self._indent = indent
+        self._started = time.monotonic()
+
+    def __enter__(self) -> PlainLoadProgress:
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def update(self, event: ModelLoadResponse) -> None:
+        out = self._file if self._file is not None else sys.stdout
+        elapsed = time.monotonic() - self._started
+        width = len(str(event.modules))
+        out.write(
+            f"{self._indent}{event.model_type:<6} {event.module:>{width}}/{event.modules} "
+            f"modules  {event.status:<10}  {elapsed:.1f} s\n"
+        )
+        out.flush()
+
+
+class PlainDownloadProgress:
+    """A line when the download starts; the caller prints the result."""
+
+    def __init__(self, repo_id: str, file: TextIO | None = None) -> None:
+        self._repo_id = repo_id
+        self._file = file
+
+    def __enter__(self) -> PlainDownloadProgress:
+        out = self._file if self._file is not None else sys.stdout
+        out.write(f"downloading {self._repo_id} (the server reports no progress)...\n")
+        out.flush()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+class _NoLoadProgress:
+    """Shows nothing (``--json`` output to a pipe)."""
+
+    def __enter__(self) -> _NoLoadProgress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def update(self, event: ModelLoadResponse) -> None:
+        return None
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def load_progress(*, json_output: bool = False, indent: str = "") -> LoadProgress:
+    """The best display for a load here.
+
+    Human output: live bars on a terminal with rich, else plain lines on
+    stdout. ``--json``: stdout is kept for the JSON result, so the live bars go
+    to stderr when that is a terminal, and nothing is shown otherwise.
+    """
+    if json_output:
+        if _stderr_is_terminal() and rich_available():
+            from ._rich import RichLoadProgress
+
+            return RichLoadProgress(stderr=True)
+        return _NoLoadProgress()
+    if stdout_is_terminal() and rich_available():
+        from ._rich import RichLoadProgress
+
+        return RichLoadProgress()
+    return PlainLoadProgress(indent=indent)
+
+
+def download_progress(repo_id: str, *, json_output: bool = False) -> DownloadProgress:
+    """A spinner with the elapsed time on a terminal, else a plain start line."""
+    terminal = _stderr_is_terminal() if json_output else stdout_is_terminal()
+    if terminal and rich_available():
+        from ._rich import RichDownloadProgress
+
+        return RichDownloadProgress(repo_id, stderr=json_output)
+    if json_output:
+        return _NoLoadProgress()  # keep a script's stderr for errors
+    return PlainDownloadProgress(repo_id)

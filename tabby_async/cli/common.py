@@ -1,0 +1,338 @@
+"""What every ``tabby-async`` subcommand shares: options, client, output, exit codes.
+
+This module is the CLI's public toolkit for subcommand modules (the core
+commands in :mod:`tabby_async.cli` and plug-ins such as
+``tabby_async.cli.fleet``). It imports no optional dependency: rich is loaded
+only by :mod:`tabby_async.cli._progress`, when a terminal can show it.
+
+A subcommand handler is any ``handler(args) -> int`` or
+``async def handler(args) -> int`` stored with ``parser.set_defaults(handler=...)``.
+It may raise :class:`~tabby_async.TabbyError` or :class:`CliError`;
+:func:`tabby_async.cli.main` turns those into one ``error: ...`` line on
+stderr and the exit code of :func:`exit_code_for`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+import msgspec
+
+from .. import errors as E
+from .._client import AsyncTabbyClient
+from .._timeouts import Timeout
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_CODES_HELP",
+    "EXIT_CONNECTION",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_NOT_LOADED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "Connection",
+    "client_from_args",
+    "connection_from_args",
+    "connection_options",
+    "describe_error",
+    "exit_code_for",
+    "format_fields",
+    "format_table",
+    "print_json",
+    "stdout_is_terminal",
+]
+
+#: Success.
+EXIT_OK = 0
+#: The server refused or failed the request (server error, failed load, bad request...).
+EXIT_ERROR = 1
+#: Bad command line or bad input found before anything was sent.
+EXIT_USAGE = 2
+#: A key is missing, wrong, or not allowed for the route (authentication/permission).
+EXIT_AUTH = 3
+#: The model (or the route) does not exist on the server.
+EXIT_NOT_FOUND = 4
+#: The command needs a loaded model and none is loaded.
+EXIT_NOT_LOADED = 5
+#: The server could not be reached, or a timeout fired.
+EXIT_CONNECTION = 6
+#: Interrupted with Ctrl-C (128 + SIGINT, as shells do).
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    the server refused or failed the request (server error, failed load, other errors)
+  2    usage error: bad command line or invalid input (nothing was sent)
+  3    authentication or permission: a key is missing or wrong, or the route needs the admin key
+  4    not found: no such model on the server (or the server lacks the route)
+  5    no model (or embedding model) is loaded
+  6    cannot reach the server, or a timeout fired
+  130  interrupted (Ctrl-C)
+"""
+
+ENV_URL = "TABBY_URL"
+ENV_API_KEY = "TABBY_API_KEY"
+ENV_ADMIN_KEY = "TABBY_ADMIN_KEY"
+DEFAULT_URL = "http://127.0.0.1:5000"
+
+
+class CliError(Exception):
+    """A failure the CLI reports itself: ``message`` goes to stderr, ``exit_code`` out."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+# --- options and connection -----------------------------------------------------
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # On subcommands the defaults are SUPPRESS, so that an option given before
+    # the subcommand (``tabby-async --url X models list``) is not overwritten
+    # by the subcommand's own default when it is not repeated after it.
+    default: Any = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--url",
+        default=default,
+        help=f"server URL (env {ENV_URL}; default {DEFAULT_URL})",
+    )
+    group.add_argument(
+        "--api-key",
+        default=default,
+        metavar="KEY",
+        help=f"api key, for the read-only calls (env {ENV_API_KEY})",
+    )
+    group.add_argument(
+        "--admin-key",
+        default=default,
+        metavar="KEY",
+        help=f"admin key, for load/unload/download; also works for reads (env {ENV_ADMIN_KEY})",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default,
+        metavar="SECONDS",
+        help="total time allowed for each control call (default 30; loads and downloads "
+        "have no total bound)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print the result as JSON (the SDK's response Struct) instead of a table",
+    )
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """The connection options on the top-level parser (with real defaults)."""
+    _add_connection_arguments(parser, suppress=False)
+
+
+def connection_options() -> argparse.ArgumentParser:
+    """A parent parser with ``--url --api-key --admin-key --timeout --json``.
+
+    Pass it as ``parents=[connection_options()]`` to every leaf subparser so
+    that those options work after the subcommand too
+    (``tabby-async models list --json``). Its defaults are suppressed, so the
+    values given before the subcommand survive.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    _add_connection_arguments(parent, suppress=True)
+    return parent
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+class Connection(msgspec.Struct, frozen=True, kw_only=True):
+    """Where to connect and with which keys: flags first, then the environment."""
+
+    url: str
+    api_key: str | None
+    admin_key: str | None
+    timeout: float | None
+
+    def __repr__(self) -> str:  # keys are secrets: say only whether they are set
+        return (
+            f"Connection(url={self.url!r}, api_key={'<set>' if self.api_key else None}, "
+            f"admin_key={'<set>' if self.admin_key else None})"
+        )
+
+
+def _pick(flag: str | None, env_name: str) -> str | None:
+    if flag is not None:
+        return flag or None  # an explicit empty flag means "no key"
+    value = os.environ.get(env_name)
+    return value if value else None
+
+
+def connection_from_args(args: argparse.Namespace) -> Connection:
+    """The connection settings: ``--url`` over ``TABBY_URL`` over the default, and so on."""
+    return Connection(
+        url=_pick(getattr(args, "url", None), ENV_URL) or DEFAULT_URL,
+        api_key=_pick(getattr(args, "api_key", None), ENV_API_KEY),
+        admin_key=_pick(getattr(args, "admin_key", None), ENV_ADMIN_KEY),
+        timeout=getattr(args, "timeout", None),
+    )
+
+
+def client_from_args(args: argparse.Namespace) -> AsyncTabbyClient:
+    """A client for the connection the command line (or environment) names.
+
+    Raises :class:`~tabby_async.InvalidInputError` for a bad URL or key
+    (exit code 2). Use it as ``async with client_from_args(args) as client:``.
+    """
+    conn = connection_from_args(args)
+    timeout = None if conn.timeout is None else Timeout(total=conn.timeout, connect=10.0)
+    return AsyncTabbyClient(
+        conn.url, api_key=conn.api_key, admin_key=conn.admin_key, timeout=timeout
+    )
+
+
+# --- errors -----------------------------------------------------------------------
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code (see :data:`EXIT_CODES_HELP`) for a failure."""
+    if isinstance(exc, CliError):
+        return exc.exit_code
+    if isinstance(exc, E.InvalidInputError):
+        return EXIT_USAGE
+    if isinstance(exc, (E.AuthenticationError, E.PermissionDeniedError)):
+        return EXIT_AUTH
+    if isinstance(exc, (E.ModelNotFoundError, E.NotFoundError)):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, E.ModelNotLoadedError):
+        return EXIT_NOT_LOADED
+    if isinstance(exc, (E.TabbyConnectionError, E.TabbyTimeoutError)):
+        return EXIT_CONNECTION
+    return EXIT_ERROR
+
+
+def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -> str:
+    """One line naming the cause and, where there is one, the fix.
+
+    Built only from the server's messages, the command and the URL: never
+    from a key or token.
+    """
+    command = getattr(args, "command_name", None) or "this command"
+    url = connection_from_args(args).url if args is not None else "the server"
+    name = getattr(args, "name", None)
+    if isinstance(exc, CliError):
+        return exc.message
+    if isinstance(exc, E.PermissionDeniedError):
+        if "Invalid admin key" in exc.message:
+            return (
+                f"the server refused the admin key ({command} needs a valid admin key; "
+                f"check --admin-key or {ENV_ADMIN_KEY})"
+            )
+        return f"{command} needs the admin key (set --admin-key or {ENV_ADMIN_KEY})"
+    if isinstance(exc, E.AuthenticationError):
+        if "Invalid" in exc.message:
+            return f"the server refused the api key (check --api-key or {ENV_API_KEY})"
+        return f"the server needs an api key (set --api-key or {ENV_API_KEY})"
+    if isinstance(exc, E.ModelNotFoundError):
+        what = "embedding model" if "embedding" in exc.message else "model"
+        named = f" {name!r}" if isinstance(name, str) else ""
+        return (
+            f"{what}{named} not found on the server ({exc.message}); "
+            f"see `tabby-async models {'embedding list' if what != 'model' else 'list'}`"
+        )
+    if isinstance(exc, E.NotFoundError):
+        return f"the server at {url} has no route {exc.path} (is it a TabbyAPI server?)"
+    if isinstance(exc, E.ModelNotLoadedError):
+        if "embedding" in exc.message:
+            return (
+                "no embedding model is loaded "
+                "(load one with `tabby-async models embedding load NAME`)"
+            )
+        return (
+            "no model is loaded (or a load is still running); "
+            "load one with `tabby-async models load NAME`"
+        )
+    if isinstance(exc, E.TabbyTimeoutError):
+        return f"timed out talking to {url}: {exc.message}"
+    if isinstance(exc, E.TabbyConnectionError):
+        return f"cannot reach the server at {url}: {exc.message}"
+    if isinstance(exc, E.InvalidInputError):
+        return f"invalid input: {exc.message}"
+    if isinstance(exc, E.LoadFailedError):
+        return f"the load failed on the server: {exc.message}"
+    if isinstance(exc, E.UnprocessableEntityError):
+        return f"the server refused the request: {exc.message}"
+    if isinstance(exc, E.ServerError):
+        return f"server error: {exc}"
+    if isinstance(exc, E.APIStatusError):
+        return f"the server refused the request: {exc}"
+    if isinstance(exc, E.TabbyError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --- output -----------------------------------------------------------------------
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is an interactive terminal (live progress makes sense)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_json(value: Any, file: TextIO | None = None) -> None:
+    """Print ``value`` (a Struct, list, None...) as one line of JSON."""
+    out = file if file is not None else sys.stdout
+    out.write(msgspec.json.encode(value).decode() + "\n")
+    out.flush()
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned columns separated by two spaces, with a header line."""
+    table = [list(headers), *([_cell(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    return "\n".join(lines)
+
+
+def format_fields(pairs: Iterable[tuple[str, object]]) -> str:
+    """``name:  value`` lines with the values aligned."""
+    items = [(name, _cell(value)) for name, value in pairs]
+    if not items:
+        return ""
+    width = max(len(name) for name, _ in items) + 1
+    return "\n".join(f"{(name + ':').ljust(width)}  {value}".rstrip() for name, value in items)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_cell(v) for v in value) or "-"
+    return str(value).replace("\n", " ")
