@@ -1,0 +1,1 @@
+"""Benchmark suite for tabby_async: run with ``python -m benchmarks``."""

@@ -1,0 +1,155 @@
+"""Scenarios, clients and run sizes (no heavy imports: the runner and workers share it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FLOOR = "aiohttp_raw"
+HANDWRITTEN = "aiohttp_msgspec"
+HTTPX = "httpx_pydantic"
+OPENAI = "openai"
+OLLAMA = "ollama"
+SDK = "tabby_async"
+
+ALL_CLIENTS: tuple[str, ...] = (FLOOR, HANDWRITTEN, HTTPX, OPENAI, OLLAMA, SDK)
+CLIENT_LABELS = {
+    FLOOR: "aiohttp, bytes only (floor)",
+    HANDWRITTEN: "aiohttp + msgspec, hand-written",
+    HTTPX: "httpx + pydantic",
+    OPENAI: "openai-python",
+    OLLAMA: "ollama-python",
+    SDK: "tabby_async",
+}
+HTTP_CLIENTS: tuple[str, ...] = (FLOOR, HANDWRITTEN, HTTPX, SDK)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # "calls" | "stream" | "open" | "import" | "hook"
+    op: str  # the BenchClient method the worker drives
+    profile: str  # which server port: a K value or "hold"
+    clients: tuple[str, ...]
+    unit: str  # what throughput counts: "call", "event", "stream", "import"
+    models: int = 0
+    description: str = ""
+
+
+@dataclass
+class Sizes:
+    """How much work each client does per round (the same for every client)."""
+
+    rounds: int = 9
+    models: tuple[int, int] = (50, 1000)
+    calls: int = 3000  # R for list (small K), get, get_props
+    calls_large: int = 300  # R for list (large K)
+    concurrency: int = 50  # C for the call scenarios
+    streams: int = 100  # load streams per round
+    stream_concurrency: int = 10
+    events: int = 200  # M events per load stream
+    open_streams: int = 1000  # streams held open at once
+    import_reps: int = 10  # fresh interpreters per module per round
+    warmup: int = 0  # calls before each timed round; 0 means "concurrency"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+QUICK = Sizes(
+    rounds=3,
+    calls=800,
+    calls_large=80,
+    streams=20,
+    open_streams=1000,
+    import_reps=5,
+)
+FULL = Sizes()
+
+
+def scenarios(sizes: Sizes) -> list[Scenario]:
+    small, large = sizes.models
+    list_clients = (FLOOR, HANDWRITTEN, HTTPX, OPENAI, OLLAMA, SDK)
+    return [
+        Scenario(
+            f"list_k{small}",
+            "calls",
+            "list_models",
+            str(small),
+            list_clients,
+            "call",
+            small,
+            f"GET /v1/model/list, K = {small} cards (/v1/models for openai, /api/tags for ollama)",
+        ),
+        Scenario(
+            f"list_k{large}",
+            "calls",
+            "list_models",
+            str(large),
+            list_clients,
+            "call",
+            large,
+            f"GET /v1/model/list, K = {large} cards (/v1/models for openai, /api/tags for ollama)",
+        ),
+        Scenario(
+            "get",
+            "calls",
+            "get_model",
+            str(small),
+            HTTP_CLIENTS,
+            "call",
+            small,
+            "GET /v1/model, one card with parameters (~2 KB template)",
+        ),
+        Scenario(
+            "get_props",
+            "calls",
+            "get_props",
+            str(small),
+            HTTP_CLIENTS,
+            "call",
+            small,
+            "GET /props",
+        ),
+        Scenario(
+            "load_stream",
+            "stream",
+            "load_stream",
+            str(small),
+            HTTP_CLIENTS,
+            "event",
+            small,
+            f"POST /v1/model/load, {sizes.events} SSE events per stream, one per chunk",
+        ),
+        Scenario(
+            "open_streams",
+            "open",
+            "open_stream",
+            "hold",
+            HTTP_CLIENTS,
+            "stream",
+            small,
+            f"{sizes.open_streams} load streams open at once (first event read, pings)",
+        ),
+        Scenario(
+            "import",
+            "import",
+            "",
+            "",
+            (FLOOR, HANDWRITTEN, SDK),
+            "import",
+            0,
+            "fresh interpreter: import aiohttp vs import tabby_async",
+        ),
+        Scenario(
+            "fleet_sweep",
+            "hook",
+            "fleet_sweep",
+            str(small),
+            (SDK,),
+            "call",
+            small,
+            "fleet status sweep: hook for tabby_async.fleet (not written yet)",
+        ),
+    ]

@@ -1,0 +1,122 @@
+"""Smoke test of the benchmark runner: tiny sizes, one round, into a temp dir.
+
+It checks that every client runs every scenario it belongs to and reports
+positive figures. Nothing here is timed or compared: the numbers of a tiny run
+on a shared machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+# The bench clients' stacks are in the test extra: import them, never skip.
+import httpx
+import httpx_sse
+import msgspec
+import ollama
+import openai
+import pydantic
+
+import tabby_async
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "benchmarks" / "README.md"
+
+FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK = (
+    "aiohttp_raw",
+    "aiohttp_msgspec",
+    "httpx_pydantic",
+    "openai",
+    "ollama",
+    "tabby_async",
+)
+EXPECTED: dict[str, tuple[str, ...]] = {
+    "list_k3": (FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK),
+    "list_k7": (FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK),
+    "get": (FLOOR, HAND, HTTPX, SDK),
+    "get_props": (FLOOR, HAND, HTTPX, SDK),
+    "load_stream": (FLOOR, HAND, HTTPX, SDK),
+    "open_streams": (FLOOR, HAND, HTTPX, SDK),
+    "import": (FLOOR, HAND, SDK),
+}
+TINY = [
+    "--rounds", "1",
+    "--models", "3,7",
+    "--calls", "3",
+    "--calls-large", "2",
+    "--concurrency", "2",
+    "--streams", "2",
+    "--stream-concurrency", "2",
+    "--events", "5",
+    "--open-streams", "4",
+    "--import-reps", "1",
+]  # fmt: skip
+
+
+def test_the_bench_stacks_are_importable() -> None:
+    for module in (httpx, httpx_sse, msgspec, ollama, openai, pydantic):
+        assert module.__name__
+    assert hasattr(tabby_async, "AsyncTabbyClient")
+
+
+def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
+    readme_before = README.read_bytes() if README.exists() else None
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            *TINY,
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "smoke",
+            "--no-readme",
+            "--no-chart",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (README.read_bytes() if README.exists() else None) == readme_before
+    assert not (tmp_path / "smoke.png").exists()
+
+    doc: dict[str, Any] = json.loads((tmp_path / "smoke.json").read_text())
+    assert doc["command"].startswith("python -m benchmarks")
+    assert doc["machine"]["python"]
+    assert doc["machine"]["packages"]["aiohttp"]
+    assert doc["sizes"]["rounds"] == 1
+    scenarios = doc["scenarios"]
+    for scen, clients in EXPECTED.items():
+        assert scen in scenarios, scen
+        got = scenarios[scen]["clients"]
+        assert set(got) == set(clients), (scen, sorted(got))
+        for client in clients:
+            data = got[client]
+            assert "error" not in data, (scen, client, data.get("error"))
+            assert len(data["rounds"]) == 1, (scen, client)
+            summary = data["summary"]
+            metrics = ("ms", "cpu_ms") if scen == "import" else ("throughput", "cpu")
+            for metric in metrics:
+                assert summary[metric] > 0, (scen, client, metric, summary)
+            if scen != "import":
+                assert summary["peak_rss_mib"] > 0, (scen, client)
+            if scen == "open_streams":
+                assert summary["kib"] is not None, (scen, client)
+            if client != FLOOR:
+                ratios = summary[f"vs_{FLOOR}"]
+                assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
+    assert "skipped" in scenarios["fleet_sweep"]  # a hook until tabby_async.fleet exists
+    targets = doc["targets"]
+    assert len(targets) == 14
+    for target in targets:
+        assert target["value"] is not None, target
+        assert target["status"] in ("pass", "fail"), target
+        assert target["decisive"] is False, target  # one tiny round decides nothing
