@@ -754,7 +754,8 @@ async def test_download(tabby_emulator_factory: Factory, http: aiohttp.ClientSes
     assert "slow" not in s.models
     # The token is redacted in the recording.
     record = next(r for r in s.requests if r.path == "/v1/download")
-    assert record.json() == {"repo_id": "org/new-model", "token": "<redacted>"}
+    assert record.body == {"repo_id": "org/new-model", "token": "<redacted>"}
+    assert record.json() == record.body and b"hf_secret" not in record.raw
     assert record.headers["x-admin-key"] == "<redacted>"
 
 
@@ -774,7 +775,9 @@ async def test_recording(tabby_emulator_factory: Factory, http: aiohttp.ClientSe
     first, second = s.requests
     assert first.headers["authorization"] == "<redacted>"
     assert first.headers["x-custom"] == "1" and first.query == "x=1"
-    assert second.body == b"{oops" and second.headers["x-admin-key"] == "<redacted>"
+    assert second.raw == b"{oops" and second.body == b"{oops"  # not JSON: bytes
+    assert second.headers["x-admin-key"] == "<redacted>"
+    assert first.raw == b"" and first.body is None
     assert first.time <= second.time
     assert s.count("get", "/v1/model/list") == 1 and s.count("GET", "/nope") == 0
     s.reset_requests()

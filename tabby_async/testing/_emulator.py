@@ -472,7 +472,7 @@ class TabbyEmulator:
                 self._requests.append(record)
             body = await request.read() if request.body_exists else b""
             if record is not None and body:
-                record.body = _redact_body(path, body)
+                record.raw = _redact_body(path, body)
 
             faults = self._faults
             if faults:

@@ -76,7 +76,9 @@ def as_model(spec: str | EmulatedModel) -> EmulatedModel:
     return EmulatedModel(name=spec)
 
 
-@dataclasses.dataclass(slots=True)
+_UNSET: Any = object()
+
+
 class RecordedRequest:
     """One request as the emulator received it, recorded in arrival order.
 
@@ -86,20 +88,68 @@ class RecordedRequest:
         headers: request headers with names lower-cased (when a name repeats, the
             last value wins). Values of ``x-api-key``, ``x-admin-key`` and
             ``authorization`` are replaced by ``"<redacted>"``.
-        body: the raw body bytes (``b""`` if none). For ``POST /v1/download`` with a
-            JSON object body holding a ``token``, the body is re-encoded with that
-            token replaced by ``"<redacted>"``. Use :meth:`json` to parse it.
+        raw: the body bytes (``b""`` if none). For ``POST /v1/download`` with a JSON
+            object body holding a ``token``, the body is re-encoded with that token
+            replaced by ``"<redacted>"``.
         time: arrival time, ``time.time()`` seconds since the epoch.
         query: raw query string (``""`` if none).
+
+    :attr:`body` is the parsed form of ``raw``, decoded lazily on first access so
+    that recording stays cheap.
     """
 
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    time: float
-    query: str = ""
+    __slots__ = ("_body", "headers", "method", "path", "query", "raw", "time")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        raw: bytes = b"",
+        time: float = 0.0,
+        query: str = "",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.raw = raw
+        self.time = time
+        self.query = query
+        self._body: Any = _UNSET
+
+    @property
+    def body(self) -> Any:
+        """The body parsed as JSON; ``None`` when empty; the raw ``bytes`` if not JSON."""
+        if self._body is _UNSET:
+            if not self.raw:
+                self._body = None
+            else:
+                try:
+                    self._body = msgspec.json.decode(self.raw)
+                except msgspec.DecodeError:
+                    self._body = self.raw
+        return self._body
 
     def json(self) -> Any:
         """Parse the body as JSON (raises ``msgspec.DecodeError`` if it is not JSON)."""
-        return msgspec.json.decode(self.body)
+        return msgspec.json.decode(self.raw)
+
+    def __repr__(self) -> str:
+        return (
+            f"RecordedRequest(method={self.method!r}, path={self.path!r}, "
+            f"query={self.query!r}, raw={self.raw[:80]!r}, time={self.time!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecordedRequest):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.path == other.path
+            and self.headers == other.headers
+            and self.raw == other.raw
+            and self.time == other.time
+            and self.query == other.query
+        )
+
+    __hash__ = None  # type: ignore[assignment]
