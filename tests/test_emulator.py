@@ -628,12 +628,19 @@ async def test_failures_leave_nothing_loaded(
             ],
         ),
         ("noconf", None, [error_frame("no config.json")]),
+        (
+            "good",
+            None,
+            [error_frame("Invalid backend 'vllm'. Available backends: ['exllamav2', 'exllamav3']")],
+        ),
         ("good", "missing-draft", None),
     ]:
         s.preload("mid" if name == "good" else "good")  # something else is loaded
         body: dict[str, Any] = {"model_name": name}
         if draft:
             body["draft_model"] = {"draft_model_name": draft}
+        elif name == "good":
+            body["backend"] = "vllm"
         r, chunks = await load(http, s, **body)
         assert r.status == 200
         if expected is not None:

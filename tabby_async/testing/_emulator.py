@@ -65,6 +65,9 @@ MSG_MISSING_DRAFT = (
     "Could not find the draft model path for load. Check draft model name or config.yml?"
 )
 
+#: Backends the emulated server has installed; any other ``backend`` fails the load.
+BACKENDS = ("exllamav2", "exllamav3")
+
 # ----------------------------------------------------------------------------- bytes
 
 _JSON_HEADERS: dict[str, str] = {"Content-Type": "application/json", "Server": "uvicorn"}
@@ -874,6 +877,10 @@ class TabbyEmulator:
     ) -> None:
         if model.config_error is not None:
             emit(_error_frame(model.config_error))
+            return
+        backend = fields["backend"]
+        if backend is not None and backend not in BACKENDS:
+            emit(_error_frame(f"Invalid backend '{backend}'. Available backends: {list(BACKENDS)}"))
             return
         await asyncio.sleep(0)
 
