@@ -1,0 +1,192 @@
+"""Node specs, and reading them from a TOML file.
+
+A nodes file lists the servers of a fleet and where their keys come from.
+Keys should not sit in the file itself: name environment variables instead
+(``admin_key_env = "NODE1_ADMIN"``); a key written inline works too. A
+``[defaults]`` table gives every node the same key source, and a ``[fleet]``
+table sets :class:`~tabby_async.fleet.TabbyFleet` options::
+
+    [defaults]
+    api_key_env = "TABBY_API_KEY"
+    admin_key_env = "TABBY_ADMIN_KEY"
+
+    [fleet]
+    max_concurrency = 32
+    node_timeout = 30.0
+
+    [[nodes]]
+    name = "gpu-01"
+    url = "http://10.0.0.1:5000"
+
+    [[nodes]]
+    name = "gpu-02"
+    url = "http://10.0.0.2:5000"
+    admin_key_env = "GPU02_ADMIN"     # overrides the default
+
+``[nodes.gpu-01]`` tables (the name as the key) are accepted too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._client import _normalise_base_url
+from ..errors import InvalidInputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = ["FLEET_OPTIONS", "NodeSpec", "read_nodes_toml"]
+
+#: The ``[fleet]`` keys a nodes file may set, with their types.
+FLEET_OPTIONS: dict[str, tuple[type, ...]] = {
+    "max_concurrency": (int,),
+    "node_timeout": (int, float),
+    "load_timeout": (int, float),
+    "connection_limit": (int,),
+    "limit_per_host": (int,),
+    "max_retries": (int,),
+}
+_NODE_KEYS = frozenset({"name", "url", "api_key", "admin_key", "api_key_env", "admin_key_env"})
+_DEFAULT_KEYS = frozenset({"api_key", "admin_key", "api_key_env", "admin_key_env"})
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One server of a fleet: a unique name, its URL and its keys.
+
+    The keys are secrets: ``repr`` only says whether each is set.
+    """
+
+    name: str
+    url: str
+    api_key: str | None = field(default=None, repr=False)
+    admin_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidInputError("name", "a node needs a non-empty name")
+        _normalise_base_url(self.url)  # raises InvalidInputError naming base_url
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeSpec(name={self.name!r}, url={self.url!r}, "
+            f"api_key={'<set>' if self.api_key else None}, "
+            f"admin_key={'<set>' if self.admin_key else None})"
+        )
+
+
+def _key(
+    where: str,
+    table: Mapping[str, Any],
+    kind: str,
+    defaults: Mapping[str, Any],
+    env: Mapping[str, str],
+) -> str | None:
+    """A node's ``api``/``admin`` key: inline, from the named env var, or the default's."""
+    for source, label in ((table, where), (defaults, "defaults")):
+        inline = source.get(f"{kind}_key")
+        env_name = source.get(f"{kind}_key_env")
+        if inline is not None and env_name is not None:
+            raise InvalidInputError(
+                f"{label}.{kind}_key", f"give {kind}_key or {kind}_key_env, not both"
+            )
+        if inline is not None:
+            if not isinstance(inline, str) or not inline:
+                raise InvalidInputError(f"{label}.{kind}_key", "must be a non-empty string")
+            return inline
+        if env_name is not None:
+            if not isinstance(env_name, str) or not env_name:
+                raise InvalidInputError(f"{label}.{kind}_key_env", "must name a variable")
+            value = env.get(env_name)
+            if not value:
+                raise InvalidInputError(
+                    f"{label}.{kind}_key_env",
+                    f"the environment variable {env_name} is not set (or empty)",
+                )
+            return value
+    return None
+
+
+def parse_nodes(
+    data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+) -> tuple[list[NodeSpec], dict[str, Any]]:
+    """Node specs and ``[fleet]`` options from a parsed nodes document."""
+    env = os.environ if env is None else env
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise InvalidInputError("defaults", "must be a table")
+    unknown = set(defaults) - _DEFAULT_KEYS
+    if unknown:
+        raise InvalidInputError("defaults", f"unknown keys: {', '.join(sorted(unknown))}")
+    options = data.get("fleet", {})
+    if not isinstance(options, dict):
+        raise InvalidInputError("fleet", "must be a table")
+    for name, value in options.items():
+        types = FLEET_OPTIONS.get(name)
+        if types is None:
+            raise InvalidInputError(f"fleet.{name}", "is not a fleet option")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise InvalidInputError(f"fleet.{name}", f"must be a number, not {value!r}")
+    raw = data.get("nodes")
+    tables: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(raw, list):
+        for i, table in enumerate(raw):
+            if not isinstance(table, dict):
+                raise InvalidInputError(f"nodes[{i}]", "must be a table")
+            tables.append((f"nodes[{i}]", table))
+    elif isinstance(raw, dict):
+        for name, table in raw.items():
+            if not isinstance(table, dict):
+                raise InvalidInputError(f"nodes.{name}", "must be a table")
+            if "name" in table and table["name"] != name:
+                raise InvalidInputError(f"nodes.{name}.name", "differs from the table's name")
+            tables.append((f"nodes.{name}", {"name": name, **table}))
+    else:
+        raise InvalidInputError("nodes", "the file needs [[nodes]] tables with a url each")
+    specs: list[NodeSpec] = []
+    seen: set[str] = set()
+    for where, table in tables:
+        unknown = set(table) - _NODE_KEYS
+        if unknown:
+            raise InvalidInputError(where, f"unknown keys: {', '.join(sorted(unknown))}")
+        url = table.get("url")
+        if not isinstance(url, str):
+            raise InvalidInputError(f"{where}.url", "is required (http://host:port)")
+        name = table.get("name", url)
+        if not isinstance(name, str):
+            raise InvalidInputError(f"{where}.name", "must be a string")
+        if name in seen:
+            raise InvalidInputError(f"{where}.name", f"{name!r} is used by two nodes")
+        seen.add(name)
+        spec = NodeSpec(
+            name=name,
+            url=url,
+            api_key=_key(where, table, "api", defaults, env),
+            admin_key=_key(where, table, "admin", defaults, env),
+        )
+        specs.append(spec)
+    return specs, dict(options)
+
+
+def read_nodes_toml(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> tuple[list[NodeSpec], dict[str, Any]]:
+    """Read a nodes file: its node specs and its ``[fleet]`` options."""
+    try:
+        with Path(path).open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise InvalidInputError(
+            "nodes file", f"cannot read {str(path)!r}: {exc.strerror}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError("nodes file", f"{str(path)!r} is not valid TOML: {exc}") from None
+    return parse_nodes(data, env=env)

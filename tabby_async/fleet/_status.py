@@ -1,0 +1,154 @@
+"""One node's monitoring snapshot: reachability, health, key permission, loaded models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+
+from .._client import AsyncTabbyClient
+from ..errors import (
+    ModelNotLoadedError,
+    TabbyConnectionError,
+    TabbyError,
+    TabbyTimeoutError,
+)
+from ..types import HealthResponse, ModelCard
+
+__all__ = ["NodeStatus", "probe_status"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What one node looked like when :meth:`TabbyFleet.status` asked.
+
+    A node that could not be reached at all has no NodeStatus: its
+    NodeResult holds the connection error or timeout instead.
+
+    ``permission`` is what the configured key may do (``"api"``/``"admin"``;
+    None when the server refused the key). ``model`` is the loaded card (None
+    when nothing is loaded *or* a load is running: the server says the same
+    for both). ``problems`` maps each probe that failed (``health``,
+    ``permission``, ``model``, ``embedding``) to its error; "not loaded"
+    answers are states, not problems.
+    """
+
+    url: str
+    health: HealthResponse | None
+    permission: str | None
+    model: ModelCard | None
+    embedding_model: ModelCard | None
+    latency: float
+    problems: Mapping[str, TabbyError] = field(default_factory=dict)
+
+    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "health",
+        "permission",
+        "model",
+        "ctx",
+        "embedding",
+        "problems",
+    )
+
+    @property
+    def reachable(self) -> bool:
+        """Always True: an unreachable node has an error instead of a NodeStatus."""
+        return True
+
+    @property
+    def healthy(self) -> bool:
+        return self.health is not None and self.health.healthy
+
+    @property
+    def model_name(self) -> str | None:
+        return self.model.id if self.model is not None else None
+
+    @property
+    def max_seq_len(self) -> int | None:
+        """The loaded model's context length, if a model is loaded."""
+        if self.model is None or self.model.parameters is None:
+            return None
+        return self.model.parameters.max_seq_len
+
+    @property
+    def ok(self) -> bool:
+        """Healthy and every probe answered."""
+        return self.healthy and not self.problems
+
+    def summary(self) -> str:
+        health = self.health.status if self.health is not None else "?"
+        model = self.model_name or "no model"
+        ctx = f" @{self.max_seq_len}" if self.max_seq_len else ""
+        issues = f"; problems: {self._problems_text()}" if self.problems else ""
+        return f"{health}, {self.permission or 'no permission'}, {model}{ctx}{issues}"
+
+    def _problems_text(self) -> str:
+        return ", ".join(f"{probe}: {err.code}" for probe, err in self.problems.items())
+
+    def table_row(self) -> tuple[str, ...]:
+        health = self.health.status if self.health is not None else "?"
+        if self.health is not None and self.health.issues:
+            health += f" ({len(self.health.issues)} issues)"
+        return (
+            health,
+            self.permission or "-",
+            self.model_name or "-",
+            str(self.max_seq_len) if self.max_seq_len else "-",
+            self.embedding_model.id if self.embedding_model is not None else "-",
+            self._problems_text(),
+        )
+
+
+async def _probe(name: str, awaitable: Awaitable[T], problems: dict[str, TabbyError]) -> T | None:
+    try:
+        return await awaitable
+    except ModelNotLoadedError:
+        return None
+    except TabbyError as err:
+        problems[name] = err
+        return None
+
+
+async def probe_status(client: AsyncTabbyClient) -> NodeStatus:
+    """Ask one node four things at once: health, permission, model, embedding model.
+
+    Raises the health probe's connection error or timeout when the node
+    cannot be reached (that is the node's result, not a NodeStatus).
+    """
+    problems: dict[str, TabbyError] = {}
+    started = time.perf_counter()
+    health_task = asyncio.ensure_future(client.health())
+    try:
+        permission, model, embedding = await asyncio.gather(
+            _probe("permission", client.permission(), problems),
+            _probe("model", client.models.get(max_retries=0), problems),
+            _probe("embedding", client.models.get_embedding(max_retries=0), problems),
+        )
+        try:
+            health: HealthResponse | None = await health_task
+        except (TabbyConnectionError, TabbyTimeoutError):
+            raise
+        except TabbyError as err:
+            problems["health"] = err
+            health = None
+    finally:
+        if not health_task.done():  # pragma: no cover - only when cancelled
+            health_task.cancel()
+            await asyncio.gather(health_task, return_exceptions=True)
+    latency = time.perf_counter() - started
+    # Order the problems as the probes are listed, whatever order they failed in.
+    order = ("health", "permission", "model", "embedding")
+    ordered = {k: problems[k] for k in order if k in problems}
+    return NodeStatus(
+        url=str(client.base_url),
+        health=health,
+        permission=permission.permission if permission is not None else None,
+        model=model,
+        embedding_model=embedding,
+        latency=latency,
+        problems=ordered,
+    )
