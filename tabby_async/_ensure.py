@@ -53,6 +53,7 @@ server itself changed (a clamped context, say): it raises
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -340,6 +341,30 @@ async def _unload(service: AsyncModelsService) -> None:
         await service.unload()
 
 
+async def _load(
+    service: AsyncModelsService,
+    request: ModelLoadRequest,
+    on_progress: ProgressCallback | None,
+    timeout: TimeoutLike,
+) -> tuple[ModelLoadResponse, bool]:
+    """Load; also say whether the server treated it as "already loaded".
+
+    That answer is exactly ``processing 1/1`` then ``finished 1/1`` for the
+    model (PROTOCOL.md); a real load reports one event per module.
+    """
+    shapes: list[tuple[str, int, int]] = []
+
+    async def watch(event: ModelLoadResponse) -> None:
+        shapes.append((event.model_type, event.module, event.modules))
+        if on_progress is not None:
+            outcome = on_progress(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    event = await service.load(request, on_progress=watch, timeout=timeout)
+    return event, shapes == [("model", 1, 1), ("model", 1, 1)]
+
+
 async def ensure_loaded(
     service: AsyncModelsService,
     request: ModelLoadRequest,
@@ -352,10 +377,11 @@ async def ensure_loaded(
 
     ``timeout`` bounds each load (the client's stream timeout by default);
     the reads and the unload use the client's control timeout. With
-    ``verify`` (the default) the card is read again afterwards; a load the
-    server silently ignored (a concurrent load of the same model) is redone
-    once with an unload first, and any difference left raises
-    :class:`EnsureMismatchError`.
+    ``verify`` (the default) the card is read again afterwards. If the
+    server answered our load with its "already loaded" no-op (another
+    client's load of the same model ran meanwhile) and the parameters are
+    not ours, it unloads and loads once more. Any difference left is one the
+    server made itself: :class:`EnsureMismatchError`.
     """
     plan = await plan_load(service, request)
     if plan.action == "none":
@@ -363,22 +389,21 @@ async def ensure_loaded(
     action: EnsureAction = plan.action
     if action == "reload":
         await _unload(service)
-    event = await service.load(request, on_progress=on_progress, timeout=timeout)
+    event, ignored = await _load(service, request, on_progress, timeout)
     if not verify:
         return EnsureResult(action, plan.reasons, plan, event, None)
     card = await loaded_card(service)
     after = plan_for(request, card)
-    if after.action != "none" and action == "load" and after.action == "reload":
-        # The right model, wrong parameters: our load was a no-op behind a
-        # concurrent load of the same model. Unload and load once more.
+    if ignored and after.action == "reload":
+        # The right model with the wrong parameters, and our load was the
+        # server's no-op: a concurrent load of the same model won the lock.
         action = "reload"
         await _unload(service)
-        event = await service.load(request, on_progress=on_progress, timeout=timeout)
+        event, _ = await _load(service, request, on_progress, timeout)
         card = await loaded_card(service)
         after = plan_for(request, card)
-    result = EnsureResult(action, plan.reasons, plan, event, card)
     if after.action != "none":
         raise EnsureMismatchError(
             EnsureResult(action, plan.reasons, plan, event, card, after.reasons)
         )
-    return result
+    return EnsureResult(action, plan.reasons, plan, event, card)
