@@ -519,6 +519,55 @@ async def test_embeddings(tabby_emulator: TabbyEmulator, http: aiohttp.ClientSes
         assert r.status == 503
 
 
+async def test_embedding_errors(
+    tabby_emulator_factory: Factory, http: aiohttp.ClientSession
+) -> None:
+    s = await tabby_emulator_factory(
+        embeddings=[EmulatedModel("e", modules=2, delay=0.5), "f"], ping_interval=0
+    )
+    url = s.url + "/v1/model/embedding/load"
+    async with http.post(url, json={"embedding_model_name": "f"}, headers=admin(s)) as r:
+        assert r.status == 200
+    async with http.post(url, json={"embedding_model_name": "f"}, headers=admin(s)) as r:
+        assert (r.status, await r.json()) == (
+            400,
+            {"detail": 'Embeddings model "f" is already loaded! Aborting.'},
+        )
+    # A disconnect cancels an embedding load; the old model was unloaded first.
+    with pytest.raises(asyncio.TimeoutError):
+        await http.post(
+            url,
+            json={"embedding_model_name": "e"},
+            headers=admin(s),
+            timeout=aiohttp.ClientTimeout(total=0.1),
+        )
+    await asyncio.sleep(0.6)
+    assert s.loaded_embedding is None
+    bare = await tabby_emulator_factory(embeddings=["e"], embeddings_available=False)
+    async with http.post(
+        bare.url + "/v1/model/embedding/load", json={"name": "e"}, headers=admin(bare)
+    ) as r:
+        assert r.status == 422  # the field is embedding_model_name
+    async with http.post(
+        bare.url + "/v1/model/embedding/load",
+        json={"embedding_model_name": "e"},
+        headers=admin(bare),
+    ) as r:
+        assert r.status == 400
+        assert (await r.json())["detail"].startswith("Skipping embeddings because")
+
+
+async def test_listing_with_conflicting_keys_is_a_plain_500(
+    tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession
+) -> None:
+    s = tabby_emulator
+    headers = {"x-api-key": s.api_key, "x-admin-key": "wrong"}
+    async with http.get(s.url + "/v1/model/list", headers=headers) as r:
+        assert r.status == 500
+        assert r.headers["Content-Type"].startswith("text/plain")
+        assert await r.read() == b"Internal Server Error"
+
+
 # --------------------------------------------------------------------------- load stream
 
 

@@ -1,22 +1,58 @@
 """``tabby_async.testing``: an in-process TabbyAPI emulator for tests and benchmarks.
 
-It speaks TabbyAPI's model-management wire protocol (see ``PROTOCOL.md``) over real
-HTTP on a local port, records what it receives and can inject faults::
+It speaks TabbyAPI's model-management wire protocol (``PROTOCOL.md``) over real HTTP
+on a local port, records what it receives and can inject faults::
 
-    from tabby_async.testing import TabbyEmulator, EmulatedModel
+    from tabby_async.testing import EmulatedModel, TabbyEmulator
 
     async with TabbyEmulator(models=["a", EmulatedModel("b", modules=8, delay=0.01)]) as server:
-        ...  # talk to server.url with server.admin_key
+        ...  # talk to server.url with server.api_key / server.admin_key
+        server.faults.fail_next(2, status=429, headers={"Retry-After": "1"})
+        assert server.count("GET", "/v1/model/list") == 1
 
-A pytest plugin (``tabby_async.testing.pytest_plugin``) provides the
-``tabby_emulator`` and ``tabby_emulator_factory`` fixtures.
+The pytest plugin (``tabby_async.testing.pytest_plugin``, a ``pytest11`` entry
+point) provides the ``tabby_emulator`` and ``tabby_emulator_factory`` fixtures.
+
+Behaviour chosen where PROTOCOL.md is silent (taken from the public TabbyAPI source
+where it says something):
+
+- Listings follow TabbyAPI's ``get_key_permission``: a request whose key has admin
+  permission (``x-admin-key`` or ``x-api-key``/``Bearer`` holding the admin key, or
+  auth disabled) sees every folder; an api key sees only what is loaded (the
+  loaded model / its draft / the loaded embedding model). A permission lookup that
+  raises in the real server (e.g. a wrong ``x-admin-key`` beside a valid
+  ``x-api-key`` on a listing) gives its plain-text ``500 Internal Server Error``.
+- ``/v1/auth/permission`` errors: 400 ``The provided authentication key is
+  invalid.`` / ``... is missing.``
+- Bodies are validated after auth, like FastAPI; only malformed JSON is a 422
+  before auth. Unknown keys are ignored; lax pydantic coercions apply.
+- A ``draft_model`` block without ``draft_model_name`` means no draft. An unknown
+  draft name fails the load in-stream with ``MSG_MISSING_DRAFT``; an unknown
+  ``backend`` (not exllamav2/exllamav3) with TabbyAPI's "Invalid backend" text. The
+  previous model is unloaded before either check, so nothing is loaded afterwards.
+- ``rope_alpha: "auto"`` is reported as ``1.0``; ``cache_size`` defaults to
+  ``max_seq_len``; ``cache_mode`` ``"FP16"``; ``chunk_size`` 2048;
+  ``max_batch_size`` (and ``/props`` ``total_slots``) ``EmulatedModel.max_batch_size``.
+- A load request is queued as soon as its head is sent; it runs even if its client
+  disconnects while waiting for the lock.
+- Loading the embedding model that is already loaded: 400 ``Embeddings model "X" is
+  already loaded! Aborting.`` (from the source). Embedding loads are not behind the
+  model load lock; a client disconnect cancels one (nothing loaded afterwards).
+- Downloads: the repo must be in ``downloadable``; otherwise 400 with the offline
+  reason. The target folder is ``folder_name`` or the part after ``/`` in
+  ``repo_id``; an existing model folder gives 400 ``[Errno 17] File exists:
+  'models/<folder>'`` (checked after the repo lookup, before the wait).
+  ``repo_type: "lora"`` downloads to ``loras/`` and adds no model.
+- Routes other than the model-management ones (completions, templates, loras,
+  ...) are 404 here.
 """
 
-from ._emulator import TabbyEmulator, run_emulator, serve_forever
+from ._emulator import BACKENDS, TabbyEmulator, run_emulator, serve_forever
 from ._faults import Fault, FaultInjector
 from ._models import EmulatedModel, RecordedRequest
 
 __all__ = [
+    "BACKENDS",
     "EmulatedModel",
     "Fault",
     "FaultInjector",
