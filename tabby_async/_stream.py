@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -153,12 +154,25 @@ class LoadStream:
     """
 
     def __init__(
-        self, transport: Transport, route: Route, body: msgspec.Struct, timeout: Timeout
+        self,
+        transport: Transport,
+        route: Route,
+        body: msgspec.Struct,
+        timeout: Timeout,
+        *,
+        reattach: Callable[[], Awaitable[bool]] | None = None,
+        reattach_within: float = 0.0,
+        poll_interval: float = 0.5,
     ) -> None:
         self._transport = transport
         self._route = route
         self._body = body
         self._timeout = timeout
+        self._reattach = reattach
+        self._reattach_within = reattach_within
+        self._poll_interval = poll_interval
+        #: True when the stream broke and the load's end was seen by polling.
+        self.reattached = False
         self._source: _OneShotEventSource | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._opening = False
@@ -233,7 +247,7 @@ class LoadStream:
             raise
         except _EndOfBody:
             await self.aclose()
-            raise E.StreamError(self._ended_early()) from None
+            return await self._recover(E.StreamError(self._ended_early()))
         except E.TabbyError:
             await self.aclose()
             raise
@@ -244,13 +258,47 @@ class LoadStream:
             await self.aclose()
             mapped = translate_exception(exc, self._route, self._timeout, got_head=True)
             if isinstance(mapped, E.TabbyConnectionError):
-                raise E.StreamError(f"{self._ended_early()}: {mapped}") from exc
+                broken = E.StreamError(f"{self._ended_early()}: {mapped}")
+                broken.__cause__ = exc
+                return await self._recover(broken)
             if mapped is None:
                 raise
             raise mapped from exc
         self.last_event = event
         if event.model_type == "model" and event.status == "finished":
             self._finished = True
+        return event
+
+    async def _recover(self, broken: E.StreamError) -> ModelLoadResponse:
+        """After a cut stream: poll for the model if asked to, else raise.
+
+        The server keeps loading after a disconnect, so the load's end can be
+        seen by polling ``GET /v1/model``. The load is never sent again.
+        """
+        if self._reattach is None or self._finished:
+            raise broken
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._reattach_within
+        while True:
+            try:
+                if await self._reattach():
+                    break
+            except (E.ModelNotLoadedError, E.TabbyConnectionError, E.TabbyTimeoutError):
+                pass  # still loading (503), or the server is busy: poll again
+            if loop.time() + self._poll_interval > deadline:
+                raise E.StreamError(
+                    f"{broken}; the model did not show up in GET /v1/model within "
+                    f"{self._reattach_within:g} s"
+                ) from broken
+            await asyncio.sleep(self._poll_interval)
+        last = self.last_event
+        modules = last.modules if last is not None and last.model_type == "model" else 1
+        event = ModelLoadResponse(
+            model_type="model", module=modules, modules=modules, status="finished"
+        )
+        self.reattached = True
+        self._finished = True
+        self.last_event = event
         return event
 
     def _decode(self, data: str) -> ModelLoadResponse:

@@ -131,6 +131,7 @@ class AsyncModelsService:
         /,
         *,
         timeout: TimeoutLike = None,
+        reattach_within: float | None = None,
         **fields: Any,
     ) -> LoadStream:
         """Start a load and follow its progress (``POST /v1/model/load``).
@@ -139,9 +140,33 @@ class AsyncModelsService:
         async for event in stream: ...``. The request is sent once, on
         entering the block; it is never re-sent. The default timeout has no
         total bound, only a read (idle) bound well above the 15 s pings.
+
+        ``reattach_within`` (seconds, opt-in): if the connection drops
+        mid-load, poll ``GET /v1/model`` until the model shows up (the server
+        keeps loading after a disconnect) or the time runs out, and end with a
+        ``finished`` event (``stream.reattached`` is then True). The load is
+        never sent again.
         """
         body = _build(ModelLoadRequest, request, fields)
-        return LoadStream(self._transport, R.LOAD, body, self._timeout(timeout, stream=True))
+        if reattach_within is None:
+            return LoadStream(self._transport, R.LOAD, body, self._timeout(timeout, stream=True))
+        if isinstance(reattach_within, bool) or not isinstance(reattach_within, (int, float)):
+            raise InvalidInputError("reattach_within", "must be seconds")
+        if reattach_within <= 0:
+            raise InvalidInputError("reattach_within", f"must be > 0, got {reattach_within}")
+        name = body.model_name
+
+        async def model_is_loaded() -> bool:
+            return (await self.get(max_retries=0)).id == name
+
+        return LoadStream(
+            self._transport,
+            R.LOAD,
+            body,
+            self._timeout(timeout, stream=True),
+            reattach=model_is_loaded,
+            reattach_within=float(reattach_within),
+        )
 
     async def load(
         self,
@@ -150,6 +175,7 @@ class AsyncModelsService:
         *,
         on_progress: ProgressCallback | None = None,
         timeout: TimeoutLike = None,
+        reattach_within: float | None = None,
         **fields: Any,
     ) -> ModelLoadResponse:
         """Load a model and wait for it; returns the model's ``finished`` event.
@@ -157,8 +183,11 @@ class AsyncModelsService:
         ``on_progress`` sees every event, draft and vision components too.
         If the server already has this model loaded it does nothing and
         ignores new parameters (use ``unload`` first to change them).
+        ``reattach_within`` is as for :meth:`load_stream`.
         """
-        stream = self.load_stream(request, timeout=timeout, **fields)
+        stream = self.load_stream(
+            request, timeout=timeout, reattach_within=reattach_within, **fields
+        )
         async with stream:
             async for event in stream:
                 if on_progress is not None:

@@ -1,0 +1,137 @@
+"""Retries: read-only calls retry outages; loads and other writes never repeat."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tabby_async import (
+    AsyncTabbyClient,
+    ModelNotLoadedError,
+    RateLimitError,
+    ServerError,
+    StreamError,
+    TabbyConnectionError,
+    TabbyTimeoutError,
+)
+from tabby_async.testing import TabbyEmulator
+from tests.conftest import held_connections
+
+LIST = "/v1/model/list"
+LOAD = "/v1/model/load"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TabbyEmulator]:
+    async with TabbyEmulator(models=["alpha"], embeddings=["embed-a"]) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as c:
+        yield c
+
+
+@pytest.mark.parametrize("status", [502, 503, 504, 429])
+async def test_read_only_calls_retry_outages(
+    server: TabbyEmulator, client: AsyncTabbyClient, status: int
+) -> None:
+    server.faults.fail_next(2, status=status, detail="outage", path=LIST)
+    assert "alpha" in (await client.models.list()).ids
+    assert server.count("GET", LIST) == 3
+
+
+async def test_retries_stop_at_max_retries(server: TabbyEmulator, client: AsyncTabbyClient) -> None:
+    server.faults.fail_next(5, status=502, path=LIST)
+    with pytest.raises(ServerError):
+        await client.models.list(max_retries=1)
+    assert server.count("GET", LIST) == 2
+    server.faults.clear()
+    server.reset_requests()
+    server.faults.fail_next(1, status=502, path=LIST)
+    with pytest.raises(ServerError):
+        await client.models.list(max_retries=0)
+    assert server.count("GET", LIST) == 1
+
+
+async def test_no_model_loaded_is_an_answer_not_retried(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    with pytest.raises(ModelNotLoadedError):
+        await client.models.get()
+    assert server.count("GET", "/v1/model") == 1
+
+
+async def test_retry_after_is_honoured(server: TabbyEmulator, client: AsyncTabbyClient) -> None:
+    server.faults.fail_next(1, status=429, headers={"Retry-After": "0.4"}, path=LIST)
+    started = time.monotonic()
+    await client.models.list()
+    assert time.monotonic() - started >= 0.4
+    assert server.count("GET", LIST) == 2
+
+
+async def test_retry_after_beyond_the_total_timeout_gives_up_at_once(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.fail_next(1, status=429, headers={"Retry-After": "20"}, path=LIST)
+    with pytest.raises(RateLimitError):
+        await client.models.list(timeout=1.0)
+    assert server.count("GET", LIST) == 1
+
+
+async def test_retries_share_one_total_deadline(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # Each try is slow and fails; the total bounds them all together.
+    server.faults.delay_head(0.4, n=None, path=LIST)
+    server.faults.fail_next(None, status=502, path=LIST)
+    started = time.monotonic()
+    with pytest.raises((TabbyTimeoutError, ServerError)):
+        await client.models.list(timeout=0.6, max_retries=5)
+    assert time.monotonic() - started < 0.6 + 0.25
+    assert server.count("GET", LIST) <= 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "call"),
+    [
+        ("POST", "/v1/model/unload", "unload"),
+        ("POST", "/v1/model/embedding/unload", "unload_embedding"),
+    ],
+)
+async def test_writes_are_never_retried(
+    server: TabbyEmulator, client: AsyncTabbyClient, method: str, path: str, call: str
+) -> None:
+    server.faults.fail_next(1, status=502, path=path)
+    with pytest.raises(ServerError):
+        await getattr(client.models, call)()
+    assert server.count(method, path) == 1
+
+
+async def test_load_is_never_retried_after_it_was_sent(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.fail_next(1, status=503, detail="proxy", path=LOAD)
+    with pytest.raises(ServerError):
+        await client.models.load(model_name="alpha")
+    assert server.count("POST", LOAD) == 1
+    server.faults.reset_mid_body(1, path="/v1/model/embedding/load")
+    with pytest.raises(TabbyConnectionError):
+        await client.models.load_embedding(embedding_model_name="embed-a")
+    assert server.count("POST", "/v1/model/embedding/load") == 1
+    server.faults.drop_stream(after_events=1)
+    with pytest.raises(StreamError):
+        await client.models.load(model_name="alpha")
+    assert server.count("POST", LOAD) == 2
+    assert held_connections(client) == 0
+
+
+async def test_read_only_call_retries_a_reset_mid_body(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.reset_mid_body(1, path=LIST)
+    assert "alpha" in (await client.models.list()).ids
+    assert server.count("GET", LIST) == 2
