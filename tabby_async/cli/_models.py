@@ -29,10 +29,13 @@ from ..types import (
 )
 from ._progress import download_progress, load_progress
 from .common import (
+    ENV_ADMIN_KEY,
+    EXIT_AUTH,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
     client_from_args,
+    connection_from_args,
     connection_options,
     format_fields,
     format_table,
@@ -175,12 +178,16 @@ def describe_props(props: ModelPropsResponse) -> str:
     )
 
 
-def _describe_list(listing: ModelList, loaded: str | None, what: str) -> str:
+def _describe_list(listing: ModelList, loaded: str | None, what: str, *, limited: bool) -> str:
+    # TabbyAPI lists every folder to the admin key, only the loaded model to an api key.
+    note = ""
+    if limited:
+        note = f"\n(an api key sees only the loaded one; list all {what} with the admin key)"
     if not listing.data:
-        return f"no {what} on the server"
+        return f"no {what} to show{note}"
     rows = [(card.id, "*" if card.id == loaded else "") for card in listing.data]
     rows.sort(key=lambda row: row[0].lower())
-    return format_table(("ID", "LOADED"), rows)
+    return format_table(("ID", "LOADED"), rows) + note
 
 
 async def _loaded(call: Callable[[], Awaitable[ModelCard]]) -> ModelCard | None:
@@ -190,18 +197,44 @@ async def _loaded(call: Callable[[], Awaitable[ModelCard]]) -> ModelCard | None:
         return None
 
 
+async def _listing(
+    args: argparse.Namespace,
+    fetch: Callable[[AsyncTabbyClient], Awaitable[ModelList]],
+    loaded: Callable[[AsyncTabbyClient, ModelList], Awaitable[str | None]],
+    what: str,
+) -> int:
+    """A listing, read with the admin key when there is one (it alone sees every folder)."""
+    conn = connection_from_args(args)
+    admin = conn.admin_key is not None
+    limited = not admin and conn.api_key is not None  # no key at all: auth is off, or 401
+    try:
+        async with client_from_args(args, reads_as_admin=True) as client:
+            listing = await fetch(client)
+            current = None if args.json else await loaded(client, listing)
+    except E.AuthenticationError as exc:
+        if not admin:
+            raise
+        raise CliError(
+            f"the server refused the admin key ({exc.message}); "
+            f"check --admin-key or {ENV_ADMIN_KEY}",
+            exit_code=EXIT_AUTH,
+        ) from None
+    if args.json:
+        print_json(listing)
+    else:
+        print(_describe_list(listing, current, what, limited=limited))
+    return EXIT_OK
+
+
 # --- handlers -----------------------------------------------------------------------
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with client_from_args(args) as client:
-        listing = await client.models.list()
-        if args.json:
-            print_json(listing)
-            return EXIT_OK
+    async def loaded(client: AsyncTabbyClient, listing: ModelList) -> str | None:
         card = await _loaded(client.models.get)
-    print(_describe_list(listing, card.id if card else None, "models"))
-    return EXIT_OK
+        return card.id if card else None
+
+    return await _listing(args, lambda c: c.models.list(), loaded, "models")
 
 
 async def _get(args: argparse.Namespace) -> int:
@@ -296,26 +329,20 @@ async def _download(args: argparse.Namespace) -> int:
 
 
 async def _draft_list(args: argparse.Namespace) -> int:
-    async with client_from_args(args) as client:
-        listing = await client.models.list_draft()
-        if args.json:
-            print_json(listing)
-            return EXIT_OK
+    async def loaded(client: AsyncTabbyClient, listing: ModelList) -> str | None:
         card = await _loaded(client.models.get)
-    draft = card.parameters.draft if card and card.parameters else None
-    print(_describe_list(listing, draft.id if draft else None, "draft models"))
-    return EXIT_OK
+        draft = card.parameters.draft if card and card.parameters else None
+        return draft.id if draft else None
+
+    return await _listing(args, lambda c: c.models.list_draft(), loaded, "draft models")
 
 
 async def _embedding_list(args: argparse.Namespace) -> int:
-    async with client_from_args(args) as client:
-        listing = await client.models.list_embedding()
-        if args.json:
-            print_json(listing)
-            return EXIT_OK
+    async def loaded(client: AsyncTabbyClient, listing: ModelList) -> str | None:
         card = await _loaded(client.models.get_embedding)
-    print(_describe_list(listing, card.id if card else None, "embedding models"))
-    return EXIT_OK
+        return card.id if card else None
+
+    return await _listing(args, lambda c: c.models.list_embedding(), loaded, "embedding models")
 
 
 async def _embedding_get(args: argparse.Namespace) -> int:

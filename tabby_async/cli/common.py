@@ -195,17 +195,22 @@ def connection_from_args(args: argparse.Namespace) -> Connection:
     )
 
 
-def client_from_args(args: argparse.Namespace) -> AsyncTabbyClient:
+def client_from_args(args: argparse.Namespace, *, reads_as_admin: bool = False) -> AsyncTabbyClient:
     """A client for the connection the command line (or environment) names.
+
+    ``reads_as_admin``: when an admin key is set, send it on the read routes
+    too, instead of the api key. The listings need that: TabbyAPI shows every
+    folder to the admin key but only the loaded model to an api key.
 
     Raises :class:`~tabby_async.InvalidInputError` for a bad URL or key
     (exit code 2). Use it as ``async with client_from_args(args) as client:``.
     """
     conn = connection_from_args(args)
     timeout = None if conn.timeout is None else Timeout(total=conn.timeout, connect=10.0)
-    return AsyncTabbyClient(
-        conn.url, api_key=conn.api_key, admin_key=conn.admin_key, timeout=timeout
-    )
+    api_key = conn.api_key
+    if reads_as_admin and conn.admin_key is not None:
+        api_key = conn.admin_key
+    return AsyncTabbyClient(conn.url, api_key=api_key, admin_key=conn.admin_key, timeout=timeout)
 
 
 # --- errors -----------------------------------------------------------------------

@@ -1,0 +1,856 @@
+"""End-to-end tests of the ``tabby-async`` command line against the emulator.
+
+Most tests run ``main([...])`` in a worker thread (it runs its own event loop
+there) while the emulator serves from the test's loop, and read what it
+printed with ``capsys``. The tests that need a real process (signals, a
+terminal, the console entry point) run ``python -m tabby_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+from collections.abc import AsyncIterator, Iterator
+
+import msgspec
+import pytest
+
+from tabby_async import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse, cli
+from tabby_async.cli import common
+from tabby_async.testing import EmulatedModel, TabbyEmulator
+
+ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "HF_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TABBY_*/HF_TOKEN from the machine running the tests."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TabbyEmulator]:
+    async with TabbyEmulator(
+        models=[
+            "alpha",
+            EmulatedModel("beta", modules=3, vision_modules=2, chat_template="{{ x }}"),
+            EmulatedModel("broken", modules=4, fail_at=2, fail_message="CUDA out of memory"),
+        ],
+        drafts=[EmulatedModel("draft-small", modules=2)],
+        embeddings=["embed-a"],
+        downloadable={"org/new-model": 0.05},
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(server: TabbyEmulator, monkeypatch: pytest.MonkeyPatch) -> TabbyEmulator:
+    """The server's URL and both keys in TABBY_URL/TABBY_API_KEY/TABBY_ADMIN_KEY."""
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    monkeypatch.setenv("TABBY_ADMIN_KEY", server.admin_key)
+    return server
+
+
+class Result(msgspec.Struct):
+    code: int
+    out: str
+    err: str
+
+
+async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    """``main(argv)`` in a thread; its exit code and what it printed."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, list(argv))
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def assert_no_secrets(result: Result, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in result.out
+        assert secret not in result.err
+
+
+# --- listings -----------------------------------------------------------------------
+
+
+async def test_models_list_human_marks_the_loaded_model(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "list")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].split() == ["ID", "LOADED"]
+    assert [line.split()[0] for line in lines[1:]] == ["alpha", "beta", "broken"]
+    assert "*" not in result.out
+
+    env.preload("beta")
+    result = await run(capsys, "models", "list")
+    rows = {line.split()[0]: line.split()[1:] for line in result.out.splitlines()[1:]}
+    assert rows == {"alpha": [], "beta": ["*"], "broken": []}
+
+
+async def test_models_list_json_is_the_model_list(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "list", "--json")
+    assert result.code == 0
+    listing = msgspec.json.decode(result.out, type=ModelList)
+    assert listing.ids == env.models
+    assert result.out.count("\n") == 1
+
+
+async def test_draft_and_embedding_lists(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "draft", "list")
+    assert result.code == 0
+    assert result.out.split() == ["ID", "LOADED", "draft-small"]
+    result = await run(capsys, "models", "draft", "list", "--json")
+    assert msgspec.json.decode(result.out, type=ModelList).ids == ["draft-small"]
+
+    env.preload("alpha", draft_model={"draft_model_name": "draft-small"})
+    result = await run(capsys, "models", "draft", "list")
+    assert result.out.split() == ["ID", "LOADED", "draft-small", "*"]
+
+    result = await run(capsys, "models", "embedding", "list", "--json")
+    assert msgspec.json.decode(result.out, type=ModelList).ids == ["embed-a"]
+
+
+# --- get / props / not loaded ---------------------------------------------------------
+
+
+async def test_get_and_props_without_a_model_exit_5(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["models", "get"], ["models", "props"], ["models", "unload"]):
+        result = await run(capsys, *command)
+        assert result.code == common.EXIT_NOT_LOADED, command
+        assert result.out == ""
+        assert result.err.startswith("error: no model is loaded")
+        assert result.err.count("\n") == 1
+
+
+async def test_get_and_props_human_and_json(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.preload("beta", max_seq_len=2048, cache_mode="Q8", prompt_template="chatml")
+    result = await run(capsys, "models", "get")
+    assert result.code == 0
+    fields = {k: v.strip() for k, v in (line.split(":", 1) for line in result.out.splitlines())}
+    assert fields["id"] == "beta"
+    assert fields["max_seq_len"] == "2048"
+    assert fields["cache_mode"] == "Q8"
+    assert fields["prompt_template"] == "chatml"
+    assert fields["use_vision"] == "no"
+    assert fields["draft"] == "-"
+
+    card = msgspec.json.decode((await run(capsys, "models", "get", "--json")).out, type=ModelCard)
+    assert card.id == "beta"
+    assert card.parameters is not None and card.parameters.max_seq_len == 2048
+
+    result = await run(capsys, "models", "props")
+    assert "n_ctx:" in result.out and "2048" in result.out
+    assert "chat_template:  7 characters" in result.out
+    props = msgspec.json.decode(
+        (await run(capsys, "models", "props", "--json")).out, type=ModelPropsResponse
+    )
+    assert props.default_generation_settings.n_ctx == 2048
+    assert props.chat_template == "{{ x }}"
+
+
+# --- load -----------------------------------------------------------------------------
+
+
+async def test_load_prints_one_plain_line_per_event_when_not_a_terminal(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "load", "beta", "--vision", "--draft-model", "draft-small")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    events = [line.split()[:4] for line in lines[:-1]]
+    assert events == [
+        ["vision", "1/2", "modules", "processing"],
+        ["vision", "2/2", "modules", "processing"],
+        ["vision", "2/2", "modules", "finished"],
+        ["draft", "1/2", "modules", "processing"],
+        ["draft", "2/2", "modules", "processing"],
+        ["draft", "2/2", "modules", "finished"],
+        ["model", "1/3", "modules", "processing"],
+        ["model", "2/3", "modules", "processing"],
+        ["model", "3/3", "modules", "processing"],
+        ["model", "3/3", "modules", "finished"],
+    ]
+    assert lines[-1].startswith("loaded 'beta' with draft 'draft-small' in ")
+    assert env.loaded == "beta" and env.loaded_draft == "draft-small"
+
+
+async def test_load_sends_every_option_as_the_request_field(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(
+        capsys,
+        "models",
+        "load",
+        "alpha",
+        "--max-seq-len",
+        "8192",
+        "--cache-size",
+        "4096",
+        "--cache-mode",
+        "Q4",
+        "--rope-scale",
+        "1.5",
+        "--rope-alpha",
+        "auto",
+        "--gpu-split",
+        "20,24",
+        "--no-gpu-split-auto",
+        "--autosplit-reserve",
+        "512",
+        "--chunk-size",
+        "1024",
+        "--prompt-template",
+        "chatml",
+        "--backend",
+        "exllamav2",
+        "--tensor-parallel",
+        "--tensor-parallel-backend",
+        "native",
+        "--no-vision",
+        "--output-chunking",
+        "--skip-queue",
+        "--draft-model",
+        "draft-small",
+        "--draft-rope-scale",
+        "2",
+        "--draft-rope-alpha",
+        "1.25",
+        "--draft-gpu-split",
+        "4",
+        "--draft-cache-mode",
+        "Q8",
+    )
+    assert result.code == 0, result.err
+    [load] = [r for r in env.requests if r.path == "/v1/model/load"]
+    assert load.json() == {
+        "model_name": "alpha",
+        "backend": "exllamav2",
+        "max_seq_len": 8192,
+        "cache_size": 4096,
+        "cache_mode": "Q4",
+        "tensor_parallel": True,
+        "tensor_parallel_backend": "native",
+        "gpu_split_auto": False,
+        "autosplit_reserve": [512.0],
+        "gpu_split": [20.0, 24.0],
+        "rope_scale": 1.5,
+        "rope_alpha": "auto",
+        "chunk_size": 1024,
+        "output_chunking": True,
+        "prompt_template": "chatml",
+        "vision": False,
+        "draft_model": {
+            "draft_model_name": "draft-small",
+            "draft_rope_scale": 2.0,
+            "draft_rope_alpha": 1.25,
+            "draft_gpu_split": [4.0],
+            "draft_cache_mode": "Q8",
+        },
+        "skip_queue": True,
+    }
+
+
+async def test_load_unset_options_are_not_sent(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (await run(capsys, "models", "load", "alpha")).code == 0
+    [load] = [r for r in env.requests if r.path == "/v1/model/load"]
+    assert load.json() == {"model_name": "alpha"}
+
+
+async def test_load_json_prints_only_the_finished_event(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "load", "alpha", "--json")
+    assert result.code == 0
+    event = msgspec.json.decode(result.out, type=ModelLoadResponse)
+    assert (event.model_type, event.status, event.module, event.modules) == (
+        "model",
+        "finished",
+        4,
+        4,
+    )
+    assert result.err == ""
+
+
+async def test_load_failure_inside_the_stream_exits_1(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "load", "broken")
+    assert result.code == common.EXIT_ERROR
+    assert result.err == "error: the load failed on the server: CUDA out of memory\n"
+    assert "model  2/4 modules  processing" in result.out
+    assert env.loaded is None
+
+
+async def test_load_of_a_missing_model_exits_4(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "load", "nope")
+    assert result.code == common.EXIT_NOT_FOUND
+    assert result.err.startswith("error: model 'nope' not found on the server")
+    result = await run(capsys, "models", "embedding", "load", "nope")
+    assert result.code == common.EXIT_NOT_FOUND
+    assert result.err.startswith("error: embedding model 'nope' not found on the server")
+
+
+# --- auth, keys and connection ----------------------------------------------------------
+
+
+async def test_admin_commands_with_only_the_api_key_exit_3(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    server.preload("alpha")
+    result = await run(capsys, "models", "unload")
+    assert result.code == common.EXIT_AUTH
+    assert result.err == (
+        "error: models unload needs the admin key (set --admin-key or TABBY_ADMIN_KEY)\n"
+    )
+    result = await run(capsys, "models", "load", "beta")
+    assert result.code == common.EXIT_AUTH
+    assert "models load needs the admin key" in result.err
+    assert server.loaded == "alpha"
+    assert_no_secrets(result, server.api_key, server.admin_key)
+
+
+async def test_wrong_or_missing_keys_exit_3_and_are_never_printed(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "--url", server.url, "models", "list")
+    assert result.code == common.EXIT_AUTH
+    assert result.err == "error: the server needs an api key (set --api-key or TABBY_API_KEY)\n"
+
+    bad = "not-the-key-0123456789"
+    result = await run(capsys, "models", "list", "--url", server.url, "--api-key", bad)
+    assert result.code == common.EXIT_AUTH
+    assert "refused the api key" in result.err
+    assert_no_secrets(result, bad)
+
+    result = await run(
+        capsys, "models", "unload", "--url", server.url, "--admin-key", bad, "--json"
+    )
+    assert result.code == common.EXIT_AUTH
+    assert "refused the admin key" in result.err
+    assert_no_secrets(result, bad, server.admin_key)
+
+
+async def test_flags_win_over_the_environment(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABBY_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("TABBY_ADMIN_KEY", "wrong-key")
+    # Connection flags work before and after the subcommand.
+    result = await run(
+        capsys, "--url", server.url, "models", "list", "--admin-key", server.admin_key, "--json"
+    )
+    assert result.code == 0, result.err
+    assert msgspec.json.decode(result.out, type=ModelList).ids == server.models
+
+
+async def test_listing_with_only_an_api_key_shows_the_loaded_model_and_says_so(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TabbyAPI lists every folder to the admin key, only the loaded model to an api key.
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    server.preload("beta")
+    result = await run(capsys, "models", "list")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "ID    LOADED",
+        "beta  *",
+        "(an api key sees only the loaded one; list all models with the admin key)",
+    ]
+    result = await run(capsys, "models", "list", "--json")
+    assert msgspec.json.decode(result.out, type=ModelList).ids == ["beta"]
+    # With the admin key as well, the CLI lists with it and sees every folder.
+    result = await run(capsys, "models", "list", "--json", "--admin-key", server.admin_key)
+    assert msgspec.json.decode(result.out, type=ModelList).ids == server.models
+    result = await run(capsys, "models", "list", "--admin-key", "bad-admin-key")
+    assert result.code == common.EXIT_AUTH
+    assert result.err.startswith("error: the server refused the admin key")
+
+
+async def test_unreachable_server_exits_6(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = await run(capsys, "models", "list", "--url", url)
+    assert result.code == common.EXIT_CONNECTION
+    assert result.err.startswith(f"error: cannot reach the server at {url}: ")
+    assert result.err.count("\n") == 1
+
+
+async def test_timeout_exits_6(server: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    server.faults.delay_head(2.0, path="/v1/model/list")
+    result = await run(
+        capsys,
+        "models",
+        "list",
+        "--url",
+        server.url,
+        "--api-key",
+        server.api_key,
+        "--timeout",
+        "0.3",
+    )
+    assert result.code == common.EXIT_CONNECTION
+    assert result.err.startswith(f"error: timed out talking to {server.url}")
+
+
+async def test_server_error_exits_1(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    env.faults.fail_next(5, status=500, detail="boom", path="/v1/model/draft/list")
+    result = await run(capsys, "models", "draft", "list")
+    assert result.code == common.EXIT_ERROR
+    assert result.err.startswith("error: server error: 500 boom")
+
+
+# --- usage errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "a command is required"),
+        (["models"], "a command is required"),
+        (["models", "embedding"], "a command is required"),
+        (["models", "load"], "the following arguments are required: name"),
+        (["models", "load", "a", "--rope-alpha", "fast"], "expected a number or 'auto'"),
+        (["models", "load", "a", "--gpu-split", "20,x"], "expected numbers separated by commas"),
+        (["models", "frobnicate"], "invalid choice"),
+        (["models", "list", "--timeout", "-1"], "must be a number > 0"),
+    ],
+)
+async def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    result = await run(capsys, *argv)
+    assert result.code == common.EXIT_USAGE
+    assert message in result.err
+
+
+async def test_invalid_input_exits_2_before_sending(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "load", "alpha", "--cache-size", "1000")
+    assert result.code == common.EXIT_USAGE
+    assert result.err == (
+        "error: invalid input: cache_size: must be a multiple of 256 tokens, got 1000\n"
+    )
+    result = await run(capsys, "models", "load", "alpha", "--draft-rope-scale", "2")
+    assert result.code == common.EXIT_USAGE
+    assert result.err == "error: --draft-rope-scale need --draft-model NAME\n"
+    result = await run(capsys, "models", "load", "../etc")
+    assert result.code == common.EXIT_USAGE
+    result = await run(capsys, "models", "list", "--url", "ftp://example.org")
+    assert result.code == common.EXIT_USAGE
+    assert not any(r.path == "/v1/model/load" for r in env.requests)
+
+
+async def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    result = await run(capsys, "--help")
+    assert result.code == 0
+    assert "exit codes:" in result.out
+    for code in ("0", "1", "2", "3", "4", "5", "6", "130"):
+        assert f"\n  {code} " in result.out
+
+
+# --- unload, download, embeddings --------------------------------------------------------
+
+
+async def test_unload(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    env.preload("alpha")
+    result = await run(capsys, "models", "unload")
+    assert (result.code, result.out) == (0, "unloaded the model\n")
+    assert env.loaded is None
+    env.preload("alpha")
+    result = await run(capsys, "models", "unload", "--json")
+    assert (result.code, result.out) == (0, "null\n")
+
+
+async def test_download_with_token_from_the_environment(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "hf_secret_token_123456"
+    monkeypatch.setenv("HF_TOKEN", token)
+    result = await run(
+        capsys,
+        "models",
+        "download",
+        "org/new-model",
+        "--include",
+        "*.json",
+        "--include",
+        "*.safetensors",
+        "--exclude",
+        "*.bin",
+        "--revision",
+        "main",
+    )
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0].startswith("downloading org/new-model")
+    assert result.out.splitlines()[-1].startswith("downloaded org/new-model to models/new-model")
+    assert_no_secrets(result, token)
+    [request] = [r for r in env.requests if r.path == "/v1/download"]
+    assert request.json() == {
+        "repo_id": "org/new-model",
+        "revision": "main",
+        "token": "<redacted>",  # the emulator redacts what it records: a token was sent
+        "include": ["*.json", "*.safetensors"],
+        "exclude": ["*.bin"],
+    }
+    assert "new-model" in env.models
+
+
+async def test_download_json_and_failure(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(
+        capsys, "models", "download", "org/new-model", "--folder-name", "nm", "--json"
+    )
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"download_path": "models/nm"}
+    assert result.err == ""
+    [request] = [r for r in env.requests if r.path == "/v1/download"]
+    assert "token" not in request.json()
+
+    result = await run(capsys, "models", "download", "org/unknown", "--hf-token", "hf_zzz")
+    assert result.code == common.EXIT_ERROR
+    assert "Name or service not known" in result.err
+    assert_no_secrets(result, "hf_zzz")
+
+
+async def test_embedding_workflow(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    result = await run(capsys, "models", "embedding", "get")
+    assert result.code == common.EXIT_NOT_LOADED
+    assert result.err.startswith("error: no embedding model is loaded")
+
+    result = await run(capsys, "models", "embedding", "load", "embed-a", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert result.out.startswith("loaded embedding model 'embed-a' (1/1 modules)")
+    [request] = [r for r in env.requests if r.path == "/v1/model/embedding/load"]
+    assert request.json() == {"embedding_model_name": "embed-a", "embeddings_device": "cpu"}
+
+    result = await run(capsys, "models", "embedding", "list")
+    assert result.out.split() == ["ID", "LOADED", "embed-a", "*"]
+    result = await run(capsys, "models", "embedding", "get")
+    assert result.out == "id:  embed-a\n"
+    card = msgspec.json.decode(
+        (await run(capsys, "models", "embedding", "get", "--json")).out, type=ModelCard
+    )
+    assert card.id == "embed-a"
+
+    result = await run(capsys, "models", "embedding", "unload")
+    assert (result.code, result.out) == (0, "unloaded the embedding model\n")
+    assert env.loaded_embedding is None
+    result = await run(capsys, "models", "embedding", "unload")
+    assert result.code == common.EXIT_NOT_LOADED
+
+
+# --- demo and plug-ins ------------------------------------------------------------------
+
+
+async def test_demo_walks_the_workflow(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    result = await run(capsys, "demo")
+    assert result.code == 0, result.err
+    assert time.monotonic() - started < 10
+    out = result.out
+    for expected in (
+        "await client.models.list()",
+        "model  12/12 modules  finished",
+        "loaded in ",
+        "use_vision:       yes",
+        "draft:            Llama-3.2-1B-Instruct-exl2",
+        "n_ctx:          8192",
+        "load_embedding: finished (1/1)",
+        "ModelNotFoundError (code 'not_found')",
+        "PermissionDeniedError (code 'permission_error')",
+        "models.get() now raises ModelNotLoadedError",
+        "done: the emulator is stopped.",
+    ):
+        assert expected in out
+    assert result.err == ""
+
+
+@contextlib.contextmanager
+def plugin(name: str, module: types.ModuleType) -> Iterator[None]:
+    """Make ``tabby_async.cli.<name>`` importable and listed in PLUGINS."""
+    full = f"tabby_async.cli.{name}"
+    saved = cli.PLUGINS
+    cli.PLUGINS = (*saved, name)
+    sys.modules[full] = module
+    try:
+        yield
+    finally:
+        cli.PLUGINS = saved
+        del sys.modules[full]
+
+
+async def test_plugins_add_commands_and_share_exit_codes(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    async def status(args: argparse.Namespace) -> int:
+        async with common.client_from_args(args, reads_as_admin=True) as client:
+            print(len((await client.models.list()).ids))
+            await client.models.get()  # nothing loaded: ModelNotLoadedError
+        return 0
+
+    def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        group = subparsers.add_parser("fleetish")
+        group.set_defaults(group_parser=group)
+        sub = group.add_subparsers()
+        leaf = sub.add_parser("status", parents=[common.connection_options()])
+        leaf.set_defaults(handler=status, command_name="fleetish status")
+
+    module = types.ModuleType("fleetish")
+    module.register = register  # type: ignore[attr-defined]
+    with plugin("fleetish", module):
+        result = await run(capsys, "fleetish", "status", "--url", env.url)
+    assert result.out == "3\n"
+    assert result.code == common.EXIT_NOT_LOADED
+
+    # A plug-in whose own dependency is missing: the core commands still work.
+    real_import = importlib.import_module
+
+    def import_module(name: str, package: str | None = None) -> types.ModuleType:
+        if name == "tabby_async.cli.needs_k8s":
+            raise ModuleNotFoundError("No module named 'kubernetes'", name="kubernetes")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    monkeypatch.setattr(cli, "PLUGINS", (*cli.PLUGINS, "needs_k8s"))
+    result = await run(capsys, "models", "list", "--json")
+    assert result.code == 0
+    assert result.err == (
+        "warning: the needs_k8s commands are unavailable: No module named 'kubernetes'\n"
+    )
+    # A plug-in that is simply absent is skipped silently.
+    monkeypatch.setattr(cli, "PLUGINS", ("not_written_yet",))
+    result = await run(capsys, "models", "list", "--json")
+    assert (result.code, result.err) == (0, "")
+
+
+# --- real processes: entry point, signals, terminal --------------------------------------
+
+
+def subprocess_env(server: TabbyEmulator | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["PYTHONUNBUFFERED"] = "1"
+    if server is not None:
+        env.update(
+            TABBY_URL=server.url, TABBY_API_KEY=server.api_key, TABBY_ADMIN_KEY=server.admin_key
+        )
+    env.update(extra)
+    return env
+
+
+async def test_python_m_and_import_isolation() -> None:
+    code = (
+        "import sys, tabby_async\n"
+        "heavy = ('tabby_async.cli', 'tabby_async.testing', 'rich')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=subprocess.PIPE, env=subprocess_env()
+    )
+    out, _ = await proc.communicate()
+    assert out.decode().strip() == "[]"
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tabby_async", "--version", stdout=subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert out.decode().startswith("tabby-async ")
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float = 15.0) -> str:
+    """Read lines until one contains ``marker``; everything read so far."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        line = await asyncio.wait_for(stream.readline(), deadline - time.monotonic())
+        if not line:
+            break
+        seen += line.decode()
+    assert marker in seen, f"{marker!r} never came; got {seen!r}"
+    return seen
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_emulator_subcommand_serves_until_stopped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stop: signal.Signals
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tabby_async",
+        "emulator",
+        "--port",
+        "0",
+        "--models",
+        "m1,m2",
+        "--drafts",
+        "d1",
+        "--embeddings",
+        "e1",
+        "--modules",
+        "2",
+        "--delay",
+        "0",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        banner = await read_until(proc.stdout, "tabby-async models list")
+        info = dict(
+            line.split(":", 1) for line in banner.splitlines() if line[:1].isalpha() and ":" in line
+        )
+        url = banner.split("serving on ", 1)[1].split()[0]
+        api_key, admin_key = info["api key"].strip(), info["admin key"].strip()
+        assert info["models"].strip() == "m1, m2"
+
+        monkeypatch.setenv("TABBY_URL", url)
+        monkeypatch.setenv("TABBY_API_KEY", api_key)
+        result = await run(capsys, "models", "list", "--json", "--admin-key", admin_key)
+        assert msgspec.json.decode(result.out, type=ModelList).ids == ["m1", "m2"]
+        result = await run(capsys, "models", "load", "m2", "--admin-key", admin_key)
+        assert result.code == 0, result.err
+        result = await run(capsys, "models", "get", "--json")  # the api key is enough
+        assert msgspec.json.decode(result.out, type=ModelCard).id == "m2"
+    finally:
+        proc.send_signal(stop)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0, err
+    assert out.decode().strip().endswith("emulator stopped")
+
+
+async def test_ctrl_c_during_a_load_exits_130_and_the_server_finishes(
+    server: TabbyEmulator,
+) -> None:
+    server.add_model(EmulatedModel("slow", modules=15, delay=0.1))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tabby_async",
+        "models",
+        "load",
+        "slow",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(server),
+    )
+    assert proc.stdout is not None
+    seen = await read_until(proc.stdout, " 2/15 modules")
+    assert "processing" in seen
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == common.EXIT_INTERRUPTED
+    message = err.decode()
+    assert "interrupted: stopped following the load of 'slow'" in message
+    assert "the server may finish the load on its own" in message
+    assert "Traceback" not in message
+    assert "finished" not in (seen + out.decode())
+    # The SDK closed the stream; the load goes on on the server and completes.
+    for _ in range(100):
+        if server.loaded == "slow":
+            break
+        await asyncio.sleep(0.05)
+    assert server.loaded == "slow"
+
+
+def run_in_terminal(argv: list[str], env: dict[str, str], prelude: str = "") -> str:
+    """Run the CLI with a pseudo-terminal as stdout; everything it wrote there."""
+    master, slave = pty.openpty()
+    code = f"{prelude}\nimport sys\nfrom tabby_async.cli import main\nsys.exit(main({argv!r}))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env={**env, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
+    if proc.stderr is not None:
+        proc.stderr.close()
+    return b"".join(chunks).decode(errors="replace")
+
+
+async def test_load_on_a_terminal_shows_live_bars(server: TabbyEmulator) -> None:
+    server.add_model(EmulatedModel("bars", modules=6, delay=0.05, vision_modules=2))
+    output = await asyncio.to_thread(
+        run_in_terminal, ["models", "load", "bars", "--vision"], subprocess_env(server)
+    )
+    assert "\x1b[" in output  # live redrawing
+    assert "6/6" in output and "2/2" in output
+    assert "modules/s" in output
+    assert "loaded 'bars' in " in output
+    assert "processing" not in output  # not the plain lines
+
+
+async def test_without_rich_a_terminal_gets_plain_lines(server: TabbyEmulator) -> None:
+    server.add_model(EmulatedModel("plain", modules=2))
+    output = await asyncio.to_thread(
+        run_in_terminal,
+        ["models", "load", "plain"],
+        subprocess_env(server),
+        "import sys; sys.modules['rich'] = None",
+    )
+    lines = [line.split()[:4] for line in output.replace("\r", "").splitlines()]
+    assert lines[:3] == [
+        ["model", "1/2", "modules", "processing"],
+        ["model", "2/2", "modules", "processing"],
+        ["model", "2/2", "modules", "finished"],
+    ]
