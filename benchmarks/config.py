@@ -42,10 +42,10 @@ class Sizes:
 
     rounds: int = 9
     models: tuple[int, int] = (50, 1000)
-    calls: int = 3000  # R for list (small K), get, get_props
-    calls_large: int = 300  # R for list (large K)
+    calls: int = 2000  # R for list (small K), get, get_props
+    calls_large: int = 200  # R for list (large K)
     concurrency: int = 50  # C for the call scenarios
-    streams: int = 100  # load streams per round
+    streams: int = 300  # load streams per round
     stream_concurrency: int = 10
     events: int = 200  # M events per load stream
     open_streams: int = 1000  # streams held open at once
@@ -59,11 +59,11 @@ class Sizes:
 
 QUICK = Sizes(
     rounds=3,
-    calls=800,
-    calls_large=80,
-    streams=20,
+    calls=400,
+    calls_large=40,
+    streams=30,
     open_streams=1000,
-    import_reps=5,
+    import_reps=4,
 )
 FULL = Sizes()
 

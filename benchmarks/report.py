@@ -387,7 +387,8 @@ def chart(doc: dict[str, Any], path: Path) -> Path | None:
         ax.set_xticks(range(len(scen_names)), scen_names)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=8)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
 
     ax = axes[1][0]
     entry = doc["scenarios"].get("open_streams")
@@ -418,7 +419,7 @@ def chart(doc: dict[str, Any], path: Path) -> Path | None:
         f"{doc['machine']['cpu_model']}, {doc['machine']['cores']} cores)",
         fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

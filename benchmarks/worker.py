@@ -61,6 +61,11 @@ async def drive(op: Callable[[], Awaitable[int]], calls: int, concurrency: int) 
     return units
 
 
+def pin(cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -70,6 +75,7 @@ async def rounds_mode(client: BenchClient, args: argparse.Namespace) -> None:
     op: Callable[[], Awaitable[int]] = getattr(client, args.op)
     warmup = args.warmup or args.concurrency
     await drive(op, max(2 * warmup, 4), args.concurrency)  # first warm-up: imports, pools
+    pin(args.cpu)  # only now: the workers of a scenario start up in parallel, unpinned
     emit({"ready": True, "pid": os.getpid()})
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -166,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--open", type=int, default=0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     args = parser.parse_args(argv)
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    if args.mode == "open":
+        pin(args.cpu)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(amain(args))
