@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -94,7 +95,9 @@ _PING = b""
 Handler = Callable[[web.BaseRequest, bytes], Awaitable[web.StreamResponse]]
 
 
+@functools.lru_cache(maxsize=512)
 def _detail(message: str) -> bytes:
+    """``{"detail": message}`` as bytes; cached, most messages are constants."""
     return _encode({"detail": message})
 
 
@@ -134,8 +137,7 @@ def _card(name: str, created: int, parameters: Any = None) -> dict[str, Any]:
     }
 
 
-def _model_list(names: Iterable[str]) -> bytes:
-    now = int(time.time())
+def _model_list(names: Iterable[str], now: int) -> bytes:
     return _encode({"object": "list", "data": [_card(n, now) for n in names]})
 
 
@@ -274,6 +276,7 @@ class TabbyEmulator:
         self._requests: list[RecordedRequest] = []
         self._faults = FaultInjector()
         self._health_issues: list[dict[str, str]] = []
+        self._list_cache: dict[int, tuple[tuple[int, int], bytes]] = {}
 
         self._loaded: _Loaded | None = None
         self._loading = False
@@ -625,9 +628,17 @@ class TabbyEmulator:
         if admin is None:
             return _internal_error()
         if admin:
-            return _json(200, _model_list(folder))
+            # Cached per second: ``created`` has one-second resolution and folders
+            # only ever grow, so (second, size) identifies the bytes.
+            now = int(time.time())
+            key = (now, len(folder))
+            cached = self._list_cache.get(id(folder))
+            if cached is None or cached[0] != key:
+                cached = (key, _model_list(folder, now))
+                self._list_cache[id(folder)] = cached
+            return _json(200, cached[1])
         name = current()
-        return _json(200, _model_list([name] if name is not None else []))
+        return _json(200, _model_list([name] if name is not None else [], int(time.time())))
 
     async def _get_model(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
         denied = self._check_api(request)
