@@ -1,0 +1,121 @@
+"""Re-attaching to a cut load, cancellation at any await point, debug logging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tabby_async import AsyncTabbyClient, StreamError, TabbyError
+from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tests.conftest import held_connections
+
+LOAD = "/v1/model/load"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TabbyEmulator]:
+    async with TabbyEmulator(
+        models=["alpha", EmulatedModel(name="slow", modules=10, delay=0.03)],
+        embeddings=["embed-a"],
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as c:
+        yield c
+
+
+async def test_reattach_polls_until_the_model_is_there(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.drop_stream(after_events=2, stop_load=False)
+    stream = client.models.load_stream(model_name="slow", reattach_within=5.0)
+    async with stream:
+        events = [e async for e in stream]
+    assert stream.reattached
+    assert events[-1].status == "finished" and events[-1].modules == 10
+    assert (await client.models.get()).id == "slow"
+    assert server.count("POST", LOAD) == 1  # polled, never re-sent
+    assert server.count("GET", "/v1/model") >= 2  # 503 while loading, then the card
+    assert held_connections(client) == 0
+
+
+async def test_reattach_gives_up_when_the_load_died(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.drop_stream(after_events=1, stop_load=True)
+    with pytest.raises(StreamError, match="did not show up"):
+        await client.models.load(model_name="slow", reattach_within=0.6)
+    assert server.count("POST", LOAD) == 1
+
+
+async def test_without_reattach_a_cut_stream_raises_at_once(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.drop_stream(after_events=1, stop_load=False)
+    with pytest.raises(StreamError):
+        await client.models.load(model_name="slow")
+    assert server.count("GET", "/v1/model") == 0
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05])
+async def test_cancellation_at_any_point_leaves_nothing_behind(
+    server: TabbyEmulator, client: AsyncTabbyClient, delay: float
+) -> None:
+    server.faults.delay_head(0.01, n=None)
+    before = asyncio.all_tasks()
+
+    async def follow_load() -> None:
+        async with client.models.load_stream(model_name="slow") as stream:
+            async for _ in stream:
+                pass
+
+    calls = [
+        client.models.list(),
+        client.models.get_props(),
+        client.models.load(model_name="alpha"),
+        follow_load(),
+        client.models.load_embedding(embedding_model_name="embed-a"),
+        client.models.unload(),
+    ]
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    await asyncio.sleep(delay)
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            assert isinstance(result, (asyncio.CancelledError, TabbyError)), result
+    assert held_connections(client) == 0
+    assert _client_side(asyncio.all_tasks() - before) == []
+
+
+def _client_side(tasks: set[asyncio.Task[object]]) -> list[str]:
+    """Tasks that are not the emulator's own (its handlers share this loop)."""
+    left = []
+    for task in tasks:
+        code = getattr(task.get_coro(), "cr_code", None)
+        where = code.co_filename if code is not None else ""
+        name = getattr(task.get_coro(), "__qualname__", "")
+        if "web_protocol" in where or "tabby_async/testing" in where or "_accept_conn" in name:
+            continue  # the emulator's side: accepting and handling connections
+        left.append(f"{task.get_name()} {task.get_coro()!r}")
+    return left
+
+
+async def test_debug_log_lines_name_method_path_status_and_time(
+    server: TabbyEmulator, client: AsyncTabbyClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tabby_async")
+    server.faults.fail_next(1, status=502, path="/v1/model/list")
+    await client.models.list()
+    lines = [r.getMessage() for r in caplog.records if r.name == "tabby_async"]
+    assert any(line.startswith("retry 1/2 of GET /v1/model/list") for line in lines)
+    done = [line for line in lines if line.startswith("GET /v1/model/list -> 200 in ")]
+    assert len(done) == 1 and done[0].endswith(" ms")
+    assert server.admin_key not in " ".join(lines)
