@@ -1,0 +1,575 @@
+"""TabbyFleet against 24 emulated servers in this process, some of them faulty.
+
+The fleet: 16 healthy nodes, 2 slow ones, 2 whose load fails mid-way, 2
+reached with the wrong keys and 2 down (a closed port). No test asserts on
+durations; the only timeouts are the ones under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tabby_async import (
+    AsyncTabbyClient,
+    InvalidInputError,
+    ModelLoadRequest,
+    ModelLoadResponse,
+    TabbyError,
+)
+from tabby_async.fleet import (
+    FleetError,
+    FleetResult,
+    NodeResult,
+    NodeSkippedError,
+    NodeSpec,
+    NodeStatus,
+    TabbyFleet,
+    VerificationError,
+)
+from tabby_async.testing import EmulatedModel, TabbyEmulator
+
+LOAD = "/v1/model/load"
+
+HEALTHY = [f"ok-{i:02d}" for i in range(16)]
+SLOW = ["slow-0", "slow-1"]
+FAILING = ["fail-0", "fail-1"]
+WRONG_KEY = ["badkey-0", "badkey-1"]
+DOWN = ["down-0", "down-1"]
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: bound once, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass
+class Cluster:
+    servers: dict[str, TabbyEmulator]
+    specs: list[NodeSpec]
+    extra: list[TabbyEmulator] = field(default_factory=list)
+
+    def fleet(self, **options: Any) -> TabbyFleet:
+        return TabbyFleet(self.specs, **options)
+
+    def loads(self, name: str) -> int:
+        return self.servers[name].count("POST", LOAD)
+
+
+def models_for(name: str) -> list[str | EmulatedModel]:
+    if name in SLOW:
+        return [EmulatedModel("m", modules=4, delay=0.02), "n"]
+    if name in FAILING:
+        return [EmulatedModel("m", modules=4, fail_at=2, fail_message="CUDA out of memory"), "n"]
+    return [EmulatedModel("m", modules=4), "n"]
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    servers: dict[str, TabbyEmulator] = {}
+    specs: list[NodeSpec] = []
+    try:
+        for name in HEALTHY + SLOW + FAILING + WRONG_KEY:
+            server = TabbyEmulator(models=models_for(name), embeddings=["e"], ping_interval=0)
+            await server.start()
+            servers[name] = server
+            if name in WRONG_KEY:
+                specs.append(NodeSpec(name, server.url, api_key="wrong", admin_key="wrong"))
+            else:
+                specs.append(NodeSpec(name, server.url, admin_key=server.admin_key))
+        for name in DOWN:
+            specs.append(NodeSpec(name, f"http://127.0.0.1:{closed_port()}"))
+        yield Cluster(servers, specs)
+    finally:
+        for server in servers.values():
+            await server.close()
+
+
+def held(fleet: TabbyFleet) -> int:
+    """Connections of the fleet's pool that are handed out and not back."""
+    session = fleet.session
+    if session is None or session.connector is None:
+        return 0
+    return len(session.connector._acquired)
+
+
+def fleet_tasks() -> list[asyncio.Task[Any]]:
+    """Live tasks running SDK or fleet code (the emulator's own tasks excluded)."""
+    out = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        code = getattr(task.get_coro(), "cr_code", None)
+        filename = code.co_filename if code is not None else ""
+        if "tabby_async" in filename and "testing" not in filename:
+            out.append(task)
+    return out
+
+
+# --- status ------------------------------------------------------------------------
+
+
+async def test_status_of_a_mixed_fleet(cluster: Cluster) -> None:
+    async with cluster.fleet(node_timeout=20) as fleet:
+        status = await fleet.status()
+        assert status.nodes == fleet.nodes
+        assert len(status) == 24
+        for name in HEALTHY + SLOW + FAILING:
+            node = status[name].unwrap()
+            assert isinstance(node, NodeStatus)
+            assert node.ok and node.healthy
+            assert node.permission == "admin"
+            assert node.model is None and node.embedding_model is None
+        for name in DOWN:
+            assert status[name].status == "connection_error"
+        for name in WRONG_KEY:
+            node = status[name].unwrap()
+            assert node.healthy and not node.ok  # /health needs no key
+            assert node.permission is None
+            assert {p: e.code for p, e in node.problems.items()} == {
+                "permission": "authentication_error",
+                "model": "authentication_error",
+                "embedding": "authentication_error",
+            }
+        table = status.format_table()
+        assert all(name in table for name in fleet.nodes)
+        for server in cluster.servers.values():
+            assert server.admin_key not in table
+            assert server.admin_key not in repr(status) + repr(fleet) + repr(cluster.specs)
+        assert held(fleet) == 0
+
+
+async def test_status_shows_the_loaded_model_and_its_context(cluster: Cluster) -> None:
+    cluster.servers["ok-00"].preload("m", max_seq_len=2048)
+    cluster.servers["ok-01"].add_health_issue("GPU 0 is too hot")
+    async with cluster.fleet() as fleet:
+        status = await fleet.status(nodes=["ok-00", "ok-01"])
+        first = status["ok-00"].unwrap()
+        assert first.model_name == "m" and first.max_seq_len == 2048
+        second = status["ok-01"].unwrap()
+        assert not second.healthy and not second.ok
+        assert "unhealthy" in status.format_table()
+
+
+# --- fan-out of models operations ---------------------------------------------------
+
+
+async def test_load_on_24_nodes_keeps_failures_per_node(cluster: Cluster) -> None:
+    events: list[tuple[str, ModelLoadResponse]] = []
+    seen: list[NodeResult[Any]] = []
+    async with cluster.fleet(max_concurrency=8) as fleet:
+        result = await fleet.models.load(
+            model_name="m",
+            max_seq_len=2048,
+            on_event=lambda node, event: events.append((node, event)),
+            on_result=seen.append,
+        )
+        assert held(fleet) == 0
+    assert result.counts() == {
+        "ok": 18,
+        "load_failed": 2,
+        "permission_error": 2,
+        "connection_error": 2,
+    }
+    assert sorted(r.node for r in seen) == sorted([*cluster.servers, *DOWN])
+    for name in HEALTHY + SLOW:
+        event = result[name].unwrap()
+        assert event.done and event.modules == 4
+        assert cluster.servers[name].loaded == "m"
+    for name in FAILING:
+        err = result.errors[name]
+        assert err.code == "load_failed" and "CUDA out of memory" in str(err)
+    assert {node for node, _ in events} == set(HEALTHY + SLOW + FAILING)
+    assert set(result.values) == set(HEALTHY + SLOW)
+    assert not result.ok
+    with pytest.raises(FleetError, match="6 of 24 nodes failed") as caught:
+        result.raise_for_errors()
+    assert caught.value.result is result
+    assert "load: 24 nodes: 2 connection_error, 2 load_failed, 18 ok" in result.summary()
+
+
+async def test_a_subset_of_nodes_and_read_operations(cluster: Cluster) -> None:
+    async with cluster.fleet() as fleet:
+        listed = await fleet.models.list(nodes=["ok-03", "ok-04"])
+        assert listed.nodes == ["ok-03", "ok-04"]
+        assert all(sorted(r.unwrap().ids) == ["m", "n"] for r in listed)
+        got = await fleet.models.get(nodes=["ok-03"])
+        assert got["ok-03"].status == "model_not_loaded"
+        health = await fleet.health(nodes=HEALTHY)
+        assert health.ok
+        perms = await fleet.permission(nodes=["ok-00", "badkey-0"])
+        assert perms["ok-00"].unwrap().permission == "admin"
+        assert perms["badkey-0"].status == "authentication_error"
+        with pytest.raises(InvalidInputError, match="unknown node names: nope"):
+            await fleet.models.list(nodes=["nope"])
+        with pytest.raises(InvalidInputError, match="model_name"):
+            await fleet.models.load(model_name="../escape")
+    assert sum(s.count("GET", "/v1/model/list") for s in cluster.servers.values()) == 2
+
+
+async def test_per_node_timeout(cluster: Cluster) -> None:
+    cluster.servers["ok-05"].faults.delay_head(30.0, path="/v1/model")
+    async with cluster.fleet() as fleet:
+        result = await fleet.models.get(nodes=["ok-05", "ok-06"], timeout=0.3)
+        assert result["ok-05"].status == "timeout"
+        assert "per-node timeout of 0.3 s" in str(result["ok-05"].error)
+        assert result["ok-06"].status == "model_not_loaded"
+        assert held(fleet) == 0
+
+
+async def test_fail_fast_cancels_running_and_skips_the_rest() -> None:
+    async with (
+        TabbyEmulator(models=[EmulatedModel("m", fail_at=0)]) as bad,
+        TabbyEmulator(models=[EmulatedModel("m", modules=50, delay=0.2)]) as slow,
+        TabbyEmulator(models=["m"]) as fine,
+    ):
+        specs = [
+            NodeSpec(n, s.url, admin_key=s.admin_key) for n, s in (("slow", slow), ("bad", bad))
+        ]
+        specs += [NodeSpec(f"fine-{i}", fine.url, admin_key=fine.admin_key) for i in range(3)]
+        async with TabbyFleet(specs, max_concurrency=2) as fleet:
+            result = await fleet.models.load(model_name="m", fail_fast=True)
+            assert [r.status for r in result] == [
+                "cancelled",
+                "load_failed",
+                "skipped",
+                "skipped",
+                "skipped",
+            ]
+            assert isinstance(result["fine-0"].error, NodeSkippedError)
+            assert held(fleet) == 0
+            assert fleet_tasks() == []
+        assert fine.count("POST", LOAD) == 0
+
+
+async def test_a_bug_in_an_operation_is_raised_after_the_others(cluster: Cluster) -> None:
+    async def op(name: str, client: AsyncTabbyClient) -> str:
+        if name == "ok-02":
+            raise ValueError("a bug")
+        return (await client.health()).status
+
+    async with cluster.fleet(max_concurrency=4) as fleet:
+        with pytest.raises(ValueError, match="a bug"):
+            await fleet.run(op, nodes=HEALTHY)
+        assert fleet_tasks() == []
+    assert all(cluster.servers[n].count("GET", "/health") == 1 for n in HEALTHY if n != "ok-02")
+
+
+async def test_cancelling_a_fleet_call_leaves_nothing_behind(cluster: Cluster) -> None:
+    for name in HEALTHY[:4]:
+        cluster.servers[name].add_model(EmulatedModel("long", modules=100, delay=0.1))
+    started = asyncio.Event()
+    async with cluster.fleet() as fleet:
+        task = asyncio.create_task(
+            fleet.models.load(
+                model_name="long", nodes=HEALTHY[:4], on_event=lambda n, e: started.set()
+            )
+        )
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert held(fleet) == 0
+        assert fleet_tasks() == []
+
+
+# --- the merged load stream -------------------------------------------------------------
+
+
+async def test_load_stream_merges_every_node(cluster: Cluster) -> None:
+    async with cluster.fleet(max_concurrency=6) as fleet:
+        async with fleet.models.load_stream(model_name="m") as stream:
+            assert stream.total == 24
+            items = [item async for item in stream]
+        assert held(fleet) == 0
+    completions = [i for i in items if i.done]
+    assert sorted(i.node for i in completions) == sorted(fleet.nodes)
+    progress = [i.progress for i in items]
+    assert progress == sorted(progress)
+    assert progress[-1] == stream.progress == 1.0
+    assert stream.completed == 24 and stream.failed == 6
+    results = stream.results
+    assert results.counts()["ok"] == 18
+    for item in completions:
+        assert item.result is results[item.node]
+    for name in HEALTHY:
+        node_events = [i.event for i in items if i.node == name and i.event is not None]
+        assert [(e.module, e.status) for e in node_events] == [
+            (1, "processing"),
+            (2, "processing"),
+            (3, "processing"),
+            (4, "processing"),
+            (4, "finished"),
+        ]
+
+
+async def test_leaving_the_load_stream_early_closes_every_stream(cluster: Cluster) -> None:
+    for name in HEALTHY[:6]:
+        cluster.servers[name].add_model(EmulatedModel("long", modules=100, delay=0.05))
+    async with cluster.fleet() as fleet:
+        async with fleet.models.load_stream(model_name="long", nodes=HEALTHY[:6]) as stream:
+            async for item in stream:
+                assert item.event is not None
+                break
+        assert held(fleet) == 0
+        assert fleet_tasks() == []
+        assert [i async for i in stream] == []  # closed: iteration is over
+        with pytest.raises(TabbyError, match="not finished"):
+            _ = stream.results
+
+
+async def test_load_stream_without_a_block(cluster: Cluster) -> None:
+    async with cluster.fleet() as fleet:
+        stream = fleet.models.load_stream(model_name="n", nodes=HEALTHY[:3])
+        nodes = {item.node async for item in stream if item.done}
+        assert nodes == set(HEALTHY[:3])
+        assert stream.results.ok
+        await stream.aclose()
+        assert fleet_tasks() == []
+
+
+# --- desired state -------------------------------------------------------------------------
+
+
+async def test_ensure_loaded_plans_then_acts(cluster: Cluster) -> None:
+    servers = cluster.servers
+    servers["ok-00"].preload("m", max_seq_len=4096)  # already right
+    servers["ok-01"].preload("m", max_seq_len=2048)  # wrong context
+    servers["ok-02"].preload("n")  # another model
+    nodes = ["ok-00", "ok-01", "ok-02", "ok-03", "fail-0", "down-0"]
+    for name in nodes[:5]:
+        servers[name].reset_requests()
+    async with cluster.fleet() as fleet:
+        dry = await fleet.ensure_loaded(model_name="m", max_seq_len=4096, dry_run=True, nodes=nodes)
+        assert dry.results is None
+        assert sum(servers[n].count("POST", LOAD) for n in nodes[:5]) == 0
+        assert "dry run" in dry.summary()
+
+        planned: list[FleetResult[Any]] = []
+        report = await fleet.ensure_loaded(
+            ModelLoadRequest(model_name="m", max_seq_len=4096), nodes=nodes, on_plan=planned.append
+        )
+    assert planned == [report.plans]
+    actions = {r.node: r.value.action for r in report.plans.succeeded if r.value is not None}
+    assert actions == {
+        "ok-00": "none",
+        "ok-01": "reload",
+        "ok-02": "load",
+        "ok-03": "load",
+        "fail-0": "load",
+    }
+    results = report.results
+    assert results is not None
+    assert results["ok-00"].unwrap().action == "none"
+    assert results["ok-01"].unwrap().action == "reload"
+    assert results["ok-02"].unwrap().action == "load"
+    assert results["fail-0"].status == "load_failed"
+    assert results["down-0"].status == "connection_error"
+    assert servers["ok-00"].count("POST", LOAD) == 0
+    assert servers["ok-01"].count("POST", "/v1/model/unload") == 1
+    assert not report.ok
+    table = report.format_table()
+    assert "max_seq_len: wanted 4096, loaded 2048" in table
+
+
+async def test_rollout_halts_when_failures_pass_the_threshold(cluster: Cluster) -> None:
+    order = ["ok-00", "ok-01", "ok-02", "ok-03", "fail-0", "fail-1", "ok-04", "ok-05", "ok-06"]
+    batches: list[int] = []
+    async with cluster.fleet() as fleet:
+        report = await fleet.rollout(
+            model_name="m",
+            max_seq_len=8192,
+            nodes=order,
+            batch_size=2,
+            max_failures=1,
+            on_batch=lambda index, result: batches.append(index),
+        )
+    assert report.halted
+    assert batches == [0, 1, 2]
+    assert report.batches == (("ok-00", "ok-01"), ("ok-02", "ok-03"), ("fail-0", "fail-1"))
+    assert report.done == ["ok-00", "ok-01", "ok-02", "ok-03"]
+    assert set(report.failed) == {"fail-0", "fail-1"}
+    assert report.not_touched == ["ok-04", "ok-05", "ok-06"]
+    for name in report.not_touched:
+        assert cluster.servers[name].count("POST", LOAD) == 0
+    assert "halted after 3 batches: 4 done, 2 failed, 3 not touched" in report.summary()
+    assert "skipped" in report.format_table()
+
+
+async def test_rollout_verifies_each_batch_and_resumes(cluster: Cluster) -> None:
+    cluster.servers["ok-01"].add_health_issue("ECC errors")
+    order = HEALTHY[:5]
+    async with cluster.fleet() as fleet:
+        first = await fleet.rollout(model_name="m", nodes=order, batch_size=2)
+        assert first.halted
+        assert isinstance(first.failed["ok-01"], VerificationError)
+        assert "ECC errors" in str(first.failed["ok-01"])
+        assert first.done == ["ok-00"]
+        assert first.not_touched == ["ok-02", "ok-03", "ok-04"]
+
+        cluster.servers["ok-01"].clear_health_issues()
+        second = await fleet.rollout(model_name="m", nodes=order, batch_size=2)
+        assert second.ok and not second.halted
+        assert second.results["ok-00"].unwrap().action == "none"  # done before: left alone
+        assert second.results["ok-02"].unwrap().action == "load"
+
+        checked: list[str] = []
+
+        async def verify(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
+            checked.append(name)
+            if name == "ok-03":
+                raise VerificationError(f"{name}: canary answers look wrong")
+
+        third = await fleet.rollout(
+            model_name="m", nodes=order, batch_size=5, verify=verify, max_failures=3
+        )
+        assert sorted(checked) == sorted(order)
+        assert list(third.failed) == ["ok-03"]
+        assert not third.halted
+
+
+async def test_rollout_checks_its_arguments(cluster: Cluster) -> None:
+    async with cluster.fleet() as fleet:
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            await fleet.rollout(model_name="m", batch_size=0)
+        with pytest.raises(InvalidInputError, match="max_failures"):
+            await fleet.rollout(model_name="m", max_failures=-1)
+
+
+# --- building fleets --------------------------------------------------------------------
+
+
+async def test_fleet_made_clients_share_one_pool(cluster: Cluster) -> None:
+    fleet = cluster.fleet(max_concurrency=10, limit_per_host=3, connection_limit=50)
+    assert fleet.session is None  # nothing is built outside the loop's use
+    async with fleet:
+        session = fleet.session
+        assert session is not None
+        assert session.connector is not None
+        assert session.connector.limit == 50 and session.connector.limit_per_host == 3
+        clients = fleet.clients
+        assert list(clients) == fleet.nodes
+        assert all(c._session is session for c in clients.values())
+    assert session.closed
+    assert all(c.closed for c in clients.values())
+    assert fleet.closed
+
+
+async def test_fleet_from_clients_leaves_them_open(cluster: Cluster) -> None:
+    server = cluster.servers["ok-07"]
+    async with AsyncTabbyClient(server.url, api_key=server.api_key) as client:
+        async with TabbyFleet({"mine": client}) as fleet:
+            assert (await fleet.health())["mine"].ok
+        assert not client.closed
+        async with TabbyFleet([client]) as fleet:
+            assert fleet.nodes == [str(client.base_url)]
+        assert not client.closed
+
+
+def test_fleet_arguments_are_checked() -> None:
+    spec = NodeSpec("a", "http://127.0.0.1:5000", api_key="k", admin_key="s3cret")
+    assert "s3cret" not in repr(spec) and "admin_key=<set>" in repr(spec)
+    with pytest.raises(InvalidInputError, match="two nodes"):
+        TabbyFleet([spec, spec])
+    with pytest.raises(InvalidInputError, match="at least one"):
+        TabbyFleet([])
+    with pytest.raises(InvalidInputError, match="max_concurrency"):
+        TabbyFleet([spec], max_concurrency=0)
+    with pytest.raises(InvalidInputError, match="base_url"):
+        NodeSpec("b", "ftp://x")
+    assert repr(TabbyFleet([spec])) == "TabbyFleet(1 nodes, max_concurrency=64)"
+
+
+async def test_from_toml_with_keys_from_the_environment(cluster: Cluster, tmp_path: Path) -> None:
+    a, b = cluster.servers["ok-08"], cluster.servers["ok-09"]
+    path = tmp_path / "nodes.toml"
+    path.write_text(
+        f"""
+[defaults]
+api_key_env = "SHARED_API"
+
+[fleet]
+max_concurrency = 3
+node_timeout = 12.5
+
+[[nodes]]
+name = "a"
+url = "{a.url}"
+admin_key_env = "A_ADMIN"
+
+[[nodes]]
+name = "b"
+url = "{b.url}"
+api_key = "{b.api_key}"         # overrides the default
+admin_key = "{b.admin_key}"
+"""
+    )
+    env = {"SHARED_API": a.api_key, "A_ADMIN": a.admin_key}
+    async with TabbyFleet.from_toml(path, env=env, node_timeout=5.0) as fleet:
+        assert fleet.nodes == ["a", "b"]
+        assert fleet.max_concurrency == 3 and fleet.node_timeout == 5.0
+        perms = await fleet.permission()
+        assert perms["a"].unwrap().permission == "api"  # the api key from SHARED_API
+        assert perms["b"].unwrap().permission == "api"
+        loaded = await fleet.models.load(model_name="n")
+        assert loaded.ok  # a's admin key came from A_ADMIN
+
+    with pytest.raises(InvalidInputError, match="A_ADMIN is not set"):
+        TabbyFleet.from_toml(path, env={"SHARED_API": "x"})
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "needs \\[\\[nodes\\]\\]"),
+        ('[[nodes]]\nname = "x"\n', "url: is required"),
+        ('[[nodes]]\nurl = "http://h:1"\n[[nodes]]\nurl = "http://h:1"\n', "used by two"),
+        ('[[nodes]]\nurl = "http://h:1"\ncolour = "red"\n', "unknown keys: colour"),
+        ('[fleet]\nspeed = 3\n[[nodes]]\nurl = "http://h:1"\n', "not a fleet option"),
+        ('[[nodes]]\nurl = "http://h:1"\napi_key = "a"\napi_key_env = "B"\n', "not both"),
+        ("[[nodes]\n", "not valid TOML"),
+    ],
+)
+def test_bad_nodes_files(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "nodes.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidInputError, match=problem):
+        TabbyFleet.from_toml(path, env={})
+
+
+def test_nodes_as_named_tables(tmp_path: Path) -> None:
+    path = tmp_path / "nodes.toml"
+    path.write_text('[nodes.gpu-01]\nurl = "http://10.0.0.1:5000"\napi_key_env = "K"\n')
+    fleet = TabbyFleet.from_toml(path, env={"K": "key"})
+    assert fleet.nodes == ["gpu-01"]
+    with pytest.raises(InvalidInputError, match="cannot read"):
+        TabbyFleet.from_toml(tmp_path / "missing.toml")
+
+
+def test_fleet_result_helpers() -> None:
+    err = TabbyError("boom")
+    result: FleetResult[int] = FleetResult(
+        [NodeResult("a", 1, None, 0.5), NodeResult("b", None, err, 1.25)],
+        operation="count",
+        elapsed=1.5,
+    )
+    assert len(result) == 2 and result[0].node == "a" and "b" in result
+    assert result.values == {"a": 1}
+    assert result.errors == {"b": err}
+    assert result["a"].unwrap() == 1
+    with pytest.raises(TabbyError, match="boom"):
+        result["b"].unwrap()
+    assert repr(result) == "FleetResult(count: 2 nodes, 1 ok, 1 failed, 1.50 s)"
+    lines = result.format_table().splitlines()
+    assert lines[0].split() == ["node", "result", "time", "detail"]
+    assert lines[2].split() == ["a", "ok", "0.50s", "1"]
+    assert lines[3].split() == ["b", "tabby_error", "1.25s", "boom"]
