@@ -1,0 +1,614 @@
+"""``tabby-async fleet``: status, load, ensure and rollout on every node of a nodes file.
+
+::
+
+    tabby-async fleet status  --nodes nodes.toml
+    tabby-async fleet load    --nodes nodes.toml NAME [--max-seq-len N ...]
+    tabby-async fleet ensure  --nodes nodes.toml NAME [--max-seq-len N ...] [--dry-run]
+    tabby-async fleet rollout --nodes nodes.toml NAME [--batch-size 4 --max-failures 1]
+
+The nodes file is described in :mod:`tabby_async.fleet._config` (keys come
+from the environment variables it names). While a command runs it shows a
+live per-node view on a terminal when rich is installed, and plain lines
+otherwise (one per node as it completes); at the end it prints a table of
+every node. ``--json`` prints one JSON document instead. The exit code is 0
+only when every node succeeded (for ``status``: reachable, healthy, and
+every probe answered); 1 when any node failed; 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Protocol, TextIO
+
+import msgspec
+
+from ..errors import TabbyError
+from ..fleet import (
+    FleetEnsureReport,
+    FleetResult,
+    LoadPlan,
+    NodeResult,
+    NodeStatus,
+    RolloutReport,
+    TabbyFleet,
+)
+from ..fleet._results import table_rows
+from ..types import ModelLoadResponse
+from ._models import _add_load_options, build_load_request
+from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, stdout_is_terminal
+
+__all__ = ["main", "register"]
+
+ENV_NODES = "TABBY_FLEET_NODES"
+#: Above this many nodes the live view shows one overall bar, not one per node.
+MAX_NODE_BARS = 30
+
+
+# --- live views -------------------------------------------------------------------
+
+
+class FleetView(Protocol):
+    """What a fleet command shows while it runs."""
+
+    def __enter__(self) -> FleetView: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def set_total(self, total: int) -> None:
+        """How many nodes will report a result."""
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        """A node's load progress event."""
+
+    def done(self, result: NodeResult[Any]) -> None:
+        """A node's final result."""
+
+    def note(self, text: str) -> None:
+        """A line of text (a plan, a batch summary) shown above the live view."""
+
+
+class PlainView:
+    """One line per node as it completes; for logs, pipes and dumb terminals."""
+
+    def __init__(self, total: int, *, per_node: bool, file: TextIO | None = None) -> None:
+        self._total = total
+        self._per_node = per_node
+        self._file = file
+        self._done = 0
+        self._width = len(str(total))
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def _out(self) -> TextIO:
+        return self._file if self._file is not None else sys.stdout
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        self._width = len(str(total))
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        return None  # one line per node, not per module: 1,000 nodes stay readable
+
+    def done(self, result: NodeResult[Any]) -> None:
+        self._done += 1
+        if not self._per_node:
+            return
+        from ..fleet._results import describe
+
+        detail = str(result.error) if result.error is not None else describe(result.value)
+        out = self._out()
+        out.write(
+            f"[{self._done:>{self._width}}/{self._total}] {result.node}  {result.status}  "
+            f"{result.elapsed:.2f}s  {detail}\n"
+        )
+        out.flush()
+
+    def note(self, text: str) -> None:
+        out = self._out()
+        out.write(text + "\n")
+        out.flush()
+
+
+class _QuietView(PlainView):
+    """Shows nothing (``--json`` to a pipe keeps stdout for the document)."""
+
+    def done(self, result: NodeResult[Any]) -> None:
+        return None
+
+    def note(self, text: str) -> None:
+        return None
+
+
+class RichView:
+    """Live bars: one overall, plus one per node for small fleets."""
+
+    def __init__(self, total: int, title: str, *, stderr: bool = False) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._console = Console(file=sys.stderr if stderr else sys.stdout)
+        self._progress = Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=self._console,
+        )
+        self._title = title
+        self._total = total
+        self._overall = self._progress.add_task(title, total=total, state="")
+        self._nodes: dict[str, Any] = {}
+        self._ok = 0
+        self._failed = 0
+
+    def __enter__(self) -> RichView:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        self._progress.update(self._overall, total=total)
+
+    def _node_bar(self, node: str, total: int) -> Any:
+        task = self._nodes.get(node)
+        if task is None and self._total <= MAX_NODE_BARS:
+            task = self._progress.add_task(f"  {node}", total=total, state="")
+            self._nodes[node] = task
+        return task
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        task = self._node_bar(node, event.modules)
+        if task is not None:
+            self._progress.update(
+                task,
+                total=event.modules,
+                completed=event.module,
+                state=f"{event.model_type} {event.status}",
+            )
+
+    def done(self, result: NodeResult[Any]) -> None:
+        if result.ok:
+            self._ok += 1
+        else:
+            self._failed += 1
+        state = f"{self._ok} ok, {self._failed} failed"
+        self._progress.update(self._overall, advance=1, state=state)
+        task = self._nodes.get(result.node)
+        if task is not None:
+            self._progress.update(task, state=result.status)
+            self._progress.stop_task(task)
+
+    def note(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False)
+
+
+def _rich_available() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def make_view(args: argparse.Namespace, total: int, title: str, *, per_node: bool) -> FleetView:
+    """Live rich bars on a terminal (stderr with ``--json``), else plain lines."""
+    json_output = bool(getattr(args, "json", False))
+    terminal = _stderr_is_terminal() if json_output else stdout_is_terminal()
+    if terminal and _rich_available() and not getattr(args, "plain", False):
+        return RichView(total, title, stderr=json_output)
+    if json_output:
+        return _QuietView(total, per_node=False)
+    return PlainView(total, per_node=per_node)
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, TabbyError):
+        return {"code": value.code, "message": str(value)}
+    if isinstance(value, BaseException):  # pragma: no cover - results hold TabbyErrors
+        return {"code": type(value).__name__, "message": str(value)}
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def _node_json(result: NodeResult[Any]) -> dict[str, Any]:
+    return {
+        "node": result.node,
+        "status": result.status,
+        "elapsed": round(result.elapsed, 4),
+        "value": result.value,
+        "error": result.error,
+    }
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(document, enc_hook=_enc_hook).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _results_json(result: FleetResult[Any]) -> list[dict[str, Any]]:
+    return [_node_json(r) for r in result]
+
+
+def print_table(results: Iterable[NodeResult[Any]], title: str = "") -> None:
+    """The final table: rich on a terminal when available, else plain text."""
+    rows = list(results)
+    if stdout_is_terminal() and _rich_available():
+        from rich.console import Console
+        from rich.table import Table
+
+        header, cells = table_rows(rows)
+        table = Table(title=title or None)
+        for name in header:
+            table.add_column(name, overflow="fold")
+        for row, result in zip(cells, rows, strict=True):
+            style = None if result.ok else "red"
+            table.add_row(*row, style=style)
+        Console().print(table)
+        return
+    from ..fleet import format_table
+
+    if title:
+        print(title)
+    print(format_table(rows))
+
+
+def _exit_code(failed: bool) -> int:
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+def _fleet_from_args(args: argparse.Namespace) -> TabbyFleet:
+    path = args.nodes or os.environ.get(ENV_NODES)
+    if not path:
+        raise CliError(f"give --nodes nodes.toml (or set {ENV_NODES})", exit_code=EXIT_USAGE)
+    options: dict[str, Any] = {}
+    if args.concurrency is not None:
+        options["max_concurrency"] = args.concurrency
+    if args.node_timeout is not None:
+        options["node_timeout"] = args.node_timeout
+    if getattr(args, "load_timeout", None) is not None:
+        options["load_timeout"] = args.load_timeout
+    return TabbyFleet.from_toml(path, **options)
+
+
+def _only(args: argparse.Namespace) -> list[str] | None:
+    if not args.only:
+        return None
+    return [name.strip() for name in args.only.split(",") if name.strip()]
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        with make_view(args, total, "status", per_node=False) as view:
+            result = await fleet.status(nodes=nodes, on_result=view.done)
+    failed = any(not r.ok or not isinstance(r.value, NodeStatus) or not r.value.ok for r in result)
+    if args.json:
+        _print_json({"operation": "status", "nodes": _results_json(result)})
+    else:
+        print_table(result)
+        healthy = sum(1 for r in result if isinstance(r.value, NodeStatus) and r.value.ok)
+        print(
+            f"{len(result)} nodes: {healthy} ok, {len(result.failed)} unreachable, "
+            f"{len(result) - healthy - len(result.failed)} with problems "
+            f"({result.elapsed:.2f} s)"
+        )
+    return _exit_code(failed)
+
+
+async def _load(args: argparse.Namespace) -> int:
+    request = build_load_request(args)
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        with make_view(args, total, f"load {request.model_name}", per_node=True) as view:
+            result = await fleet.models.load(
+                request,
+                nodes=nodes,
+                fail_fast=args.fail_fast,
+                on_event=view.event,
+                on_result=view.done,
+            )
+    if args.json:
+        _print_json({"operation": "load", "nodes": _results_json(result)})
+    else:
+        print_table(result)
+        print(result.summary())
+    return _exit_code(not result.ok)
+
+
+def _plan_text(plans: FleetResult[LoadPlan]) -> str:
+    from ..fleet import format_table
+
+    counts: dict[str, int] = {}
+    for r in plans:
+        key = r.value.action if r.value is not None else r.status
+        counts[key] = counts.get(key, 0) + 1
+    shown = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    return f"plan: {shown}\n{format_table(list(plans))}"
+
+
+async def _ensure(args: argparse.Namespace) -> int:
+    request = build_load_request(args)
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
+
+            def on_plan(plans: FleetResult[LoadPlan]) -> None:
+                view.note(_plan_text(plans))
+                view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
+
+            report: FleetEnsureReport = await fleet.ensure_loaded(
+                request,
+                nodes=nodes,
+                dry_run=args.dry_run,
+                fail_fast=args.fail_fast,
+                on_plan=on_plan,
+                on_event=view.event,
+                on_result=view.done,
+            )
+    if args.json:
+        _print_json(
+            {
+                "operation": "ensure",
+                "dry_run": args.dry_run,
+                "plans": _results_json(report.plans),
+                "results": None if report.results is None else _results_json(report.results),
+            }
+        )
+    elif report.results is not None:
+        print_table(report.results)
+        print(report.summary())
+    else:
+        print(report.summary())
+    return _exit_code(not report.ok)
+
+
+async def _rollout(args: argparse.Namespace) -> int:
+    request = build_load_request(args)
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        started = time.monotonic()
+        with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
+
+            def on_batch(index: int, batch: FleetResult[Any]) -> None:
+                view.note(
+                    f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
+                    f"({time.monotonic() - started:.1f} s)"
+                )
+
+            report: RolloutReport = await fleet.rollout(
+                request,
+                nodes=nodes,
+                batch_size=args.batch_size,
+                max_failures=args.max_failures,
+                verify=not args.no_verify,
+                on_event=view.event,
+                on_result=view.done,
+                on_batch=on_batch,
+            )
+    if args.json:
+        _print_json(
+            {
+                "operation": "rollout",
+                "halted": report.halted,
+                "done": report.done,
+                "failed": sorted(report.failed),
+                "not_touched": report.not_touched,
+                "nodes": _results_json(report.results),
+            }
+        )
+    else:
+        print_table(report.results)
+        print(report.summary())
+    return _exit_code(not report.ok)
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _fleet_options() -> argparse.ArgumentParser:
+    """Options every fleet command takes (defaults suppressed where the top level has them)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("fleet")
+    group.add_argument(
+        "--nodes",
+        metavar="FILE",
+        default=None,
+        help=f"the nodes file (TOML; env {ENV_NODES})",
+    )
+    group.add_argument(
+        "--only", metavar="NAME,NAME", default=None, help="run on these nodes of the file only"
+    )
+    group.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="nodes worked on at once (default: the file's [fleet] max_concurrency, or 64)",
+    )
+    group.add_argument(
+        "--node-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="bound of each node's control calls (default 60)",
+    )
+    group.add_argument(
+        "--plain", action="store_true", help="plain lines even on a terminal (no live bars)"
+    )
+    parent.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON document with every node's result instead of a table",
+    )
+    return parent
+
+
+def _add_load_flags(parser: argparse.ArgumentParser) -> None:
+    _add_load_options(parser)
+    parser.add_argument(
+        "--load-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="bound of each node's whole load (default: none)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``fleet status|load|ensure|rollout`` to the top-level parser."""
+    fleet = subparsers.add_parser(
+        "fleet",
+        help="status, load, ensure and rollout on many servers (a nodes file)",
+        description="Drive every server listed in a nodes file (TOML) at once.",
+    )
+    fleet.set_defaults(group_parser=fleet)
+    sub = fleet.add_subparsers(title="commands", metavar="COMMAND")
+    parents = [_fleet_options()]
+
+    status = sub.add_parser(
+        "status",
+        parents=parents,
+        help="a snapshot of every node: health, key permission, loaded model",
+        description="Ask every node, concurrently, for its health, what its key may do, "
+        "its loaded model and context, and its embedding model. Exit 1 if any node is "
+        "unreachable, unhealthy or refused a probe.",
+    )
+    status.set_defaults(handler=_status, command_name="fleet status")
+
+    load = sub.add_parser(
+        "load",
+        parents=parents,
+        help="load a model on every node (the server ignores new parameters for a model "
+        "it already runs: see ensure)",
+    )
+    _add_load_flags(load)
+    load.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    load.set_defaults(handler=_load, command_name="fleet load")
+
+    ensure = sub.add_parser(
+        "ensure",
+        parents=parents,
+        help="make every node run the model with these parameters (plan, then act)",
+        description="Compare each node's loaded model with the request, print the plan, "
+        "then load or unload-and-reload only where needed.",
+    )
+    _add_load_flags(ensure)
+    ensure.add_argument("--dry-run", action="store_true", help="print the plan only")
+    ensure.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    ensure.set_defaults(handler=_ensure, command_name="fleet ensure")
+
+    rollout = sub.add_parser(
+        "rollout",
+        parents=parents,
+        help="a rolling ensure, batch by batch, each batch verified before the next",
+    )
+    _add_load_flags(rollout)
+    rollout.add_argument(
+        "--batch-size", type=_positive_int, default=1, metavar="N", help="nodes per batch"
+    )
+    rollout.add_argument(
+        "--max-failures",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="halt when more than N nodes have failed (default 0)",
+    )
+    rollout.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the check after each batch (health, and the model and context loaded)",
+    )
+    rollout.set_defaults(handler=_rollout, command_name="fleet rollout")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tabby-async fleet ...`` on its own (the ``tabby-async`` command runs the same)."""
+    from . import main as cli_main
+
+    return cli_main(["fleet", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
