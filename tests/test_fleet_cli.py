@@ -1,0 +1,218 @@
+"""``tabby-async fleet ...`` end to end: ``main([...])`` in a worker thread (its own
+event loop) against emulators serving from the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tabby_async import cli
+from tabby_async.testing import EmulatedModel, TabbyEmulator
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: bound once, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Result(msgspec.Struct):
+    code: int
+    out: str
+    err: str
+
+
+async def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, list(argv))
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+@dataclass
+class Nodes:
+    path: str
+    servers: dict[str, TabbyEmulator]
+
+    def secrets(self) -> list[str]:
+        return [k for s in self.servers.values() for k in (s.api_key, s.admin_key)]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "TABBY_FLEET_NODES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Nodes]:
+    """Five good nodes (keys from env vars) and a file to name them; plus writers for bad ones."""
+    servers: dict[str, TabbyEmulator] = {}
+    lines = ["[fleet]", "max_concurrency = 4", ""]
+    try:
+        for i in range(5):
+            name = f"n{i}"
+            server = TabbyEmulator(
+                models=[
+                    EmulatedModel("m", modules=3),
+                    EmulatedModel("bad", modules=3, fail_at=2, fail_message="CUDA OOM"),
+                ],
+                ping_interval=0,
+            )
+            await server.start()
+            servers[name] = server
+            monkeypatch.setenv(f"N{i}_ADMIN", server.admin_key)
+            lines += ["[[nodes]]", f'name = "{name}"', f'url = "{server.url}"']
+            lines += [f'admin_key_env = "N{i}_ADMIN"', ""]
+        path = tmp_path / "nodes.toml"
+        path.write_text("\n".join(lines))
+        yield Nodes(str(path), servers)
+    finally:
+        for server in servers.values():
+            await server.close()
+
+
+def with_down_node(nodes: Nodes) -> str:
+    path = Path(nodes.path).with_name("with-down.toml")
+    text = Path(nodes.path).read_text()
+    path.write_text(f'{text}\n[[nodes]]\nname = "down"\nurl = "http://127.0.0.1:{closed_port()}"\n')
+    return str(path)
+
+
+async def test_status_table_and_exit_codes(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n2"].preload("m", max_seq_len=2048)
+    result = await run(capsys, "fleet", "status", "--nodes", nodes.path)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].split() == [
+        "node",
+        "result",
+        "time",
+        "health",
+        "permission",
+        "model",
+        "ctx",
+        "embedding",
+        "problems",
+    ]
+    n2 = next(line for line in lines if line.startswith("n2 "))
+    assert n2.split()[3:7] == ["healthy", "admin", "m", "2048"]
+    assert "5 nodes: 5 ok, 0 unreachable, 0 with problems" in result.out
+    assert not any(key in result.out + result.err for key in nodes.secrets())
+
+    down = await run(capsys, "fleet", "status", "--nodes", with_down_node(nodes))
+    assert down.code == 1
+    assert "6 nodes: 5 ok, 1 unreachable" in down.out
+
+
+async def test_status_json_and_nodes_from_the_environment(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABBY_FLEET_NODES", nodes.path)
+    result = await run(capsys, "fleet", "status", "--json", "--only", "n0,n1")
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
+    assert document["operation"] == "status"
+    assert [n["node"] for n in document["nodes"]] == ["n0", "n1"]
+    assert document["nodes"][0]["value"]["health"]["status"] == "healthy"
+    assert document["nodes"][0]["error"] is None
+
+
+async def test_load_reports_each_node_and_fails_when_one_fails(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "fleet", "load", "--nodes", nodes.path, "m", "--max-seq-len", "2048")
+    assert result.code == 0, result.err
+    progress = [line for line in result.out.splitlines() if line.startswith("[")]
+    assert len(progress) == 5 and all(" ok " in line for line in progress)
+    assert "load: 5 nodes: 5 ok" in result.out
+    assert all(s.loaded == "m" for s in nodes.servers.values())
+
+    failing = await run(capsys, "fleet", "load", "--nodes", nodes.path, "bad", "--json")
+    assert failing.code == 1
+    document = json.loads(failing.out)
+    assert {n["status"] for n in document["nodes"]} == {"load_failed"}
+    assert document["nodes"][0]["error"] == {"code": "load_failed", "message": "CUDA OOM"}
+
+
+async def test_ensure_prints_the_plan_then_acts(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n0"].preload("m", max_seq_len=4096)
+    nodes.servers["n1"].preload("m", max_seq_len=2048)
+    dry = await run(
+        capsys, "fleet", "ensure", "--nodes", nodes.path, "m", "--max-seq-len", "4096", "--dry-run"
+    )
+    assert dry.code == 0, dry.err
+    assert "plan: 3 load, 1 none, 1 reload" in dry.out
+    assert "max_seq_len: wanted 4096, loaded 2048" in dry.out
+    assert "plan (dry run): 3 load, 1 none, 1 reload" in dry.out
+    assert all(s.count("POST", "/v1/model/load") == 0 for s in nodes.servers.values())
+
+    result = await run(
+        capsys, "fleet", "ensure", "--nodes", nodes.path, "m", "--max-seq-len", "4096"
+    )
+    assert result.code == 0, result.err
+    assert nodes.servers["n0"].count("POST", "/v1/model/load") == 0
+    assert nodes.servers["n1"].count("POST", "/v1/model/unload") == 1
+    assert "ensure: 5 nodes: 5 ok" in result.out
+
+
+async def test_rollout_halts_and_lists_untouched_nodes(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n2"].add_health_issue("thermal throttling")
+    result = await run(
+        capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--batch-size", "2", "--json"
+    )
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert document["halted"] is True
+    assert document["done"] == ["n0", "n1", "n3"]
+    assert document["failed"] == ["n2"]
+    assert document["not_touched"] == ["n4"]
+    assert nodes.servers["n4"].count("POST", "/v1/model/load") == 0
+
+    plain = await run(
+        capsys,
+        "fleet",
+        "rollout",
+        "--nodes",
+        nodes.path,
+        "m",
+        "--batch-size",
+        "2",
+        "--max-failures",
+        "1",
+    )
+    assert plain.code == 1  # n2 still fails its check
+    assert "batch 3: 1 ok, 0 failed" in plain.out
+    assert "complete after 3 batches: 4 done, 1 failed, 0 not touched" in plain.out
+
+
+async def test_usage_errors(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = await run(capsys, "fleet", "status")
+    assert missing.code == 2
+    assert "--nodes" in missing.err
+    bare = await run(capsys, "fleet")
+    assert bare.code == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[nodes]]\nurl = "http://h:1"\nadmin_key_env = "NOT_SET_ANYWHERE"\n')
+    unset = await run(capsys, "fleet", "status", "--nodes", str(bad))
+    assert unset.code == 2
+    assert "NOT_SET_ANYWHERE is not set" in unset.err
+    wrong = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--batch-size", "0")
+    assert wrong.code == 2
