@@ -466,6 +466,11 @@ class TabbyEmulator:
     # ------------------------------------------------------------------ dispatch
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request enters here: record, apply faults, route.
+
+        The handler task is tracked so that :meth:`close` can cut open streams and
+        pending downloads instead of waiting for them.
+        """
         task = asyncio.current_task()
         if task is not None:
             self._handler_tasks.add(task)
@@ -509,6 +514,7 @@ class TabbyEmulator:
     async def _route(
         self, request: web.BaseRequest, method: str, path: str, body: bytes
     ) -> web.StreamResponse:
+        """Starlette-style routing: exact path, else 307 without trailing slash, 404, 405."""
         entry = self._routes.get(path)
         if entry is None:
             if len(path) > 1 and path.endswith("/") and path.rstrip("/") in self._routes:
@@ -523,6 +529,7 @@ class TabbyEmulator:
         return await handler(request, body)
 
     def _make_record(self, request: web.BaseRequest) -> RecordedRequest:
+        """Snapshot method, path and headers (secrets redacted); the body follows."""
         headers: dict[str, str] = {}
         for key, value in request.headers.items():
             low = key.lower()
