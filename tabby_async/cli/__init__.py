@@ -34,7 +34,9 @@ plug-in's leaf parsers should
   a fresh event loop; Ctrl-C cancels it and the command exits 130;
 * raise :class:`~tabby_async.TabbyError` or :class:`common.CliError` on failure
   (:func:`main` prints them and picks the exit code), and build clients with
-  :func:`common.client_from_args`.
+  :func:`common.client_from_args`;
+* optionally ``set_defaults(interrupt_note="...{name}...")``: what Ctrl-C
+  should tell the user (formatted with the parsed options).
 
 A group parser that needs a subcommand should ``set_defaults(group_parser=p)``
 so that a bare ``tabby-async fleet`` prints that group's help.
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(_interruptible(result))
         return int(result)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"\n{interrupt_message(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (E.TabbyError, CliError) as exc:
         print(f"error: {describe_error(exc, args)}", file=sys.stderr)
@@ -187,6 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()  # the reader went away (`| head`): not worth a traceback
         return EXIT_ERROR
+
+
+def interrupt_message(args: argparse.Namespace) -> str:
+    """The line for Ctrl-C: the command's ``interrupt_note`` if it set one.
+
+    ``interrupt_note`` (a parser default) may use ``{name}`` and the other
+    parsed options, e.g. to say that the server may finish a load on its own.
+    """
+    note = getattr(args, "interrupt_note", None)
+    if isinstance(note, str):
+        try:
+            return f"interrupted: {note.format(**vars(args))}"
+        except (KeyError, IndexError, ValueError):
+            return f"interrupted: {note}"
+    return "interrupted"
 
 
 def _silence_stdout() -> None:

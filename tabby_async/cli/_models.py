@@ -8,9 +8,7 @@ response Struct as JSON, exactly as the server's field names have it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -267,25 +265,16 @@ async def load_with_progress(
     """Load with a live display of every component.
 
     Returns the model's ``finished`` event and the seconds the load took. On
-    cancellation (Ctrl-C) the stream is closed by its ``async with``, the
-    display is stopped, and a note goes to stderr that the server may finish
-    the load on its own; the cancellation then goes on up.
+    cancellation (Ctrl-C) the stream is closed by its ``async with`` and the
+    display is stopped before the cancellation goes on up; ``main`` then
+    prints the command's ``interrupt_note``.
     """
     started = time.monotonic()
     stream = client.models.load_stream(request)
-    try:
-        with load_progress(json_output=json_output, indent=indent) as progress:
-            async with stream:
-                async for event in stream:
-                    progress.update(event)
-    except asyncio.CancelledError:
-        sys.stderr.write(
-            f"\ninterrupted: stopped following the load of {request.model_name!r}; "
-            "the server may finish the load on its own "
-            "(check with `tabby-async models get`)\n"
-        )
-        sys.stderr.flush()
-        raise
+    with load_progress(json_output=json_output, indent=indent) as progress:
+        async with stream:
+            async for event in stream:
+                progress.update(event)
     final = stream.last_event
     if final is None or not stream.finished:  # the stream raises first; be explicit
         raise E.StreamError("the load stream ended before the model finished loading")
@@ -522,6 +511,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "load a model, showing progress (admin key)",
         "Load a model, showing the progress of each component (vision, draft, "
         "model). Ctrl-C stops following the load; the server may still finish it.",
+    )
+    load.set_defaults(
+        interrupt_note="stopped following the load of {name!r}; the server may finish "
+        "the load on its own (check with `tabby-async models get`)"
     )
     _add_load_options(load)
     _leaf(sub, "unload", _unload, "models unload", "unload the model (admin key)")
