@@ -13,7 +13,6 @@ import contextlib
 import importlib
 import json
 import os
-import pty
 import select
 import signal
 import socket
@@ -31,6 +30,7 @@ from tabby_async.cli import common
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "HF_TOKEN")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals and ptys")
 
 
 @pytest.fixture(autouse=True)
@@ -429,6 +429,17 @@ async def test_timeout_exits_6(server: TabbyEmulator, capsys: pytest.CaptureFixt
     assert result.err.startswith(f"error: timed out talking to {server.url}")
 
 
+async def test_a_server_without_the_routes_exits_4(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"{server.url}/not-tabby"
+    result = await run(capsys, "models", "get", "--url", url, "--api-key", server.api_key)
+    assert result.code == common.EXIT_NOT_FOUND
+    assert result.err == (
+        f"error: the server at {url} has no route /v1/model (is it a TabbyAPI server?)\n"
+    )
+
+
 async def test_server_error_exits_1(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
     env.faults.fail_next(5, status=500, detail="boom", path="/v1/model/draft/list")
     result = await run(capsys, "models", "draft", "list")
@@ -712,6 +723,7 @@ async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float =
     return seen
 
 
+@posix_only
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 async def test_emulator_subcommand_serves_until_stopped(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stop: signal.Signals
@@ -762,6 +774,7 @@ async def test_emulator_subcommand_serves_until_stopped(
     assert out.decode().strip().endswith("emulator stopped")
 
 
+@posix_only
 async def test_ctrl_c_during_a_load_exits_130_and_the_server_finishes(
     server: TabbyEmulator,
 ) -> None:
@@ -798,6 +811,8 @@ async def test_ctrl_c_during_a_load_exits_130_and_the_server_finishes(
 
 def run_in_terminal(argv: list[str], env: dict[str, str], prelude: str = "") -> str:
     """Run the CLI with a pseudo-terminal as stdout; everything it wrote there."""
+    import pty  # POSIX only
+
     master, slave = pty.openpty()
     code = f"{prelude}\nimport sys\nfrom tabby_async.cli import main\nsys.exit(main({argv!r}))"
     proc = subprocess.Popen(
@@ -828,6 +843,7 @@ def run_in_terminal(argv: list[str], env: dict[str, str], prelude: str = "") -> 
     return b"".join(chunks).decode(errors="replace")
 
 
+@posix_only
 async def test_load_on_a_terminal_shows_live_bars(server: TabbyEmulator) -> None:
     server.add_model(EmulatedModel("bars", modules=6, delay=0.05, vision_modules=2))
     output = await asyncio.to_thread(
@@ -840,6 +856,7 @@ async def test_load_on_a_terminal_shows_live_bars(server: TabbyEmulator) -> None
     assert "processing" not in output  # not the plain lines
 
 
+@posix_only
 async def test_without_rich_a_terminal_gets_plain_lines(server: TabbyEmulator) -> None:
     server.add_model(EmulatedModel("plain", modules=2))
     output = await asyncio.to_thread(
