@@ -281,6 +281,20 @@ async def test_load_sends_every_option_as_the_request_field(
     }
 
 
+async def test_load_of_the_loaded_model_says_new_parameters_are_ignored(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.preload("alpha", max_seq_len=1024)
+    result = await run(capsys, "models", "load", "alpha", "--max-seq-len", "4096")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == (
+        "note: 'alpha' is already loaded; the server keeps its current parameters "
+        "(unload first to change them)"
+    )
+    card = msgspec.json.decode((await run(capsys, "models", "get", "--json")).out, type=ModelCard)
+    assert card.parameters is not None and card.parameters.max_seq_len == 1024
+
+
 async def test_load_unset_options_are_not_sent(
     env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

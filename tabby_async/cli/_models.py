@@ -281,9 +281,23 @@ async def load_with_progress(
     return final, time.monotonic() - started
 
 
+async def _already_loaded(client: AsyncTabbyClient, name: str) -> bool:
+    """True when ``name`` is the loaded model (then the server ignores a new load)."""
+    try:
+        return (await client.models.get()).id == name
+    except E.TabbyError:
+        return False  # nothing loaded, a load running, or no read access: no note
+
+
 async def _load(args: argparse.Namespace) -> int:
     request = build_load_request(args)
     async with client_from_args(args) as client:
+        if not args.json and await _already_loaded(client, request.model_name):
+            print(
+                f"note: {request.model_name!r} is already loaded; the server keeps its "
+                "current parameters (unload first to change them)",
+                flush=True,
+            )
         final, seconds = await load_with_progress(client, request, json_output=args.json)
     if args.json:
         print_json(final)
