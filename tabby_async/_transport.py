@@ -82,10 +82,12 @@ class Transport:
         admin: dict[str, str] = dict(base)
         # PROTOCOL.md: api routes take x-api-key with an api key or the admin
         # key; admin routes take only x-admin-key (x-api-key holding the admin
-        # key is refused there). With no key, send none: a server with auth
-        # off treats every request as admin.
+        # key is refused there). The admin key is preferred on api routes
+        # too: TabbyAPI lists every model folder only to admin permission.
+        # With no key, send none: a server with auth off treats every request
+        # as admin.
         if api_key or admin_key:
-            api["x-api-key"] = api_key or admin_key or ""
+            api["x-api-key"] = admin_key or api_key or ""
         if admin_key:
             admin["x-admin-key"] = admin_key
         self._headers: dict[tuple[AuthKind, bool], dict[str, str]] = {}

@@ -182,6 +182,17 @@ async def test_keys_go_where_the_protocol_says(server: TabbyEmulator) -> None:
     assert ua.startswith("tabby-async/")
 
 
+async def test_with_both_keys_the_admin_key_serves_api_routes(server: TabbyEmulator) -> None:
+    """TabbyAPI lists every folder only to admin permission: use the admin key."""
+    async with AsyncTabbyClient(
+        server.url, api_key=server.api_key, admin_key=server.admin_key
+    ) as client:
+        assert (await client.permission()).permission == "admin"
+        assert {"alpha", "beta"} <= set((await client.models.list()).ids)
+    async with AsyncTabbyClient(server.url, api_key=server.api_key) as client:
+        assert (await client.models.list()).ids == []  # an api key sees what is loaded
+
+
 async def test_admin_key_alone_works_on_api_routes(admin: AsyncTabbyClient) -> None:
     assert "alpha" in (await admin.models.list()).ids
     assert (await admin.permission()).permission == "admin"

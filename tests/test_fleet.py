@@ -518,8 +518,9 @@ admin_key = "{b.admin_key}"
         assert fleet.nodes == ["a", "b"]
         assert fleet.max_concurrency == 3 and fleet.node_timeout == 5.0
         perms = await fleet.permission()
-        assert perms["a"].unwrap().permission == "api"  # the api key from SHARED_API
-        assert perms["b"].unwrap().permission == "api"
+        # Both nodes have an admin key, which the SDK prefers on api routes.
+        assert perms["a"].unwrap().permission == "admin"
+        assert perms["b"].unwrap().permission == "admin"
         loaded = await fleet.models.load(model_name="n")
         assert loaded.ok  # a's admin key came from A_ADMIN
 
