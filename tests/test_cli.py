@@ -823,6 +823,10 @@ async def test_ctrl_c_during_a_load_exits_130_and_the_server_finishes(
     assert server.loaded == "slow"
 
 
+#: Variables that change how rich treats a terminal; the terminal tests drop them.
+RICH_ENV = ("TTY_INTERACTIVE", "TTY_COMPATIBLE", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES")
+
+
 def run_in_terminal(argv: list[str], env: dict[str, str], prelude: str = "") -> str:
     """Run the CLI with a pseudo-terminal as stdout; everything it wrote there."""
     import pty  # POSIX only
@@ -833,7 +837,11 @@ def run_in_terminal(argv: list[str], env: dict[str, str], prelude: str = "") -> 
         [sys.executable, "-c", code],
         stdout=slave,
         stderr=subprocess.PIPE,
-        env={**env, "TERM": "xterm-256color", "COLUMNS": "120"},
+        env={
+            **{k: v for k, v in env.items() if k not in RICH_ENV},
+            "TERM": "xterm-256color",
+            "COLUMNS": "120",
+        },
     )
     os.close(slave)
     chunks: list[bytes] = []
@@ -868,6 +876,18 @@ async def test_load_on_a_terminal_shows_live_bars(server: TabbyEmulator) -> None
     assert "modules/s" in output
     assert "loaded 'bars' in " in output
     assert "processing" not in output  # not the plain lines
+
+
+@posix_only
+async def test_download_on_a_terminal_shows_a_spinner_with_the_elapsed_time() -> None:
+    async with TabbyEmulator(downloadable={"org/slow-repo": 0.6}) as server:
+        output = await asyncio.to_thread(
+            run_in_terminal, ["models", "download", "org/slow-repo"], subprocess_env(server)
+        )
+    assert "downloading org/slow-repo (the server reports no progress)" in output
+    assert "0:00:00" in output  # rich's elapsed-time column
+    assert "\x1b[" in output
+    assert "downloaded org/slow-repo to models/slow-repo in " in output
 
 
 @posix_only
