@@ -118,9 +118,10 @@ def fleet_tasks() -> list[asyncio.Task[Any]]:
 # --- status ------------------------------------------------------------------------
 
 
-async def test_status_of_a_mixed_fleet(cluster: Cluster) -> None:
+@pytest.mark.parametrize("concurrent_probes", [False, True])
+async def test_status_of_a_mixed_fleet(cluster: Cluster, concurrent_probes: bool) -> None:
     async with cluster.fleet(node_timeout=20) as fleet:
-        status = await fleet.status()
+        status = await fleet.status(concurrent_probes=concurrent_probes)
         assert status.nodes == fleet.nodes
         assert len(status) == 24
         for name in HEALTHY + SLOW + FAILING:

@@ -313,17 +313,21 @@ class TabbyFleet:
         timeout: float | EllipsisType | None = ...,
         max_concurrency: int | None = None,
         on_result: ResultCallback | None = None,
+        concurrent_probes: bool = False,
     ) -> FleetResult[NodeStatus]:
         """A concurrent snapshot of every node, for monitoring.
 
-        Per node, four probes at once: health, the key's permission, the
-        loaded model (with its context) and the embedding model. A node
-        that cannot be reached gets its connection error or timeout as its
-        result; otherwise a :class:`~tabby_async.fleet.NodeStatus` (with any
-        probe that failed, e.g. a refused key, in ``problems``).
+        Per node, four probes: health, the key's permission, the loaded
+        model (with its context) and the embedding model. They go one after
+        the other on one connection (health first, so an unreachable node
+        costs one connect); ``concurrent_probes=True`` sends them at once on
+        four connections. A node that cannot be reached gets its connection
+        error or timeout as its result; otherwise a
+        :class:`~tabby_async.fleet.NodeStatus` (with any probe that failed,
+        e.g. a refused key, in ``problems``).
         """
         return await self.run(
-            lambda _n, c: probe_status(c),
+            lambda _n, c: probe_status(c, concurrent=concurrent_probes),
             nodes=nodes,
             timeout=timeout,
             max_concurrency=max_concurrency,
