@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.fleet_bench            # the full run (~2-3 min on 2 cores)
+    .venv/bin/python -m benchmarks.fleet_bench            # the full run (about 75 s on 2 cores)
     .venv/bin/python -m benchmarks.fleet_bench --quick    # 50 nodes, a smoke run
 
 What it does:
