@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,3 +220,42 @@ async def test_usage_errors(
     assert "NOT_SET_ANYWHERE is not set" in unset.err
     wrong = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--batch-size", "0")
     assert wrong.code == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+async def test_ctrl_c_closes_every_stream_and_the_loads_go_on(nodes: Nodes) -> None:
+    for server in nodes.servers.values():
+        server.add_model(EmulatedModel("slow", modules=40, delay=0.05))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TABBY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tabby_async",
+        "fleet",
+        "load",
+        "--nodes",
+        nodes.path,
+        "--concurrency",
+        "5",
+        "slow",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    servers = list(nodes.servers.values())
+    for _ in range(400):  # until the loads run (a hang guard, not a timing check)
+        if all(s.is_loading for s in servers):
+            break
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130, out.decode()
+    assert "interrupted: stopped following the loads" in err.decode()
+    assert "Traceback" not in err.decode()
+    # Closing the streams does not stop the loads: the servers finish them.
+    for _ in range(400):
+        if all(s.loaded == "slow" for s in servers):
+            break
+        await asyncio.sleep(0.02)
+    assert all(s.loaded == "slow" for s in servers)

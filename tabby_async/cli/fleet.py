@@ -19,10 +19,12 @@ every probe answered); 1 when any node failed; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
@@ -317,6 +319,20 @@ def _fleet_from_args(args: argparse.Namespace) -> TabbyFleet:
     return TabbyFleet.from_toml(path, **options)
 
 
+@contextlib.contextmanager
+def _loads_may_go_on() -> Iterator[None]:
+    """On Ctrl-C, say that the servers keep loading (closing a stream does not stop a load)."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        sys.stderr.write(
+            "\ninterrupted: stopped following the loads; nodes that had started one may "
+            "still finish it (check with `tabby-async fleet status`)\n"
+        )
+        sys.stderr.flush()
+        raise
+
+
 def _only(args: argparse.Namespace) -> list[str] | None:
     if not args.only:
         return None
@@ -345,17 +361,18 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _load(args: argparse.Namespace) -> int:
     request = build_load_request(args)
-    async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
-        with make_view(args, total, f"load {request.model_name}", per_node=True) as view:
-            result = await fleet.models.load(
-                request,
-                nodes=nodes,
-                fail_fast=args.fail_fast,
-                on_event=view.event,
-                on_result=view.done,
-            )
+    with _loads_may_go_on():
+        async with _fleet_from_args(args) as fleet:
+            nodes = _only(args)
+            total = len(nodes) if nodes is not None else len(fleet.nodes)
+            with make_view(args, total, f"load {request.model_name}", per_node=True) as view:
+                result = await fleet.models.load(
+                    request,
+                    nodes=nodes,
+                    fail_fast=args.fail_fast,
+                    on_event=view.event,
+                    on_result=view.done,
+                )
     if args.json:
         _print_json({"operation": "load", "nodes": _results_json(result)})
     else:
@@ -377,24 +394,25 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
 
 async def _ensure(args: argparse.Namespace) -> int:
     request = build_load_request(args)
-    async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
-        with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
+    with _loads_may_go_on():
+        async with _fleet_from_args(args) as fleet:
+            nodes = _only(args)
+            total = len(nodes) if nodes is not None else len(fleet.nodes)
+            with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
 
-            def on_plan(plans: FleetResult[LoadPlan]) -> None:
-                view.note(_plan_text(plans))
-                view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
+                def on_plan(plans: FleetResult[LoadPlan]) -> None:
+                    view.note(_plan_text(plans))
+                    view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
 
-            report: FleetEnsureReport = await fleet.ensure_loaded(
-                request,
-                nodes=nodes,
-                dry_run=args.dry_run,
-                fail_fast=args.fail_fast,
-                on_plan=on_plan,
-                on_event=view.event,
-                on_result=view.done,
-            )
+                report: FleetEnsureReport = await fleet.ensure_loaded(
+                    request,
+                    nodes=nodes,
+                    dry_run=args.dry_run,
+                    fail_fast=args.fail_fast,
+                    on_plan=on_plan,
+                    on_event=view.event,
+                    on_result=view.done,
+                )
     if args.json:
         _print_json(
             {
@@ -414,28 +432,29 @@ async def _ensure(args: argparse.Namespace) -> int:
 
 async def _rollout(args: argparse.Namespace) -> int:
     request = build_load_request(args)
-    async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
-        started = time.monotonic()
-        with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
+    with _loads_may_go_on():
+        async with _fleet_from_args(args) as fleet:
+            nodes = _only(args)
+            total = len(nodes) if nodes is not None else len(fleet.nodes)
+            started = time.monotonic()
+            with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
 
-            def on_batch(index: int, batch: FleetResult[Any]) -> None:
-                view.note(
-                    f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
-                    f"({time.monotonic() - started:.1f} s)"
+                def on_batch(index: int, batch: FleetResult[Any]) -> None:
+                    view.note(
+                        f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
+                        f"({time.monotonic() - started:.1f} s)"
+                    )
+
+                report: RolloutReport = await fleet.rollout(
+                    request,
+                    nodes=nodes,
+                    batch_size=args.batch_size,
+                    max_failures=args.max_failures,
+                    verify=not args.no_verify,
+                    on_event=view.event,
+                    on_result=view.done,
+                    on_batch=on_batch,
                 )
-
-            report: RolloutReport = await fleet.rollout(
-                request,
-                nodes=nodes,
-                batch_size=args.batch_size,
-                max_failures=args.max_failures,
-                verify=not args.no_verify,
-                on_event=view.event,
-                on_result=view.done,
-                on_batch=on_batch,
-            )
     if args.json:
         _print_json(
             {
