@@ -488,6 +488,16 @@ def test_fleet_arguments_are_checked() -> None:
     with pytest.raises(InvalidInputError, match="base_url"):
         NodeSpec("b", "ftp://x")
     assert repr(TabbyFleet([spec])) == "TabbyFleet(1 nodes, max_concurrency=64)"
+    with pytest.raises(InvalidInputError, match="admin_key"):
+        NodeSpec("c", "http://127.0.0.1:5000", admin_key=" padded ")
+
+
+async def test_a_bad_client_option_leaks_no_session() -> None:
+    fleet = TabbyFleet([NodeSpec("a", "http://127.0.0.1:5000")], max_retries=-1)
+    with pytest.raises(InvalidInputError, match="max_retries"):
+        async with fleet:
+            pass
+    assert fleet.session is None
 
 
 async def test_from_toml_with_keys_from_the_environment(cluster: Cluster, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._client import _normalise_base_url
+from .._client import _check_key, _normalise_base_url
 from ..errors import InvalidInputError
 
 if sys.version_info >= (3, 11):
@@ -74,6 +74,8 @@ class NodeSpec:
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError("name", "a node needs a non-empty name")
         _normalise_base_url(self.url)  # raises InvalidInputError naming base_url
+        _check_key("api_key", self.api_key)
+        _check_key("admin_key", self.admin_key)
 
     def __repr__(self) -> str:
         return (

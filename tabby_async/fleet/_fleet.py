@@ -6,7 +6,7 @@ import asyncio
 import os
 import ssl as _ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
@@ -204,16 +204,24 @@ class TabbyFleet:
             limit=self._connection_limit, limit_per_host=self._limit_per_host
         )
         session = aiohttp.ClientSession(connector=connector)
+        made: dict[str, AsyncTabbyClient] = {}
+        try:
+            for name, spec in self._specs.items():
+                made[name] = AsyncTabbyClient(
+                    spec.url,
+                    api_key=spec.api_key,
+                    admin_key=spec.admin_key,
+                    session=session,
+                    **self._client_options,
+                )
+        except BaseException:
+            # A bad client option: nothing was sent; drop the unused pool
+            # without an "unclosed session" warning.
+            session.detach()
+            raise
         self._session = session
-        for name, spec in self._specs.items():
-            self._clients[name] = AsyncTabbyClient(
-                spec.url,
-                api_key=spec.api_key,
-                admin_key=spec.admin_key,
-                session=session,
-                **self._client_options,
-            )
-            self._owned.add(name)
+        self._clients.update(made)
+        self._owned.update(made)
 
     def client(self, name: str) -> AsyncTabbyClient:
         """The client of one node (call inside the event loop)."""
@@ -432,13 +440,15 @@ class TabbyFleet:
         """A rolling load: ``batch_size`` nodes at a time, each checked before the next batch.
 
         Each node of a batch gets ``ensure_loaded`` (so a node already right
-        is left alone and a re-run resumes a halted rollout). After the
-        batch, each loaded node is verified: ``/health`` healthy and
-        ``get()`` showing the requested model and context (or your own
-        ``verify`` coroutine). When the failures so far exceed
-        ``max_failures`` the rollout halts; the report says what was done,
-        what failed and which nodes were not touched. ``on_batch(index,
-        results)`` sees each batch's results after its checks.
+        is left alone and a re-run resumes a halted rollout). Once the whole
+        batch has loaded, each of its nodes is checked: ``/health`` healthy
+        and ``get()`` showing the requested model and context (or your own
+        ``verify`` coroutine; ``verify=False`` skips it). When the failures
+        so far exceed ``max_failures`` the rollout halts; the report says
+        what was done, what failed and which nodes were not touched.
+        ``timeout`` bounds each node's load (default: ``load_timeout``), the
+        checks get ``node_timeout``. ``on_result`` sees each node's final
+        result (after its check); ``on_batch(index, results)`` each batch's.
         """
         body = _build(ModelLoadRequest, request, fields)
         size = _positive_int("batch_size", batch_size)
@@ -455,6 +465,19 @@ class TabbyFleet:
             checker = verify
         per_node = self.load_timeout if timeout is ... else _seconds("timeout", timeout)
         order = [name for name, _ in self._targets(nodes)]
+
+        def load_one(name: str, client: AsyncTabbyClient) -> Awaitable[EnsureResult]:
+            return client.models.ensure_loaded(body, on_progress=_bind(on_event, name))
+
+        check_one: NodeOp[None] | None = None
+        if checker is not None:
+            verify_with = checker
+
+            async def check(name: str, client: AsyncTabbyClient) -> None:
+                await verify_with(name, client, body)
+
+            check_one = check
+
         started = time.perf_counter()
         done: dict[str, NodeResult[EnsureResult]] = {}
         batches: list[tuple[str, ...]] = []
@@ -464,24 +487,32 @@ class TabbyFleet:
             batch = order[first : first + size]
             batches.append(tuple(batch))
 
-            async def step(name: str, client: AsyncTabbyClient) -> EnsureResult:
-                result = await client.models.ensure_loaded(
-                    body, on_progress=_bind(on_event, name), verify=checker is None
-                )
-                if checker is not None:
-                    await checker(name, client, body)
-                return result
-
             ran = await self.run(
-                step,
+                load_one,
                 nodes=batch,
                 timeout=per_node,
                 max_concurrency=size,
-                on_result=on_result,
                 operation=f"rollout batch {len(batches)}",
             )
+            if check_one is not None and ran.succeeded:
+                # The whole batch has loaded: check each node now, before the next batch.
+                checked = await self.run(
+                    check_one,
+                    nodes=[r.node for r in ran.succeeded],
+                    max_concurrency=size,
+                    operation=f"rollout check {len(batches)}",
+                )
+                final = []
+                for r in ran:
+                    outcome = checked.get(r.node)
+                    if outcome is not None and outcome.error is not None:
+                        r = NodeResult(r.node, None, outcome.error, r.elapsed + outcome.elapsed)
+                    final.append(r)
+                ran = FleetResult(final, operation=ran.operation, elapsed=ran.elapsed)
             for r in ran:
                 done[r.node] = r
+                if on_result is not None:
+                    on_result(r)
             failures += len(ran.failed)
             if on_batch is not None:
                 on_batch(len(batches) - 1, ran)

@@ -133,6 +133,10 @@ class FleetResult(Generic[T]):
             return self._by_node[key]
         return self._results[key]
 
+    def get(self, node: str) -> NodeResult[T] | None:
+        """The result of the named node, or None if it was not part of this operation."""
+        return self._by_node.get(node)
+
     def __contains__(self, node: object) -> bool:
         return node in self._by_node
 
