@@ -585,3 +585,28 @@ def test_fleet_result_helpers() -> None:
     assert lines[0].split() == ["node", "result", "time", "detail"]
     assert lines[2].split() == ["a", "ok", "0.50s", "1"]
     assert lines[3].split() == ["b", "tabby_error", "1.25s", "boom"]
+
+
+async def test_every_models_operation_fans_out(cluster: Cluster) -> None:
+    two = ["ok-10", "ok-11"]
+    for name in two:
+        cluster.servers[name].preload("m", max_seq_len=1024)
+    async with cluster.fleet() as fleet:
+        props = await fleet.models.get_props(nodes=two)
+        assert all(r.unwrap().default_generation_settings.n_ctx == 1024 for r in props)
+        assert (await fleet.models.list_draft(nodes=two)).ok
+        embeddings = await fleet.models.list_embedding(nodes=two)
+        assert all(r.unwrap().ids == ["e"] for r in embeddings)
+        loaded = await fleet.models.load_embedding(embedding_model_name="e", nodes=two)
+        assert all(r.unwrap().done for r in loaded)
+        assert all(r.unwrap().id == "e" for r in await fleet.models.get_embedding(nodes=two))
+        assert (await fleet.models.unload_embedding(nodes=two)).ok
+        plans = await fleet.models.plan_load(model_name="m", max_seq_len=1024, nodes=two)
+        assert [r.unwrap().action for r in plans] == ["none", "none"]
+        report = await fleet.models.ensure_loaded(model_name="m", nodes=two)
+        assert report.ok
+        unloaded = await fleet.models.unload(nodes=two)
+        assert unloaded.ok and all(r.value is None for r in unloaded)
+        gone = await fleet.models.download(repo_id="org/absent", nodes=two)
+        assert {r.status for r in gone} == {"invalid_request"}
+    assert all(cluster.servers[n].loaded is None for n in two)
