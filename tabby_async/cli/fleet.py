@@ -19,12 +19,10 @@ every probe answered); 1 when any node failed; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
@@ -48,6 +46,11 @@ from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, stdout_is_termina
 __all__ = ["main", "register"]
 
 ENV_NODES = "TABBY_FLEET_NODES"
+#: What Ctrl-C prints for the load commands (closing a stream does not stop a load).
+INTERRUPT_NOTE = (
+    "stopped following the loads; nodes that had started one may still finish it "
+    "(check with `tabby-async fleet status`)"
+)
 #: Above this many nodes the live view shows one overall bar, not one per node.
 MAX_NODE_BARS = 30
 
@@ -319,20 +322,6 @@ def _fleet_from_args(args: argparse.Namespace) -> TabbyFleet:
     return TabbyFleet.from_toml(path, **options)
 
 
-@contextlib.contextmanager
-def _loads_may_go_on() -> Iterator[None]:
-    """On Ctrl-C, say that the servers keep loading (closing a stream does not stop a load)."""
-    try:
-        yield
-    except asyncio.CancelledError:
-        sys.stderr.write(
-            "\ninterrupted: stopped following the loads; nodes that had started one may "
-            "still finish it (check with `tabby-async fleet status`)\n"
-        )
-        sys.stderr.flush()
-        raise
-
-
 def _only(args: argparse.Namespace) -> list[str] | None:
     if not args.only:
         return None
@@ -361,18 +350,17 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _load(args: argparse.Namespace) -> int:
     request = build_load_request(args)
-    with _loads_may_go_on():
-        async with _fleet_from_args(args) as fleet:
-            nodes = _only(args)
-            total = len(nodes) if nodes is not None else len(fleet.nodes)
-            with make_view(args, total, f"load {request.model_name}", per_node=True) as view:
-                result = await fleet.models.load(
-                    request,
-                    nodes=nodes,
-                    fail_fast=args.fail_fast,
-                    on_event=view.event,
-                    on_result=view.done,
-                )
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        with make_view(args, total, f"load {request.model_name}", per_node=True) as view:
+            result = await fleet.models.load(
+                request,
+                nodes=nodes,
+                fail_fast=args.fail_fast,
+                on_event=view.event,
+                on_result=view.done,
+            )
     if args.json:
         _print_json({"operation": "load", "nodes": _results_json(result)})
     else:
@@ -394,25 +382,24 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
 
 async def _ensure(args: argparse.Namespace) -> int:
     request = build_load_request(args)
-    with _loads_may_go_on():
-        async with _fleet_from_args(args) as fleet:
-            nodes = _only(args)
-            total = len(nodes) if nodes is not None else len(fleet.nodes)
-            with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
 
-                def on_plan(plans: FleetResult[LoadPlan]) -> None:
-                    view.note(_plan_text(plans))
-                    view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
+            def on_plan(plans: FleetResult[LoadPlan]) -> None:
+                view.note(_plan_text(plans))
+                view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
 
-                report: FleetEnsureReport = await fleet.ensure_loaded(
-                    request,
-                    nodes=nodes,
-                    dry_run=args.dry_run,
-                    fail_fast=args.fail_fast,
-                    on_plan=on_plan,
-                    on_event=view.event,
-                    on_result=view.done,
-                )
+            report: FleetEnsureReport = await fleet.ensure_loaded(
+                request,
+                nodes=nodes,
+                dry_run=args.dry_run,
+                fail_fast=args.fail_fast,
+                on_plan=on_plan,
+                on_event=view.event,
+                on_result=view.done,
+            )
     if args.json:
         _print_json(
             {
@@ -432,29 +419,28 @@ async def _ensure(args: argparse.Namespace) -> int:
 
 async def _rollout(args: argparse.Namespace) -> int:
     request = build_load_request(args)
-    with _loads_may_go_on():
-        async with _fleet_from_args(args) as fleet:
-            nodes = _only(args)
-            total = len(nodes) if nodes is not None else len(fleet.nodes)
-            started = time.monotonic()
-            with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
+    async with _fleet_from_args(args) as fleet:
+        nodes = _only(args)
+        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        started = time.monotonic()
+        with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
 
-                def on_batch(index: int, batch: FleetResult[Any]) -> None:
-                    view.note(
-                        f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
-                        f"({time.monotonic() - started:.1f} s)"
-                    )
-
-                report: RolloutReport = await fleet.rollout(
-                    request,
-                    nodes=nodes,
-                    batch_size=args.batch_size,
-                    max_failures=args.max_failures,
-                    verify=not args.no_verify,
-                    on_event=view.event,
-                    on_result=view.done,
-                    on_batch=on_batch,
+            def on_batch(index: int, batch: FleetResult[Any]) -> None:
+                view.note(
+                    f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
+                    f"({time.monotonic() - started:.1f} s)"
                 )
+
+            report: RolloutReport = await fleet.rollout(
+                request,
+                nodes=nodes,
+                batch_size=args.batch_size,
+                max_failures=args.max_failures,
+                verify=not args.no_verify,
+                on_event=view.event,
+                on_result=view.done,
+                on_batch=on_batch,
+            )
     if args.json:
         _print_json(
             {
@@ -584,7 +570,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_load_flags(load)
     load.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    load.set_defaults(handler=_load, command_name="fleet load")
+    load.set_defaults(handler=_load, command_name="fleet load", interrupt_note=INTERRUPT_NOTE)
 
     ensure = sub.add_parser(
         "ensure",
@@ -596,7 +582,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_load_flags(ensure)
     ensure.add_argument("--dry-run", action="store_true", help="print the plan only")
     ensure.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    ensure.set_defaults(handler=_ensure, command_name="fleet ensure")
+    ensure.set_defaults(handler=_ensure, command_name="fleet ensure", interrupt_note=INTERRUPT_NOTE)
 
     rollout = sub.add_parser(
         "rollout",
@@ -619,7 +605,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="skip the check after each batch (health, and the model and context loaded)",
     )
-    rollout.set_defaults(handler=_rollout, command_name="fleet rollout")
+    rollout.set_defaults(
+        handler=_rollout, command_name="fleet rollout", interrupt_note=INTERRUPT_NOTE
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
