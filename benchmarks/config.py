@@ -51,6 +51,7 @@ class Sizes:
     open_streams: int = 1000  # streams held open at once
     import_reps: int = 10  # fresh interpreters per module per round
     warmup: int = 0  # calls before each timed round; 0 means "concurrency"
+    fresh_workers: bool = True  # new client processes every round (see run.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ QUICK = Sizes(
     streams=30,
     open_streams=1000,
     import_reps=4,
+    fresh_workers=False,
 )
 FULL = Sizes()
 

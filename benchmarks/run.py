@@ -211,29 +211,47 @@ class Runner:
         return argv
 
     def run_rounds(self, scen: Scenario, clients: list[str]) -> dict[str, Any]:
+        """Interleaved rounds; with ``fresh_workers`` every round has new processes.
+
+        Two processes of one client can differ by several percent (memory
+        layout, hash seeds) while one process is steady from round to round;
+        fresh processes per round put that variation into the rounds, where
+        the median deals with it, instead of into a bias for the whole run.
+        """
         out: dict[str, Any] = {c: {"rounds": []} for c in clients}
         workers: dict[str, Worker] = {}
-        try:
+
+        def start() -> None:
             for c in clients:
-                workers[c] = Worker(c, self.worker_argv(scen, "rounds"))
-            for c in clients:  # wait for every warm-up before the first timed round
+                if "error" not in out[c]:
+                    workers[c] = Worker(c, self.worker_argv(scen, "rounds"))
+            for c in list(workers):  # every warm-up is done before anything is timed
                 try:
                     workers[c].answer("start")
                 except WorkerError as exc:
                     out[c]["error"] = str(exc)
-            live = [c for c in clients if "error" not in out[c]]
+                    workers.pop(c).close()
+
+        def stop() -> None:
+            for c in list(workers):
+                workers.pop(c).close()
+
+        try:
             for r in range(self.sizes.rounds):
-                for c in rotated(live, r):
-                    if "error" in out[c]:
+                if r == 0 or self.sizes.fresh_workers:
+                    stop()
+                    start()
+                for c in rotated(clients, r):
+                    if c not in workers:
                         continue
                     try:
                         out[c]["rounds"].append(workers[c].run())
                     except WorkerError as exc:
                         out[c]["error"] = str(exc)
+                        workers.pop(c).close()
                 progress(f"  {scen.name}: round {r + 1}/{self.sizes.rounds}")
         finally:
-            for w in workers.values():
-                w.close()
+            stop()
         return out
 
     def run_open(self, scen: Scenario, clients: list[str]) -> dict[str, Any]:
@@ -460,6 +478,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--open-streams", type=int, help="streams held open at once")
     p.add_argument("--import-reps", type=int, help="fresh interpreters per module per round")
     p.add_argument("--warmup", type=int, help="calls before each timed round (default C)")
+    p.add_argument(
+        "--fresh-workers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="new client processes every round (default: yes for full runs, no for --quick)",
+    )
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
     p.add_argument("--name", help="results file stem (default: full or quick)")
     p.add_argument("--no-chart", action="store_true", help="write no PNG")
@@ -491,6 +515,8 @@ def build_sizes(args: argparse.Namespace) -> Sizes:
             if value < (0 if key == "warmup" else 1):
                 raise SystemExit(f"--{key.replace('_', '-')} must be positive")
             setattr(sizes, key, value)
+    if args.fresh_workers is not None:
+        sizes.fresh_workers = args.fresh_workers
     if args.models:
         ks = tuple(int(x) for x in args.models.split(","))
         if len(ks) != 2 or min(ks) < 1 or ks[0] == ks[1]:
