@@ -277,9 +277,11 @@ def markdown(doc: dict[str, Any], chart_link: str | None) -> str:
     ]
     for t in doc["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:.2f}{t['unit']}"
-        status = (
-            t["status"].upper() if t["decisive"] else f"{t['status']} (not decisive: {t['note']})"
-        )
+        status = t["status"].upper()
+        if t["value"] is None:
+            status = "not measured in this run"
+        elif not t["decisive"]:
+            status = f"{t['status']} (not decisive: {t['note']})"
         lines.append(
             f"| {t['target']} | {value} | {t['op']} {t['limit']:g}{t['unit']} | {status} |"
         )
