@@ -12,6 +12,7 @@
 """
 
 from ._client import AsyncTabbyClient
+from ._ensure import NOT_COMPARED, EnsureMismatchError, EnsureResult, FieldDiff, LoadPlan
 from ._stream import LoadStream
 from ._timeouts import Timeout
 from ._version import __version__
@@ -55,6 +56,7 @@ from .types import (
 )
 
 __all__ = [
+    "NOT_COMPARED",
     "APIStatusError",
     "AsyncModelsService",
     "AsyncTabbyClient",
@@ -65,10 +67,14 @@ __all__ = [
     "DownloadResponse",
     "DraftModelLoadRequest",
     "EmbeddingModelLoadRequest",
+    "EnsureMismatchError",
+    "EnsureResult",
+    "FieldDiff",
     "HealthIssue",
     "HealthResponse",
     "InvalidInputError",
     "LoadFailedError",
+    "LoadPlan",
     "LoadStream",
     "ModelCard",
     "ModelCardLogging",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
+from . import _ensure
 from . import _routes as R
 from ._stream import LoadStream
 from ._timeouts import Timeout, TimeoutLike, resolve_timeout
@@ -257,15 +258,10 @@ class AsyncModelsService:
 
     # --- desired state: the logic lives in _ensure.py ---------------------------
 
-    if TYPE_CHECKING:  # for the annotations below; imported at call time
-        from . import _ensure
-
     async def plan_load(
         self, request: ModelLoadRequest | None = None, /, **fields: Any
     ) -> _ensure.LoadPlan:
         """What :meth:`ensure_loaded` would do (none, load or reload) and why; loads nothing."""
-        from . import _ensure
-
         return await _ensure.plan_load(self, _build(ModelLoadRequest, request, fields))
 
     async def ensure_loaded(
@@ -283,8 +279,6 @@ class AsyncModelsService:
         The server ignores new parameters for an already loaded model; this
         compares them first. See ``tabby_async/_ensure.py`` for what is compared.
         """
-        from . import _ensure
-
         body = _build(ModelLoadRequest, request, fields)
         return await _ensure.ensure_loaded(
             self, body, on_progress=on_progress, timeout=timeout, verify=verify
