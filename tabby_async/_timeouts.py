@@ -37,8 +37,14 @@ class Timeout:
             if not math.isfinite(value) or value <= 0:
                 raise InvalidInputError(f"timeout.{name}", f"must be > 0 seconds, got {value}")
 
+        # Built once: most calls use one of a few Timeout objects as they are.
+        object.__setattr__(self, "_aiohttp", self.to_aiohttp())
+
     def to_aiohttp(self, total: float | None = None) -> aiohttp.ClientTimeout:
         """The aiohttp form, with ``total`` replaced by what is left of it."""
+        if total is None and "_aiohttp" in self.__dict__:
+            cached: aiohttp.ClientTimeout = self.__dict__["_aiohttp"]
+            return cached
         return aiohttp.ClientTimeout(
             total=self.total if total is None else total,
             sock_connect=self.connect,
@@ -48,8 +54,10 @@ class Timeout:
 
 TimeoutLike = float | Timeout | None
 
-#: Control calls (list, get, unload, ...): they answer in milliseconds.
-DEFAULT_TIMEOUT = Timeout(total=30.0, connect=10.0, read=30.0)
+#: Control calls (list, get, unload, ...): they answer in milliseconds. No
+#: separate read bound: the total covers it, and an idle timer re-armed on
+#: every received chunk costs measurable CPU on large listings.
+DEFAULT_TIMEOUT = Timeout(total=30.0, connect=10.0, read=None)
 
 #: Loads and downloads: a 70B load or a download takes many minutes, so no
 #: total; the read bound sits well above the server's 15 s ping interval.

@@ -142,7 +142,8 @@ class Transport:
         attempt = 0
         while True:
             try:
-                left = None if deadline is None else deadline - time.monotonic()
+                # The first try gets the whole total (and the cached timeout).
+                left = None if deadline is None or not attempt else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise E.TabbyTimeoutError(
                         f"{route.method} {route.path}: the total timeout of "

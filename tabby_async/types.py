@@ -37,8 +37,14 @@ __all__ = [
 RopeAlpha = float | Literal["auto"]
 
 
-class _Response(msgspec.Struct, kw_only=True, frozen=True):
-    """Base of the response types: immutable, unknown fields ignored."""
+class _Response(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """Base of the response types: immutable, unknown fields ignored.
+
+    ``gc=False``: a listing decodes into thousands of these, and keeping them
+    out of the cycle collector's books saves real CPU. They hold only
+    scalars, other responses and lists of them, so they cannot form a cycle
+    (unless a caller appends a response into one of its own lists).
+    """
 
 
 class _Request(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
@@ -48,7 +54,7 @@ class _Request(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
 # --- responses ---------------------------------------------------------------
 
 
-class ModelCardLogging(_Response, frozen=True, kw_only=True):
+class ModelCardLogging(_Response, frozen=True, kw_only=True, gc=False):
     """The server's logging preferences, as reported on a model card."""
 
     log_prompt: bool | None = None
@@ -56,7 +62,7 @@ class ModelCardLogging(_Response, frozen=True, kw_only=True):
     log_requests: bool | None = None
 
 
-class ModelCardParameters(_Response, frozen=True, kw_only=True):
+class ModelCardParameters(_Response, frozen=True, kw_only=True, gc=False):
     """What the server reports about the loaded model's settings."""
 
     max_seq_len: int | None = None
@@ -72,7 +78,7 @@ class ModelCardParameters(_Response, frozen=True, kw_only=True):
     draft: ModelCard | None = None
 
 
-class ModelCard(_Response, frozen=True, kw_only=True):
+class ModelCard(_Response, frozen=True, kw_only=True, gc=False):
     """One model. ``parameters`` is set only for the loaded model (``get``)."""
 
     id: str
@@ -83,7 +89,7 @@ class ModelCard(_Response, frozen=True, kw_only=True):
     parameters: ModelCardParameters | None = None
 
 
-class ModelList(_Response, frozen=True, kw_only=True):
+class ModelList(_Response, frozen=True, kw_only=True, gc=False):
     """A listing of model folders: every sub-folder, loadable or not, unsorted."""
 
     object: str = "list"
@@ -95,7 +101,7 @@ class ModelList(_Response, frozen=True, kw_only=True):
         return [card.id for card in self.data]
 
 
-class ModelLoadResponse(_Response, frozen=True, kw_only=True):
+class ModelLoadResponse(_Response, frozen=True, kw_only=True, gc=False):
     """One progress event of a load (or the answer of an embedding load).
 
     ``model_type`` is ``"vision"``, ``"draft"``, ``"model"`` or
@@ -113,13 +119,13 @@ class ModelLoadResponse(_Response, frozen=True, kw_only=True):
         return self.status == "finished" and self.model_type in ("model", "embedding_model")
 
 
-class ModelDefaultGenerationSettings(_Response, frozen=True, kw_only=True):
+class ModelDefaultGenerationSettings(_Response, frozen=True, kw_only=True, gc=False):
     """Part of :class:`ModelPropsResponse`: ``n_ctx`` is the context length."""
 
     n_ctx: int
 
 
-class ModelPropsResponse(_Response, frozen=True, kw_only=True):
+class ModelPropsResponse(_Response, frozen=True, kw_only=True, gc=False):
     """The ``/props`` answer (llama.cpp-compatible)."""
 
     total_slots: int = 1
@@ -127,20 +133,20 @@ class ModelPropsResponse(_Response, frozen=True, kw_only=True):
     default_generation_settings: ModelDefaultGenerationSettings
 
 
-class DownloadResponse(_Response, frozen=True, kw_only=True):
+class DownloadResponse(_Response, frozen=True, kw_only=True, gc=False):
     """Where the server put a Hugging Face download."""
 
     download_path: str
 
 
-class HealthIssue(_Response, frozen=True, kw_only=True):
+class HealthIssue(_Response, frozen=True, kw_only=True, gc=False):
     """One reason the server calls itself unhealthy."""
 
     time: str = ""
     description: str = ""
 
 
-class HealthResponse(_Response, frozen=True, kw_only=True):
+class HealthResponse(_Response, frozen=True, kw_only=True, gc=False):
     """The ``/health`` answer. A 503 "unhealthy" answer is a result too."""
 
     status: str
@@ -151,7 +157,7 @@ class HealthResponse(_Response, frozen=True, kw_only=True):
         return self.status == "healthy"
 
 
-class PermissionResponse(_Response, frozen=True, kw_only=True):
+class PermissionResponse(_Response, frozen=True, kw_only=True, gc=False):
     """The ``/v1/auth/permission`` answer: ``"api"`` or ``"admin"``."""
 
     permission: str
