@@ -18,7 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from tabby_async import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse
+from tabby_async import (
+    DownloadResponse,
+    HealthResponse,
+    ModelCard,
+    ModelList,
+    ModelLoadResponse,
+    ModelPropsResponse,
+    PermissionResponse,
+)
 from tabby_async._routes import GET
 from tabby_async._stream import _EndOfBody, _OneShotEventSource
 from tabby_async._transport import decode
@@ -149,7 +157,18 @@ _json = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(value=_json)
-@pytest.mark.parametrize("kind", [ModelList, ModelCard, ModelPropsResponse, ModelLoadResponse])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        ModelList,
+        ModelCard,
+        ModelPropsResponse,
+        ModelLoadResponse,
+        DownloadResponse,
+        HealthResponse,
+        PermissionResponse,
+    ],
+)
 def test_arbitrary_json_gives_a_struct_or_a_typed_error(kind: type[Any], value: Any) -> None:
     decoder = msgspec.json.Decoder(kind)
     body = msgspec.json.encode(value)
