@@ -27,7 +27,7 @@ HTTP_CLIENTS: tuple[str, ...] = (FLOOR, HANDWRITTEN, HTTPX, SDK)
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # "calls" | "stream" | "open" | "import" | "hook"
+    kind: str  # "calls" | "stream" | "open" | "import"
     op: str  # the BenchClient method the worker drives
     profile: str  # which server port: a K value or "hold"
     clients: tuple[str, ...]
@@ -50,6 +50,9 @@ class Sizes:
     events: int = 200  # M events per load stream
     open_streams: int = 1000  # streams held open at once
     import_reps: int = 10  # fresh interpreters per module per round
+    fleet_nodes: int = 64  # nodes (server ports) in the fleet status sweep
+    fleet_sweeps: int = 30  # sweeps per round, one after the other
+    fleet_concurrency: int = 64  # nodes probed at once (TabbyFleet's max_concurrency)
     warmup: int = 0  # calls before each timed round; 0 means "concurrency"
     fresh_workers: bool = True  # new client processes every round (see run.py)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +68,7 @@ QUICK = Sizes(
     streams=30,
     open_streams=1000,
     import_reps=4,
+    fleet_sweeps=10,
     fresh_workers=False,
 )
 FULL = Sizes()
@@ -145,13 +149,15 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
             "fresh interpreter: import aiohttp vs import tabby_async",
         ),
         Scenario(
+            "fleet_status",
+            "calls",
             "fleet_sweep",
-            "hook",
-            "fleet_sweep",
-            str(small),
-            (SDK,),
-            "call",
+            "fleet",
+            (FLOOR, HANDWRITTEN, SDK),
+            "sweep",
             small,
-            "fleet status sweep: hook for tabby_async.fleet (not written yet)",
+            f"fleet status sweep of {sizes.fleet_nodes} nodes (one port each): per node "
+            "/health, /v1/auth/permission, /v1/model, /v1/model/embedding (503), "
+            f"{sizes.fleet_concurrency} nodes at once",
         ),
     ]

@@ -228,6 +228,7 @@ UNIT_WORDS = {
     "call": ("calls/s", "CPU s / 1k calls"),
     "event": ("events/s", "CPU s / 1k events"),
     "stream": ("streams opened/s", "CPU s / 1k opens"),
+    "sweep": ("sweeps/s", "CPU s / 1k sweeps"),
 }
 
 
@@ -235,6 +236,8 @@ def _sizes_line(scen: str, entry: dict[str, Any], sizes: dict[str, Any]) -> str:
     large = sizes["models"][1]
     if entry["kind"] == "calls":
         r = sizes["calls_large"] if scen == f"list_k{large}" else sizes["calls"]
+        if scen.startswith("fleet"):
+            return f"{sizes['fleet_sweeps']} sweeps per round, one after the other"
         return f"R = {r:,} calls per round at C = {sizes['concurrency']}"
     if entry["kind"] == "stream":
         return (
@@ -246,6 +249,14 @@ def _sizes_line(scen: str, entry: dict[str, Any], sizes: dict[str, Any]) -> str:
     if entry["kind"] == "import":
         return f"{sizes['import_reps']} fresh interpreters per module per round"
     return ""
+
+
+def _sdk_line(doc: dict[str, Any]) -> str:
+    src = doc.get("sdk_source", {})
+    start, end = src.get("at_start"), src.get("at_end")
+    if start == end:
+        return f"sha256 {start} (unchanged during the run)"
+    return f"**changed during the run** ({start} -> {end}): these figures mix two versions"
 
 
 def markdown(doc: dict[str, Any], chart_link: str | None) -> str:
@@ -266,6 +277,7 @@ def markdown(doc: dict[str, Any], chart_link: str | None) -> str:
         f"- Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB; {pin}; "
         f"{m['python']}; {m['platform']}; git {m['git']}",
         f"- Packages: {pk}",
+        f"- tabby_async source: {_sdk_line(doc)}",
         "- Every figure is the median over rounds; every ratio is the median of the "
         "per-round ratios (same round only). CPU is the client process's user+sys time "
         "around the timed section.",
@@ -287,10 +299,9 @@ def markdown(doc: dict[str, Any], chart_link: str | None) -> str:
         )
     for scen, entry in doc["scenarios"].items():
         lines += ["", f"#### {scen}", ""]
-        if entry.get("skipped"):
-            lines.append(f"{entry['description']}: skipped, {entry['skipped']}.")
-            continue
         lines.append(f"{entry['description']}; {_sizes_line(scen, entry, sizes)}.")
+        if entry.get("note"):
+            lines.append(f"Note: {entry['note']}.")
         lines.append("")
         kind = entry["kind"]
         if kind == "import":

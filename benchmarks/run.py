@@ -53,6 +53,9 @@ def child_env() -> dict[str, str]:
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    # Write .pyc files as an installed package has them: without them every fresh
+    # interpreter compiles tabby_async from source (an unfair import time).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -67,7 +70,7 @@ def read_line(stream: IO[str], timeout: float, what: str) -> str:
 
 
 class Server:
-    def __init__(self, sizes: Sizes, cpu: int | None) -> None:
+    def __init__(self, sizes: Sizes, cpu: int | None, fleet: bool) -> None:
         cmd = [
             sys.executable,
             "-m",
@@ -76,6 +79,8 @@ class Server:
             ",".join(str(k) for k in sizes.models),
             "--events",
             str(sizes.events),
+            "--fleet-nodes",
+            str(sizes.fleet_nodes if fleet else 0),
         ]
         if cpu is not None:
             cmd += ["--cpu", str(cpu)]
@@ -91,6 +96,7 @@ class Server:
         info = json.loads(read_line(self.proc.stdout, 60, "server start"))
         self.ports: dict[str, int] = info["ports"]
         self.host: str = info["host"]
+        self.fleet_urls = [f"http://{self.host}:{p}" for p in info["fleet_ports"]]
 
     def url(self, profile: str) -> str:
         return f"http://{self.host}:{self.ports[profile]}"
@@ -181,16 +187,20 @@ class Runner:
             calls, conc = s.open_streams, 1
         elif scen.models == s.models[1] and scen.op == "list_models":
             calls, conc = s.calls_large, s.concurrency
+        elif scen.profile == "fleet":
+            calls, conc = s.fleet_sweeps, 1
         else:
             calls, conc = s.calls, s.concurrency
         pool = s.open_streams + 16 if scen.kind == "open" else conc
+        fleet = scen.profile == "fleet"
+        url = self.server.fleet_urls[0] if fleet else self.server.url(scen.profile)
         argv = [
             "--op",
             scen.op,
             "--mode",
             mode,
             "--base-url",
-            self.server.url(scen.profile),
+            url,
             "--pool-limit",
             str(pool),
             "--models",
@@ -205,6 +215,10 @@ class Runner:
             str(s.warmup),
             "--open",
             str(s.open_streams),
+            "--nodes",
+            ",".join(self.server.fleet_urls) if fleet else "",
+            "--fleet-concurrency",
+            str(s.fleet_concurrency),
         ]
         if self.client_cpu is not None:
             argv += ["--cpu", str(self.client_cpu)]
@@ -283,7 +297,7 @@ class Runner:
         if pin and not _has("taskset"):
             pin = []
         env = child_env()
-        for c in clients:  # compile the .pyc files before timing anything
+        for c in clients:  # write the .pyc files before timing anything (child_env)
             subprocess.run(
                 [sys.executable, "-c", "import " + IMPORT_MODULES[c]], cwd=ROOT, env=env, check=True
             )
@@ -324,7 +338,8 @@ class Runner:
         results: dict[str, Any] = {}
         needs_server = any(s.kind in ("calls", "stream", "open") for s in scenarios)
         if needs_server:
-            self.server = Server(self.sizes, self.server_cpu)
+            fleet = any(s.profile == "fleet" for s in scenarios)
+            self.server = Server(self.sizes, self.server_cpu, fleet)
         try:
             for scen in scenarios:
                 clients = [c for c in scen.clients if c in self.clients]
@@ -335,10 +350,10 @@ class Runner:
                     "clients": {},
                 }
                 results[scen.name] = entry
-                if scen.kind == "hook":
-                    entry["skipped"] = fleet_hook_status()
-                    progress(f"{scen.name}: skipped ({entry['skipped']})")
-                    continue
+                if scen.profile == "fleet" and SDK in clients and not fleet_available():
+                    clients.remove(SDK)
+                    entry["note"] = "tabby_async.fleet (TabbyFleet, NodeSpec) is not importable"
+                    progress(f"{scen.name}: without tabby_async: {entry['note']}")
                 progress(f"{scen.name}: {', '.join(clients)}")
                 t0 = time.perf_counter()
                 cpu0 = self.server.cpu_seconds() if self.server else 0.0
@@ -357,13 +372,26 @@ class Runner:
         return results
 
 
-def fleet_hook_status() -> str:
-    """The fleet sweep is a hook: it runs once ``tabby_async.fleet`` exists."""
-    import importlib.util
+def fleet_available() -> bool:
+    probe = subprocess.run(
+        [sys.executable, "-c", "from tabby_async.fleet import NodeSpec, TabbyFleet"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
 
-    if importlib.util.find_spec("tabby_async.fleet") is None:
-        return "tabby_async.fleet does not exist yet"
-    return "tabby_async.fleet exists: write benchmarks/clients/tabby.py:fleet_sweep to enable"
+
+def sdk_fingerprint() -> str:
+    """A hash of the SDK's source, to notice it changing in the middle of a run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "tabby_async").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _has(tool: str) -> bool:
@@ -477,6 +505,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--events", type=int, help="M events per load stream")
     p.add_argument("--open-streams", type=int, help="streams held open at once")
     p.add_argument("--import-reps", type=int, help="fresh interpreters per module per round")
+    p.add_argument("--fleet-nodes", type=int, help="nodes in the fleet status sweep")
+    p.add_argument("--fleet-sweeps", type=int, help="fleet sweeps per round")
+    p.add_argument("--fleet-concurrency", type=int, help="nodes probed at once")
     p.add_argument("--warmup", type=int, help="calls before each timed round (default C)")
     p.add_argument(
         "--fresh-workers",
@@ -509,6 +540,9 @@ def build_sizes(args: argparse.Namespace) -> Sizes:
         "open_streams": args.open_streams,
         "import_reps": args.import_reps,
         "warmup": args.warmup,
+        "fleet_nodes": args.fleet_nodes,
+        "fleet_sweeps": args.fleet_sweeps,
+        "fleet_concurrency": args.fleet_concurrency,
     }
     for key, value in overrides.items():
         if value is not None:
@@ -563,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus = pick_cpus()
     name = args.name or ("quick" if args.quick else "full")
     started = time.time()
+    fingerprint = sdk_fingerprint()
     progress(f"benchmarks: {name}, {sizes.rounds} round(s), clients {', '.join(clients)}")
     results = Runner(sizes, clients, cpus).run(scens)
     doc: dict[str, Any] = {
@@ -576,7 +611,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "clients": clients,
         "labels": config.CLIENT_LABELS,
         "scenarios": results,
+        "sdk_source": {"at_start": fingerprint, "at_end": sdk_fingerprint()},
     }
+    if doc["sdk_source"]["at_start"] != doc["sdk_source"]["at_end"]:
+        progress("warning: tabby_async's source changed during the run: measure again")
     report.summarize(doc)
     doc["targets"] = report.targets(doc)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Run as a separate process: ``python -m benchmarks.server --models 50,1000 --events 200``.
 It serves precomputed bytes only and prints one JSON line with its ports:
 one port per K ("list profile"), plus a ``hold`` port whose load stream sends one
-event and then a ping every ``--ping-interval`` seconds until the client closes.
+event and then a ping every ``--ping-interval`` seconds until the client closes,
+plus ``--fleet-nodes`` ports that each stand for one node of a fleet.
 Auth headers are ignored. It stops on SIGTERM/SIGINT or when stdin closes.
 """
 
@@ -42,6 +43,11 @@ def make_handler(k: int, events: int, hold: bool, ping_interval: float) -> Handl
         "/props": payloads.props(),
         "/api/tags": payloads.ollama_tags(k),
         "/health": b'{"status":"healthy","issues":[]}',
+        "/v1/auth/permission": b'{"permission":"admin"}',
+    }
+    # A server with no embedding model answers this 503 (the fleet status probe asks).
+    errors: dict[str, tuple[int, bytes]] = {
+        "/v1/model/embedding": (503, b'{"detail":"No embedding models are currently loaded."}'),
     }
     frames = payloads.load_frames(events)
     first = frames[0]
@@ -73,6 +79,9 @@ def make_handler(k: int, events: int, hold: bool, ping_interval: float) -> Handl
             body = gets.get(request.path)
             if body is not None:
                 return web.Response(body=body, headers=JSON_HEADERS)
+            error = errors.get(request.path)
+            if error is not None:
+                return web.Response(status=error[0], body=error[1], headers=JSON_HEADERS)
         elif request.method == "POST" and request.path == "/v1/model/load":
             await request.read()
             return await load(request)
@@ -81,7 +90,9 @@ def make_handler(k: int, events: int, hold: bool, ping_interval: float) -> Handl
     return handler
 
 
-async def serve(models: list[int], events: int, ping_interval: float, host: str) -> None:
+async def serve(
+    models: list[int], events: int, ping_interval: float, host: str, fleet_nodes: int
+) -> None:
     runners: list[web.ServerRunner] = []
     ports: dict[str, int] = {}
     profiles: list[tuple[str, int, bool]] = [(str(k), k, False) for k in models]
@@ -93,6 +104,17 @@ async def serve(models: list[int], events: int, ping_interval: float, host: str)
         site = web.TCPSite(runner, host, 0, backlog=4096)
         await site.start()
         ports[name] = runner.addresses[0][1]
+        runners.append(runner)
+    # The fleet: one server, many ports (each port is a node with its own pool).
+    fleet_ports: list[int] = []
+    if fleet_nodes:
+        server = web.Server(make_handler(models[0], events, False, ping_interval), access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False, access_log=None)
+        await runner.setup()
+        for _ in range(fleet_nodes):
+            site = web.TCPSite(runner, host, 0, backlog=1024)
+            await site.start()
+        fleet_ports = [addr[1] for addr in runner.addresses]
         runners.append(runner)
 
     stop = asyncio.Event()
@@ -107,7 +129,8 @@ async def serve(models: list[int], events: int, ping_interval: float, host: str)
         stop.set()
 
     watcher = asyncio.create_task(watch_stdin())
-    print(json.dumps({"pid": os.getpid(), "host": host, "ports": ports}), flush=True)
+    info = {"pid": os.getpid(), "host": host, "ports": ports, "fleet_ports": fleet_ports}
+    print(json.dumps(info), flush=True)
     await stop.wait()
     watcher.cancel()
     for runner in runners:
@@ -120,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200, help="events per load stream")
     parser.add_argument("--ping-interval", type=float, default=2.0)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--fleet-nodes", type=int, default=0, help="ports of the fleet profile")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -127,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     models = [int(x) for x in args.models.split(",") if x]
-    asyncio.run(serve(models, args.events, args.ping_interval, args.host))
+    asyncio.run(serve(models, args.events, args.ping_interval, args.host, args.fleet_nodes))
 
 
 if __name__ == "__main__":

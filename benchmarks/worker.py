@@ -145,6 +145,8 @@ async def amain(args: argparse.Namespace) -> None:
         pool_limit=args.pool_limit,
         models=args.models,
         events=args.events,
+        nodes=tuple(n for n in args.nodes.split(",") if n),
+        fleet_concurrency=args.fleet_concurrency,
     )
     client = cls(cfg)
     await client.start()
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--open", type=int, default=0)
+    parser.add_argument("--nodes", default="", help="comma-separated fleet base URLs")
+    parser.add_argument("--fleet-concurrency", type=int, default=64)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     args = parser.parse_args(argv)
     if args.mode == "open":

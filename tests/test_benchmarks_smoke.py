@@ -42,6 +42,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "load_stream": (FLOOR, HAND, HTTPX, SDK),
     "open_streams": (FLOOR, HAND, HTTPX, SDK),
     "import": (FLOOR, HAND, SDK),
+    "fleet_status": (FLOOR, HAND, SDK),
 }
 TINY = [
     "--rounds", "1",
@@ -54,6 +55,8 @@ TINY = [
     "--events", "5",
     "--open-streams", "4",
     "--import-reps", "1",
+    "--fleet-nodes", "3",
+    "--fleet-sweeps", "2",
 ]  # fmt: skip
 
 
@@ -113,7 +116,7 @@ def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
             if client != FLOOR:
                 ratios = summary[f"vs_{FLOOR}"]
                 assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
-    assert "skipped" in scenarios["fleet_sweep"]  # a hook until tabby_async.fleet exists
+    assert doc["sdk_source"]["at_start"]
     targets = doc["targets"]
     assert len(targets) == 14
     for target in targets:

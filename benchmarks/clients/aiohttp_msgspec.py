@@ -6,6 +6,7 @@ the load stream is parsed line by line from aiohttp's StreamReader.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
@@ -13,7 +14,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from benchmarks.clients.aiohttp_common import make_session
+from benchmarks.clients.aiohttp_common import make_fleet_session, make_session
 from benchmarks.clients.base import BenchClient, check
 
 
@@ -68,6 +69,30 @@ class LoadEvent(msgspec.Struct):
     error: StreamError | None = None
 
 
+class Health(msgspec.Struct):
+    status: str
+    issues: list[dict[str, Any]] = []
+
+
+class Permission(msgspec.Struct):
+    permission: str
+
+
+class Detail(msgspec.Struct):
+    detail: Any = None
+
+
+class NodeStatus(msgspec.Struct):
+    url: str
+    health: Health
+    permission: str | None
+    model: ModelCard | None
+    embedding_model: ModelCard | None
+
+
+NOT_LOADED = ("No models are currently loaded.", "No embedding models are currently loaded.")
+
+
 class LoadRequest(msgspec.Struct, omit_defaults=True):
     model_name: str
 
@@ -96,9 +121,19 @@ class Client(BenchClient):
         self.dec_props = msgspec.json.Decoder(ModelProps)
         self.dec_event = msgspec.json.Decoder(LoadEvent)
         self.encoder = msgspec.json.Encoder()
+        self.fleet: aiohttp.ClientSession | None = None
+        if self.cfg.nodes:
+            self.fleet = make_fleet_session(self.cfg.fleet_concurrency)
+            self.dec_health = msgspec.json.Decoder(Health)
+            self.dec_permission = msgspec.json.Decoder(Permission)
+            self.dec_detail = msgspec.json.Decoder(Detail)
+            probes = ("health", "v1/auth/permission", "v1/model", "v1/model/embedding")
+            self.node_urls = [[URL(n) / p for p in probes] for n in self.cfg.nodes]
 
     async def aclose(self) -> None:
         await self.session.close()
+        if self.fleet is not None:
+            await self.fleet.close()
 
     async def _get(self, url: URL) -> bytes:
         async with self.session.get(url, headers=self.api_headers) as resp:
@@ -150,3 +185,36 @@ class Client(BenchClient):
             if line.startswith(b"data:"):
                 self.dec_event.decode(line[5:])
                 break
+
+    async def _fleet_card(self, url: URL) -> ModelCard | None:
+        assert self.fleet is not None
+        async with self.fleet.get(url, headers=self.api_headers) as resp:
+            body = await resp.read()
+            if resp.status == 503 and self.dec_detail.decode(body).detail in NOT_LOADED:
+                return None
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {body[:200]!r}")
+        return self.dec_card.decode(body)
+
+    async def fleet_sweep(self) -> int:
+        assert self.fleet is not None
+        fleet = self.fleet
+        sem = asyncio.Semaphore(self.cfg.fleet_concurrency)
+
+        async def node(urls: list[URL]) -> NodeStatus:
+            health_url, permission_url, model_url, embedding_url = urls
+            async with sem:
+                async with fleet.get(health_url) as resp:
+                    health = self.dec_health.decode(await resp.read())
+                async with fleet.get(permission_url, headers=self.api_headers) as resp:
+                    permission = self.dec_permission.decode(await resp.read()).permission
+                model = await self._fleet_card(model_url)
+                embedding = await self._fleet_card(embedding_url)
+            return NodeStatus(str(health_url.origin()), health, permission, model, embedding)
+
+        results = await asyncio.gather(
+            *(node(urls) for urls in self.node_urls), return_exceptions=True
+        )
+        ok = [r for r in results if isinstance(r, NodeStatus) and r.health.status == "healthy"]
+        check(len(ok) == len(self.node_urls), "a node failed")
+        return 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
 import aiohttp
 from yarl import URL
 
-from benchmarks.clients.aiohttp_common import make_session
+from benchmarks.clients.aiohttp_common import make_fleet_session, make_session
 from benchmarks.clients.base import BenchClient, check
 
 
@@ -27,9 +28,16 @@ class Client(BenchClient):
         self.url_props = base / "props"
         self.url_load = base / "v1/model/load"
         self.load_body = b'{"model_name":"%s"}' % self.cfg.model_name.encode()
+        self.fleet: aiohttp.ClientSession | None = None
+        if self.cfg.nodes:
+            self.fleet = make_fleet_session(self.cfg.fleet_concurrency)
+            probes = ("health", "v1/auth/permission", "v1/model", "v1/model/embedding")
+            self.node_urls = [[URL(n) / p for p in probes] for n in self.cfg.nodes]
 
     async def aclose(self) -> None:
         await self.session.close()
+        if self.fleet is not None:
+            await self.fleet.close()
 
     async def _get(self, url: URL) -> int:
         async with self.session.get(url, headers=self.api_headers) as resp:
@@ -62,3 +70,19 @@ class Client(BenchClient):
         check(resp.status == 200, "load status")
         first = await resp.content.readany()
         check(len(first) > 0, "no first event")
+
+    async def fleet_sweep(self) -> int:
+        assert self.fleet is not None
+        fleet = self.fleet
+        sem = asyncio.Semaphore(self.cfg.fleet_concurrency)
+
+        async def node(urls: list[URL]) -> int:
+            async with sem:
+                for url in urls:
+                    async with fleet.get(url, headers=self.api_headers) as resp:
+                        await resp.read()
+            return 1
+
+        done = await asyncio.gather(*(node(urls) for urls in self.node_urls))
+        check(sum(done) == len(self.node_urls), "a node failed")
+        return 1

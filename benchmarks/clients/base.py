@@ -15,6 +15,8 @@ class ClientConfig:
     api_key: str = "bench-api-key"
     admin_key: str = "bench-admin-key"
     model_name: str = "Qwen2.5-7B-Instruct-exl2-6.0bpw"
+    nodes: tuple[str, ...] = ()  # the fleet's base URLs (fleet_sweep only)
+    fleet_concurrency: int = 64  # nodes probed at once, as TabbyFleet's max_concurrency
 
 
 class BenchError(RuntimeError):
@@ -50,6 +52,15 @@ class BenchClient:
 
     async def open_stream(self, stack: AsyncExitStack) -> None:
         """Open a load stream, read its first event, and leave it open on ``stack``."""
+        raise NotImplementedError
+
+    async def fleet_sweep(self) -> int:
+        """One status sweep of every node in ``cfg.nodes``; returns 1.
+
+        Per node, one after the other (as ``TabbyFleet.status()`` does by default):
+        GET /health, /v1/auth/permission, /v1/model, /v1/model/embedding (a 503
+        "not loaded" there is an answer); ``cfg.fleet_concurrency`` nodes at once.
+        """
         raise NotImplementedError
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from typing import Any
 
 import aiohttp
 
@@ -24,10 +25,24 @@ class Client(BenchClient):
         )
         await self.client.__aenter__()
         self.request = ModelLoadRequest(model_name=self.cfg.model_name)
+        self.fleet: Any = None
+        if self.cfg.nodes:
+            from tabby_async.fleet import NodeSpec, TabbyFleet
+
+            specs = [
+                NodeSpec(f"node-{i:03d}", url, api_key=self.cfg.api_key)
+                for i, url in enumerate(self.cfg.nodes)
+            ]
+            # The fleet builds its own pool: TCPConnector(limit=max(100, 4 * C),
+            # limit_per_host=8), mirrored by aiohttp_common.make_fleet_session.
+            self.fleet = TabbyFleet(specs, max_concurrency=self.cfg.fleet_concurrency)
+            await self.fleet.__aenter__()
 
     async def aclose(self) -> None:
         await self.client.__aexit__(None, None, None)
         await self.session.close()
+        if self.fleet is not None:
+            await self.fleet.aclose()
 
     async def list_models(self) -> int:
         models = await self.client.models.list()
@@ -59,3 +74,9 @@ class Client(BenchClient):
         stream = await stack.enter_async_context(self.client.models.load_stream(self.request))
         iterator = aiter(stream)
         await anext(iterator)
+
+    async def fleet_sweep(self) -> int:
+        result = await self.fleet.status()
+        healthy = [s for s in result.values.values() if s.health is not None and s.health.healthy]
+        check(result.ok and len(healthy) == len(self.cfg.nodes), "a node failed")
+        return 1
