@@ -129,7 +129,7 @@ class AsyncTabbyClient:
             headers=merged,
             session=self._get_session,
             max_retries=max_retries,
-            ssl=None if ssl is True else ssl,
+            ssl=ssl,
         )
         self.models = AsyncModelsService(self)
 
