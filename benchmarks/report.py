@@ -253,10 +253,11 @@ def _sizes_line(scen: str, entry: dict[str, Any], sizes: dict[str, Any]) -> str:
 
 def _sdk_line(doc: dict[str, Any]) -> str:
     src = doc.get("sdk_source", {})
-    start, end = src.get("at_start"), src.get("at_end")
-    if start == end:
-        return f"sha256 {start} (unchanged during the run)"
-    return f"**changed during the run** ({start} -> {end}): these figures mix two versions"
+    measured, end = src.get("measured"), src.get("tree_at_end")
+    line = f"sha256 {measured}, a copy taken at the start that every client process imported"
+    if measured != end:
+        line += f" (the tree had changed by the end: {end})"
+    return line
 
 
 def markdown(doc: dict[str, Any], chart_link: str | None) -> str:

@@ -48,10 +48,45 @@ class WorkerError(RuntimeError):
     pass
 
 
+class Snapshot:
+    """A copy of ``tabby_async`` and ``benchmarks`` that every child process runs from.
+
+    The SDK is being worked on in the same tree while a run takes minutes; the
+    children import the copy taken at the start (their working directory, first
+    on sys.path), so one run measures one version.
+    """
+
+    def __init__(self) -> None:
+        self.root = ROOT
+        self._tmp: str | None = None
+
+    def take(self) -> None:
+        import shutil
+        import tempfile
+
+        self._tmp = tempfile.mkdtemp(prefix="tabby-bench-")
+        root = Path(self._tmp)
+        skip = shutil.ignore_patterns("__pycache__", "results", "*.pyc")
+        for package in ("tabby_async", "benchmarks"):
+            shutil.copytree(ROOT / package, root / package, ignore=skip)
+        self.root = root
+
+    def drop(self) -> None:
+        import shutil
+
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self.root = ROOT
+
+
+SNAPSHOT = Snapshot()
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
+    env["PYTHONPATH"] = str(SNAPSHOT.root) + (os.pathsep + path if path else "")
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     # Write .pyc files as an installed package has them: without them every fresh
     # interpreter compiles tabby_async from source (an unfair import time).
@@ -86,7 +121,7 @@ class Server:
             cmd += ["--cpu", str(cpu)]
         self.proc = subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=SNAPSHOT.root,
             env=child_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -127,7 +162,7 @@ class Worker:
         self.client = client
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.worker", "--client", client, *argv],
-            cwd=ROOT,
+            cwd=SNAPSHOT.root,
             env=child_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -299,7 +334,10 @@ class Runner:
         env = child_env()
         for c in clients:  # write the .pyc files before timing anything (child_env)
             subprocess.run(
-                [sys.executable, "-c", "import " + IMPORT_MODULES[c]], cwd=ROOT, env=env, check=True
+                [sys.executable, "-c", "import " + IMPORT_MODULES[c]],
+                cwd=SNAPSHOT.root,
+                env=env,
+                check=True,
             )
         for r in range(self.sizes.rounds):
             times: dict[str, list[tuple[float, float]]] = {c: [] for c in clients}
@@ -307,7 +345,7 @@ class Runner:
                 for c in rotated(clients, r + i):
                     proc = subprocess.run(
                         [*pin, sys.executable, "-c", code.format(mods=IMPORT_MODULES[c])],
-                        cwd=ROOT,
+                        cwd=SNAPSHOT.root,
                         env=env,
                         capture_output=True,
                         text=True,
@@ -375,7 +413,7 @@ class Runner:
 def fleet_available() -> bool:
     probe = subprocess.run(
         [sys.executable, "-c", "from tabby_async.fleet import NodeSpec, TabbyFleet"],
-        cwd=ROOT,
+        cwd=SNAPSHOT.root,
         env=child_env(),
         capture_output=True,
         check=False,
@@ -383,13 +421,13 @@ def fleet_available() -> bool:
     return probe.returncode == 0
 
 
-def sdk_fingerprint() -> str:
-    """A hash of the SDK's source, to notice it changing in the middle of a run."""
+def sdk_fingerprint(root: Path) -> str:
+    """A hash of the SDK's source under ``root``."""
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "tabby_async").rglob("*.py")):
-        digest.update(str(path.relative_to(ROOT)).encode())
+    for path in sorted((root / "tabby_async").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -414,7 +452,23 @@ def pick_cpus() -> tuple[int | None, int | None]:
     return cpus[0], cpus[1]
 
 
-def machine(cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+def machine_git() -> str:
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "tabby_async", "benchmarks"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return git + ("-dirty" if dirty else "")
+
+
+def machine(cpus: tuple[int | None, int | None], git: str) -> dict[str, Any]:
     from importlib import metadata
 
     cpu_model = platform.processor() or "unknown"
@@ -446,18 +500,6 @@ def machine(cpus: tuple[int | None, int | None]) -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    git = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "tabby_async", "benchmarks"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     mem_kib = 0
     try:
         with open("/proc/meminfo") as f:
@@ -473,7 +515,7 @@ def machine(cpus: tuple[int | None, int | None]) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": versions,
-        "git": git + ("-dirty" if dirty else ""),
+        "git": git,
     }
 
 
@@ -566,7 +608,7 @@ def check_clients(clients: list[str]) -> None:
     if SDK in clients:
         probe = subprocess.run(
             [sys.executable, "-c", "from tabby_async import AsyncTabbyClient, ModelLoadRequest"],
-            cwd=ROOT,
+            cwd=SNAPSHOT.root,
             env=child_env(),
             capture_output=True,
             text=True,
@@ -585,7 +627,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = build_sizes(args)
     clients = [c for c in args.clients.split(",") if c]
-    check_clients(clients)
     wanted = [w for w in args.scenarios.split(",") if w]
     scens = [
         s
@@ -597,24 +638,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus = pick_cpus()
     name = args.name or ("quick" if args.quick else "full")
     started = time.time()
-    fingerprint = sdk_fingerprint()
+    git_state = machine_git()
+    SNAPSHOT.take()
+    measured = sdk_fingerprint(SNAPSHOT.root)
     progress(f"benchmarks: {name}, {sizes.rounds} round(s), clients {', '.join(clients)}")
-    results = Runner(sizes, clients, cpus).run(scens)
+    try:
+        check_clients(clients)
+        results = Runner(sizes, clients, cpus).run(scens)
+    finally:
+        SNAPSHOT.drop()
     doc: dict[str, Any] = {
         "schema": 1,
         "name": name,
         "command": the_command(argv),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
-        "machine": machine(cpus),
+        "machine": machine(cpus, git_state),
         "sizes": sizes.as_dict(),
         "clients": clients,
         "labels": config.CLIENT_LABELS,
         "scenarios": results,
-        "sdk_source": {"at_start": fingerprint, "at_end": sdk_fingerprint()},
+        "sdk_source": {"measured": measured, "tree_at_end": sdk_fingerprint(ROOT)},
     }
-    if doc["sdk_source"]["at_start"] != doc["sdk_source"]["at_end"]:
-        progress("warning: tabby_async's source changed during the run: measure again")
+    if measured != doc["sdk_source"]["tree_at_end"]:
+        progress("note: tabby_async changed in the tree during the run; the run used its snapshot")
     report.summarize(doc)
     doc["targets"] = report.targets(doc)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
             if client != FLOOR:
                 ratios = summary[f"vs_{FLOOR}"]
                 assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
-    assert doc["sdk_source"]["at_start"]
+    assert doc["sdk_source"]["measured"]
     targets = doc["targets"]
     assert len(targets) == 14
     for target in targets:
