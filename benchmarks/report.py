@@ -126,6 +126,8 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             ok = value <= limit if op == "<=" else value >= limit
             status = "pass" if ok else "fail"
+        if decisive and rounds < MIN_ROUNDS_TO_DECIDE:  # every target needs >= 9 rounds
+            decisive, why_not = False, f"{rounds} round(s) < {MIN_ROUNDS_TO_DECIDE}"
         out.append(
             {
                 "target": target,
@@ -398,7 +400,7 @@ def chart(doc: dict[str, Any], path: Path) -> Path | None:
                 ax.bar(xs, ys, width, label=labels.get(client, client))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(scen_names)), scen_names)
+        ax.set_xticks(range(len(scen_names)), scen_names, fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3, which="both")
     handles, names = axes[0][0].get_legend_handles_labels()
