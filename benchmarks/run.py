@@ -558,6 +558,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="new client processes every round (default: yes for full runs, no for --quick)",
     )
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        help="measure nothing: redo the figures, chart and README from a results JSON",
+    )
     p.add_argument("--name", help="results file stem (default: full or quick)")
     p.add_argument("--no-chart", action="store_true", help="write no PNG")
     p.add_argument(
@@ -625,6 +630,8 @@ def check_clients(clients: list[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.from_json:
+        return publish(args, json.loads(args.from_json.read_text()), rerun=True)
     sizes = build_sizes(args)
     clients = [c for c in args.clients.split(",") if c]
     wanted = [w for w in args.scenarios.split(",") if w]
@@ -662,8 +669,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if measured != doc["sdk_source"]["tree_at_end"]:
         progress("note: tabby_async changed in the tree during the run; the run used its snapshot")
+    return publish(args, doc, rerun=False)
+
+
+def publish(args: argparse.Namespace, doc: dict[str, Any], *, rerun: bool) -> int:
+    """Figures, targets, the results JSON, the chart and the README section."""
     report.summarize(doc)
     doc["targets"] = report.targets(doc)
+    name = doc["name"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.out_dir / f"{name}.json"
     tmp = json_path.with_suffix(".json.tmp")
@@ -672,7 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     chart: Path | None = None
     if not args.no_chart:
         chart = report.chart(doc, args.out_dir / f"{name}.png")
-    write_readme = args.readme if args.readme is not None else not args.quick
+    quick = doc["sizes"]["rounds"] < report.MIN_ROUNDS_TO_DECIDE if rerun else args.quick
+    write_readme = args.readme if args.readme is not None else not quick
     if write_readme:
         link = os.path.relpath(chart, README.parent) if chart else None
         report.update_readme(README, report.markdown(doc, link))
@@ -680,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress(f"results: {json_path}" + (f", chart: {chart}" if chart else ""))
     errors = [
         f"{s}/{c}: {v['error']}"
-        for s, e in results.items()
+        for s, e in doc["scenarios"].items()
         for c, v in e.get("clients", {}).items()
         if "error" in v
     ]
