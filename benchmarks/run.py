@@ -41,6 +41,8 @@ IMPORT_MODULES = {
     HANDWRITTEN: "aiohttp, msgspec",
     SDK: "tabby_async",
 }
+# What the git state in the results looks at (the results themselves are not code).
+GIT_WATCHED = ("tabby_async", "benchmarks", ":!benchmarks/results", ":!benchmarks/README.md")
 STEP_TIMEOUT = 900.0  # seconds any one worker step may take before the run gives up on it
 
 
@@ -460,7 +462,7 @@ def machine_git() -> str:
         check=False,
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "tabby_async", "benchmarks"],
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", *GIT_WATCHED],
         capture_output=True,
         text=True,
         check=False,
