@@ -77,6 +77,7 @@ class FleetLoadStream:
         self._queue: asyncio.Queue[FleetLoadEvent | object] = asyncio.Queue()
         self._task: asyncio.Task[FleetResult[ModelLoadResponse]] | None = None
         self._fractions: dict[str, float] = {}
+        self._fraction_sum = 0.0  # kept with _fractions: progress is O(1) per event
         self._done = 0
         self._failed = 0
         self._closed = False
@@ -110,7 +111,7 @@ class FleetLoadStream:
         """
         if not self._targets:
             return 1.0
-        return sum(self._fractions.values()) / len(self._targets)
+        return min(1.0, self._fraction_sum / len(self._targets))
 
     @property
     def results(self) -> FleetResult[ModelLoadResponse]:
@@ -138,6 +139,7 @@ class FleetLoadStream:
             raise ClientStateError("this fleet load stream is closed")
         if self._task is None:
             self._fractions = dict.fromkeys((name for name, _ in self._targets), 0.0)
+            self._fraction_sum = 0.0
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> FleetResult[ModelLoadResponse]:
@@ -148,7 +150,7 @@ class FleetLoadStream:
             async with client.models.load_stream(request, timeout=timeout) as stream:
                 async for event in stream:
                     if event.model_type == "model" and event.modules > 0:
-                        self._fractions[name] = min(1.0, event.module / event.modules)
+                        self._set_fraction(name, min(1.0, event.module / event.modules))
                     put(FleetLoadEvent(name, event, None, self.progress))
             assert stream.last_event is not None  # the stream raises otherwise
             return stream.last_event
@@ -157,7 +159,7 @@ class FleetLoadStream:
             self._done += 1
             if not result.ok:
                 self._failed += 1
-            self._fractions[result.node] = 1.0
+            self._set_fraction(result.node, 1.0)
             put(FleetLoadEvent(result.node, None, result, self.progress))
 
         try:
@@ -172,6 +174,10 @@ class FleetLoadStream:
             )
         finally:
             put(_END)
+
+    def _set_fraction(self, node: str, fraction: float) -> None:
+        self._fraction_sum += fraction - self._fractions.get(node, 0.0)
+        self._fractions[node] = fraction
 
     def __aiter__(self) -> Self:
         return self
