@@ -109,8 +109,8 @@ class FleetLoadStream:
         count as 0), with a completed node counting 1.0 whether it
         succeeded or failed: "how much of the work is over".
         """
-        if not self._targets:
-            return 1.0
+        if self._done >= len(self._targets):
+            return 1.0  # exact, whatever the running sum's rounding
         return min(1.0, self._fraction_sum / len(self._targets))
 
     @property
