@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -23,9 +24,31 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from ..fleet import NodeResult
 from ..types import ModelLoadResponse
 
-__all__ = ["RichDownloadProgress", "RichLoadProgress"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["RichDownloadProgress", "RichFleetView", "RichLoadProgress"]
+
+
+class _Live:
+    """A rich ``Progress`` shown while the ``with`` block runs."""
+
+    _progress: Progress
+
+    def __enter__(self) -> Self:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
 
 
 class _RateColumn(ProgressColumn):
@@ -38,7 +61,7 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:.1f} modules/s", style="progress.data.speed")
 
 
-class RichLoadProgress:
+class RichLoadProgress(_Live):
     """Live bars: ``model ━━━━━━━ 3/10 modules 0:00:01 2.9 modules/s``.
 
     A bar appears when its component sends its first event (the server loads
@@ -59,18 +82,6 @@ class RichLoadProgress:
         )
         self._tasks: dict[str, TaskID] = {}
 
-    def __enter__(self) -> RichLoadProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.stop()
-
     def update(self, event: ModelLoadResponse) -> None:
         task = self._tasks.get(event.model_type)
         if task is None:
@@ -81,7 +92,7 @@ class RichLoadProgress:
             self._progress.stop_task(task)
 
 
-class RichDownloadProgress:
+class RichDownloadProgress(_Live):
     """A spinner with the elapsed time, for the whole download."""
 
     def __init__(self, repo_id: str, *, stderr: bool = False) -> None:
@@ -95,17 +106,69 @@ class RichDownloadProgress:
         )
         self._repo_id = repo_id
 
-    def __enter__(self) -> RichDownloadProgress:
-        self._progress.start()
+    def __enter__(self) -> Self:
+        super().__enter__()
         self._progress.add_task(
             f"downloading {self._repo_id} (the server reports no progress)", total=None
         )
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+
+class RichFleetView(_Live):
+    """Live bars: one overall, plus one per node for small fleets."""
+
+    def __init__(
+        self, total: int, title: str, *, stderr: bool = False, max_node_bars: int = 30
     ) -> None:
-        self._progress.stop()
+        self._console = Console(file=sys.stderr if stderr else sys.stdout)
+        self._progress = Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=self._console,
+        )
+        self._title = title
+        self._total = total
+        self._overall = self._progress.add_task(title, total=total, state="")
+        self._nodes: dict[str, TaskID] = {}
+        self._max_node_bars = max_node_bars
+        self._ok = 0
+        self._failed = 0
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        self._progress.update(self._overall, total=total)
+
+    def _node_bar(self, node: str, total: int) -> TaskID | None:
+        task = self._nodes.get(node)
+        if task is None and self._total <= self._max_node_bars:
+            task = self._progress.add_task(f"  {node}", total=total, state="")
+            self._nodes[node] = task
+        return task
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        task = self._node_bar(node, event.modules)
+        if task is not None:
+            self._progress.update(
+                task,
+                total=event.modules,
+                completed=event.module,
+                state=f"{event.model_type} {event.status}",
+            )
+
+    def done(self, result: NodeResult[object]) -> None:
+        if result.ok:
+            self._ok += 1
+        else:
+            self._failed += 1
+        state = f"{self._ok} ok, {self._failed} failed"
+        self._progress.update(self._overall, advance=1, state=state)
+        task = self._nodes.get(result.node)
+        if task is not None:
+            self._progress.update(task, state=result.status)
+            self._progress.stop_task(task)
+
+    def note(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False)

@@ -41,6 +41,7 @@ from ..fleet import (
 from ..fleet._results import table_rows
 from ..types import ModelLoadResponse
 from ._models import _add_load_options, build_load_request
+from ._progress import rich_available
 from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, stdout_is_terminal
 
 __all__ = ["main", "register"]
@@ -144,92 +145,6 @@ class _QuietView(PlainView):
         return None
 
 
-class RichView:
-    """Live bars: one overall, plus one per node for small fleets."""
-
-    def __init__(self, total: int, title: str, *, stderr: bool = False) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._console = Console(file=sys.stderr if stderr else sys.stdout)
-        self._progress = Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[state]}"),
-            TimeElapsedColumn(),
-            console=self._console,
-        )
-        self._title = title
-        self._total = total
-        self._overall = self._progress.add_task(title, total=total, state="")
-        self._nodes: dict[str, Any] = {}
-        self._ok = 0
-        self._failed = 0
-
-    def __enter__(self) -> RichView:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.stop()
-
-    def set_total(self, total: int) -> None:
-        self._total = total
-        self._progress.update(self._overall, total=total)
-
-    def _node_bar(self, node: str, total: int) -> Any:
-        task = self._nodes.get(node)
-        if task is None and self._total <= MAX_NODE_BARS:
-            task = self._progress.add_task(f"  {node}", total=total, state="")
-            self._nodes[node] = task
-        return task
-
-    def event(self, node: str, event: ModelLoadResponse) -> None:
-        task = self._node_bar(node, event.modules)
-        if task is not None:
-            self._progress.update(
-                task,
-                total=event.modules,
-                completed=event.module,
-                state=f"{event.model_type} {event.status}",
-            )
-
-    def done(self, result: NodeResult[Any]) -> None:
-        if result.ok:
-            self._ok += 1
-        else:
-            self._failed += 1
-        state = f"{self._ok} ok, {self._failed} failed"
-        self._progress.update(self._overall, advance=1, state=state)
-        task = self._nodes.get(result.node)
-        if task is not None:
-            self._progress.update(task, state=result.status)
-            self._progress.stop_task(task)
-
-    def note(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
-
-
-def _rich_available() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _stderr_is_terminal() -> bool:
     try:
         return sys.stderr.isatty()
@@ -241,8 +156,10 @@ def make_view(args: argparse.Namespace, total: int, title: str, *, per_node: boo
     """Live rich bars on a terminal (stderr with ``--json``), else plain lines."""
     json_output = bool(getattr(args, "json", False))
     terminal = _stderr_is_terminal() if json_output else stdout_is_terminal()
-    if terminal and _rich_available() and not getattr(args, "plain", False):
-        return RichView(total, title, stderr=json_output)
+    if terminal and rich_available() and not getattr(args, "plain", False):
+        from ._rich import RichFleetView
+
+        return RichFleetView(total, title, stderr=json_output, max_node_bars=MAX_NODE_BARS)
     if json_output:
         return _QuietView(total, per_node=False)
     return PlainView(total, per_node=per_node)
@@ -281,7 +198,7 @@ def _results_json(result: FleetResult[Any]) -> list[dict[str, Any]]:
 def print_table(results: Iterable[NodeResult[Any]], title: str = "") -> None:
     """The final table: rich on a terminal when available, else plain text."""
     rows = list(results)
-    if stdout_is_terminal() and _rich_available():
+    if stdout_is_terminal() and rich_available():
         from rich.console import Console
         from rich.table import Table
 
