@@ -75,8 +75,10 @@ class AsyncTabbyClient:
     event loop it was first used in.
 
     ``timeout`` bounds the control calls (default 30 s total);
-    ``stream_timeout`` bounds loads and downloads (default: no total, 60 s of
-    silence at most). Either may be overridden per call with ``timeout=``.
+    ``stream_timeout`` bounds loads, downloads and embedding loads (default:
+    no total; for the load stream at most 60 s of silence, while downloads
+    and embedding loads, silent until done, get no idle bound). Either may be
+    overridden per call with ``timeout=``.
     ``max_retries`` (default 2) applies to read-only calls only.
     """
 

@@ -86,9 +86,23 @@ class AsyncModelsService:
         self._client = client
         self._transport = client._transport
 
-    def _timeout(self, value: TimeoutLike, *, stream: bool = False) -> Timeout:
+    def _timeout(
+        self, value: TimeoutLike, *, stream: bool = False, silent: bool = False
+    ) -> Timeout:
+        """The call's timeout: the control default, or the stream default.
+
+        ``silent`` calls (download, embedding load) send nothing until they
+        are done, so the stream default's read (idle) bound would cut them
+        off, and a cut download is cancelled on the server: they get no read
+        bound unless the caller sets one.
+        """
         client = self._client
-        return resolve_timeout(value, client.stream_timeout if stream else client.timeout)
+        if not stream:
+            return resolve_timeout(value, client.timeout)
+        default = client.stream_timeout
+        if silent:
+            default = Timeout(total=default.total, connect=default.connect, read=None)
+        return resolve_timeout(value, default)
 
     async def list(
         self, *, timeout: TimeoutLike = None, max_retries: int | None = None
@@ -219,7 +233,7 @@ class AsyncModelsService:
         """
         body = _build(DownloadRequest, request, fields)
         return await self._transport.request(
-            R.DOWNLOAD, _download, body, self._timeout(timeout, stream=True)
+            R.DOWNLOAD, _download, body, self._timeout(timeout, stream=True, silent=True)
         )
 
     async def list_embedding(
@@ -249,7 +263,10 @@ class AsyncModelsService:
         """Load an embedding model (``POST /v1/model/embedding/load``; plain JSON)."""
         body = _build(EmbeddingModelLoadRequest, request, fields)
         return await self._transport.request(
-            R.LOAD_EMBEDDING, _load_response, body, self._timeout(timeout, stream=True)
+            R.LOAD_EMBEDDING,
+            _load_response,
+            body,
+            self._timeout(timeout, stream=True, silent=True),
         )
 
     async def unload_embedding(self, *, timeout: TimeoutLike = None) -> None:

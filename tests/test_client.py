@@ -535,3 +535,23 @@ async def test_secrets_stay_out_of_repr_errors_and_logs(
     assert any("GET /v1/model/list" in t for t in texts)
     for text in texts:
         assert "SECRET" not in text
+
+
+async def test_silent_long_calls_have_no_idle_bound_by_default() -> None:
+    """A download sends nothing until done: an idle bound would cut it (and the
+    server cancels a cut download), so only an explicit timeout applies."""
+    async with (
+        TabbyEmulator(models=["alpha"], downloadable={"org/slow": 0.5}) as server,
+        AsyncTabbyClient(
+            server.url,
+            admin_key=server.admin_key,
+            stream_timeout=Timeout(connect=1.0, read=0.2),
+        ) as client,
+    ):
+        done = await client.models.download(repo_id="org/slow")
+        assert done.download_path.endswith("slow")
+        with pytest.raises(TabbyTimeoutError) as info:
+            await client.models.download(repo_id="org/slow", folder_name="again", timeout=0.2)
+        assert info.value.kind == "total"
+        # The load stream keeps the read bound: silence there means trouble.
+        assert client.stream_timeout.read == 0.2
