@@ -91,7 +91,7 @@ async def test_retries_share_one_total_deadline(
     started = time.monotonic()
     with pytest.raises((TabbyTimeoutError, ServerError)):
         await client.models.list(timeout=0.6, max_retries=5)
-    assert time.monotonic() - started < 0.6 + 0.25
+    assert time.monotonic() - started < 1.5  # unbounded, 6 tries would take > 2.4 s
     assert server.count("GET", LIST) <= 2
 
 
