@@ -33,6 +33,7 @@ from ._validation import (
     EMBEDDING_LOAD_SCHEMA,
     LOAD_SCHEMA,
     BodyError,
+    Schema,
     parse_json_body,
     validate,
 )
@@ -574,6 +575,26 @@ class TabbyEmulator:
             return None
         return _json(401, _detail(MSG_PROVIDE_ADMIN))
 
+    def _admin_body(
+        self, request: web.BaseRequest, body: bytes, schema: Schema
+    ) -> dict[str, Any] | web.Response:
+        """An admin route's body, in the server's order of checks.
+
+        Malformed JSON is a 422 before auth; then the admin key; then the
+        schema's validation (422). Returns the fields, or the error response.
+        """
+        try:
+            data = parse_json_body(body, request.headers.get("Content-Type"))
+        except BodyError as exc:
+            return _unprocessable(exc)
+        denied = self._check_admin(request)
+        if denied is not None:
+            return denied
+        try:
+            return validate(schema, data)
+        except BodyError as exc:
+            return _unprocessable(exc)
+
     def _permission(self, request: web.BaseRequest) -> str:
         """TabbyAPI's ``get_key_permission``: x-admin-key, then x-api-key, then Authorization.
 
@@ -707,17 +728,9 @@ class TabbyEmulator:
         return _json(200, _encode(_card(name, int(time.time()))))
 
     async def _load_embedding(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
-        try:
-            data = parse_json_body(body, request.headers.get("Content-Type"))
-        except BodyError as exc:
-            return _unprocessable(exc)
-        denied = self._check_admin(request)
-        if denied is not None:
-            return denied
-        try:
-            fields = validate(EMBEDDING_LOAD_SCHEMA, data)
-        except BodyError as exc:
-            return _unprocessable(exc)
+        fields = self._admin_body(request, body, EMBEDDING_LOAD_SCHEMA)
+        if isinstance(fields, web.Response):
+            return fields
         name: str = fields["embedding_model_name"]
         if not name:
             return _json(400, _detail(MSG_NO_NAME))
@@ -749,17 +762,9 @@ class TabbyEmulator:
     # ------------------------------------------------------------------ download
 
     async def _download(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
-        try:
-            data = parse_json_body(body, request.headers.get("Content-Type"))
-        except BodyError as exc:
-            return _unprocessable(exc)
-        denied = self._check_admin(request)
-        if denied is not None:
-            return denied
-        try:
-            fields = validate(DOWNLOAD_SCHEMA, data)
-        except BodyError as exc:
-            return _unprocessable(exc)
+        fields = self._admin_body(request, body, DOWNLOAD_SCHEMA)
+        if isinstance(fields, web.Response):
+            return fields
         repo_id: str = fields["repo_id"]
         delay = self._downloadable.get(repo_id)
         if delay is None:
@@ -786,17 +791,9 @@ class TabbyEmulator:
     # ------------------------------------------------------------------ model load
 
     async def _load(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
-        try:
-            data = parse_json_body(body, request.headers.get("Content-Type"))
-        except BodyError as exc:
-            return _unprocessable(exc)
-        denied = self._check_admin(request)
-        if denied is not None:
-            return denied
-        try:
-            fields = validate(LOAD_SCHEMA, data)
-        except BodyError as exc:
-            return _unprocessable(exc)
+        fields = self._admin_body(request, body, LOAD_SCHEMA)
+        if isinstance(fields, web.Response):
+            return fields
         name: str = fields["model_name"]
         if not name:
             return _json(400, _detail(MSG_NO_NAME))
