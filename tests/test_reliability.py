@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tabby_async import AsyncTabbyClient, StreamError, TabbyError
+from tabby_async import AsyncTabbyClient, StreamError, TabbyError, TabbyTimeoutError, Timeout
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tests.conftest import held_connections
 
@@ -119,3 +121,43 @@ async def test_debug_log_lines_name_method_path_status_and_time(
     done = [line for line in lines if line.startswith("GET /v1/model/list -> 200 in ")]
     assert len(done) == 1 and done[0].endswith(" ms")
     assert server.admin_key not in " ".join(lines)
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose listen queue is full: a new connect just hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for filler in fillers:
+        filler.close()
+    server.close()
+
+
+async def test_connect_timeout_says_connect(unanswered_port: int) -> None:
+    async with AsyncTabbyClient(
+        f"http://127.0.0.1:{unanswered_port}",
+        admin_key="k",
+        timeout=Timeout(total=10, connect=0.2),
+        stream_timeout=Timeout(connect=0.2),
+        max_retries=1,
+    ) as client:
+        with pytest.raises(TabbyTimeoutError) as info:
+            await client.models.list()
+        assert info.value.kind == "connect"
+        assert not info.value.sent
+        assert "connect timeout of 0.2 s" in str(info.value)
+        # Nothing was sent, so even a load may be tried again; it still fails.
+        with pytest.raises(TabbyTimeoutError) as info:
+            await client.models.load(model_name="alpha")
+        assert info.value.kind == "connect"
+        assert held_connections(client) == 0
