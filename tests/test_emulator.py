@@ -341,7 +341,7 @@ async def test_lax_validation_coerces_and_ignores_unknown_keys(
     params = card["parameters"]
     assert params["max_seq_len"] == 2048
     assert params["cache_size"] == 4096
-    assert params["rope_scale"] == 2.5
+    assert params["rope_scale"] == 1.0  # taken, but the card always says 1.0
     assert params["use_vision"] is False
 
 
@@ -470,8 +470,8 @@ async def test_model_card_props_and_unload(
     ]
     assert params["max_seq_len"] == 8192 and params["cache_mode"] == "Q4"
     assert params["prompt_template"] == "chatml"
-    assert params["draft"]["id"] == "d"
-    assert params["draft"]["parameters"]["rope_alpha"] == 2.0
+    assert params["draft"] is None  # loaded (see s.loaded_draft), never reported
+    assert s.loaded_draft == "d"
     status, props = await get_json(http, s.url + "/props", api(s))
     assert props == {
         "total_slots": 3,
@@ -483,6 +483,100 @@ async def test_model_card_props_and_unload(
         assert r.headers["Content-Type"] == "application/json"
         assert await r.read() == b"null"
     assert s.loaded is None
+
+
+# What the real server's card reports back after a load: (sent, reported), one
+# row per line of the protocol's table. Unlisted parameters keep their defaults.
+CARD_ROWS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"draft_model": {"draft_model_name": "d"}}, {"draft": None}),
+    ({"rope_scale": 2.5, "rope_alpha": 3.0}, {"rope_scale": 1.0, "rope_alpha": 1.0}),
+    ({"rope_alpha": "auto"}, {"rope_alpha": 1.0}),
+    (
+        {"draft_model": {"draft_model_name": "d", "draft_rope_alpha": 2.0, "draft_gpu_split": [1]}},
+        {"draft": None},
+    ),
+    ({"cache_size": 1000}, {"cache_size": 1000}),
+    ({"prompt_template": "chatml.jinja"}, {"prompt_template": "chatml"}),
+    ({"prompt_template": "alpaca"}, {"prompt_template": "alpaca"}),
+    ({"draft_model": {"draft_model_name": "d", "draft_cache_mode": 5}}, {"draft": None}),
+    (
+        {
+            "gpu_split": [10.0, 12.0],
+            "gpu_split_auto": False,
+            "autosplit_reserve": [96],
+            "tensor_parallel": True,
+            "tensor_parallel_backend": "nccl",
+            "backend": "exllamav3",
+            "output_chunking": False,
+            "skip_queue": True,
+        },
+        {},
+    ),
+]
+_DEFAULT_PARAMS = {
+    "max_seq_len": 4096,
+    "cache_size": 4096,
+    "cache_mode": "FP16",
+    "rope_scale": 1.0,
+    "rope_alpha": 1.0,
+    "max_batch_size": 1,
+    "chunk_size": 2048,
+    "prompt_template": None,
+    "prompt_template_content": None,
+    "use_vision": False,
+    "draft": None,
+}
+
+
+@pytest.mark.parametrize(("sent", "reported"), CARD_ROWS)
+async def test_card_reports_what_the_real_server_reports(
+    tabby_emulator_factory: Factory,
+    http: aiohttp.ClientSession,
+    sent: dict[str, Any],
+    reported: dict[str, Any],
+) -> None:
+    s = await tabby_emulator_factory(
+        models=[EmulatedModel("m", max_seq_len=4096)], drafts=["d"], ping_interval=0
+    )
+    r, chunks = await load(http, s, model_name="m", **sent)
+    assert r.status == 200 and chunks[-1] == frame("model", 4, 4, "finished")
+    status, card = await get_json(http, s.url + "/v1/model", api(s))
+    assert status == 200
+    expected = {**_DEFAULT_PARAMS, **reported}
+    if "prompt_template" in reported:
+        expected["prompt_template_content"] = card["parameters"]["prompt_template_content"]
+        assert expected["prompt_template_content"] is not None
+    assert card["parameters"] == expected
+    if "draft_model" in sent:
+        assert s.loaded_draft == "d"  # it was loaded, only not reported
+        assert any(c.startswith(b'data: {"model_type":"draft"') for c in chunks)
+
+
+async def test_nested_model_names(
+    tabby_emulator_factory: Factory, http: aiohttp.ClientSession
+) -> None:
+    s = await tabby_emulator_factory(
+        models=["org/model/4.0bpw", "org/model/6.0bpw", "other/x/4.0bpw", "flat"],
+        ping_interval=0,
+    )
+    status, listing = await get_json(http, s.url + "/v1/model/list", admin_api(s))
+    assert status == 200
+    assert [c["id"] for c in listing["data"]] == ["org", "other", "flat"]  # top level only
+    _, chunks = await load(http, s, model_name="org/model/4.0bpw")
+    assert chunks[-1] == frame("model", 4, 4, "finished")
+    status, card = await get_json(http, s.url + "/v1/model", api(s))
+    assert card["id"] == "4.0bpw"  # the folder's own name
+    status, listing = await get_json(http, s.url + "/v1/model/list", api(s))
+    assert [c["id"] for c in listing["data"]] == ["4.0bpw"]
+    # Another folder with the same last segment counts as the one already loaded.
+    _, chunks = await load(http, s, model_name="other/x/4.0bpw")
+    assert chunks == [frame("model", 1, 1, "processing"), frame("model", 1, 1, "finished")]
+    assert s.loaded == "org/model/4.0bpw"
+
+
+def admin_api(server: TabbyEmulator) -> dict[str, str]:
+    """The admin key on an api route: the listing shows every folder."""
+    return {"x-api-key": server.admin_key}
 
 
 async def test_health(tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession) -> None:

@@ -142,16 +142,42 @@ def _model_list(names: Iterable[str], now: int) -> bytes:
     return _encode({"object": "list", "data": [_card(n, now) for n in names]})
 
 
+def card_id(name: str) -> str:
+    """The id a model card carries: the model folder's own name.
+
+    A nested name (``org/model/4.0bpw``) loads that folder, and the server
+    names the card after the folder, so the card says ``4.0bpw``.
+    """
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _top_level(names: Iterable[str]) -> list[str]:
+    """What a listing shows: the model folder's direct sub-folders, once each."""
+    return list(dict.fromkeys(n.replace("\\", "/").split("/", 1)[0] for n in names))
+
+
+def _template_name(value: str | None) -> str | None:
+    # The server opens ``templates/<name>.jinja`` and reports the name without
+    # the ``.jinja`` it added or was given.
+    if value is not None and value.endswith(".jinja"):
+        return value[: -len(".jinja")]
+    return value
+
+
 @dataclasses.dataclass(slots=True)
 class _Loaded:
-    """The loaded main model and the parameters its card reports."""
+    """The loaded main model and what its card reports.
+
+    The card reports only what the real server reports back: rope values are
+    always 1.0, ``draft`` is always null even with a draft loaded, and the
+    draft's own settings are reported nowhere. ``draft_name`` is kept for the
+    emulator's own accessors, never sent.
+    """
 
     name: str
     max_seq_len: int
     cache_size: int
     cache_mode: str
-    rope_scale: float
-    rope_alpha: float
     max_batch_size: int
     chunk_size: int
     prompt_template: str | None
@@ -159,53 +185,25 @@ class _Loaded:
     use_vision: bool
     chat_template: str
     draft_name: str | None = None
-    draft_rope_scale: float = 1.0
-    draft_rope_alpha: float = 1.0
-    draft_cache_mode: str = "FP16"
 
     def card(self) -> dict[str, Any]:
-        now = int(time.time())
-        draft: dict[str, Any] | None = None
-        if self.draft_name is not None:
-            draft = _card(
-                self.draft_name,
-                now,
-                {
-                    "max_seq_len": self.max_seq_len,
-                    "cache_size": None,
-                    "cache_mode": self.draft_cache_mode,
-                    "rope_scale": self.draft_rope_scale,
-                    "rope_alpha": self.draft_rope_alpha,
-                    "max_batch_size": 1,
-                    "chunk_size": 2048,
-                    "prompt_template": None,
-                    "prompt_template_content": None,
-                    "use_vision": False,
-                    "draft": None,
-                },
-            )
         return _card(
-            self.name,
-            now,
+            card_id(self.name),
+            int(time.time()),
             {
                 "max_seq_len": self.max_seq_len,
                 "cache_size": self.cache_size,
                 "cache_mode": self.cache_mode,
-                "rope_scale": self.rope_scale,
-                "rope_alpha": self.rope_alpha,
+                "rope_scale": 1.0,
+                "rope_alpha": 1.0,
                 "max_batch_size": self.max_batch_size,
                 "chunk_size": self.chunk_size,
                 "prompt_template": self.prompt_template,
                 "prompt_template_content": self.prompt_template_content,
                 "use_vision": self.use_vision,
-                "draft": draft,
+                "draft": None,
             },
         )
-
-
-def _alpha(value: Any) -> float:
-    # "auto" (or absent) is reported as 1.0: the emulated models need no NTK scaling.
-    return float(value) if isinstance(value, float) else 1.0
 
 
 class TabbyEmulator:
@@ -216,6 +214,17 @@ class TabbyEmulator:
         async with TabbyEmulator(models=["a", "b"], drafts=["d1"]) as server:
             url, admin = server.url, server.admin_key
             ...
+
+    The loaded model's card (``GET /v1/model``) reports what the real server
+    reports, not what the load asked for: ``rope_scale`` and ``rope_alpha`` are
+    always 1.0, ``draft`` is always null even with a draft loaded (the load
+    stream shows its ``draft`` events; :attr:`loaded_draft` names it), the
+    draft's settings and the split, backend and queue fields appear nowhere,
+    ``cache_size`` is reported as given, ``prompt_template`` without
+    ``.jinja``, and a nested model (``org/model/4.0bpw``) gets the card id of
+    its own folder (``4.0bpw``). Listings show the top-level folders only, and,
+    as on the server, a model whose folder name equals the loaded one's counts
+    as already loaded.
 
     Args:
         models: main models (``str`` is shorthand for ``EmulatedModel(name=str)``).
@@ -662,11 +671,13 @@ class TabbyEmulator:
             key = (now, len(folder))
             cached = self._list_cache.get(id(folder))
             if cached is None or cached[0] != key:
-                cached = (key, _model_list(folder, now))
+                cached = (key, _model_list(_top_level(folder), now))
                 self._list_cache[id(folder)] = cached
             return _json(200, cached[1])
         name = current()
-        return _json(200, _model_list([name] if name is not None else [], int(time.time())))
+        return _json(
+            200, _model_list([card_id(name)] if name is not None else [], int(time.time()))
+        )
 
     async def _get_model(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
         denied = self._check_api(request)
@@ -725,7 +736,7 @@ class TabbyEmulator:
         name = self._loaded_embedding
         if name is None:
             return _json(503, _detail(MSG_NO_EMBEDDING))
-        return _json(200, _encode(_card(name, int(time.time()))))
+        return _json(200, _encode(_card(card_id(name), int(time.time()))))
 
     async def _load_embedding(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
         fields = self._admin_body(request, body, EMBEDDING_LOAD_SCHEMA)
@@ -739,8 +750,11 @@ class TabbyEmulator:
             return _json(400, _detail(MSG_NO_EMBEDDING_PATH))
         if not self._embeddings_available:
             return _json(400, _detail(MSG_NO_EMBEDDING_PACKAGES))
-        if self._loaded_embedding == name:
-            return _json(400, _detail(f'Embeddings model "{name}" is already loaded! Aborting.'))
+        loaded = self._loaded_embedding
+        if loaded is not None and card_id(loaded) == card_id(name):
+            # Unlike the main model's no-op, this is an error on the server.
+            message = f'Embeddings model "{card_id(loaded)}" is already loaded! Aborting.'
+            return _json(400, _detail(message))
         # The previous embedding model goes first; a client that disconnects during
         # the load cancels it (this handler is cancelled), leaving none loaded.
         self._loaded_embedding = None
@@ -868,7 +882,9 @@ class TabbyEmulator:
         assert lock is not None
         async with lock:
             current = self._loaded
-            if current is not None and current.name == model.name:
+            # The server compares folder names only: a nested model whose last
+            # segment matches the loaded one's counts as already loaded.
+            if current is not None and card_id(current.name) == card_id(model.name):
                 # Already loaded: nothing happens, new parameters are ignored.
                 emit(_progress_frame("model", 1, 1, "processing"))
                 emit(_progress_frame("model", 1, 1, "finished"))
@@ -923,18 +939,15 @@ class TabbyEmulator:
     def _make_loaded(
         self, model: EmulatedModel, fields: dict[str, Any], draft_name: str | None
     ) -> _Loaded:
+        # Only what the card reports is kept: the rope values, the draft's
+        # settings and the split/backend fields are taken and never shown.
         max_seq_len = fields["max_seq_len"] or model.max_seq_len
-        template = fields["prompt_template"] or model.prompt_template
-        draft_fields = fields["draft_model"] or {}
-        rope_scale = fields["rope_scale"]
-        draft_rope_scale = draft_fields.get("draft_rope_scale")
+        template = _template_name(fields["prompt_template"] or model.prompt_template)
         return _Loaded(
             name=model.name,
             max_seq_len=max_seq_len,
             cache_size=fields["cache_size"] or max_seq_len,
             cache_mode=fields["cache_mode"] or "FP16",
-            rope_scale=rope_scale if rope_scale is not None else 1.0,
-            rope_alpha=_alpha(fields["rope_alpha"]),
             max_batch_size=fields["max_batch_size"] or model.max_batch_size,
             chunk_size=fields["chunk_size"] or 2048,
             prompt_template=template,
@@ -942,9 +955,6 @@ class TabbyEmulator:
             use_vision=bool(fields["vision"]) and model.vision_modules > 0,
             chat_template=model.chat_template,
             draft_name=draft_name,
-            draft_rope_scale=draft_rope_scale if draft_rope_scale is not None else 1.0,
-            draft_rope_alpha=_alpha(draft_fields.get("draft_rope_alpha")),
-            draft_cache_mode=draft_fields.get("draft_cache_mode") or "FP16",
         )
 
 

@@ -304,7 +304,6 @@ DRAFT_SCHEMA = Schema(
         ("draft_model_name", check_str, False),
         ("draft_rope_scale", check_float, False),
         ("draft_rope_alpha", check_float_or_auto, False),
-        ("draft_cache_mode", check_str, False),
         ("draft_gpu_split", _float_list, False),
     ]
 )
