@@ -176,7 +176,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         "load_stream: tabby_async CPU/event vs hand-written aiohttp lines+msgspec",
         ratio(doc, "load_stream", SDK, HANDWRITTEN, "cpu"),
         "<=",
-        1.5,
+        1.10,
         real_stream,
         "M < 200 events",
     )
@@ -197,6 +197,14 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         sizes["open_streams"] >= 1000,
         "fewer than 1,000 streams",
         unit=" KiB",
+    )
+    add(
+        "fleet_status: TabbyFleet.status CPU/sweep vs the same probes by hand",
+        ratio(doc, "fleet_status", SDK, HANDWRITTEN, "cpu"),
+        "<=",
+        1.10,
+        enough,
+        few,
     )
     add(
         "import: `import tabby_async` time vs `import aiohttp`",
