@@ -12,7 +12,15 @@
 """
 
 from ._client import AsyncTabbyClient
-from ._ensure import NOT_COMPARED, EnsureMismatchError, EnsureResult, FieldDiff, LoadPlan
+from ._ensure import (
+    FIELD_RULES,
+    NOT_COMPARED,
+    EnsureMismatchError,
+    EnsureResult,
+    FieldDiff,
+    FieldRule,
+    LoadPlan,
+)
 from ._stream import LoadStream
 from ._timeouts import Timeout
 from ._version import __version__
@@ -56,6 +64,7 @@ from .types import (
 )
 
 __all__ = [
+    "FIELD_RULES",
     "NOT_COMPARED",
     "APIStatusError",
     "AsyncModelsService",
@@ -70,6 +79,7 @@ __all__ = [
     "EnsureMismatchError",
     "EnsureResult",
     "FieldDiff",
+    "FieldRule",
     "HealthIssue",
     "HealthResponse",
     "InvalidInputError",

@@ -278,7 +278,11 @@ class AsyncModelsService:
     async def plan_load(
         self, request: ModelLoadRequest | None = None, /, **fields: Any
     ) -> _ensure.LoadPlan:
-        """What :meth:`ensure_loaded` would do (none, load or reload) and why; loads nothing."""
+        """What :meth:`ensure_loaded` would do (none, load or reload) and why; loads nothing.
+
+        The plan's ``unchecked`` names the fields the request sets that the
+        server does not report back, so that cannot be compared.
+        """
         return await _ensure.plan_load(self, _build(ModelLoadRequest, request, fields))
 
     async def ensure_loaded(
@@ -294,7 +298,10 @@ class AsyncModelsService:
         """Load only if the loaded model differs from the request (unloading first if needed).
 
         The server ignores new parameters for an already loaded model; this
-        compares them first. See ``tabby_async/_ensure.py`` for what is compared.
+        compares them first, on the fields the loaded card reports back
+        (:data:`~tabby_async.FIELD_RULES`). Fields it never reports (a draft
+        model, rope values, the GPU split, the backend, ...) are never a
+        difference: they are listed in the result's ``unchecked``.
         """
         body = _build(ModelLoadRequest, request, fields)
         return await _ensure.ensure_loaded(

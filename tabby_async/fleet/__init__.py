@@ -14,7 +14,15 @@ one :class:`NodeResult` per node (the value or the typed error, and the time
 taken) in a :class:`FleetResult`. See :class:`TabbyFleet`.
 """
 
-from .._ensure import NOT_COMPARED, EnsureMismatchError, EnsureResult, FieldDiff, LoadPlan
+from .._ensure import (
+    FIELD_RULES,
+    NOT_COMPARED,
+    EnsureMismatchError,
+    EnsureResult,
+    FieldDiff,
+    FieldRule,
+    LoadPlan,
+)
 from ._config import NodeSpec, read_nodes_toml
 from ._fanout import NodeOp, ResultCallback
 from ._fleet import EventCallback, FleetModels, RunOptions, TabbyFleet
@@ -37,11 +45,13 @@ from ._status import NodeStatus
 from ._stream import FleetLoadEvent, FleetLoadStream
 
 __all__ = [
+    "FIELD_RULES",
     "NOT_COMPARED",
     "EnsureMismatchError",
     "EnsureResult",
     "EventCallback",
     "FieldDiff",
+    "FieldRule",
     "FleetEnsureReport",
     "FleetError",
     "FleetLoadEvent",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 import aiohttp
 
 from .._client import AsyncTabbyClient
-from .._ensure import EnsureResult, LoadPlan
+from .._ensure import EnsureResult, LoadPlan, unchanged
 from .._timeouts import TimeoutLike
 from ..errors import ClientStateError, InvalidInputError
 from ..models import _build
@@ -417,8 +417,7 @@ class TabbyFleet:
             else:
                 plan = planned.value
                 assert plan is not None
-                unchanged = EnsureResult("none", plan.reasons, plan, None, plan.loaded)
-                merged.append(NodeResult(planned.node, unchanged, None, planned.elapsed))
+                merged.append(NodeResult(planned.node, unchanged(plan), None, planned.elapsed))
         results = FleetResult(merged, operation="ensure", elapsed=plans.elapsed + acted.elapsed)
         return FleetEnsureReport(plans, results)
 
