@@ -76,7 +76,7 @@ class FieldRule:
 
 #: Every field of a load request, in the request's order, and how it is checked.
 FIELD_RULES: tuple[FieldRule, ...] = (
-    FieldRule("model_name", "name", "id", "the card id is the last path segment of the name"),
+    FieldRule("model_name", "name", "id", "as the card id: a nested name's last segment"),
     FieldRule("backend", "unreported"),
     FieldRule("max_seq_len", "exact", "parameters.max_seq_len"),
     FieldRule("cache_size", "exact", "parameters.cache_size", "not rounded"),
@@ -87,21 +87,21 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     FieldRule("autosplit_reserve", "unreported"),
     FieldRule("gpu_split", "unreported"),
     FieldRule("rope_scale", "unreported", None, "always reported as 1.0"),
-    FieldRule("rope_alpha", "unreported", None, "always reported as 1.0, whatever was asked"),
+    FieldRule("rope_alpha", "unreported", None, "always reported as 1.0"),
     FieldRule(
         "chunk_size",
         "chunk",
         "parameters.chunk_size",
-        "the server may round it up to a multiple of 256 (at least 256)",
+        "the server may round it up to a multiple of 256, at least 256",
     ),
     FieldRule("output_chunking", "unreported"),
     FieldRule(
         "prompt_template",
         "template",
         "parameters.prompt_template",
-        "reported without .jinja",
+        "with or without .jinja: the card drops it",
     ),
-    FieldRule("vision", "exact", "parameters.use_vision"),
+    FieldRule("vision", "exact", "parameters.use_vision", "as use_vision"),
     FieldRule(
         "draft_model.draft_model_name",
         "unreported",
@@ -115,7 +115,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
         "draft_model.draft_cache_mode",
         "unreported",
         None,
-        "the server's load request has no such field: dropped",
+        "not a field of the server's load request",
     ),
     FieldRule("skip_queue", "unreported"),
 )
@@ -295,11 +295,14 @@ def plan_for(request: ModelLoadRequest, card: ModelCard | None) -> LoadPlan:
 
 
 def rules_markdown() -> str:
-    """:data:`FIELD_RULES` as the Markdown table the README shows."""
-    lines = ["| request field | loaded card | compared |", "|---|---|---|"]
-    for rule in FIELD_RULES:
-        where = f"`{rule.reported}`" if rule.reported is not None else "not reported"
-        how = "yes" if rule.compared else "no"
-        note = f" ({rule.note})" if rule.note else ""
-        lines.append(f"| `{rule.field}` | {where}{note} | {how} |")
-    return "\n".join(lines)
+    """:data:`FIELD_RULES` as the two Markdown bullets the README shows."""
+
+    def shown(rule: FieldRule) -> str:
+        return f"`{rule.field}`" + (f" ({rule.note})" if rule.note else "")
+
+    compared = ", ".join(shown(r) for r in FIELD_RULES if r.compared)
+    unreported = ", ".join(shown(r) for r in FIELD_RULES if not r.compared)
+    return (
+        f"- Compared with the loaded card: {compared}.\n"
+        f"- Not reported back, so never a difference (listed in `unchecked`): {unreported}."
+    )
