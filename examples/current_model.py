@@ -9,17 +9,12 @@ server answers 503, which the SDK raises as ``ModelNotLoadedError``.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from tabby_async import AsyncTabbyClient, ModelNotLoadedError
 
 
 async def main() -> int:
-    client = AsyncTabbyClient(
-        os.environ.get("TABBY_URL", "http://127.0.0.1:5000"),
-        api_key=os.environ.get("TABBY_API_KEY") or None,
-        admin_key=os.environ.get("TABBY_ADMIN_KEY") or None,
-    )
+    client = AsyncTabbyClient()  # TABBY_URL, TABBY_API_KEY, TABBY_ADMIN_KEY
     async with client:
         try:
             card = await client.models.get()

@@ -31,10 +31,7 @@ async def main(repo_id: str, folder: str | None) -> int:
         token=os.environ.get("HF_TOKEN") or None,
         include=["*.json", "*.safetensors", "tokenizer.model"],
     )
-    client = AsyncTabbyClient(
-        os.environ.get("TABBY_URL", "http://127.0.0.1:5000"),
-        admin_key=os.environ.get("TABBY_ADMIN_KEY") or None,
-    )
+    client = AsyncTabbyClient()  # TABBY_URL and TABBY_ADMIN_KEY from the environment
     print(f"downloading {repo_id} ...", flush=True)
     started = time.monotonic()
     clock = asyncio.create_task(tick(started))

@@ -9,19 +9,15 @@ no name given, the first listed embedding model is used.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from tabby_async import AsyncTabbyClient, EmbeddingModelLoadRequest, ModelNotLoadedError
 
 
 async def main(name: str | None) -> int:
-    admin_key = os.environ.get("TABBY_ADMIN_KEY") or None
-    client = AsyncTabbyClient(
-        os.environ.get("TABBY_URL", "http://127.0.0.1:5000"),
-        api_key=admin_key,  # the admin key lists every folder; an api key only the loaded one
-        admin_key=admin_key,
-    )
+    # TABBY_URL and TABBY_ADMIN_KEY from the environment. When set, the admin key
+    # is also sent on the listings: it sees every folder, an api key only the loaded one.
+    client = AsyncTabbyClient()
     async with client:
         available = await client.models.list_embedding()
         print(f"embedding models: {', '.join(available.ids) or '(none)'}")

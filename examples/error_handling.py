@@ -10,7 +10,6 @@ server's state) and shows what each looks like.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable
 
 from tabby_async import AsyncTabbyClient, TabbyError
@@ -49,11 +48,10 @@ async def attempt(what: str, call: Awaitable[object]) -> None:
 
 
 async def main() -> None:
-    url = os.environ.get("TABBY_URL", "http://127.0.0.1:5000")
-    api_key = os.environ.get("TABBY_API_KEY") or None
-    admin_key = os.environ.get("TABBY_ADMIN_KEY") or None
-    reader = AsyncTabbyClient(url, api_key=api_key)
-    admin = AsyncTabbyClient(url, admin_key=admin_key)
+    # Both from TABBY_URL / TABBY_API_KEY / TABBY_ADMIN_KEY, but the reader is
+    # told to use no admin key (an explicit None is not read from the environment).
+    reader = AsyncTabbyClient(admin_key=None)
+    admin = AsyncTabbyClient()
     async with reader, admin:
         # An api key on an admin route: a permission problem, not a bad key.
         await attempt("unload with only the api key", reader.models.unload())

@@ -49,12 +49,8 @@ STATUS_FOR_CODE = {
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    admin_key = os.environ.get("TABBY_ADMIN_KEY") or None
-    client = AsyncTabbyClient(
-        os.environ.get("TABBY_URL", "http://127.0.0.1:5000"),
-        api_key=admin_key or os.environ.get("TABBY_API_KEY") or None,
-        admin_key=admin_key,
-    )
+    # TABBY_URL, TABBY_API_KEY, TABBY_ADMIN_KEY from the environment.
+    client = AsyncTabbyClient()
     async with client:
         app.state.tabby = client
         yield

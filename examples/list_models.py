@@ -10,17 +10,14 @@ ordinary key sees).
 from __future__ import annotations
 
 import asyncio
-import os
 
 from tabby_async import AsyncTabbyClient
 
 
 async def main() -> None:
-    url = os.environ.get("TABBY_URL", "http://127.0.0.1:5000")
-    admin_key = os.environ.get("TABBY_ADMIN_KEY") or None
-    api_key = os.environ.get("TABBY_API_KEY") or None
-    # The admin key works on the read routes too; use it there when we have it.
-    async with AsyncTabbyClient(url, api_key=admin_key or api_key, admin_key=admin_key) as client:
+    # TABBY_URL, TABBY_API_KEY and TABBY_ADMIN_KEY from the environment. The admin
+    # key, when set, is sent on the read routes too.
+    async with AsyncTabbyClient() as client:
         models = await client.models.list()
         drafts = await client.models.list_draft()
     print(f"{len(models.data)} models:")

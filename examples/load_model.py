@@ -11,7 +11,6 @@ first to change them.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 
@@ -20,10 +19,7 @@ from tabby_async import AsyncTabbyClient, ModelLoadRequest
 
 async def main(model_name: str, max_seq_len: int | None) -> None:
     request = ModelLoadRequest(model_name=model_name, max_seq_len=max_seq_len, cache_mode="Q8")
-    client = AsyncTabbyClient(
-        os.environ.get("TABBY_URL", "http://127.0.0.1:5000"),
-        admin_key=os.environ.get("TABBY_ADMIN_KEY") or None,
-    )
+    client = AsyncTabbyClient()  # TABBY_URL and TABBY_ADMIN_KEY from the environment
     async with client:
         started = time.monotonic()
         done = await client.models.load(request)

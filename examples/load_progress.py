@@ -12,7 +12,6 @@ stream started arrives as ``LoadFailedError``. Leaving the ``async with``
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from tabby_async import (
@@ -26,10 +25,7 @@ from tabby_async import (
 async def main(model_name: str, draft_name: str | None) -> int:
     draft = DraftModelLoadRequest(draft_model_name=draft_name) if draft_name else None
     request = ModelLoadRequest(model_name=model_name, draft_model=draft)
-    client = AsyncTabbyClient(
-        os.environ.get("TABBY_URL", "http://127.0.0.1:5000"),
-        admin_key=os.environ.get("TABBY_ADMIN_KEY") or None,
-    )
+    client = AsyncTabbyClient()  # TABBY_URL and TABBY_ADMIN_KEY from the environment
     async with client, client.models.load_stream(request) as stream:
         try:
             async for event in stream:

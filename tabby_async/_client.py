@@ -14,6 +14,7 @@ import msgspec
 from yarl import URL
 
 from . import _routes as R
+from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
 from ._timeouts import (
     DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -37,14 +38,18 @@ _health = msgspec.json.Decoder(HealthResponse)
 _permission = msgspec.json.Decoder(PermissionResponse)
 
 
-def _normalise_base_url(base_url: str | URL) -> URL:
+def _normalise_base_url(base_url: str | URL, field: str = "base_url") -> URL:
     url = URL(str(base_url).strip())
     if url.scheme not in ("http", "https") or not url.host:
+        # Say what is wrong without echoing the value: it may hold a password or token.
+        got = f"scheme {url.scheme!r}" if url.scheme else "no scheme"
         raise InvalidInputError(
-            "base_url", f"must be an http(s) URL such as http://127.0.0.1:5000, got {base_url!r}"
+            field,
+            f"must be an http(s) URL such as http://127.0.0.1:5000 "
+            f"(got {got}{'' if url.host else ', no host'})",
         )
     if url.user or url.password:
-        raise InvalidInputError("base_url", "must not carry credentials; use api_key/admin_key")
+        raise InvalidInputError(field, "must not carry credentials; use api_key/admin_key")
     path = url.path.rstrip("/")
     if path.endswith("/v1"):  # /props lives outside /v1: keep the server root
         path = path[: -len("/v1")]
@@ -69,6 +74,13 @@ class AsyncTabbyClient:
     pass just that). Use it as ``async with AsyncTabbyClient(...) as client:``
     or call :meth:`aclose` when done.
 
+    Not given, ``base_url``, ``api_key`` and ``admin_key`` come from the
+    environment variables ``TABBY_URL``, ``TABBY_API_KEY`` and
+    ``TABBY_ADMIN_KEY`` (unset or empty: ``http://127.0.0.1:5000`` and no
+    keys). An argument always wins, ``None`` included: ``api_key=None`` means
+    "send no api key" and does not read the environment. A bad value from a
+    variable raises :class:`InvalidInputError` naming the variable.
+
     The client creates its aiohttp session on first use, in the running event
     loop, and closes it in :meth:`aclose`. Pass ``session=`` to use your own
     session instead: the client then never closes it. A client belongs to the
@@ -84,10 +96,10 @@ class AsyncTabbyClient:
 
     def __init__(
         self,
-        base_url: str | URL = "http://127.0.0.1:5000",
+        base_url: str | URL | None = None,
         *,
-        api_key: str | None = None,
-        admin_key: str | None = None,
+        api_key: str | FromEnv | None = FROM_ENV,
+        admin_key: str | FromEnv | None = FROM_ENV,
         timeout: TimeoutLike = None,
         stream_timeout: TimeoutLike = None,
         headers: Mapping[str, str] | None = None,
@@ -96,9 +108,15 @@ class AsyncTabbyClient:
         ssl: _ssl.SSLContext | bool = True,
         connection_limit: int = 100,
     ) -> None:
-        self.base_url = _normalise_base_url(base_url)
-        api_key = _check_key("api_key", api_key)
-        admin_key = _check_key("admin_key", admin_key)
+        # Not given: from TABBY_URL / TABBY_API_KEY / TABBY_ADMIN_KEY (see _env).
+        url, url_source = resolve_url(base_url)
+        self.base_url = _normalise_base_url(url, url_source)
+        api, admin = (
+            resolve_key(api_key, "api_key", ENV_API_KEY),
+            resolve_key(admin_key, "admin_key", ENV_ADMIN_KEY),
+        )
+        api_key = _check_key(api.source, api.value)
+        admin_key = _check_key(admin.source, admin.value)
         self.timeout: Timeout = resolve_timeout(timeout, DEFAULT_TIMEOUT)
         self.stream_timeout: Timeout = resolve_timeout(stream_timeout, DEFAULT_STREAM_TIMEOUT)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:

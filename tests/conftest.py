@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import aiohttp
+import pytest
 
 from tabby_async import AsyncTabbyClient
 
@@ -14,3 +17,12 @@ def held_connections(client: AsyncTabbyClient) -> int:
         return 0
     connector: aiohttp.BaseConnector = session.connector
     return len(connector._acquired)
+
+
+@pytest.fixture(autouse=True)
+def _no_tabby_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Clients read TABBY_URL/TABBY_API_KEY/TABBY_ADMIN_KEY when no argument is given:
+    keep a developer's exported settings out of every test (tests set their own)."""
+    for name in ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    yield

@@ -182,8 +182,9 @@ async def run_demo(*, module_delay: float = 0.04) -> None:
             "(with generated test keys); every step below is one call of the SDK.",
             flush=True,
         )
-        admin = AsyncTabbyClient(server.url, admin_key=server.admin_key)
-        reader = AsyncTabbyClient(server.url, api_key=server.api_key)
+        # Both keys explicit: the user's TABBY_* keys are for their own server.
+        admin = AsyncTabbyClient(server.url, api_key=None, admin_key=server.admin_key)
+        reader = AsyncTabbyClient(server.url, api_key=server.api_key, admin_key=None)
         async with admin, reader:
             out.step("Connect and list the models", "await client.models.list()")
             listing = await admin.models.list()

@@ -15,7 +15,6 @@ stderr and the exit code of :func:`exit_code_for`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -24,9 +23,14 @@ import msgspec
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
+from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, env_value
 from .._timeouts import Timeout
 
 __all__ = [
+    "DEFAULT_URL",
+    "ENV_ADMIN_KEY",
+    "ENV_API_KEY",
+    "ENV_URL",
     "EXIT_AUTH",
     "EXIT_CODES_HELP",
     "EXIT_CONNECTION",
@@ -77,11 +81,6 @@ exit codes:
   6    cannot reach the server, or a timeout fired
   130  interrupted (Ctrl-C)
 """
-
-ENV_URL = "TABBY_URL"
-ENV_API_KEY = "TABBY_API_KEY"
-ENV_ADMIN_KEY = "TABBY_ADMIN_KEY"
-DEFAULT_URL = "http://127.0.0.1:5000"
 
 
 class CliError(Exception):
@@ -181,8 +180,7 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
 def _pick(flag: str | None, env_name: str) -> str | None:
     if flag is not None:
         return flag or None  # an explicit empty flag means "no key"
-    value = os.environ.get(env_name)
-    return value if value else None
+    return env_value(env_name)
 
 
 def connection_from_args(args: argparse.Namespace) -> Connection:
