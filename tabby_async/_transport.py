@@ -9,8 +9,11 @@ error status into a :class:`~tabby_async.TabbyError`.
 from __future__ import annotations
 
 import asyncio
+import html
+import http
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,9 +21,11 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import errors as E
+from ._checks import check_max_retries, redact_url
 from ._timeouts import Timeout
 
 __all__ = ["Route", "Transport"]
@@ -54,8 +59,12 @@ class Route:
     auth: AuthKind
     #: Read-only: safe to send again after it may have reached the server.
     idempotent: bool
-    #: Error statuses whose JSON body is still the answer (``/health``'s 503).
+    #: Error statuses whose body is still the answer when it has the
+    #: answer's shape (``/health``'s 503); see ``answer_shape`` in ``send``.
     ok_statuses: frozenset[int] = field(default_factory=frozenset)
+    #: Runs for minutes (a load, a download): sent on the client's second
+    #: connection pool, so that many of them never starve the control calls.
+    long_running: bool = False
 
 
 class Transport:
@@ -71,9 +80,11 @@ class Transport:
         session: Callable[[], aiohttp.ClientSession],
         max_retries: int,
         ssl: Any,
+        long_session: Callable[[], aiohttp.ClientSession] | None = None,
     ) -> None:
         self._base_url = base_url
         self._session = session
+        self._long_session = session if long_session is None else long_session
         self.max_retries = max_retries
         self._ssl = ssl
         self._urls: dict[str, URL] = {}
@@ -116,9 +127,13 @@ class Transport:
         body: msgspec.Struct | None,
         timeout: Timeout,
         max_retries: int | None = None,
+        *,
+        answer_shape: msgspec.json.Decoder[Any] | None = None,
     ) -> T:
         """Send, read the whole answer and decode it."""
-        _, data = await self.send(route, body, timeout, max_retries, read=True)
+        _, data = await self.send(
+            route, body, timeout, max_retries, read=True, answer_shape=answer_shape
+        )
         return decode(route, decoder, data)
 
     async def send(
@@ -129,14 +144,18 @@ class Transport:
         max_retries: int | None = None,
         *,
         read: bool,
+        answer_shape: msgspec.json.Decoder[Any] | None = None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """Send with retries; return the response and, if ``read``, its body.
 
         With ``read=False`` the response is returned open (for streams) and
-        the caller must close it. Error statuses never come back: they raise.
+        the caller must close it. Error statuses never come back: they raise,
+        except a status in ``route.ok_statuses`` whose body ``answer_shape``
+        decodes (any other body with that status is an error like the rest).
         """
+        # Checked before anything is sent: a bad value must not fail mid-call.
+        retries = self.max_retries if max_retries is None else check_max_retries(max_retries)
         payload = msgspec.json.encode(body) if body is not None else None
-        retries = self.max_retries if max_retries is None else max_retries
         started = time.monotonic()
         deadline = None if timeout.total is None else started + timeout.total
         attempt = 0
@@ -150,12 +169,12 @@ class Transport:
                         f"{_secs(timeout.total)} passed",
                         kind="total",
                     )
-                return await self._attempt(route, payload, timeout, left, read)
+                return await self._attempt(route, payload, timeout, left, read, answer_shape)
             except E.TabbyError as err:
                 delay = self._retry_delay(route, err, attempt, retries)
-                if delay is None:
-                    raise
-                if deadline is not None and time.monotonic() + delay >= deadline:
+                if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
+                    if attempt:
+                        _say_tries(err, attempt + 1)
                     raise
                 attempt += 1
                 logger.debug(
@@ -176,12 +195,15 @@ class Transport:
         timeout: Timeout,
         total_left: float | None,
         read: bool,
+        answer_shape: msgspec.json.Decoder[Any] | None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
-        session = self._session()
+        session = self._long_session() if route.long_running else self._session()
         started = time.monotonic()
         response: aiohttp.ClientResponse | None = None
+        mapped: E.TabbyError | None = None
         try:
-            response = await session.request(
+            # ``answer`` is ``response`` typed as set, for the return below.
+            response = answer = await session.request(
                 route.method,
                 self.url(route),
                 data=payload,
@@ -191,10 +213,12 @@ class Transport:
                 ssl=self._ssl,
             )
             status = response.status
-            if status >= 300 and status not in route.ok_statuses:
+            if status >= 300:
                 data = await response.read()
-                raise self._status_error(route, response, data)
-            data = await response.read() if read else b""
+                if status not in route.ok_statuses or not _has_shape(answer_shape, data):
+                    raise self._status_error(route, response, data)
+            else:
+                data = await response.read() if read else b""
         except E.TabbyError:
             if response is not None:
                 response.release()
@@ -205,7 +229,11 @@ class Transport:
             mapped = translate_exception(exc, route, timeout, response is not None)
             if mapped is None:
                 raise
-            raise mapped from exc
+        if mapped is not None:
+            # Raised outside the except block, so that aiohttp's exception
+            # (whose request record holds the key headers) is neither the
+            # cause nor the context of what the caller gets.
+            raise mapped
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms",
@@ -214,7 +242,7 @@ class Transport:
                 status,
                 (time.monotonic() - started) * 1000,
             )
-        return response, data
+        return answer, data
 
     def _retry_delay(
         self, route: Route, err: E.TabbyError, attempt: int, retries: int
@@ -249,11 +277,43 @@ class Transport:
             data,
             route,
             has_admin_key=self._has_admin_key,
-            headers={k: v for k, v in response.headers.items() if k.lower() in _KEPT_HEADERS},
+            headers=_kept_headers(response.headers),
         )
 
 
-_KEPT_HEADERS = frozenset({"retry-after", "location", "content-type"})
+#: The answer headers an APIStatusError keeps, by their canonical names.
+_KEPT_HEADERS = {
+    "retry-after": "Retry-After",
+    "location": "Location",
+    "content-type": "Content-Type",
+}
+
+
+def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers worth keeping, under canonical names whatever the server's case."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = _KEPT_HEADERS.get(name.lower())
+        if canonical is not None:
+            kept[canonical] = value
+    return kept
+
+
+def _has_shape(shape: msgspec.json.Decoder[Any] | None, data: bytes) -> bool:
+    """True when an error status's body is the route's answer after all."""
+    if shape is None:
+        return False
+    try:
+        shape.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    return True
+
+
+def _say_tries(err: E.TabbyError, tries: int) -> None:
+    """Add to a retried call's last error how often it was tried."""
+    err.message = f"{err.message} (tried {tries} times)"
+    err.args = (err.message,)
 
 
 def decode(route: Route, decoder: msgspec.json.Decoder[T], data: bytes) -> T:
@@ -284,7 +344,12 @@ def status_error(
     has_admin_key: bool,
     headers: dict[str, str] | None = None,
 ) -> E.APIStatusError:
-    """The typed error for an error answer, from its status and body."""
+    """The typed error for an error answer, from its status and body.
+
+    The message is the server's ``detail``. An answer not from TabbyAPI (a
+    proxy's HTML page, other JSON, plain text, nothing) gets a short message:
+    an HTML page is summed up by its title and size, never pasted.
+    """
     try:
         body: Any = _detail_decoder.decode(data) if data else None
     except msgspec.DecodeError:
@@ -294,10 +359,8 @@ def status_error(
         message = detail
     elif isinstance(detail, list):
         message = "; ".join(_field_error(e) for e in detail) or "validation failed"
-    elif isinstance(body, str) and body.strip():
-        message = body.strip()[:500]
     else:
-        message = f"HTTP {status}"
+        message = _foreign_message(status, body, len(data), headers)
     kwargs: dict[str, Any] = {
         "status": status,
         "body": body,
@@ -330,11 +393,45 @@ def status_error(
         cls = E.ServerError
     elif 300 <= status < 400:
         cls = E.APIStatusError
-        where = (headers or {}).get("Location", "?")
+        where = redact_url((headers or {}).get("Location", "?"))
         message = f"unexpected redirect to {where} (not followed: keys stay with the origin)"
     else:
         cls = E.APIStatusError
     return cls(message, **kwargs)
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_HTML_START = ("<!doctype html", "<html", "<head", "<body", "<center", "<h1")
+
+
+def _foreign_message(
+    status: int, body: Any, size: int, headers: Mapping[str, str] | None
+) -> str:
+    """A message for an error answer without TabbyAPI's ``detail``."""
+    if isinstance(body, dict):
+        # Other JSON: proxies and gateways often say why in one of these.
+        for key in ("message", "error", "title"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:500]
+    reason = _reason(status)
+    if not isinstance(body, str) or not body.strip():
+        return reason
+    text = body.strip()
+    content_type = (headers or {}).get("Content-Type", "")
+    if "html" in content_type.lower() or text[:20].lower().startswith(_HTML_START):
+        match = _TITLE.search(text)
+        title = " ".join(html.unescape(match.group(1)).split())[:100] if match else ""
+        named = f" {title!r}" if title else ""
+        return f"{reason}: an HTML page{named} ({size} bytes), not TabbyAPI's answer"
+    return text[:500]
+
+
+def _reason(status: int) -> str:
+    try:
+        return f"{http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def _field_error(entry: object) -> str:
@@ -350,8 +447,14 @@ def translate_exception(
 ) -> E.TabbyError | None:
     """The TabbyError for an aiohttp or asyncio failure; None to let it through.
 
-    Cancellation and non-network errors pass through unchanged.
+    Cancellation and non-network errors pass through unchanged. The TabbyError
+    keeps no reference to ``exc``; raise it outside the ``except`` block that
+    caught ``exc`` (or ``from None`` and clear its context) so that it is not
+    chained either. ``exc`` itself is scrubbed: an aiohttp error that records
+    the request loses the request's headers (the keys), in case the caller
+    keeps it anyway.
     """
+    _scrub(exc)
     what = f"{route.method} {route.path}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return E.TabbyTimeoutError(
@@ -374,10 +477,23 @@ def translate_exception(
         stage = "while reading the answer" if got_head else "before the answer"
         return E.TabbyConnectionError(f"{what}: connection lost {stage}: {exc}")
     if isinstance(exc, aiohttp.ClientResponseError):
-        return E.TabbyConnectionError(f"{what}: bad HTTP answer: {exc.message}")
+        # Not HTTP at all (an SSH banner, the wrong port, a broken proxy):
+        # aiohttp's parser message spans several lines, with a caret.
+        reason = " ".join(w for w in str(exc.message).split() if w != "^")
+        return E.TabbyConnectionError(f"{what}: the server's answer is not valid HTTP: {reason}")
     if isinstance(exc, aiohttp.ClientError):
         return E.TabbyConnectionError(f"{what}: {exc}")
     return None
+
+
+def _scrub(exc: BaseException) -> None:
+    """Drop the request headers (the keys) that aiohttp keeps on some errors."""
+    info = getattr(exc, "request_info", None)
+    if isinstance(exc, aiohttp.ClientResponseError) and info is not None:
+        exc.request_info = aiohttp.RequestInfo(
+            info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+        )
+        exc.history = ()
 
 
 def _secs(value: float | None) -> str:

@@ -11,7 +11,11 @@ string ``code`` to switch on, so callers need not import every class::
 Errors that come from an HTTP answer are :class:`APIStatusError` and carry the
 ``status``, the server's ``message`` (its ``detail``) and the parsed ``body``.
 No error ever holds a key or token: messages are built only from the server's
-detail text, the method and the path.
+detail text, the method and the path, and no error keeps aiohttp's exception
+(whose request record holds the keys) as its cause or context.
+
+Every error survives ``pickle`` and ``copy`` with its class, message and
+fields, so it can cross a process boundary (a ``ProcessPoolExecutor`` worker).
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """An error of ``cls`` with ``args``, made without calling its ``__init__``."""
+    err = cls.__new__(cls, *args)
+    err.args = args  # OSError subclasses (timeouts, connection errors) leave it empty
+    return err
+
+
 class TabbyError(Exception):
     """Base of every error the SDK raises."""
 
@@ -51,6 +62,13 @@ class TabbyError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args), which fails for every
+        # subclass whose __init__ takes other arguments than its args (a
+        # field, keyword-only status or kind...). Rebuild without __init__
+        # and restore the attributes instead: this covers subclasses too.
+        return (_rebuild, (type(self), self.args), self.__dict__)
 
 
 class InvalidInputError(TabbyError, ValueError):

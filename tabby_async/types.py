@@ -1,7 +1,10 @@
 """The request and response types, as msgspec Structs.
 
 Responses ignore fields they do not know (a newer server may send more) and
-give every field a default where the server may leave it out. Requests omit
+give every field a default where the server may leave it out. Fields that
+only describe (a card's ``object``, ``created`` and ``owned_by``, the props'
+``chat_template``) also take ``null`` and, for ``created``, a float: a server
+or proxy that differs there must not fail the whole call. Requests omit
 unset fields on the wire, so the server's own defaults apply. Requests are
 checked when built: a bad value raises :class:`~tabby_async.InvalidInputError`
 naming the field, before anything is sent.
@@ -82,9 +85,10 @@ class ModelCard(_Response, frozen=True, kw_only=True, gc=False):
     """One model. ``parameters`` is set only for the loaded model (``get``)."""
 
     id: str
-    object: str = "model"
-    created: int = 0
-    owned_by: str = "tabbyAPI"
+    object: str | None = "model"
+    #: The time of the request (the server sets it on every answer), not of the model.
+    created: int | float | None = 0
+    owned_by: str | None = "tabbyAPI"
     logging: ModelCardLogging | None = None
     parameters: ModelCardParameters | None = None
 
@@ -92,7 +96,7 @@ class ModelCard(_Response, frozen=True, kw_only=True, gc=False):
 class ModelList(_Response, frozen=True, kw_only=True, gc=False):
     """A listing of model folders: every sub-folder, loadable or not, unsorted."""
 
-    object: str = "list"
+    object: str | None = "list"
     data: list[ModelCard] = msgspec.field(default_factory=list)
 
     @property
@@ -129,7 +133,8 @@ class ModelPropsResponse(_Response, frozen=True, kw_only=True, gc=False):
     """The ``/props`` answer (llama.cpp-compatible)."""
 
     total_slots: int = 1
-    chat_template: str = ""
+    #: The loaded model's prompt template; ``""`` (or ``None``) when it has none.
+    chat_template: str | None = ""
     default_generation_settings: ModelDefaultGenerationSettings
 
 

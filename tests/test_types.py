@@ -166,3 +166,73 @@ def test_list_props_and_event_shapes() -> None:
     )
     assert not event.done
     assert ModelLoadResponse(module=2, modules=2, status="finished").done
+
+
+# Cosmetic fields that some servers (or proxies) send differently: (type, body).
+COSMETIC = [
+    (ModelCard, b'{"id":"m","created":1732900000.25}'),
+    (ModelCard, b'{"id":"m","created":null}'),
+    (ModelCard, b'{"id":"m","owned_by":null}'),
+    (ModelCard, b'{"id":"m","object":null}'),
+    (ModelCard, b'{"id":"m","created":null,"owned_by":null,"object":null,"logging":null}'),
+    (ModelList, b'{"object":null,"data":[{"id":"m","created":1.5,"owned_by":null}]}'),
+    (
+        ModelPropsResponse,
+        b'{"total_slots":1,"chat_template":null,"default_generation_settings":{"n_ctx":4096}}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("cls", "body"), COSMETIC)
+def test_cosmetic_fields_tolerate_null_and_float(cls: type[msgspec.Struct], body: bytes) -> None:
+    decoded = msgspec.json.decode(body, type=cls)
+    assert isinstance(decoded, cls)
+    card = decoded.data[0] if isinstance(decoded, ModelList) else decoded
+    if isinstance(card, ModelCard):
+        assert card.id == "m"
+    if isinstance(decoded, ModelPropsResponse):
+        assert decoded.default_generation_settings.n_ctx == 4096
+        assert not decoded.chat_template
+
+
+# What the SDK acts on stays strict: a wrong value there fails loudly.
+STRICT = [
+    (ModelCard, b'{"id":null}'),
+    (ModelCard, b'{"id":"m","parameters":{"max_seq_len":"long"}}'),
+    (ModelPropsResponse, b'{"default_generation_settings":{"n_ctx":null}}'),
+    (ModelLoadResponse, b'{"module":null,"modules":1,"status":"finished"}'),
+]
+
+
+@pytest.mark.parametrize(("cls", "body"), STRICT)
+def test_fields_that_matter_stay_strict(cls: type[msgspec.Struct], body: bytes) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(body, type=cls)
+
+
+async def test_cosmetic_fields_do_not_fail_a_call() -> None:
+    from aiohttp import web
+
+    from tabby_async import AsyncTabbyClient
+
+    async def card(request: web.Request) -> web.Response:
+        return web.json_response({"id": "m", "created": 1.5, "owned_by": None, "object": None})
+
+    async def props(request: web.Request) -> web.Response:
+        body = {"total_slots": 1, "chat_template": None, "default_generation_settings": {"n_ctx": 8}}
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/v1/model", card)
+    app.router.add_get("/props", props)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with AsyncTabbyClient(f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
+            got = await client.models.get()
+            assert (got.id, got.created, got.owned_by) == ("m", 1.5, None)
+            assert (await client.models.get_props()).chat_template is None
+    finally:
+        await runner.cleanup()
