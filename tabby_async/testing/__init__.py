@@ -11,7 +11,10 @@ on a local port, records what it receives and can inject faults::
         assert server.count("GET", "/v1/model/list") == 1
 
 The pytest plugin (``tabby_async.testing.pytest_plugin``, a ``pytest11`` entry
-point) provides the ``tabby_emulator`` and ``tabby_emulator_factory`` fixtures.
+point) provides the ``tabby_emulator`` and ``tabby_emulator_factory`` fixtures, and
+for synchronous tests ``tabby_emulator_thread``: a :class:`ThreadedEmulator`, the
+emulator served from a background thread, which blocking clients such as FastAPI's
+``TestClient`` can reach.
 
 Behaviour chosen where PROTOCOL.md is silent (taken from the public TabbyAPI source
 where it says something):
@@ -50,6 +53,7 @@ where it says something):
 from ._emulator import BACKENDS, TabbyEmulator, run_emulator, serve_forever
 from ._faults import Fault, FaultInjector
 from ._models import EmulatedModel, RecordedRequest
+from ._thread import ThreadedEmulator
 
 __all__ = [
     "BACKENDS",
@@ -58,6 +62,7 @@ __all__ = [
     "FaultInjector",
     "RecordedRequest",
     "TabbyEmulator",
+    "ThreadedEmulator",
     "run_emulator",
     "serve_forever",
 ]
