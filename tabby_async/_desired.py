@@ -35,6 +35,7 @@ __all__ = [
     "card_id",
     "card_text",
     "compare",
+    "in_table_order",
     "plan_for",
     "reasons_text",
     "rules_markdown",
@@ -235,17 +236,19 @@ def reasons_text(reasons: Iterable[FieldDiff]) -> str:
     return "; ".join(str(r) for r in reasons)
 
 
-def unchecked_note(fields: Iterable[str]) -> str:
-    """The one line that names fields not compared ("" when there are none).
-
-    The fields are shown once each, in the table's order.
-    """
+def in_table_order(fields: Iterable[str]) -> tuple[str, ...]:
+    """``fields`` once each, in the table's order (for merging several plans' lists)."""
     wanted = set(fields)
-    if not wanted:
-        return ""
     order = [r.field for r in FIELD_RULES if r.field in wanted]
-    order += sorted(wanted.difference(order))
-    return "note: not reported by the server, not compared: " + ", ".join(order)
+    return (*order, *sorted(wanted.difference(order)))
+
+
+def unchecked_note(fields: Iterable[str]) -> str:
+    """The one line that names fields not compared ("" when there are none)."""
+    shown = in_table_order(fields)
+    if not shown:
+        return ""
+    return "note: not reported by the server, not compared: " + ", ".join(shown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ async def nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
                     EmulatedModel("m", modules=3),
                     EmulatedModel("bad", modules=3, fail_at=2, fail_message="CUDA OOM"),
                 ],
+                drafts=["d"],
                 ping_interval=0,
             )
             await server.start()
@@ -171,6 +172,65 @@ async def test_ensure_prints_the_plan_then_acts(
     assert nodes.servers["n0"].count("POST", "/v1/model/load") == 0
     assert nodes.servers["n1"].count("POST", "/v1/model/unload") == 1
     assert "ensure: 5 nodes: 5 ok" in result.out
+
+
+# Fields the loaded card never reports back: before, each read as a difference
+# after every load, so every ensure reloaded every node (an outage).
+UNREPORTED = (
+    "--draft-model",
+    "d",
+    "--rope-alpha",
+    "2",
+    "--prompt-template",
+    "chatml.jinja",
+    "--gpu-split",
+    "20,24",
+    "--backend",
+    "exllamav3",
+)
+NOTE = (
+    "note: not reported by the server, not compared: backend, gpu_split, rope_alpha, "
+    "draft_model.draft_model_name"
+)
+
+
+def _posts(nodes: Nodes) -> int:
+    return sum(1 for s in nodes.servers.values() for r in s.requests if r.method == "POST")
+
+
+async def test_ensure_with_unreported_fields_converges_and_notes_them(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = await run(capsys, "fleet", "ensure", "--nodes", nodes.path, "m", *UNREPORTED)
+    assert first.code == 0, first.out + first.err
+    assert all(s.loaded == "m" and s.loaded_draft == "d" for s in nodes.servers.values())
+    assert "ensure: 5 nodes: 5 ok" in first.out
+    assert first.out.splitlines().count(NOTE) == 1
+    for server in nodes.servers.values():
+        server.reset_requests()
+
+    for argv in (("--dry-run",), (), ("--json",)):
+        again = await run(capsys, "fleet", "ensure", "--nodes", nodes.path, "m", *UNREPORTED, *argv)
+        assert again.code == 0, again.out + again.err
+        if argv == ("--json",):
+            document = json.loads(again.out)
+            assert {p["value"]["action"] for p in document["plans"]} == {"none"}
+            assert document["unchecked"] == [
+                "backend",
+                "gpu_split",
+                "rope_alpha",
+                "draft_model.draft_model_name",
+            ]
+        else:
+            assert "plan: 5 none" in again.out
+            assert again.out.splitlines().count(NOTE) == 1
+    assert _posts(nodes) == 0  # no load, no unload on any node
+
+    rollout = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "m", *UNREPORTED)
+    assert rollout.code == 0, rollout.out + rollout.err
+    assert rollout.out.splitlines().count(NOTE) == 1
+    assert "complete after 5 batches: 5 done, 0 failed" in rollout.out
+    assert _posts(nodes) == 0
 
 
 async def test_rollout_halts_and_lists_untouched_nodes(

@@ -28,6 +28,7 @@ from typing import Any, Protocol, TextIO
 
 import msgspec
 
+from .._desired import unchecked_note, unreported_fields
 from ..errors import TabbyError
 from ..fleet import (
     FleetEnsureReport,
@@ -294,7 +295,9 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
         key = r.value.action if r.value is not None else r.status
         counts[key] = counts.get(key, 0) + 1
     shown = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    return f"plan: {shown}\n{format_table(list(plans))}"
+    text = f"plan: {shown}\n{format_table(list(plans))}"
+    note = unchecked_note(f for r in plans if r.value is not None for f in r.value.unchecked)
+    return f"{text}\n{note}" if note else text
 
 
 async def _ensure(args: argparse.Namespace) -> int:
@@ -322,6 +325,7 @@ async def _ensure(args: argparse.Namespace) -> int:
             {
                 "operation": "ensure",
                 "dry_run": args.dry_run,
+                "unchecked": list(report.unchecked),
                 "plans": _results_json(report.plans),
                 "results": None if report.results is None else _results_json(report.results),
             }
@@ -348,6 +352,9 @@ async def _rollout(args: argparse.Namespace) -> int:
                     f"({time.monotonic() - started:.1f} s)"
                 )
 
+            note = unchecked_note(unreported_fields(request))
+            if note:
+                view.note(note)
             report: RolloutReport = await fleet.rollout(
                 request,
                 nodes=nodes,
@@ -363,6 +370,7 @@ async def _rollout(args: argparse.Namespace) -> int:
             {
                 "operation": "rollout",
                 "halted": report.halted,
+                "unchecked": list(report.unchecked),
                 "done": report.done,
                 "failed": sorted(report.failed),
                 "not_touched": report.not_touched,

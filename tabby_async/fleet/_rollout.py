@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .._client import AsyncTabbyClient
+from .._desired import in_table_order, unreported_fields
 from .._ensure import EnsureResult, LoadPlan, loaded_card, plan_for
 from ..errors import TabbyError
 from ..types import ModelLoadRequest
@@ -61,6 +62,14 @@ class FleetEnsureReport:
     results: FleetResult[EnsureResult] | None
 
     @property
+    def unchecked(self) -> tuple[str, ...]:
+        """The fields the request sets that some node's card could not confirm."""
+        found = [f for r in self.plans.succeeded if r.value is not None for f in r.value.unchecked]
+        if self.results is not None:
+            found += [f for r in self.results.succeeded if r.value for f in r.value.unchecked]
+        return in_table_order(found)
+
+    @property
     def ok(self) -> bool:
         final = self.results if self.results is not None else self.plans
         return final.ok
@@ -97,6 +106,13 @@ class RolloutReport:
     batches: tuple[tuple[str, ...], ...]
     halted: bool
     max_failures: int
+
+    @property
+    def unchecked(self) -> tuple[str, ...]:
+        """The fields the request sets that no node's card can confirm."""
+        found = list(unreported_fields(self.request))
+        found += [f for r in self.results.succeeded if r.value for f in r.value.unchecked]
+        return in_table_order(found)
 
     @property
     def ok(self) -> bool:
