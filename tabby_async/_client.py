@@ -14,6 +14,13 @@ import msgspec
 from yarl import URL
 
 from . import _routes as R
+from ._checks import (
+    check_connection_limit,
+    check_headers,
+    check_key,
+    check_max_retries,
+    normalise_base_url,
+)
 from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
 from ._timeouts import (
     DEFAULT_STREAM_TIMEOUT,
@@ -26,7 +33,7 @@ from ._transport import Transport
 from ._version import __version__
 from .errors import ClientStateError, InvalidInputError
 from .models import AsyncModelsService
-from .types import HealthResponse, PermissionResponse
+from .types import HealthIssue, HealthResponse, PermissionResponse
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -38,32 +45,18 @@ _health = msgspec.json.Decoder(HealthResponse)
 _permission = msgspec.json.Decoder(PermissionResponse)
 
 
-def _normalise_base_url(base_url: str | URL, field: str = "base_url") -> URL:
-    url = URL(str(base_url).strip())
-    if url.scheme not in ("http", "https") or not url.host:
-        # Say what is wrong without echoing the value: it may hold a password or token.
-        got = f"scheme {url.scheme!r}" if url.scheme else "no scheme"
-        raise InvalidInputError(
-            field,
-            f"must be an http(s) URL such as http://127.0.0.1:5000 "
-            f"(got {got}{'' if url.host else ', no host'})",
-        )
-    if url.user or url.password:
-        raise InvalidInputError(field, "must not carry credentials; use api_key/admin_key")
-    path = url.path.rstrip("/")
-    if path.endswith("/v1"):  # /props lives outside /v1: keep the server root
-        path = path[: -len("/v1")]
-    return url.with_path(path or "/").with_query(None).with_fragment(None)
+class _UnhealthyShape(msgspec.Struct, frozen=True):
+    """The server's own 503 on ``/health``: both fields present, ``issues`` a list.
+
+    A proxy's 503 (an HTML page, ``{"detail": ...}``, ``{"status": "error"}``)
+    lacks one of them and is an outage, not the server's answer.
+    """
+
+    status: str
+    issues: list[HealthIssue]
 
 
-def _check_key(name: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or value != value.strip():
-        raise InvalidInputError(name, "must be a non-empty string without surrounding spaces")
-    if any(c in value for c in "\r\n\x00"):
-        raise InvalidInputError(name, "must not contain line breaks")
-    return value
+_unhealthy_shape = msgspec.json.Decoder(_UnhealthyShape)
 
 
 class AsyncTabbyClient:
@@ -92,6 +85,16 @@ class AsyncTabbyClient:
     and embedding loads, silent until done, get no idle bound). Either may be
     overridden per call with ``timeout=``.
     ``max_retries`` (default 2) applies to read-only calls only.
+
+    ``connection_limit`` (default 100; 0 means no limit) bounds each of the
+    client's two connection pools: one for control calls, one for loads,
+    downloads and embedding loads, so that long calls never take every
+    connection a ``list()`` needs. A ``session=`` of your own is used for
+    both kinds, and its connector's limit applies.
+
+    Every argument is checked here, before anything is sent: a bad value
+    raises :class:`InvalidInputError` naming it (and never showing a key or
+    a header value).
     """
 
     def __init__(
@@ -110,17 +113,17 @@ class AsyncTabbyClient:
     ) -> None:
         # Not given: from TABBY_URL / TABBY_API_KEY / TABBY_ADMIN_KEY (see _env).
         url, url_source = resolve_url(base_url)
-        self.base_url = _normalise_base_url(url, url_source)
+        self.base_url = normalise_base_url(url, url_source)
         api, admin = (
             resolve_key(api_key, "api_key", ENV_API_KEY),
             resolve_key(admin_key, "admin_key", ENV_ADMIN_KEY),
         )
-        api_key = _check_key(api.source, api.value)
-        admin_key = _check_key(admin.source, admin.value)
+        api_key = check_key(api.source, api.value)
+        admin_key = check_key(admin.source, admin.value)
         self.timeout: Timeout = resolve_timeout(timeout, DEFAULT_TIMEOUT)
         self.stream_timeout: Timeout = resolve_timeout(stream_timeout, DEFAULT_STREAM_TIMEOUT)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise InvalidInputError("max_retries", f"must be an integer >= 0, got {max_retries!r}")
+        max_retries = check_max_retries(max_retries)
+        self._connection_limit = check_connection_limit(connection_limit)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidInputError("session", "must be an aiohttp.ClientSession")
         if ssl is False:
@@ -130,15 +133,12 @@ class AsyncTabbyClient:
             )
         elif not isinstance(ssl, (bool, _ssl.SSLContext)):
             raise InvalidInputError("ssl", "must be True, False or an ssl.SSLContext")
-        self._connection_limit = connection_limit
         self._has_api_key = api_key is not None
         self._has_admin_key = admin_key is not None
-        merged = {"User-Agent": USER_AGENT}
-        for name, value in (headers or {}).items():
-            if name.lower() in ("x-api-key", "x-admin-key", "authorization"):
-                raise InvalidInputError(f"headers[{name!r}]", "pass keys as api_key/admin_key")
-            merged[name] = value
+        merged = {"User-Agent": USER_AGENT, **check_headers(headers)}
         self._session: aiohttp.ClientSession | None = session
+        #: The second pool, for loads and downloads (own session only).
+        self._long_session: aiohttp.ClientSession | None = None
         self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -150,6 +150,7 @@ class AsyncTabbyClient:
             session=self._get_session,
             max_retries=max_retries,
             ssl=ssl,
+            long_session=self._get_long_session,
         )
         self.models = AsyncModelsService(self)
 
@@ -184,13 +185,36 @@ class AsyncTabbyClient:
                 "create one AsyncTabbyClient per event loop"
             )
         if session is None:
-            session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connection_limit),
-            )
+            session = self._session = self._new_session()
         elif session.closed:
             raise ClientStateError("the aiohttp session passed to the client is closed")
+        elif _session_loop(session) not in (None, loop):
+            raise ClientStateError(
+                "the aiohttp session passed to the client belongs to another event loop; "
+                "create the session in the loop that uses the client"
+            )
         self._loop = loop
         return session
+
+    def _get_long_session(self) -> aiohttp.ClientSession:
+        """The session for loads and downloads: a second pool of connections.
+
+        Long calls hold their connection for minutes; in the control calls'
+        pool, enough of them would leave no connection for a ``list()``.
+        A session passed in by the user is used for both.
+        """
+        session = self._get_session()
+        if not self._owns_session:
+            return session
+        long_session = self._long_session
+        if long_session is None:
+            long_session = self._long_session = self._new_session()
+        return long_session
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._connection_limit),
+        )
 
     async def __aenter__(self) -> Self:
         if self._closed:
@@ -211,15 +235,31 @@ class AsyncTabbyClient:
             return
         self._closed = True
         session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
+        long_session, self._long_session = self._long_session, None
+        if self._owns_session:
+            for own in (session, long_session):
+                if own is not None:
+                    await own.close()
 
     close = aclose
 
     async def health(self, *, timeout: TimeoutLike = None) -> HealthResponse:
-        """``GET /health`` (no key). An "unhealthy" 503 is returned, not raised."""
+        """The server's own view of its health (``GET /health``, no key needed).
+
+        "healthy" says the server runs, not that a model is loaded. Once the
+        server has recorded an error it answers 503 "unhealthy" with the
+        ``issues`` it recorded, and keeps doing so until it is restarted: that
+        answer is returned (``healthy`` is False), not raised. Only a 503 with
+        that shape (``status`` and an ``issues`` list) counts: any other 503,
+        such as a proxy's page, is a :class:`~tabby_async.ServerError`,
+        retried like any read.
+        """
         return await self._transport.request(
-            R.HEALTH, _health, None, resolve_timeout(timeout, self.timeout)
+            R.HEALTH,
+            _health,
+            None,
+            resolve_timeout(timeout, self.timeout),
+            answer_shape=_unhealthy_shape,
         )
 
     async def permission(self, *, timeout: TimeoutLike = None) -> PermissionResponse:
@@ -227,3 +267,13 @@ class AsyncTabbyClient:
         return await self._transport.request(
             R.PERMISSION, _permission, None, resolve_timeout(timeout, self.timeout)
         )
+
+
+def _session_loop(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None:
+    """The event loop ``session`` was made in; None when aiohttp does not say."""
+    # ClientSession.loop is public but deprecated (a DeprecationWarning on
+    # every read); it is read once per client, on first use.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loop = getattr(session, "loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None

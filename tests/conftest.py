@@ -11,12 +11,16 @@ from tabby_async import AsyncTabbyClient
 
 
 def held_connections(client: AsyncTabbyClient) -> int:
-    """Connections the client's connector has handed out and not got back."""
-    session = client._session
-    if session is None or session.connector is None:
-        return 0
-    connector: aiohttp.BaseConnector = session.connector
-    return len(connector._acquired)
+    """Connections the client's connectors have handed out and not got back.
+
+    Both pools count: the control calls' and the loads' and downloads'.
+    """
+    held = 0
+    for session in (client._session, client._long_session):
+        if session is not None and session.connector is not None:
+            connector: aiohttp.BaseConnector = session.connector
+            held += len(connector._acquired)
+    return held
 
 
 @pytest.fixture(autouse=True)

@@ -412,7 +412,7 @@ async def test_a_finished_stream_returns_its_connection_to_the_pool(
     admin: AsyncTabbyClient,
 ) -> None:
     await admin.models.load(model_name="alpha")
-    session = admin._session
+    session = admin._long_session  # loads have their own pool
     assert session is not None and session.connector is not None
     pooled = sum(len(v) for v in session.connector._conns.values())
     assert pooled == 1

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import msgspec
 
 from .. import errors as E
+from .._checks import redact_url
 from .._client import AsyncTabbyClient
 from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, env_value
 from .._timeouts import Timeout
@@ -49,6 +50,7 @@ __all__ = [
     "exit_code_for",
     "format_fields",
     "format_table",
+    "one_line",
     "print_json",
     "stdout_is_terminal",
 ]
@@ -172,7 +174,8 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:  # keys are secrets: say only whether they are set
         return (
-            f"Connection(url={self.url!r}, api_key={'<set>' if self.api_key else None}, "
+            f"Connection(url={redact_url(self.url)!r}, "
+            f"api_key={'<set>' if self.api_key else None}, "
             f"admin_key={'<set>' if self.admin_key else None})"
         )
 
@@ -231,14 +234,36 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+#: The longest error line: a server's text (an ImportError's lines, a proxy's
+#: page) is cut there, at a word boundary.
+ERROR_LINE_LIMIT = 300
+
+
 def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -> str:
     """One line naming the cause and, where there is one, the fix.
 
-    Built only from the server's messages, the command and the URL: never
-    from a key or token.
+    Built only from the server's messages, the command and the URL (without
+    its user info or query): never from a key or token. Line breaks and runs
+    of spaces in a server's text become one space, and a long text is cut to
+    :data:`ERROR_LINE_LIMIT` characters.
     """
+    return one_line(_describe(exc, args), ERROR_LINE_LIMIT)
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line (whitespace runs become one space), cut to ``limit``."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 3]
+    if " " in cut[limit // 2 :]:  # a word boundary in the second half: cut there
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
+
+
+def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
     command = getattr(args, "command_name", None) or "this command"
-    url = connection_from_args(args).url if args is not None else "the server"
+    url = redact_url(connection_from_args(args).url) if args is not None else "the server"
     name = getattr(args, "name", None)
     if isinstance(exc, CliError):
         return exc.message

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._client import _check_key, _normalise_base_url
+from .._checks import check_key, normalise_base_url, redact_url
 from ..errors import InvalidInputError
 
 if sys.version_info >= (3, 11):
@@ -73,13 +73,13 @@ class NodeSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError("name", "a node needs a non-empty name")
-        _normalise_base_url(self.url)  # raises InvalidInputError naming base_url
-        _check_key("api_key", self.api_key)
-        _check_key("admin_key", self.admin_key)
+        normalise_base_url(self.url)  # raises InvalidInputError naming base_url
+        check_key("api_key", self.api_key)
+        check_key("admin_key", self.admin_key)
 
     def __repr__(self) -> str:
         return (
-            f"NodeSpec(name={self.name!r}, url={self.url!r}, "
+            f"NodeSpec(name={self.name!r}, url={redact_url(self.url)!r}, "
             f"api_key={'<set>' if self.api_key else None}, "
             f"admin_key={'<set>' if self.admin_key else None})"
         )
