@@ -1,46 +1,51 @@
-"""The load progress stream, over aiohttp-sse-client.
+"""The load progress stream: one ``POST /v1/model/load``, read to its end.
 
-``POST /v1/model/load`` answers ``200 text/event-stream`` and sends one
-``data:`` frame per progress step (PROTOCOL.md, "The load stream"). Three
-things about it shape this module:
+The server answers ``200 text/event-stream`` and sends one ``data:`` frame
+per progress step. What shapes this module:
 
-* aiohttp-sse-client's ``EventSource`` reconnects, re-sending the request,
-  whenever a stream ends. A load must never be sent twice, so our
-  ``EventSource`` opens its one request through the SDK's transport and
-  refuses every later ``connect()``: the end of the body is the end.
-* aiohttp's ``StreamReader`` splits lines on LF only, while SSE allows CR, LF
-  and CRLF; :class:`_Lines` feeds the parser lines split by the SSE rules.
+* A load is never sent twice. The body is read by :class:`EventReader`,
+  which never re-requests anything; the end of the body is the end.
 * The end of the body without the model's ``finished`` event is a failed
   load (the server died), and an ``{"error": ...}`` frame is a failed load
   with the server's reason.
+* After the model's ``finished`` the rest of the body is read for at most
+  :data:`_DRAIN_SECONDS` and :data:`_DRAIN_BYTES` (the real server ends it at
+  once, which lets the connection be reused); whatever a server sends after
+  that, the connection is closed instead.
+* No raw aiohttp exception is chained to an error raised here: its request
+  record holds the keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
-from aiohttp_sse_client.client import EventSource
 
 from . import errors as E
+from ._sse import EventReader, MessageEvent
 from ._timeouts import Timeout
-from ._transport import Route, Transport, translate_exception
+from ._transport import RETRY_STATUSES, Route, Transport, translate_exception
 from .types import ModelLoadResponse
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["LoadStream"]
+__all__ = ["LoadStream", "Reattach"]
 
-#: How long to wait for the end of the body after the model's ``finished``
-#: (the real server ends it at once); reaching it lets the connection be reused.
+#: After the model's ``finished``: how long, and how many bytes, to read
+#: while waiting for the end of the body before closing the connection.
 _DRAIN_SECONDS = 1.0
+_DRAIN_BYTES = 64 * 1024
+
+#: Polls ``GET /v1/model`` once, bounded by the seconds it is given; True
+#: when the requested model is the loaded one.
+Reattach = Callable[[float], Awaitable[bool]]
 
 
 class _FrameError(msgspec.Struct, frozen=True):
@@ -56,87 +61,21 @@ _event_decoder = msgspec.json.Decoder(ModelLoadResponse)
 _error_decoder = msgspec.json.Decoder(_ErrorFrame)
 
 
-class _EndOfBody(Exception):
-    """The response body ended: raised where EventSource would reconnect."""
+def _keeps_polling(err: E.TabbyError) -> bool:
+    """A poll's failure that says "not yet" or "busy", not "stop"."""
+    if isinstance(err, (E.ModelNotLoadedError, E.TabbyConnectionError, E.TabbyTimeoutError)):
+        return True
+    return isinstance(err, E.APIStatusError) and err.status in RETRY_STATUSES
 
 
-class _Lines:
-    """Lines of an SSE body, split on CRLF, LF or CR, across chunk bounds.
-
-    It is its own iterator, because EventSource restarts ``async for`` over it
-    after every event; the buffered lines must survive that.
-    """
-
-    __slots__ = ("_content", "_cr", "_lines", "_tail")
-
-    def __init__(self, content: aiohttp.StreamReader) -> None:
-        self._content = content
-        self._lines: collections.deque[bytes] = collections.deque()
-        self._tail = b""
-        self._cr = False  # the last chunk ended in CR: a LF next is its pair
-
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> bytes:
-        lines = self._lines
-        while not lines:
-            chunk = await self._content.readany()
-            if not chunk:
-                raise StopAsyncIteration  # an unfinished last line is dropped
-            self.feed(chunk)
-        return lines.popleft()
-
-    def feed(self, chunk: bytes) -> None:
-        if self._cr:
-            self._cr = False
-            if chunk[:1] == b"\n":
-                chunk = chunk[1:]
-        if self._tail:
-            chunk = self._tail + chunk
-            self._tail = b""
-        parts = chunk.splitlines(keepends=True)  # bytes: splits on \r\n, \n, \r only
-        if parts and not parts[-1].endswith((b"\n", b"\r")):
-            self._tail = parts.pop()
-        if parts:
-            last = parts[-1]
-            self._cr = last.endswith(b"\r")
-            self._lines.extend(parts)
-
-
-class _Body:
-    """What EventSource needs of a response: status, lines, close."""
-
-    __slots__ = ("content", "response", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.response = response
-        self.status = response.status
-        self.content = _Lines(response.content)
-
-    def close(self) -> None:
-        self.response.close()
-
-
-class _OneShotEventSource(EventSource):  # type: ignore[misc]
-    """An EventSource whose only request is the one it was opened with."""
-
-    def __init__(self, session: aiohttp.ClientSession, response: aiohttp.ClientResponse) -> None:
-        # A zero reconnection time: after the body ends EventSource sleeps
-        # that long before calling connect(), which then ends the stream.
-        super().__init__(
-            str(response.url),
-            session=session,
-            reconnection_time=timedelta(0),
-            max_connect_retry=0,
-        )
-        self._response = _Body(response)
-        self._origin = str(response.url.origin())
-        self._ready_state = 1  # open
-
-    async def connect(self, retry: int = 0) -> None:
-        # EventSource calls this to reconnect, i.e. to send the load again.
-        raise _EndOfBody
+async def _read_to_end(content: aiohttp.StreamReader, limit: int) -> None:
+    """Read and drop the body to its end, or until ``limit`` bytes were read."""
+    seen = 0
+    while seen <= limit:
+        chunk = await content.readany()
+        if not chunk:
+            return
+        seen += len(chunk)
 
 
 class LoadStream:
@@ -149,8 +88,23 @@ class LoadStream:
     components finish on the way. Leaving the block, :meth:`aclose`, an error
     or cancellation closes the HTTP response at once.
 
+    Errors: an error frame raises :class:`~tabby_async.LoadFailedError` with
+    the server's reason. A body that ends or breaks before the model's
+    ``finished``, an answer that is not a ``200`` event stream (a ``204``,
+    an empty body, another content type) and a line over the 1 MiB cap raise
+    :class:`~tabby_async.StreamError`.
+
+    :meth:`aclose` may be called from another task at any time, also while
+    the stream is still being opened: it cancels the opening request and
+    closes the response before it returns, and the stream yields nothing
+    more. The task iterating it sees the iteration end
+    (``StopAsyncIteration``: its ``async for`` simply ends); ``closed`` is
+    then True, and ``finished`` tells whether the model's ``finished`` event
+    had arrived. ``load()`` on a stream closed that way raises
+    :class:`~tabby_async.StreamError`.
+
     Closing does not stop the load on the server: it goes on loading and the
-    model shows in ``models.get()`` when done (PROTOCOL.md).
+    model shows in ``models.get()`` when done.
     """
 
     def __init__(
@@ -160,7 +114,7 @@ class LoadStream:
         body: msgspec.Struct,
         timeout: Timeout,
         *,
-        reattach: Callable[[], Awaitable[bool]] | None = None,
+        reattach: Reattach | None = None,
         reattach_within: float = 0.0,
         poll_interval: float = 0.5,
     ) -> None:
@@ -173,9 +127,9 @@ class LoadStream:
         self._poll_interval = poll_interval
         #: True when the stream broke and the load's end was seen by polling.
         self.reattached = False
-        self._source: _OneShotEventSource | None = None
+        self._reader: EventReader | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._opening = False
+        self._opening: asyncio.Task[tuple[aiohttp.ClientResponse, bytes]] | None = None
         self._finished = False
         self._closed = False
         #: The last event seen, so a caller can tell how far the load got.
@@ -206,64 +160,88 @@ class LoadStream:
         return self._finished
 
     async def _open(self) -> None:
+        """Send the load and check the answer's head; a no-op once open.
+
+        The request runs as its own task so that :meth:`aclose` from another
+        task can cancel it; cancelling the task that opens cancels it too.
+        """
         if self._closed:
             raise E.ClientStateError("this load stream is closed")
-        if self._source is not None:
+        if self._reader is not None:
             return
-        if self._opening:
+        if self._opening is not None:
             raise E.ClientStateError("this load stream is being opened by another task")
-        self._opening = True
+        sending = asyncio.ensure_future(
+            self._transport.send(self._route, self._body, self._timeout, read=False)
+        )
+        self._opening = sending
         try:
-            response, _ = await self._transport.send(
-                self._route, self._body, self._timeout, read=False
-            )
-        except BaseException:
+            await asyncio.wait((sending,))
+        except BaseException:  # this task was cancelled: so is the request
             self._closed = True
+            sending.cancel()
+            await asyncio.wait((sending,))
+            if not sending.cancelled():
+                _close_sent(sending)
             raise
         finally:
-            self._opening = False
+            self._opening = None
+        if sending.cancelled() or self._closed:  # aclose() from another task
+            _close_sent(sending)
+            self._closed = True
+            return
+        failure = sending.exception()
+        if failure is not None:
+            self._closed = True
+            raise failure
+        response, _ = sending.result()
         self._response = response
-        if response.content_type != "text/event-stream":
+        problem = _not_a_stream(response)
+        if problem is not None:
             await self.aclose()
-            raise E.StreamError(
-                f"{self._route.path}: expected an event stream, got {response.content_type!r}"
-            )
-        self._source = _OneShotEventSource(self._transport.session(), response)
+            raise E.StreamError(f"{self._route.path}: {problem}")
+        self._reader = EventReader(response.content, str(response.url.origin()))
 
     async def __anext__(self) -> ModelLoadResponse:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._source is None:
-            await self._open()
-        assert self._source is not None
-        try:
-            if self._finished:
-                await self._drain(self._source)
+        reader = self._reader
+        if reader is None:
+            if self._closed:
                 raise StopAsyncIteration
-            message = await self._source.__anext__()
-            event = self._decode(message.data)
-        except StopAsyncIteration:
-            await self.aclose()
-            raise
-        except _EndOfBody:
-            await self.aclose()
-            return await self._recover(E.StreamError(self._ended_early()))
-        except E.TabbyError:
-            await self.aclose()
-            raise
-        except UnicodeDecodeError as exc:
-            await self.aclose()
-            raise E.StreamError(f"the load stream is not valid UTF-8: {exc}") from None
-        except BaseException as exc:
-            await self.aclose()
-            mapped = translate_exception(exc, self._route, self._timeout, got_head=True)
-            if isinstance(mapped, E.TabbyConnectionError):
-                broken = E.StreamError(f"{self._ended_early()}: {mapped}")
-                broken.__cause__ = exc
-                return await self._recover(broken)
-            if mapped is None:
+            await self._open()
+            reader = self._reader
+            if reader is None:  # closed by aclose() while opening
+                raise StopAsyncIteration
+        if self._finished:
+            await self._end()
+            raise StopAsyncIteration
+        failure: E.TabbyError | None = None
+        message: MessageEvent | None = None
+        try:
+            message = await reader.next()
+        except E.TabbyError as err:
+            failure = err
+        except Exception as exc:
+            failure = translate_exception(exc, self._route, self._timeout, got_head=True)
+            if failure is None:
+                await self.aclose()
                 raise
-            raise mapped from exc
+        except BaseException:
+            await self.aclose()
+            raise
+        if self._closed:  # aclose() from another task while this one waited
+            raise StopAsyncIteration
+        if failure is not None or message is None:
+            await self.aclose()
+            if failure is None:
+                return await self._recover(E.StreamError(self._ended_early()))
+            if isinstance(failure, E.TabbyConnectionError):
+                return await self._recover(E.StreamError(f"{self._ended_early()}: {failure}"))
+            raise failure
+        try:
+            event = _event_decoder.decode(message.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            await self.aclose()
+            raise _frame_error(message.data) from None
         self.last_event = event
         if event.model_type == "model" and event.status == "finished":
             self._finished = True
@@ -273,24 +251,38 @@ class LoadStream:
         """After a cut stream: poll for the model if asked to, else raise.
 
         The server keeps loading after a disconnect, so the load's end can be
-        seen by polling ``GET /v1/model``. The load is never sent again.
+        seen by polling ``GET /v1/model``. The load is never sent again. A
+        poll that finds the server busy or not done (a 429, 502, 503 or 504,
+        a connection error or timeout) does not end the polling; each poll is
+        bounded by the time left, so the whole takes about ``reattach_within``.
         """
         if self._reattach is None or self._finished:
             raise broken
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._reattach_within
+        stopped: E.TabbyError | None = None
         while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
             try:
-                if await self._reattach():
-                    break
-            except (E.ModelNotLoadedError, E.TabbyConnectionError, E.TabbyTimeoutError):
-                pass  # still loading (503), or the server is busy: poll again
-            if loop.time() + self._poll_interval > deadline:
-                raise E.StreamError(
-                    f"{broken}; the model did not show up in GET /v1/model within "
-                    f"{self._reattach_within:g} s"
-                ) from broken
+                if await self._reattach(left):
+                    return self._reattached()
+            except E.TabbyError as err:
+                if not _keeps_polling(err):
+                    stopped = err
+            if stopped is not None:
+                problem = f"{broken}; polling GET /v1/model failed: {stopped}"
+                raise E.StreamError(problem) from stopped
+            if loop.time() + self._poll_interval >= deadline:
+                break
             await asyncio.sleep(self._poll_interval)
+        raise E.StreamError(
+            f"{broken}; the model did not show up in GET /v1/model within "
+            f"{self._reattach_within:g} s"
+        ) from broken
+
+    def _reattached(self) -> ModelLoadResponse:
         last = self.last_event
         modules = last.modules if last is not None and last.model_type == "model" else 1
         event = ModelLoadResponse(
@@ -301,41 +293,69 @@ class LoadStream:
         self.last_event = event
         return event
 
-    def _decode(self, data: str) -> ModelLoadResponse:
-        try:
-            return _event_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
-        try:
-            failure = _error_decoder.decode(data).error
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            raise E.StreamError(f"unexpected frame in the load stream: {data[:200]!r}") from None
-        raise E.LoadFailedError(failure.message, trace=failure.trace)
-
     def _ended_early(self) -> str:
         last = self.last_event
         got = f" (last event: {last.model_type} {last.module}/{last.modules})" if last else ""
-        return f"the load stream ended before the model finished loading{got}"
+        none = "" if last else " (no events)"
+        return f"the load stream ended before the model finished loading{got}{none}"
 
-    async def _drain(self, source: _OneShotEventSource) -> None:
-        """Read to the end of the body so the connection can be reused."""
-        try:
-            while True:
-                await asyncio.wait_for(source.__anext__(), _DRAIN_SECONDS)
-        except _EndOfBody:
-            pass
-        except (asyncio.TimeoutError, aiohttp.ClientError, E.TabbyError):
-            pass
+    async def _end(self) -> None:
+        """After ``finished``: wait briefly for the end of the body, then let go.
+
+        At the end of the body the connection goes back to the pool; a server
+        that goes on sending gets its connection closed after at most
+        :data:`_DRAIN_SECONDS` or :data:`_DRAIN_BYTES`.
+        """
+        response = self._response
+        if response is not None and not response.content.at_eof():
+            # On a timeout or error aclose() closes the connection: it is not at the end.
+            with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
+                await asyncio.wait_for(
+                    _read_to_end(response.content, _DRAIN_BYTES), _DRAIN_SECONDS
+                )
+        await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP response now (the server's load goes on)."""
-        if self._closed and self._response is None:
-            return
+        """Close the HTTP response now (the server's load goes on).
+
+        Safe from any task at any time, also while the stream is opening:
+        the opening request is cancelled, and no connection is held once
+        this returns.
+        """
         self._closed = True
+        opening = self._opening
+        if opening is not None:
+            opening.cancel()
+            await asyncio.wait((opening,))
+            _close_sent(opening)
         response, self._response = self._response, None
-        self._source = None
+        self._reader = None
         if response is not None:
             if self._finished and response.content.at_eof():
                 response.release()
             else:
                 response.close()
+
+
+def _close_sent(sending: asyncio.Task[tuple[aiohttp.ClientResponse, bytes]]) -> None:
+    """Close the response of a finished opening request, if it got one."""
+    if sending.done() and not sending.cancelled() and sending.exception() is None:
+        sending.result()[0].close()
+
+
+def _not_a_stream(response: aiohttp.ClientResponse) -> str | None:
+    """Why an answer that is not an error is still not a load stream, or None."""
+    if response.status != 200:
+        return f"expected 200 with an event stream, got {response.status}"
+    if response.content_type != "text/event-stream":
+        return f"expected an event stream, got {response.content_type!r}"
+    return None
+
+
+def _frame_error(data: str) -> E.TabbyError:
+    """The error for a frame that is not a progress event: the server's failure, or junk."""
+    try:
+        failure = _error_decoder.decode(data).error
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return E.StreamError(f"unexpected frame in the load stream: {data[:200]!r}")
+    return E.LoadFailedError(failure.message, trace=failure.trace)

@@ -22,6 +22,7 @@ import msgspec
 
 from . import _ensure
 from . import _routes as R
+from ._desired import same_model
 from ._stream import LoadStream
 from ._timeouts import Timeout, TimeoutLike, resolve_timeout
 from .errors import InvalidInputError, StreamError
@@ -160,7 +161,11 @@ class AsyncModelsService:
         mid-load, poll ``GET /v1/model`` until the model shows up (the server
         keeps loading after a disconnect) or the time runs out, and end with a
         ``finished`` event (``stream.reattached`` is then True). The load is
-        never sent again.
+        never sent again. A nested name (``org/model/4.0bpw``) is found by its
+        folder's name (``4.0bpw``), the card id the server gives it. A poll
+        answered 429, 502, 503 or 504 (a busy proxy, or "no model loaded"
+        while the load runs), a connection error or a timeout does not end the
+        polling; each poll is bounded by the time left, so the window is kept.
         """
         body = _build(ModelLoadRequest, request, fields)
         if reattach_within is None:
@@ -171,8 +176,11 @@ class AsyncModelsService:
             raise InvalidInputError("reattach_within", f"must be > 0, got {reattach_within}")
         name = body.model_name
 
-        async def model_is_loaded() -> bool:
-            return (await self.get(max_retries=0)).id == name
+        async def model_is_loaded(left: float) -> bool:
+            # One poll, bounded by what is left of the window. A nested name
+            # (org/model/4.0bpw) shows as the card id of its folder (4.0bpw).
+            card = await self.get(max_retries=0, timeout=left)
+            return same_model(name, card.id)
 
         return LoadStream(
             self._transport,

@@ -347,7 +347,9 @@ async def test_leaving_early_closes_the_response(
     assert (await admin.models.get()).id == "slow"
 
 
-async def test_aclose_and_cancellation_close_the_response(admin: AsyncTabbyClient) -> None:
+async def test_aclose_and_cancellation_close_the_response(
+    server: TabbyEmulator, admin: AsyncTabbyClient
+) -> None:
     stream = admin.models.load_stream(model_name="slow")
     first = await stream.__anext__()
     assert first.module == 1
@@ -356,6 +358,12 @@ async def test_aclose_and_cancellation_close_the_response(admin: AsyncTabbyClien
     with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
 
+    # The load went on in the background: let it end and unload, so that the
+    # next load is a real one and the cancel lands while it streams (a no-op
+    # load's two frames can be read in one go, ending the stream first).
+    while server.loaded != "slow":
+        await asyncio.sleep(0.05)
+    await admin.models.unload()
     started = asyncio.Event()
 
     async def follow() -> None:
