@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tabby_async import (
     AsyncTabbyClient,
+    DraftModelLoadRequest,
     InvalidInputError,
     ModelLoadRequest,
     ModelLoadResponse,
@@ -33,6 +35,7 @@ from tabby_async.fleet import (
     TabbyFleet,
     VerificationError,
 )
+from tabby_async.fleet._fleet import most_nodes_per_host
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 LOAD = "/v1/model/load"
@@ -79,7 +82,9 @@ async def cluster() -> AsyncIterator[Cluster]:
     specs: list[NodeSpec] = []
     try:
         for name in HEALTHY + SLOW + FAILING + WRONG_KEY:
-            server = TabbyEmulator(models=models_for(name), embeddings=["e"], ping_interval=0)
+            server = TabbyEmulator(
+                models=models_for(name), drafts=["d"], embeddings=["e"], ping_interval=0
+            )
             await server.start()
             servers[name] = server
             if name in WRONG_KEY:
@@ -382,6 +387,63 @@ async def test_ensure_loaded_plans_then_acts(cluster: Cluster) -> None:
     assert "max_seq_len: wanted 4096, loaded 2048" in table
 
 
+# The card never reports these back: before, each read as a difference after
+# every load, so every ensure or rollout reloaded every node (an outage).
+UNREPORTED = ModelLoadRequest(
+    model_name="m",
+    max_seq_len=2048,
+    draft_model=DraftModelLoadRequest(draft_model_name="d", draft_rope_alpha=2.0),
+    rope_alpha=2.0,
+    prompt_template="chatml.jinja",
+    gpu_split=[20.0, 24.0],
+    backend="exllamav3",
+)
+UNCHECKED = (
+    "backend",
+    "gpu_split",
+    "rope_alpha",
+    "draft_model.draft_model_name",
+    "draft_model.draft_rope_alpha",
+)
+
+
+def posts(cluster: Cluster, nodes: list[str]) -> int:
+    """Every POST (load, unload, anything) the named nodes received."""
+    return sum(1 for n in nodes for r in cluster.servers[n].requests if r.method == "POST")
+
+
+async def test_ensure_and_rollout_converge_with_unreported_fields(cluster: Cluster) -> None:
+    nodes = HEALTHY[:4]
+    # The right model and template, without a draft: the card cannot tell.
+    cluster.servers[nodes[0]].preload("m", max_seq_len=2048, prompt_template="chatml")
+    async with cluster.fleet() as fleet:
+        first = await fleet.ensure_loaded(UNREPORTED, nodes=nodes)
+        assert first.ok, first.format_table()
+        assert first.results is not None
+        assert first.results[nodes[0]].unwrap().action == "none"  # the draft is not seen
+        for name in nodes[1:]:
+            result = first.results[name].unwrap()
+            assert (result.action, result.draft_loaded) == ("load", True)
+            assert cluster.servers[name].loaded_draft == "d"
+        assert first.unchecked == UNCHECKED
+        for name in nodes:
+            cluster.servers[name].reset_requests()
+
+        for _ in range(2):
+            again = await fleet.ensure_loaded(UNREPORTED, nodes=nodes)
+            assert again.ok
+            assert again.results is not None
+            assert {r.unwrap().action for r in again.results} == {"none"}
+            assert again.unchecked == UNCHECKED
+            dry = await fleet.ensure_loaded(UNREPORTED, nodes=nodes, dry_run=True)
+            assert {r.unwrap().action for r in dry.plans} == {"none"}
+            rollout = await fleet.rollout(UNREPORTED, nodes=nodes, batch_size=2)
+            assert rollout.ok and rollout.done == nodes, rollout.format_table()
+            assert {r.unwrap().action for r in rollout.results} == {"none"}
+            assert rollout.unchecked == UNCHECKED
+        assert posts(cluster, nodes) == 0  # no load, no unload
+
+
 async def test_rollout_halts_when_failures_pass_the_threshold(cluster: Cluster) -> None:
     order = ["ok-00", "ok-01", "ok-02", "ok-03", "fail-0", "fail-1", "ok-04", "ok-05", "ok-06"]
     batches: list[int] = []
@@ -463,6 +525,94 @@ async def test_fleet_made_clients_share_one_pool(cluster: Cluster) -> None:
     assert session.closed
     assert all(c.closed for c in clients.values())
     assert fleet.closed
+
+
+class PrefixProxy:
+    """One aiohttp server with a path prefix per node (``/n0``, ``/n1``, ...), like a proxy.
+
+    Each load stream is held open until :attr:`release` is set, so the most
+    loads running at once is what the server observed, not a matter of timing.
+    """
+
+    FRAME = b'data: {"model_type":"model","module":%d,"modules":2,"status":"%s"}\r\n\r\n'
+
+    def __init__(self, nodes: int) -> None:
+        self.nodes = nodes
+        self.running = 0
+        self.most = 0
+        self.all_running = asyncio.Event()
+        self.release = asyncio.Event()
+        app = web.Application()
+        app.router.add_post("/{node}/v1/model/load", self.load)
+        app.router.add_get("/{node}/health", self.health)
+        self.runner = web.AppRunner(app)
+        self.url = ""
+
+    async def __aenter__(self) -> PrefixProxy:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self.runner.cleanup()
+
+    async def load(self, request: web.Request) -> web.StreamResponse:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        if self.running == self.nodes:
+            self.all_running.set()
+        try:
+            response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(self.FRAME % (1, b"processing"))
+            await self.release.wait()
+            await response.write(self.FRAME % (2, b"finished"))
+            await response.write_eof()
+            return response
+        finally:
+            self.running -= 1
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "healthy", "issues": []})
+
+
+async def test_nodes_behind_one_host_port_all_load_at_once() -> None:
+    async with PrefixProxy(12) as proxy:
+        specs = [NodeSpec(f"n{i}", f"{proxy.url}/n{i}", admin_key="k") for i in range(12)]
+        assert most_nodes_per_host(specs) == 12
+        async with TabbyFleet(specs, node_timeout=30) as fleet:
+            assert fleet.session is not None and fleet.session.connector is not None
+            assert fleet.session.connector.limit_per_host == 8 * 12
+            loads = asyncio.create_task(fleet.models.load(model_name="m"))
+            try:
+                # Hang guard only: with the per-host bound of 8 the other four
+                # loads waited for a connection, and this never happened.
+                await asyncio.wait_for(proxy.all_running.wait(), 30)
+            except TimeoutError:
+                pytest.fail(f"at most {proxy.most} of 12 loads ran at once")
+            health = await fleet.health()  # while every load holds a connection
+            assert health.ok, health.format_table()
+            proxy.release.set()
+            loaded = await asyncio.wait_for(loads, 30)
+    assert loaded.ok, loaded.format_table()
+    assert proxy.most == 12
+
+
+def test_the_per_host_bound_counts_nodes_per_host_port() -> None:
+    specs = [
+        NodeSpec("a", "http://proxy:8080/a"),
+        NodeSpec("b", "http://proxy:8080/b/"),
+        NodeSpec("c", "http://PROXY:8080/c"),
+        NodeSpec("d", "http://proxy:8081/d"),
+        NodeSpec("e", "https://proxy:8080/e"),
+        NodeSpec("f", "http://other"),
+    ]
+    assert most_nodes_per_host(specs) == 3
+    assert most_nodes_per_host(specs[3:]) == 1
 
 
 async def test_fleet_from_clients_leaves_them_open(cluster: Cluster) -> None:

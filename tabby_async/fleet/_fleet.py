@@ -11,6 +11,7 @@ from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from .._client import AsyncTabbyClient
 from .._ensure import EnsureResult, LoadPlan, unchanged
@@ -39,7 +40,7 @@ from ._stream import FleetLoadStream
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
-__all__ = ["EventCallback", "FleetModels", "RunOptions", "TabbyFleet"]
+__all__ = ["EventCallback", "FleetModels", "RunOptions", "TabbyFleet", "most_nodes_per_host"]
 
 T = TypeVar("T")
 
@@ -84,9 +85,15 @@ class TabbyFleet:
     Use it as ``async with TabbyFleet(...) as fleet:`` or call :meth:`aclose`.
 
     For specs the fleet creates the clients, all on **one** aiohttp session
-    whose ``TCPConnector(limit=connection_limit, limit_per_host=limit_per_host)``
-    is the fleet's connection pool; the fleet owns and closes both. Clients
-    passed in keep their own sessions and stay open when the fleet closes.
+    whose ``TCPConnector`` (at most ``connection_limit`` connections) is the
+    fleet's connection pool; the fleet owns and closes both. Clients passed
+    in keep their own sessions and stay open when the fleet closes.
+    ``limit_per_host`` bounds the connections of each *node*: the connector
+    counts per host:port, so when several nodes share one host:port (path
+    prefixes behind one proxy) its per-host bound is ``limit_per_host``
+    times the most nodes on one host:port. Otherwise eight connections
+    would cap a whole fleet behind one proxy, and its other nodes' calls
+    would wait for a connection until they timed out.
 
     Every operation runs on every node (or on ``nodes=[...]``) with at most
     ``max_concurrency`` nodes at a time and returns a
@@ -201,7 +208,8 @@ class TabbyFleet:
             return
         asyncio.get_running_loop()  # raises outside a loop, before anything is built
         connector = aiohttp.TCPConnector(
-            limit=self._connection_limit, limit_per_host=self._limit_per_host
+            limit=self._connection_limit,
+            limit_per_host=self._limit_per_host * most_nodes_per_host(self._specs.values()),
         )
         session = aiohttp.ClientSession(connector=connector)
         made: dict[str, AsyncTabbyClient] = {}
@@ -535,6 +543,16 @@ class TabbyFleet:
             results, operation="rollout", elapsed=time.perf_counter() - started
         )
         return RolloutReport(body, fleet_result, tuple(batches), halted, max_failures)
+
+
+def most_nodes_per_host(specs: Iterable[NodeSpec]) -> int:
+    """The most nodes that share one host:port (the key of the connector's per-host bound)."""
+    counts: dict[tuple[str, int | None, str], int] = {}
+    for spec in specs:
+        url = URL(spec.url.strip())
+        key = ((url.host or "").lower(), url.port, url.scheme)
+        counts[key] = counts.get(key, 0) + 1
+    return max(counts.values(), default=1)
 
 
 def _bind(on_event: EventCallback | None, name: str) -> Callable[[ModelLoadResponse], None] | None:
