@@ -129,9 +129,12 @@ async def test_draft_and_embedding_lists(
     result = await run(capsys, "models", "draft", "list", "--json")
     assert msgspec.json.decode(result.out, type=ModelList).ids == ["draft-small"]
 
+    # The server's card never says which draft is loaded (its draft is always
+    # null), so no draft is marked even with one loaded.
     env.preload("alpha", draft_model={"draft_model_name": "draft-small"})
+    assert env.loaded_draft == "draft-small"
     result = await run(capsys, "models", "draft", "list")
-    assert result.out.split() == ["ID", "LOADED", "draft-small", "*"]
+    assert result.out.split() == ["ID", "LOADED", "draft-small"]
 
     result = await run(capsys, "models", "embedding", "list", "--json")
     assert msgspec.json.decode(result.out, type=ModelList).ids == ["embed-a"]
@@ -293,6 +296,17 @@ async def test_load_of_the_loaded_model_says_new_parameters_are_ignored(
     )
     card = msgspec.json.decode((await run(capsys, "models", "get", "--json")).out, type=ModelCard)
     assert card.parameters is not None and card.parameters.max_seq_len == 1024
+
+
+async def test_the_loaded_note_knows_a_nested_name(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The card of org/nested/4.0bpw has the id "4.0bpw", its folder's name.
+    env.add_model("org/nested/4.0bpw")
+    env.preload("org/nested/4.0bpw")
+    result = await run(capsys, "models", "load", "org/nested/4.0bpw", "--max-seq-len", "4096")
+    assert result.code == 0, result.err
+    assert result.out.startswith("note: 'org/nested/4.0bpw' is already loaded;")
 
 
 async def test_load_unset_options_are_not_sent(
@@ -617,7 +631,7 @@ async def test_demo_walks_the_workflow(capsys: pytest.CaptureFixture[str]) -> No
         "model  12/12 modules  finished",
         "loaded in ",
         "use_vision:       yes",
-        "draft:            Llama-3.2-1B-Instruct-exl2",
+        "draft  4/4 modules  finished",  # the card never shows the draft: the stream does
         "n_ctx:          8192",
         "load_embedding: finished (1/1)",
         "ModelNotFoundError (code 'not_found')",

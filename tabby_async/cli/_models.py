@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
+from .._desired import same_model
 from ..types import (
     DownloadRequest,
     DraftModelLoadRequest,
@@ -282,9 +283,12 @@ async def load_with_progress(
 
 
 async def _already_loaded(client: AsyncTabbyClient, name: str) -> bool:
-    """True when ``name`` is the loaded model (then the server ignores a new load)."""
+    """True when ``name`` is the loaded model (then the server ignores a new load).
+
+    A nested name (``org/model/4.0bpw``) shows as its folder's name in the card.
+    """
     try:
-        return (await client.models.get()).id == name
+        return same_model(name, (await client.models.get()).id)
     except E.TabbyError:
         return False  # nothing loaded, a load running, or no read access: no note
 
