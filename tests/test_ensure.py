@@ -198,6 +198,19 @@ async def test_a_second_ensure_sends_nothing(
     assert plan.unchecked == first.unchecked
 
 
+#: The placement and queueing fields of a load, which the card never shows (table order).
+PLACEMENT = (
+    "backend",
+    "tensor_parallel",
+    "tensor_parallel_backend",
+    "gpu_split_auto",
+    "autosplit_reserve",
+    "gpu_split",
+    "output_chunking",
+    "skip_queue",
+)
+
+
 async def test_fields_not_reported_are_listed_as_unchecked(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
@@ -215,16 +228,7 @@ async def test_fields_not_reported_are_listed_as_unchecked(
         skip_queue=True,
     )
     assert result.action == "none"
-    assert result.unchecked == (
-        "backend",
-        "tensor_parallel",
-        "tensor_parallel_backend",
-        "gpu_split_auto",
-        "autosplit_reserve",
-        "gpu_split",
-        "output_chunking",
-        "skip_queue",
-    )
+    assert result.unchecked == PLACEMENT  # every one, in the table's order
     only_split = await client.models.plan_load(model_name="m", gpu_split=[10.0])
     assert (only_split.action, only_split.unchecked) == ("none", ("gpu_split",))
     assert _posts(server) == 0
@@ -385,16 +389,9 @@ def test_the_table_covers_every_request_field_once() -> None:
 def test_not_compared_is_the_unreported_rows() -> None:
     assert tuple(r.field for r in FIELD_RULES if not r.compared) == NOT_COMPARED
     assert set(NOT_COMPARED) == {
-        "backend",
-        "tensor_parallel",
-        "tensor_parallel_backend",
-        "gpu_split_auto",
-        "autosplit_reserve",
-        "gpu_split",
+        *PLACEMENT,
         "rope_scale",
         "rope_alpha",
-        "output_chunking",
-        "skip_queue",
         "draft_model.draft_model_name",
         "draft_model.draft_rope_scale",
         "draft_model.draft_rope_alpha",
