@@ -21,6 +21,7 @@ from ._ensure import (
     FieldRule,
     LoadPlan,
 )
+from ._env import FROM_ENV, FromEnv
 from ._stream import LoadStream
 from ._timeouts import Timeout
 from ._version import __version__
@@ -65,6 +66,7 @@ from .types import (
 
 __all__ = [
     "FIELD_RULES",
+    "FROM_ENV",
     "NOT_COMPARED",
     "APIStatusError",
     "AsyncModelsService",
@@ -80,6 +82,7 @@ __all__ = [
     "EnsureResult",
     "FieldDiff",
     "FieldRule",
+    "FromEnv",
     "HealthIssue",
     "HealthResponse",
     "InvalidInputError",

@@ -201,3 +201,15 @@ def test_the_demo_ignores_exported_keys(
     # "only the api key" really is: no admin key was sent (not the user's, refused).
     assert "PermissionDeniedError (code 'permission_error'): Please provide an admin key" in out
     assert "done: the emulator is stopped." in out
+
+
+def test_a_wrapper_can_forward_the_public_sentinel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tabby_async
+
+    def make_client(api_key: str | tabby_async.FromEnv | None = tabby_async.FROM_ENV) -> str:
+        return repr(AsyncTabbyClient(api_key=api_key))
+
+    assert tabby_async.FROM_ENV is FROM_ENV
+    monkeypatch.setenv(ENV_API_KEY, SECRET)
+    assert "api_key=<set>" in make_client()
+    assert "api_key=None" in make_client(None)
