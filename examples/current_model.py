@@ -28,7 +28,7 @@ async def main() -> int:
         print(f"max_seq_len:    {params.max_seq_len}")
         print(f"cache_mode:     {params.cache_mode}")
         print(f"rope_alpha:     {params.rope_alpha}")
-        print(f"draft:          {params.draft.id if params.draft else None}")
+        # No draft line: the server's card never says which draft is loaded.
     print(f"total_slots:    {props.total_slots}")
     print(f"context (n_ctx): {props.default_generation_settings.n_ctx}")
     return 0

@@ -111,7 +111,6 @@ async def test_current_model(server: TabbyEmulator, tabby_env: dict[str, str]) -
         "max_seq_len": "2048",
         "cache_mode": "FP16",
         "rope_alpha": "1.0",
-        "draft": "tiny-draft",
         "total_slots": "1",
         "context (n_ctx)": "2048",
     }
