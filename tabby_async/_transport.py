@@ -277,7 +277,7 @@ class Transport:
             data,
             route,
             has_admin_key=self._has_admin_key,
-            headers=_kept_headers(response.headers),
+            headers=kept_headers(response.headers),
         )
 
 
@@ -289,8 +289,12 @@ _KEPT_HEADERS = {
 }
 
 
-def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers worth keeping, under canonical names whatever the server's case."""
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The answer headers an error keeps, under canonical names whatever their case.
+
+    aiohttp's C parser gives known names canonically, its pure-Python parser
+    (``AIOHTTP_NO_EXTENSIONS``, PyPy) as sent: ``retry-after`` must still count.
+    """
     kept: dict[str, str] = {}
     for name, value in headers.items():
         canonical = _KEPT_HEADERS.get(name.lower())
@@ -490,10 +494,12 @@ def _scrub(exc: BaseException) -> None:
     """Drop the request headers (the keys) that aiohttp keeps on some errors."""
     info = getattr(exc, "request_info", None)
     if isinstance(exc, aiohttp.ClientResponseError) and info is not None:
-        exc.request_info = aiohttp.RequestInfo(
+        clean = aiohttp.RequestInfo(
             info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
         )
+        exc.request_info = clean
         exc.history = ()
+        exc.args = (clean, ())  # its repr shows the args, which hold the originals
 
 
 def _secs(value: float | None) -> str:

@@ -6,9 +6,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from tabby_async import (
     AsyncTabbyClient,
+    InvalidInputError,
     ModelNotLoadedError,
     RateLimitError,
     ServerError,
@@ -16,8 +19,10 @@ from tabby_async import (
     TabbyConnectionError,
     TabbyTimeoutError,
 )
+from tabby_async._transport import kept_headers
 from tabby_async.testing import TabbyEmulator
 from tests.conftest import held_connections
+from tests.helpers import serve_app
 
 LIST = "/v1/model/list"
 LOAD = "/v1/model/load"
@@ -135,3 +140,63 @@ async def test_read_only_call_retries_a_reset_mid_body(
     server.faults.reset_mid_body(1, path=LIST)
     assert "alpha" in (await client.models.list()).ids
     assert server.count("GET", LIST) == 2
+
+
+@pytest.mark.parametrize("value", ["2", -1, True, 1.5])
+async def test_a_bad_per_call_max_retries_is_refused_before_sending(
+    server: TabbyEmulator, client: AsyncTabbyClient, value: object
+) -> None:
+    for call in (client.models.list, client.models.get, client.models.list_embedding):
+        with pytest.raises(InvalidInputError) as info:
+            await call(max_retries=value)  # type: ignore[arg-type]
+        assert info.value.field == "max_retries"
+    assert server.requests == []
+
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+async def test_a_proxy_502_on_a_retried_read_reads_well(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.fail_next(3, status=502, body=NGINX_502, path=LIST)
+    with pytest.raises(ServerError) as info:
+        await client.models.list()
+    assert server.count("GET", LIST) == 3
+    assert str(info.value) == (
+        f"502 Bad Gateway: an HTML page '502 Bad Gateway' ({len(NGINX_502)} bytes), "
+        "not TabbyAPI's answer (tried 3 times) (GET /v1/model/list)"
+    )
+    assert info.value.body == NGINX_502.decode()  # the page itself stays available
+
+
+@pytest.mark.parametrize(
+    ("headers", "kept"),
+    [
+        ({"retry-after": "0.5"}, {"Retry-After": "0.5"}),
+        ({"RETRY-AFTER": "1", "location": "/x"}, {"Retry-After": "1", "Location": "/x"}),
+        ({"Content-Type": "text/html", "Server": "nginx"}, {"Content-Type": "text/html"}),
+        ({"Set-Cookie": "s=1", "x-admin-key": "k"}, {}),
+    ],
+)
+def test_kept_headers_whatever_their_case(headers: dict[str, str], kept: dict[str, str]) -> None:
+    assert kept_headers(CIMultiDictProxy(CIMultiDict(headers))) == kept
+
+
+async def test_retry_after_is_obeyed_whatever_its_case() -> None:
+    answers = [web.Response(status=429, headers={"retry-after": "0.5"})]
+
+    async def listing(request: web.Request) -> web.Response:
+        return answers.pop() if answers else web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get(LIST, listing)
+    async with serve_app(app) as url, AsyncTabbyClient(url) as client:
+        started = time.monotonic()
+        await client.models.list()
+        # The first backoff alone is at most 0.25 s: the wait came from the header.
+        assert time.monotonic() - started >= 0.5
