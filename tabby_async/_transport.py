@@ -433,7 +433,7 @@ def _foreign_message(
 
 def _reason(status: int) -> str:
     try:
-        return f"{http.HTTPStatus(status).phrase}"
+        return http.HTTPStatus(status).phrase
     except ValueError:
         return f"HTTP {status}"
 
