@@ -363,6 +363,9 @@ def status_error(
         message = detail
     elif isinstance(detail, list):
         message = "; ".join(_field_error(e) for e in detail) or "validation failed"
+        # A validation entry's "input" echoes what was sent, which for a
+        # download holds the HF token: the caller has its input anyway.
+        body["detail"] = [_without_input(e) for e in detail]
     else:
         message = _foreign_message(status, body, len(data), headers)
     kwargs: dict[str, Any] = {
@@ -436,6 +439,12 @@ def _reason(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return f"HTTP {status}"
+
+
+def _without_input(entry: object) -> object:
+    if isinstance(entry, dict) and "input" in entry:
+        return {k: v for k, v in entry.items() if k != "input"}
+    return entry
 
 
 def _field_error(entry: object) -> str:

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from tabby_async import (
     APIStatusError,
     AsyncTabbyClient,
     DownloadRequest,
+    InvalidInputError,
     TabbyConnectionError,
     TabbyError,
+    Timeout,
+    UnprocessableEntityError,
 )
+from tabby_async import _routes as R
+from tabby_async._checks import redact_url
+from tabby_async._transport import status_error, translate_exception
+from tabby_async.cli import main as cli_main
+from tabby_async.fleet import NodeSpec, read_nodes_toml
+from tabby_async.fleet._config import parse_nodes
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tests.helpers import reachable_text
 
 API_KEY = "api-key-SECRET-aaaa"
 ADMIN_KEY = "admin-key-SECRET-bbbb"
@@ -178,3 +192,184 @@ def test_keys_cannot_be_smuggled_in_headers() -> None:
     assert API_KEY not in str(info.value)
     with pytest.raises(TabbyError, match="api_key"):
         AsyncTabbyClient(api_key="two\nlines")
+
+
+# --- what an error lets reach -------------------------------------------------------
+
+
+def _aiohttp_error_with_keys() -> aiohttp.ClientResponseError:
+    headers = CIMultiDictProxy(CIMultiDict({"x-admin-key": ADMIN_KEY, "x-api-key": API_KEY}))
+    url = URL("http://127.0.0.1:5000/v1/model/load")
+    info = aiohttp.RequestInfo(url, "POST", headers, url)
+    return aiohttp.ClientResponseError(info, (), status=400, message="Bad status line")
+
+
+def test_the_chain_walk_finds_a_key_held_by_a_cause_or_context() -> None:
+    # The helper the leak tests rely on must see what the original bug exposed:
+    # aiohttp's error, with the request headers, as the cause or context.
+    raw = _aiohttp_error_with_keys()
+    for link in ("__cause__", "__context__"):
+        err = TabbyConnectionError("POST /v1/model/load: bad HTTP answer")
+        setattr(err, link, raw)
+        assert ADMIN_KEY in reachable_text(err) and API_KEY in reachable_text(err)
+    wrapped = TabbyError("x")
+    wrapped.detail = {"nested": [raw]}  # type: ignore[attr-defined]
+    assert ADMIN_KEY in reachable_text(wrapped)
+
+
+def test_translate_exception_scrubs_the_request_headers() -> None:
+    raw = _aiohttp_error_with_keys()
+    mapped = translate_exception(raw, R.LOAD, Timeout(total=1), got_head=False)
+    assert isinstance(mapped, TabbyConnectionError)
+    assert mapped.__cause__ is None and mapped.__context__ is None
+    # Even a caller that keeps aiohttp's error (as a cause of its own) holds no key.
+    assert ADMIN_KEY not in reachable_text(raw) and API_KEY not in reachable_text(raw)
+    assert raw.request_info.url.path == "/v1/model/load"  # the rest stays
+
+
+# --- secrets in URLs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("http://10.0.0.1:5000", "http://10.0.0.1:5000"),
+        ("http://admin:S3CRET-PW@10.0.0.1:5000/x", "http://***@10.0.0.1:5000/x"),
+        ("admin:S3CRET-PW@10.0.0.1:5000", "***@10.0.0.1:5000"),
+        ("http://h:5000/?token=S3CRET", "http://h:5000/?***"),
+        ("http://h:5000/#S3CRET", "http://h:5000/?***"),
+        ("http://u:pa?S3CRET@h:5000", "http://***"),
+        ("http://h/?mail=a@b&key=S3CRET", "http://***"),
+        ("http://u:a://S3CRET@h", "http://***@h"),
+        ("", ""),
+    ],
+)
+def test_redact_url(given: str, shown: str) -> None:
+    assert redact_url(given) == shown
+
+
+BAD_URLS = [
+    "admin:S3CRET-PW@10.0.0.1:5000",
+    "http://admin:S3CRET-PW@10.0.0.1:5000",
+    "http://10.0.0.1:5000/?token=S3CRET",
+    "http://u:S3CRET@[::1",
+    "http://u:S3CRET@host:abc",
+    "ftp://10.0.0.1/?k=S3CRET",
+    "http://u:pa?S3CRET@host:5000",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_no_url_secret_in_any_message(url: str) -> None:
+    texts: list[str] = []
+    for make in (
+        lambda: AsyncTabbyClient(url),
+        lambda: NodeSpec(name="n", url=url),
+        lambda: parse_nodes({"nodes": [{"name": "n", "url": url}]}),
+    ):
+        try:
+            texts.append(repr(make()))
+        except InvalidInputError as err:
+            assert err.field in ("base_url", "url")
+            texts.append(reachable_text(err))
+    assert not [t for t in texts if "S3CRET" in t]
+
+
+def test_a_redirect_target_is_shown_without_its_query() -> None:
+    err = status_error(
+        302,
+        b"",
+        R.LIST,
+        has_admin_key=True,
+        headers={"Location": "https://sso.example/login?ticket=S3CRET"},
+    )
+    assert "https://sso.example/login" in str(err)
+    assert "S3CRET" not in str(err)
+
+
+MALFORMED = ["http://host:abc", "http://[::1", "http://host:99999", "http://host:0", "http://"]
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_url_is_invalid_input_naming_base_url(url: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        AsyncTabbyClient(url)
+    assert info.value.field == "base_url"
+    with pytest.raises(InvalidInputError):
+        NodeSpec(name="n", url=url)
+    nodes = tmp_path / "nodes.toml"
+    nodes.write_text(f'[[nodes]]\nname = "n"\nurl = "{url}"\n')
+    with pytest.raises(InvalidInputError):
+        read_nodes_toml(nodes)
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_the_cli_says_a_malformed_url_on_one_line(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes = tmp_path / "nodes.toml"
+    nodes.write_text(f'[[nodes]]\nname = "n"\nurl = "{url}"\n')
+    for argv in (["--url", url, "models", "list"], ["fleet", "status", "--nodes", str(nodes)]):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: invalid input: ") and err.count("\n") == 1
+        assert "Traceback" not in err
+
+
+# --- keys, headers and limits: refused when the client is built --------------------------
+
+CONTROL_CHARS = ["\x01", "\x7f", "\r\n", "\n", "\x00", "\x1b"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARS)
+def test_keys_with_control_characters_are_refused_without_echo(char: str) -> None:
+    for name in ("api_key", "admin_key"):
+        with pytest.raises(InvalidInputError) as info:
+            AsyncTabbyClient(**{name: f"SECRET{char}tail"})  # type: ignore[arg-type]
+        assert info.value.field == name
+        assert "SECRET" not in reachable_text(info.value)
+    with pytest.raises(InvalidInputError):
+        NodeSpec(name="n", url="http://h:1", admin_key=f"SECRET{char}tail")
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARS)
+def test_header_values_with_control_characters_are_refused_without_echo(char: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        AsyncTabbyClient(headers={"X-Team": f"SECRET{char}tail"})
+    assert info.value.field == "headers['X-Team']"
+    assert "SECRET" not in reachable_text(info.value)
+
+
+def test_header_names_and_value_types_are_checked() -> None:
+    for headers in ({"Bad Name": "v"}, {"X:Y": "v"}, {"": "v"}, {"X-N": 1}):
+        with pytest.raises(InvalidInputError, match="headers"):
+            AsyncTabbyClient(headers=headers)  # type: ignore[arg-type]
+    client = AsyncTabbyClient(headers={"X-Trace": "a\tb"})  # a tab is a valid value
+    assert "<set>" not in repr(client)
+
+
+@pytest.mark.parametrize("limit", [-1, -100, "2", 2.0, True, None])
+def test_a_bad_connection_limit_is_refused(limit: object) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        AsyncTabbyClient(connection_limit=limit)  # type: ignore[arg-type]
+    assert info.value.field == "connection_limit"
+
+
+async def test_connection_limit_zero_means_no_limit() -> None:
+    async with TabbyEmulator(models=["alpha"]) as server:
+        async with AsyncTabbyClient(server.url, connection_limit=0) as client:
+            results = await asyncio.gather(*(client.health() for _ in range(20)))
+        assert all(r.healthy for r in results)
+
+
+def test_a_validation_answer_does_not_keep_the_echoed_token() -> None:
+    # The server's 422 entries echo the input; for a download that is the token.
+    body = (
+        b'{"detail":[{"type":"missing","loc":["body","revision"],"msg":"Field required",'
+        b'"input":{"repo_id":"org/x","token":"' + HF_TOKEN.encode() + b'"}}]}'
+    )
+    err = status_error(422, body, R.DOWNLOAD, has_admin_key=True)
+    assert isinstance(err, UnprocessableEntityError)
+    assert err.errors == [{"type": "missing", "loc": ["body", "revision"], "msg": "Field required"}]
+    assert "revision: Field required" in err.message
+    assert HF_TOKEN not in reachable_text(err)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from aiohttp import web
 
 from tabby_async import (
+    AsyncTabbyClient,
     DownloadRequest,
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
@@ -16,6 +18,7 @@ from tabby_async import (
     ModelLoadResponse,
     ModelPropsResponse,
 )
+from tests.helpers import serve_app
 
 
 def test_unset_fields_are_not_sent() -> None:
@@ -211,28 +214,18 @@ def test_fields_that_matter_stay_strict(cls: type[msgspec.Struct], body: bytes) 
 
 
 async def test_cosmetic_fields_do_not_fail_a_call() -> None:
-    from aiohttp import web
-
-    from tabby_async import AsyncTabbyClient
-
     async def card(request: web.Request) -> web.Response:
         return web.json_response({"id": "m", "created": 1.5, "owned_by": None, "object": None})
 
     async def props(request: web.Request) -> web.Response:
-        body = {"total_slots": 1, "chat_template": None, "default_generation_settings": {"n_ctx": 8}}
+        settings = {"n_ctx": 8}
+        body = {"total_slots": 1, "chat_template": None, "default_generation_settings": settings}
         return web.json_response(body)
 
     app = web.Application()
     app.router.add_get("/v1/model", card)
     app.router.add_get("/props", props)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with AsyncTabbyClient(f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
-            got = await client.models.get()
-            assert (got.id, got.created, got.owned_by) == ("m", 1.5, None)
-            assert (await client.models.get_props()).chat_template is None
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, AsyncTabbyClient(url) as client:
+        got = await client.models.get()
+        assert (got.id, got.created, got.owned_by) == ("m", 1.5, None)
+        assert (await client.models.get_props()).chat_template is None
