@@ -118,7 +118,7 @@ def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
                 assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
     assert doc["sdk_source"]["measured"]
     targets = doc["targets"]
-    assert len(targets) == 14
+    assert len(targets) == 15  # 14 + the fleet status sweep
     for target in targets:
         assert target["value"] is not None, target
         assert target["status"] in ("pass", "fail"), target
