@@ -361,7 +361,9 @@ async def test_aclose_and_cancellation_close_the_response(
     # The load went on in the background: let it end and unload, so that the
     # next load is a real one and the cancel lands while it streams (a no-op
     # load's two frames can be read in one go, ending the stream first).
-    while server.loaded != "slow":
+    for _ in range(600):  # a hang guard of 30 s
+        if server.loaded == "slow":
+            break
         await asyncio.sleep(0.05)
     await admin.models.unload()
     started = asyncio.Event()
@@ -420,7 +422,7 @@ async def test_a_finished_stream_returns_its_connection_to_the_pool(
     admin: AsyncTabbyClient,
 ) -> None:
     await admin.models.load(model_name="alpha")
-    session = admin._long_session  # loads have their own pool
+    session = admin._sessions._long  # loads have their own pool
     assert session is not None and session.connector is not None
     pooled = sum(len(v) for v in session.connector._conns.values())
     assert pooled == 1

@@ -1058,6 +1058,100 @@ async def test_reset_mid_body(tabby_emulator: TabbyEmulator, http: aiohttp.Clien
     assert (await get_json(http, s.url + "/health"))[0] == 200
 
 
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [
+        (502, b"502 Bad Gateway"),
+        (503, b"503 Service Temporarily Unavailable"),
+        (504, b"504 Gateway Time-out"),
+    ],
+)
+async def test_proxy_error(
+    tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession, status: int, title: bytes
+) -> None:
+    s = tabby_emulator
+    fault = s.faults.proxy_error(status, n=2, path="/v1/model/load")
+    for _ in range(2):
+        async with http.post(
+            s.url + "/v1/model/load", json={"model_name": "alpha"}, headers=admin(s)
+        ) as r:
+            assert r.status == status
+            assert r.headers["Content-Type"] == "text/html"
+            assert r.headers["Server"].startswith("nginx/")
+            page = await r.read()
+    assert page.startswith(b"<html>") and b"<title>" + title + b"</title>" in page
+    assert fault.exhausted and s.loaded is None  # the route did not run
+    assert (await get_json(http, s.url + "/health"))[0] == 200  # other routes: untouched
+
+
+async def test_not_http(tabby_emulator: TabbyEmulator) -> None:
+    s = tabby_emulator
+    s.faults.not_http(path="/v1/model/list")
+    reader, writer = await asyncio.open_connection(s.host, s.port)
+    writer.write(b"GET /v1/model/list HTTP/1.1\r\nHost: x\r\n\r\n")
+    banner = await asyncio.wait_for(reader.read(), 30)  # to the end: then it closes
+    assert banner.startswith(b"SSH-2.0-OpenSSH_") and banner.endswith(b"\r\n")
+    writer.close()
+    s.faults.not_http(banner=b"\x00\x01garbage")
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientResponseError):
+            await http.get(s.url + "/health")
+        assert (await get_json(http, s.url + "/health"))[0] == 200
+
+
+@pytest.mark.parametrize("status", [204, 200])
+async def test_empty_stream(
+    tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession, status: int
+) -> None:
+    s = tabby_emulator
+    s.faults.empty_stream(status)
+    body = {"model_name": "alpha"}
+    async with http.post(s.url + "/v1/model/load", json=body, headers=admin(s)) as r:
+        assert r.status == status
+        assert r.content_type == "text/event-stream"
+        assert await r.read() == b""
+    assert s.loaded is None and not s.is_loading  # the load did not run
+    with pytest.raises(ValueError):
+        s.faults.empty_stream(500)
+
+
+async def test_bom_and_sse_retry_come_before_the_first_frame(
+    tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession
+) -> None:
+    s = tabby_emulator
+    s.faults.bom()
+    s.faults.sse_retry(20000)
+    _, chunks = await load(http, s, model_name="alpha")
+    assert chunks[0] == b"\xef\xbb\xbfretry: 20000\r\n\r\n"
+    assert chunks[1:] == progress("model", 4)
+    # Already loaded: the no-op load's two frames follow.
+    s.faults.sse_retry("9" * 30)
+    _, chunks = await load(http, s, model_name="alpha")
+    assert chunks == [b"retry: " + b"9" * 30 + b"\r\n\r\n", *progress("model", 1)]
+    s.faults.bom()
+    _, chunks = await load(http, s, model_name="alpha")
+    assert b"".join(chunks) == b"\xef\xbb\xbf" + b"".join(progress("model", 1))
+
+
+@pytest.mark.parametrize("count", [3, None])
+async def test_frames_after_finished(
+    tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession, count: int | None
+) -> None:
+    s = tabby_emulator
+    s.faults.frames_after_finished(count=count, interval=0.01)
+    finished = frame("model", 4, 4, "finished")
+    body = {"model_name": "alpha"}
+    async with http.post(s.url + "/v1/model/load", json=body, headers=admin(s)) as r:
+        if count is not None:
+            assert await read_http_chunks(r) == progress("model", 4) + [finished] * count
+            return
+        received = b""
+        while received.count(finished) < 20:  # no end: frames keep coming
+            received += await asyncio.wait_for(r.content.readany(), 30)
+    assert received.startswith(b"".join(progress("model", 4)))
+    assert s.loaded == "alpha"
+
+
 # --------------------------------------------------------------------------- serving
 
 

@@ -10,17 +10,32 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tabby_async import AsyncTabbyClient, StreamError, TabbyError, TabbyTimeoutError, Timeout
+from tabby_async import (
+    AsyncTabbyClient,
+    LoadStream,
+    ModelLoadResponse,
+    ServerError,
+    StreamError,
+    TabbyError,
+    TabbyTimeoutError,
+    Timeout,
+)
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tests.conftest import held_connections
 
 LOAD = "/v1/model/load"
+#: A hang guard, never a measure.
+GUARD = 30.0
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[TabbyEmulator]:
     async with TabbyEmulator(
-        models=["alpha", EmulatedModel(name="slow", modules=10, delay=0.03)],
+        models=[
+            "alpha",
+            EmulatedModel(name="slow", modules=10, delay=0.03),
+            EmulatedModel(name="org/model/4.0bpw", modules=10, delay=0.03),
+        ],
         embeddings=["embed-a"],
     ) as emu:
         yield emu
@@ -54,6 +69,67 @@ async def test_reattach_gives_up_when_the_load_died(
     with pytest.raises(StreamError, match="did not show up"):
         await client.models.load(model_name="slow", reattach_within=0.6)
     assert server.count("POST", LOAD) == 1
+
+
+async def test_reattach_finds_a_nested_model_by_its_card_id(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # The card of org/model/4.0bpw says "4.0bpw". Before, the whole name was
+    # compared, never matched, and a load that worked ended in StreamError.
+    server.faults.drop_stream(after_events=2, stop_load=False)
+    event = await asyncio.wait_for(
+        client.models.load(model_name="org/model/4.0bpw", reattach_within=GUARD), GUARD * 2
+    )
+    assert (event.status, event.modules) == ("finished", 10)
+    assert (await client.models.get()).id == "4.0bpw"
+    assert server.count("POST", LOAD) == 1
+
+
+async def test_reattach_polls_through_proxy_errors_and_broken_answers(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # Before, a 502/504 on one poll (a ServerError) ended the re-attach.
+    server.faults.drop_stream(after_events=2, stop_load=False)
+    for status in (502, 504, 503):
+        server.faults.proxy_error(status, path="/v1/model", method="GET")
+    server.faults.not_http(path="/v1/model", method="GET")
+    stream = client.models.load_stream(model_name="slow", reattach_within=GUARD)
+    async with stream:
+        events = await asyncio.wait_for(_all(stream), GUARD * 2)
+    assert stream.reattached and events[-1].status == "finished"
+    assert server.count("GET", "/v1/model") >= 5  # four bad answers, then the card
+    assert server.faults.pending == []
+
+
+async def test_a_hung_poll_is_bounded_by_the_window(
+    server: TabbyEmulator,
+) -> None:
+    # The control timeout is 10 minutes here; a poll bounded by it (as before)
+    # would hold re-attaching with reattach_within=1 far past the hang guard.
+    server.faults.drop_stream(after_events=1, stop_load=True)
+    server.faults.delay_head(GUARD * 20, n=None, path="/v1/model", method="GET")
+    async with AsyncTabbyClient(
+        server.url, admin_key=server.admin_key, timeout=Timeout(total=GUARD * 20)
+    ) as client:
+        with pytest.raises(StreamError, match="did not show up in GET /v1/model within 1 s"):
+            await asyncio.wait_for(client.models.load(model_name="slow", reattach_within=1), GUARD)
+        assert server.count("GET", "/v1/model") >= 1
+        assert held_connections(client) == 0
+
+
+async def test_reattach_stops_on_an_answer_that_is_not_a_wait(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.drop_stream(after_events=1, stop_load=False)
+    server.faults.fail_next(status=500, detail="boom", path="/v1/model", method="GET")
+    with pytest.raises(StreamError, match="polling GET /v1/model failed: 500 boom") as info:
+        await asyncio.wait_for(client.models.load(model_name="slow", reattach_within=GUARD), GUARD)
+    assert isinstance(info.value.__cause__, ServerError)
+    assert server.count("GET", "/v1/model") == 1
+
+
+async def _all(stream: LoadStream) -> list[ModelLoadResponse]:
+    return [event async for event in stream]
 
 
 async def test_without_reattach_a_cut_stream_raises_at_once(

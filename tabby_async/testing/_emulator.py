@@ -20,13 +20,24 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from ._faults import STAGE_BODY, STAGE_DELAY, STAGE_FAIL, STAGE_STREAM, Fault, FaultInjector
+from ._faults import (
+    STAGE_BODY,
+    STAGE_BOM,
+    STAGE_DELAY,
+    STAGE_FAIL,
+    STAGE_RETRY,
+    STAGE_STREAM,
+    STAGE_TRAILING,
+    Fault,
+    FaultInjector,
+)
 from ._models import EmulatedModel, RecordedRequest, as_model
 from ._validation import (
     DOWNLOAD_SCHEMA,
@@ -88,6 +99,10 @@ _BODY_EMBEDDING_DONE = (
     b'{"model_type":"embedding_model","module":1,"modules":1,"status":"finished"}'
 )
 _FRAME_END = b"\r\n\r\n"
+_BOM = b"\xef\xbb\xbf"
+_HTML: dict[str, str] = {"Content-Type": "text/html", "Server": "nginx/1.24.0"}
+# nginx's own wording where it differs from the standard reason phrase.
+_NGINX_PHRASES = {503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
 
 # Queue items of a load stream: frame bytes, ``_PING`` (send a ping now) or ``None``
 # (the load job ended: finish the stream normally).
@@ -502,8 +517,7 @@ class TabbyEmulator:
                     await asyncio.sleep(fault.seconds)
                 fault = faults.take(STAGE_FAIL, method, path)
                 if fault is not None:
-                    body_bytes = fault.body if fault.body is not None else _detail(fault.detail)
-                    return _json(fault.status, body_bytes, fault.headers)
+                    return _answer_instead(request, fault)
 
             resp = await self._route(request, method, path, body)
 
@@ -841,10 +855,18 @@ class TabbyEmulator:
             ping_handle = loop.call_at(start + interval, tick)
 
         drop: Fault | None = None
-        if self._faults:
-            drop = self._faults.take(STAGE_STREAM, "POST", request.path)
+        trailing: Fault | None = None
+        preamble = b""
+        faults = self._faults
+        if faults:
+            drop = faults.take(STAGE_STREAM, "POST", request.path)
+            trailing = faults.take(STAGE_TRAILING, "POST", request.path)
+            preamble = _preamble(faults, request.path)
         sent = 0
+        last = b""
         try:
+            if preamble:
+                await resp.write(preamble)
             if drop is not None and drop.after_events == 0:
                 _cut(request, job, drop)
                 return resp
@@ -856,10 +878,13 @@ class TabbyEmulator:
                     await resp.write(_ping_frame())
                     continue
                 await resp.write(item)
+                last = item
                 sent += 1
                 if drop is not None and sent >= drop.after_events:
                     _cut(request, job, drop)
                     return resp
+            if trailing is not None and last:
+                await _send_trailing(resp, last, trailing)
             await resp.write_eof()
         except ConnectionError:
             pass  # The client went away; the load carries on in the background.
@@ -983,6 +1008,60 @@ async def _load_component(
             return False
     emit(_progress_frame(model_type, n, n, "finished"))
     return True
+
+
+def _preamble(faults: FaultInjector, path: str) -> bytes:
+    """What the ``bom`` and ``sse_retry`` faults put before a load stream's first frame."""
+    out = b""
+    if faults.take(STAGE_BOM, "POST", path) is not None:
+        out += _BOM
+    retry = faults.take(STAGE_RETRY, "POST", path)
+    if retry is not None:
+        out += b"retry: " + retry.detail.encode() + _FRAME_END
+    return out
+
+
+async def _send_trailing(resp: web.StreamResponse, frame: bytes, fault: Fault) -> None:
+    """``frames_after_finished``: more copies of the last frame instead of the end."""
+    sent = 0
+    while fault.count is None or sent < fault.count:
+        await asyncio.sleep(fault.seconds)
+        await resp.write(frame)
+        sent += 1
+
+
+def _answer_instead(request: web.BaseRequest, fault: Fault) -> web.StreamResponse:
+    """The answer of a ``fail_next``, ``proxy_error``, ``not_http`` or ``empty_stream``."""
+    if fault.kind == "proxy_error":
+        return web.Response(status=fault.status, body=_proxy_page(fault.status), headers=_HTML)
+    if fault.kind == "empty_stream":
+        return web.Response(status=fault.status, headers=_SSE_HEADERS)
+    if fault.kind == "not_http":
+        # Raw bytes with no status line, then the connection goes: aiohttp's
+        # own answer below never reaches the client.
+        transport = request.transport
+        if transport is not None:
+            transport.write(fault.body or b"")
+            transport.close()
+        return web.Response(status=500)
+    body = fault.body if fault.body is not None else _detail(fault.detail)
+    return _json(fault.status, body, fault.headers)
+
+
+def _proxy_page(status: int) -> bytes:
+    """The error page nginx sends for ``status`` (e.g. when the upstream is down)."""
+    phrase = _NGINX_PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+    title = f"{status} {phrase}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
 
 
 def _cut(request: web.BaseRequest, job: asyncio.Task[None], fault: Fault) -> None:

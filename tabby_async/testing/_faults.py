@@ -4,15 +4,35 @@ Every fault is armed for ``n`` matching requests (``None``: until cleared), matc
 by exact path and method (``None`` matches anything), and counted down when it
 fires. All bookkeeping happens synchronously on the event loop, so a fault armed
 for ``n`` requests fires exactly ``n`` times even with hundreds of concurrent
-clients. Faults are tried in the order they were armed; per request at most one
-fault of each stage fires:
+clients. ``probability`` below 1 hits only some matching requests (reproducibly:
+see :meth:`FaultInjector.seed`). Faults are tried in the order they were armed;
+per request at most one fault of each stage fires:
 
 1. ``delay_head`` -- sleep before the request is handled at all.
-2. ``fail_next`` -- answer with the given status/body instead of the real route
-   (the route does not run: nothing is loaded, recorded state does not change).
+2. answer instead of the real route (the route does not run: nothing is loaded,
+   recorded state does not change), any route:
+
+   - ``fail_next`` -- the given status and ``{"detail": ...}`` body;
+   - ``proxy_error`` -- a reverse proxy's HTML error page (nginx's ``502 Bad
+     Gateway``, ``503 Service Temporarily Unavailable``, ...), ``text/html``;
+   - ``not_http`` -- bytes that are not HTTP at all (an SSH server's banner, as
+     on a wrong port), then the connection closes;
+   - ``empty_stream`` (the load route) -- a ``204``, or a ``200`` with an empty
+     ``text/event-stream`` body.
+
 3. after the route ran, for JSON responses only: ``malformed_json``, ``slow_body``
    or ``reset_mid_body`` (whichever was armed first and matches).
-4. for the load stream only: ``drop_stream``.
+4. for the load stream only, each its own stage (so they combine):
+
+   - ``drop_stream`` -- cut the connection after some frames;
+   - ``bom`` -- a UTF-8 byte order mark before the first frame;
+   - ``sse_retry`` -- an SSE ``retry:`` field before the first frame (TabbyAPI
+     never sends one);
+   - ``frames_after_finished`` -- more frames after the last one, instead of the
+     end of the body.
+
+TabbyAPI itself does none of this; proxies, wrong ports and broken servers do,
+and a client should give a typed error promptly for each.
 """
 
 from __future__ import annotations
@@ -27,14 +47,20 @@ STAGE_DELAY = "delay"
 STAGE_FAIL = "fail"
 STAGE_BODY = "body"
 STAGE_STREAM = "stream"
+STAGE_BOM = "bom"
+STAGE_RETRY = "retry"
+STAGE_TRAILING = "trailing"
+
+#: What ``not_http`` sends by default: the first line an SSH server sends.
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n"
 
 
 class Fault:
     """One armed fault. Returned by the arming methods so tests can inspect it.
 
     Attributes:
-        kind: ``"fail_next"``, ``"delay_head"``, ``"malformed_json"``,
-            ``"slow_body"``, ``"reset_mid_body"`` or ``"drop_stream"``.
+        kind: the name of the arming method (``"fail_next"``, ``"proxy_error"``,
+            ``"drop_stream"``, ...).
         remaining: how many more times it may fire (``None``: unlimited).
         fired: how many times it has fired so far.
         path / method: the match filters (``None`` = any).
@@ -45,6 +71,7 @@ class Fault:
         "after_events",
         "body",
         "chunk_size",
+        "count",
         "detail",
         "fired",
         "headers",
@@ -88,6 +115,7 @@ class Fault:
         self.chunk_size = 16
         self.after_events = 0
         self.stop_load = True
+        self.count: int | None = None
 
     @property
     def exhausted(self) -> bool:
@@ -162,6 +190,127 @@ class FaultInjector:
         fault = self._arm("drop_stream", STAGE_STREAM, n, path, "POST", probability)
         fault.after_events = after_events
         fault.stop_load = stop_load
+        return fault
+
+    def proxy_error(
+        self,
+        status: int = 502,
+        n: int | None = 1,
+        path: str | None = None,
+        method: str | None = None,
+        *,
+        probability: float = 1.0,
+    ) -> Fault:
+        """Answer the next ``n`` matching requests like a proxy whose upstream is down.
+
+        ``status`` (502, 503, 504 or any other) with ``content-type: text/html`` and
+        the error page nginx sends, e.g. ``<html><head><title>502 Bad Gateway</title>
+        ...``. The real route is not run for a hit request.
+        """
+        if not 400 <= status <= 599:
+            raise ValueError("status must be an error status (400-599)")
+        fault = self._arm("proxy_error", STAGE_FAIL, n, path, method, probability)
+        fault.status = status
+        return fault
+
+    def not_http(
+        self,
+        n: int | None = 1,
+        path: str | None = None,
+        method: str | None = None,
+        *,
+        banner: bytes = SSH_BANNER,
+        probability: float = 1.0,
+    ) -> Fault:
+        """Answer the next ``n`` matching requests with ``banner``, which is not HTTP, and close.
+
+        By default the first line of an SSH server, which is what a client gets when
+        the URL names the wrong port. No HTTP status line is sent. The real route is
+        not run for a hit request.
+        """
+        fault = self._arm("not_http", STAGE_FAIL, n, path, method, probability)
+        fault.body = bytes(banner)
+        return fault
+
+    def empty_stream(
+        self,
+        status: int = 204,
+        n: int | None = 1,
+        path: str | None = "/v1/model/load",
+        *,
+        probability: float = 1.0,
+    ) -> Fault:
+        """Answer the next ``n`` load requests with ``status`` and no body at all.
+
+        ``204`` (No Content) or ``200``, labelled ``text/event-stream`` either way, as
+        a misconfigured proxy may. The load itself does not run.
+        """
+        if status not in (200, 204):
+            raise ValueError("status must be 200 or 204")
+        fault = self._arm("empty_stream", STAGE_FAIL, n, path, "POST", probability)
+        fault.status = status
+        return fault
+
+    def bom(
+        self,
+        n: int | None = 1,
+        path: str | None = "/v1/model/load",
+        *,
+        probability: float = 1.0,
+    ) -> Fault:
+        """Begin the next ``n`` load streams with a UTF-8 byte order mark (``EF BB BF``).
+
+        It is sent right after the head, before the first frame. The SSE rules drop
+        a leading BOM; a parser that does not loses the first frame, which is the
+        error frame when a load fails at once.
+        """
+        return self._arm("bom", STAGE_BOM, n, path, "POST", probability)
+
+    def sse_retry(
+        self,
+        milliseconds: int | str = 20000,
+        n: int | None = 1,
+        path: str | None = "/v1/model/load",
+        *,
+        probability: float = 1.0,
+    ) -> Fault:
+        """Begin the next ``n`` load streams with an SSE ``retry: <milliseconds>`` field.
+
+        It is sent as its own block (``retry: 20000\\r\\n\\r\\n``) right after the
+        head. An EventSource that reconnects when a stream ends waits that long (some
+        double it) first, and a value too large for a timer can crash it; arm
+        :meth:`drop_stream` too to end the stream early. Any text is sent as given
+        (``"9" * 30``, ``"soon"``).
+        """
+        text = str(milliseconds)
+        if "\r" in text or "\n" in text:
+            raise ValueError("milliseconds must be one line")
+        fault = self._arm("sse_retry", STAGE_RETRY, n, path, "POST", probability)
+        fault.detail = text
+        return fault
+
+    def frames_after_finished(
+        self,
+        count: int | None = None,
+        interval: float = 0.05,
+        n: int | None = 1,
+        path: str | None = "/v1/model/load",
+        *,
+        probability: float = 1.0,
+    ) -> Fault:
+        """Keep the next ``n`` load streams going after their last frame.
+
+        Instead of ending the body after the model's ``finished`` (or the error
+        frame), send ``count`` more copies of that last frame (``None``: until the
+        client goes away), one every ``interval`` seconds, then end it.
+        """
+        if count is not None and count < 1:
+            raise ValueError("count must be >= 1 (or None for no end)")
+        if interval < 0:
+            raise ValueError("interval must be >= 0")
+        fault = self._arm("frames_after_finished", STAGE_TRAILING, n, path, "POST", probability)
+        fault.count = count
+        fault.seconds = interval
         return fault
 
     def delay_head(

@@ -1,0 +1,298 @@
+"""The load stream against hostile servers: each gives a typed outcome, promptly.
+
+Most cases use the emulator's fault kinds (what a user would use to test an
+app); a line over the cap needs a small server of its own. Timeouts here are
+hang guards only: the bugs these pin down took 40 s, 120 s or forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tabby_async import (
+    AsyncTabbyClient,
+    LoadFailedError,
+    ModelLoadResponse,
+    StreamError,
+    TabbyError,
+)
+from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tests.conftest import held_connections
+from tests.helpers import reachable_text, serve_app
+
+LOAD = "/v1/model/load"
+#: A hang guard, never a measure: far below the bugs' 40 s to forever.
+GUARD = 30.0
+
+T = TypeVar("T")
+
+
+async def guarded(call: Awaitable[T]) -> T:
+    return await asyncio.wait_for(call, GUARD)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TabbyEmulator]:
+    async with TabbyEmulator(
+        models=[
+            "alpha",
+            EmulatedModel(name="slow", modules=10, delay=0.03),
+            EmulatedModel(name="noconfig", config_error="config.json not found"),
+        ],
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as c:
+        yield c
+
+
+async def follow(client: AsyncTabbyClient, model: str) -> list[ModelLoadResponse]:
+    """Every event of a load_stream, read with ``async for``."""
+    async with client.models.load_stream(model_name=model) as stream:
+        return [event async for event in stream]
+
+
+async def load(client: AsyncTabbyClient, model: str) -> list[ModelLoadResponse]:
+    """Every event of a load(), seen through on_progress."""
+    events: list[ModelLoadResponse] = []
+    await client.models.load(model_name=model, on_progress=events.append)
+    return events
+
+
+Way = Callable[[AsyncTabbyClient, str], Awaitable[list[ModelLoadResponse]]]
+BOTH_WAYS = pytest.mark.parametrize("way", [follow, load], ids=["load_stream", "load"])
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` (the emulator has no event for "a request arrived")."""
+    for _ in itertools.count():
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+
+
+# --- §4.1 a retry: field ----------------------------------------------------------
+
+
+@BOTH_WAYS
+@pytest.mark.parametrize("retry", ["60000", "9" * 30])
+async def test_a_retry_field_then_an_early_end_raises_stream_error_at_once(
+    server: TabbyEmulator, client: AsyncTabbyClient, way: Way, retry: str
+) -> None:
+    # Before: the inherited EventSource slept 2 x retry (120 s) before the
+    # error, and the 30-digit value raised a bare OverflowError.
+    server.faults.sse_retry(retry)
+    server.faults.drop_stream(after_events=1)
+    with pytest.raises(StreamError, match="ended before the model finished loading"):
+        await guarded(way(client, "slow"))
+    assert server.count("POST", LOAD) == 1
+    assert held_connections(client) == 0
+
+
+async def test_a_retry_field_in_a_good_stream_is_ignored(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.sse_retry(1)
+    events = await guarded(follow(client, "slow"))
+    assert [e.module for e in events] == [*range(1, 11), 10]
+    assert server.count("POST", LOAD) == 1
+
+
+# --- §4.2 frames after finished ---------------------------------------------------
+
+
+class _Connections:
+    """Counts the connections a session opens (an aiohttp TraceConfig)."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_connection_create_end.append(self._opened)
+
+    async def _opened(self, *_: object) -> None:
+        self.opened += 1
+
+
+@BOTH_WAYS
+@pytest.mark.parametrize("interval", [0.0, 0.2], ids=["flood", "trickle"])
+async def test_frames_after_finished_end_the_stream_promptly(
+    server: TabbyEmulator, way: Way, interval: float
+) -> None:
+    # Before: the drain waited up to 1 s per frame with no total, so frames
+    # every 0.2 s (or a flood) kept load() and `async for` alive forever.
+    server.faults.frames_after_finished(count=None, interval=interval)
+    connections = _Connections()
+    async with (
+        aiohttp.ClientSession(trace_configs=[connections.trace]) as session,
+        AsyncTabbyClient(server.url, admin_key=server.admin_key, session=session) as client,
+    ):
+        events = await guarded(way(client, "slow"))
+        assert events[-1].status == "finished" and len(events) == 11
+        assert held_connections(client) == 0
+        assert connections.opened == 1
+        # The stream's connection was closed, not handed back with frames
+        # still coming: the next call needs a new one.
+        await client.models.list()
+        assert connections.opened == 2
+
+
+async def test_a_stream_that_ends_after_finished_hands_its_connection_back(
+    server: TabbyEmulator,
+) -> None:
+    connections = _Connections()
+    async with (
+        aiohttp.ClientSession(trace_configs=[connections.trace]) as session,
+        AsyncTabbyClient(server.url, admin_key=server.admin_key, session=session) as client,
+    ):
+        await guarded(load(client, "slow"))
+        await client.models.list()
+        assert connections.opened == 1  # reused
+
+
+# --- §4.11 a BOM -------------------------------------------------------------------
+
+
+@BOTH_WAYS
+async def test_a_bom_does_not_hide_the_first_frame(
+    server: TabbyEmulator, client: AsyncTabbyClient, way: Way
+) -> None:
+    # Before: the BOM stuck to the first frame's field name, so the error
+    # frame was lost and the user got StreamError instead.
+    server.faults.bom()
+    with pytest.raises(LoadFailedError, match=r"config\.json not found"):
+        await guarded(way(client, "noconfig"))
+    server.faults.bom()
+    events = await guarded(way(client, "slow"))
+    assert [e.module for e in events][:2] == [1, 2] and events[-1].status == "finished"
+
+
+# --- §4.9 an empty answer ----------------------------------------------------------
+
+
+@BOTH_WAYS
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [(204, "expected 200 with an event stream, got 204"), (200, r"ended before .* \(no events\)")],
+)
+async def test_an_empty_answer_is_a_stream_error(
+    server: TabbyEmulator, client: AsyncTabbyClient, way: Way, status: int, says: str
+) -> None:
+    # Before: a 204 gave a silent, empty load_stream.
+    server.faults.empty_stream(status)
+    with pytest.raises(StreamError, match=says):
+        await guarded(way(client, "alpha"))
+    assert held_connections(client) == 0
+
+
+# --- §4.5 aclose() from another task ------------------------------------------------
+
+
+async def test_aclose_while_opening_cancels_the_request_and_ends_the_iteration(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # The head is held back: the stream is still opening when aclose() comes.
+    server.faults.delay_head(GUARD * 4, path=LOAD)
+    stream = client.models.load_stream(model_name="slow")
+    seen: list[ModelLoadResponse] = []
+
+    async def iterate() -> None:
+        async with stream:
+            async for event in stream:
+                seen.append(event)
+
+    task = asyncio.create_task(iterate())
+    await guarded(wait_until(lambda: server.count("POST", LOAD) == 1))
+    await guarded(stream.aclose())
+    # Before: the response was left to open later, and the stream yielded.
+    assert held_connections(client) == 0
+    await guarded(task)  # the iterating task's `async for` just ends
+    assert seen == [] and stream.closed and not stream.finished
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_aclose_while_iterating_ends_the_iteration(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    stream = client.models.load_stream(model_name="slow")
+    first = asyncio.Event()
+    seen: list[ModelLoadResponse] = []
+
+    async def iterate() -> None:
+        async with stream:
+            async for event in stream:
+                seen.append(event)
+                first.set()
+
+    task = asyncio.create_task(iterate())
+    await guarded(first.wait())
+    await stream.aclose()
+    assert held_connections(client) == 0
+    count = len(seen)
+    await guarded(task)
+    assert len(seen) == count and stream.closed and not stream.finished
+
+
+async def test_load_on_a_stream_closed_while_opening_is_a_stream_error(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.delay_head(GUARD * 4, path=LOAD)
+    stream = client.models.load_stream(model_name="slow")
+    opening = asyncio.create_task(stream.__aenter__())
+    await guarded(wait_until(lambda: server.count("POST", LOAD) == 1))
+    await stream.aclose()
+    assert await guarded(opening) is stream  # entering ends quietly; nothing to iterate
+    assert [e async for e in stream] == []
+
+
+# --- §5(c) a line over the cap -----------------------------------------------------
+
+
+async def test_a_line_over_the_cap_is_a_stream_error_naming_it() -> None:
+    async def endless_line(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b"data: ")
+        piece = b"x" * 2048
+        while True:  # 2 KiB at a time, never a line end
+            await resp.write(piece)
+
+    app = web.Application()
+    app.router.add_post(LOAD, endless_line)
+    async with (
+        serve_app(app) as url,
+        AsyncTabbyClient(url, admin_key="k") as client,
+    ):
+        with pytest.raises(StreamError, match="longer than the 1 MiB cap"):
+            await guarded(client.models.load(model_name="m"))
+        assert held_connections(client) == 0
+
+
+# --- secrets -----------------------------------------------------------------------
+
+
+async def test_a_cut_stream_error_reaches_no_aiohttp_error_and_no_key(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.faults.drop_stream(after_events=1)
+    with pytest.raises(StreamError) as info:
+        await guarded(follow(client, "slow"))
+    chain: list[BaseException] = []
+    err: BaseException | None = info.value
+    while err is not None and len(chain) < 10:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    assert all(isinstance(e, TabbyError) for e in chain), chain
+    assert not any(isinstance(e, aiohttp.ClientError) for e in chain)
+    assert server.admin_key not in reachable_text(info.value)
