@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .types import ModelCard, ModelCardParameters, ModelLoadRequest
+from .types import ModelCard, ModelCardParameters, ModelLoadRequest, ModelLoadResponse
 
 __all__ = [
     "FIELD_RULES",
     "NOT_COMPARED",
     "EnsureAction",
+    "EnsureResult",
     "FieldDiff",
     "FieldRule",
     "LoadPlan",
@@ -40,6 +41,7 @@ __all__ = [
     "reasons_text",
     "rules_markdown",
     "same_model",
+    "unchanged",
     "unchecked_note",
     "unreported_fields",
 ]
@@ -309,3 +311,54 @@ def rules_markdown() -> str:
         f"- Compared with the loaded card: {compared}.\n"
         f"- Not reported back, so never a difference (listed in `unchecked`): {unreported}."
     )
+
+
+# --- results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureResult:
+    """What :func:`ensure_loaded` did.
+
+    ``action`` is what was done in the end ("reload" when a silently ignored
+    load had to be redone). ``reasons`` come from the plan. ``event`` is the
+    model's ``finished`` event of the last load (None when nothing was done).
+    ``card`` is the loaded card after acting (the planning card for "none";
+    None when verification was off). ``mismatches`` is empty unless this
+    result rides on an :class:`~tabby_async.EnsureMismatchError`. ``unchecked`` names the
+    fields the request sets that the card could not confirm.
+    ``draft_loaded`` is the load stream's evidence about a draft model: True
+    when it showed ``draft`` events, False when a load ran without any, None
+    when no load ran or the server answered with its "already loaded" no-op
+    (the card never says whether a draft is loaded).
+    """
+
+    action: EnsureAction
+    reasons: tuple[FieldDiff, ...]
+    plan: LoadPlan
+    event: ModelLoadResponse | None = None
+    card: ModelCard | None = None
+    mismatches: tuple[FieldDiff, ...] = ()
+    unchecked: tuple[str, ...] = ()
+    draft_loaded: bool | None = None
+
+    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = ("action", "model", "why")
+
+    @property
+    def changed(self) -> bool:
+        """True when something was loaded."""
+        return self.action != "none"
+
+    def summary(self) -> str:
+        """One line: what was done and why."""
+        why = reasons_text(self.reasons)
+        return f"{self.action}: {why}" if why else f"{self.action}: already as requested"
+
+    def table_row(self) -> tuple[str, ...]:
+        card = self.card if self.card is not None else self.plan.loaded
+        return (self.action, card_text(card), reasons_text(self.reasons) or "as requested")
+
+
+def unchanged(plan: LoadPlan) -> EnsureResult:
+    """The result of a plan that needs nothing done."""
+    return EnsureResult("none", plan.reasons, plan, None, plan.loaded, unchecked=plan.unchecked)

@@ -9,7 +9,7 @@ loading when a parameter differs.
 
 What is compared, and what cannot be because the server never reports it
 back (a draft model, the rope values, the GPU split, the backend, ...), is
-one table: :data:`tabby_async._desired.FIELD_RULES` (the README shows it).
+one table: :data:`~tabby_async.FIELD_RULES` (the README shows it).
 Only the fields the request sets count. A field that cannot be compared is
 never a difference: it is listed in :attr:`LoadPlan.unchecked` and
 :attr:`EnsureResult.unchecked` instead, and a change of only such fields
@@ -33,111 +33,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from ._desired import (
-    FIELD_RULES,
-    NOT_COMPARED,
-    EnsureAction,
-    FieldDiff,
-    FieldRule,
-    LoadPlan,
-    card_text,
-    compare,
-    plan_for,
-    reasons_text,
-    unchecked_note,
-    unreported_fields,
-)
-from ._timeouts import TimeoutLike
-from .errors import ModelNotLoadedError, TabbyError
+from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
+from ._desired import EnsureAction, EnsureResult, LoadPlan, plan_for, unchanged
+from .errors import EnsureMismatchError, ModelNotLoadedError
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 if TYPE_CHECKING:
     from .models import AsyncModelsService, ProgressCallback
 
-__all__ = [
-    "FIELD_RULES",
-    "NOT_COMPARED",
-    "EnsureAction",
-    "EnsureMismatchError",
-    "EnsureResult",
-    "FieldDiff",
-    "FieldRule",
-    "LoadPlan",
-    "compare",
-    "ensure_loaded",
-    "loaded_card",
-    "plan_for",
-    "plan_load",
-    "unchanged",
-    "unchecked_note",
-    "unreported_fields",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class EnsureResult:
-    """What :func:`ensure_loaded` did.
-
-    ``action`` is what was done in the end ("reload" when a silently ignored
-    load had to be redone). ``reasons`` come from the plan. ``event`` is the
-    model's ``finished`` event of the last load (None when nothing was done).
-    ``card`` is the loaded card after acting (the planning card for "none";
-    None when verification was off). ``mismatches`` is empty unless this
-    result rides on an :class:`EnsureMismatchError`. ``unchecked`` names the
-    fields the request sets that the card could not confirm.
-    ``draft_loaded`` is the load stream's evidence about a draft model: True
-    when it showed ``draft`` events, False when a load ran without any, None
-    when no load ran or the server answered with its "already loaded" no-op
-    (the card never says whether a draft is loaded).
-    """
-
-    action: EnsureAction
-    reasons: tuple[FieldDiff, ...]
-    plan: LoadPlan
-    event: ModelLoadResponse | None = None
-    card: ModelCard | None = None
-    mismatches: tuple[FieldDiff, ...] = ()
-    unchecked: tuple[str, ...] = ()
-    draft_loaded: bool | None = None
-
-    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = ("action", "model", "why")
-
-    @property
-    def changed(self) -> bool:
-        """True when something was loaded."""
-        return self.action != "none"
-
-    def summary(self) -> str:
-        """One line: what was done and why."""
-        why = reasons_text(self.reasons)
-        return f"{self.action}: {why}" if why else f"{self.action}: already as requested"
-
-    def table_row(self) -> tuple[str, ...]:
-        card = self.card if self.card is not None else self.plan.loaded
-        return (self.action, card_text(card), reasons_text(self.reasons) or "as requested")
-
-
-def unchanged(plan: LoadPlan) -> EnsureResult:
-    """The result of a plan that needs nothing done."""
-    return EnsureResult("none", plan.reasons, plan, None, plan.loaded, unchecked=plan.unchecked)
-
-
-class EnsureMismatchError(TabbyError):
-    """After acting, the loaded model still differs from the request.
-
-    The server changed a value itself (a context clamped to what the model
-    allows, say) or another client loaded something else meanwhile.
-    ``result`` holds what was done and the remaining ``mismatches``.
-    """
-
-    code: ClassVar[str] = "ensure_mismatch"
-
-    def __init__(self, result: EnsureResult) -> None:
-        detail = "; ".join(str(m) for m in result.mismatches)
-        super().__init__(f"after {result.action}, the loaded model still differs: {detail}")
-        self.result = result
+__all__ = ["ensure_loaded", "loaded_card", "plan_load"]
 
 
 # --- acting ------------------------------------------------------------------
@@ -187,7 +93,7 @@ async def _load(
     service: AsyncModelsService,
     request: ModelLoadRequest,
     on_progress: ProgressCallback | None,
-    timeout: TimeoutLike,
+    timeout: TimeoutArg,
 ) -> _LoadOutcome:
     """Load, watching the stream for the "already loaded" no-op and for a draft."""
     shapes: list[tuple[str, int, int]] = []
@@ -209,7 +115,7 @@ async def ensure_loaded(
     request: ModelLoadRequest,
     *,
     on_progress: ProgressCallback | None = None,
-    timeout: TimeoutLike = None,
+    timeout: TimeoutArg = USE_CLIENT_DEFAULT,
     verify: bool = True,
 ) -> EnsureResult:
     """Make the server run ``request``: do nothing, load, or unload then load.

@@ -28,9 +28,11 @@ import aiohttp
 import msgspec
 
 from . import errors as E
+from ._mapping import translate_exception
+from ._route import Route
 from ._sse import EventReader, MessageEvent
 from ._timeouts import Timeout
-from ._transport import RETRY_STATUSES, Route, Transport, translate_exception
+from ._transport import RETRY_STATUSES, Transport
 from .types import ModelLoadResponse
 
 if TYPE_CHECKING:
@@ -110,7 +112,7 @@ class LoadStream:
     def __init__(
         self,
         transport: Transport,
-        route: Route,
+        route: Route[Any],
         body: msgspec.Struct,
         timeout: Timeout,
         *,
@@ -172,7 +174,7 @@ class LoadStream:
         if self._opening is not None:
             raise E.ClientStateError("this load stream is being opened by another task")
         sending = asyncio.ensure_future(
-            self._transport.send(self._route, self._body, self._timeout, read=False)
+            self._transport.send(self._route, self._body, self._timeout, 0, read=False)
         )
         self._opening = sending
         try:

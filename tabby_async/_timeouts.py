@@ -9,7 +9,14 @@ import aiohttp
 
 from .errors import InvalidInputError
 
-__all__ = ["DEFAULT_STREAM_TIMEOUT", "DEFAULT_TIMEOUT", "Timeout", "TimeoutLike"]
+__all__ = [
+    "DEFAULT_STREAM_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "NO_BOUND",
+    "Timeout",
+    "TimeoutLike",
+    "resolve_timeout",
+]
 
 
 @dataclass(frozen=True)
@@ -64,15 +71,20 @@ DEFAULT_TIMEOUT = Timeout(total=30.0, connect=10.0, read=None)
 DEFAULT_STREAM_TIMEOUT = Timeout(total=None, connect=10.0, read=60.0)
 
 
-def resolve_timeout(value: TimeoutLike, default: Timeout) -> Timeout:
-    """A per-call ``timeout=`` against the client's default.
+#: No bound of any kind: what ``timeout=None`` means, per call and per client.
+NO_BOUND = Timeout()
 
-    A bare number replaces the total and keeps the default's connect bound.
+
+def resolve_timeout(value: TimeoutLike, default: Timeout) -> Timeout:
+    """A ``timeout=`` value against a default.
+
+    ``None`` means no bound at all. A bare number replaces the total and
+    keeps the default's connect and read bounds.
     """
     if value is None:
-        return default
+        return NO_BOUND
     if isinstance(value, Timeout):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError("timeout", f"must be seconds or a Timeout, not {value!r}")
+        raise InvalidInputError("timeout", f"must be seconds, a Timeout or None, not {value!r}")
     return Timeout(total=float(value), connect=default.connect, read=default.read)

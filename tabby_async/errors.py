@@ -1,12 +1,41 @@
-"""The TabbyError hierarchy.
+"""The TabbyError hierarchy: every error the SDK raises, with a stable ``code``.
 
-Every failure the SDK reports is a :class:`TabbyError`. Each class has a stable
-string ``code`` to switch on, so callers need not import every class::
+::
+
+    TabbyError                          tabby_error
+    ├── InvalidInputError (ValueError)  invalid_input     refused before sending; .field
+    ├── ClientStateError (RuntimeError) client_state      closed client, another event loop
+    ├── TabbyConnectionError            connection_error  unreachable, cut, not HTTP; .sent
+    ├── TabbyTimeoutError               timeout           .kind: connect | read | total
+    ├── ResponseDecodeError             decode_error      a 2xx body of the wrong shape
+    ├── StreamError                     stream_error      the load stream ended early
+    ├── LoadFailedError                 load_failed       the server's failed load; .trace
+    ├── APIStatusError                  http_error        .status .message .body .method .path
+    │   ├── BadRequestError             invalid_request   400
+    │   │   ├── ModelNotFoundError      not_found         400 "could not find the model path"
+    │   │   └── AlreadyLoadedError      already_loaded    400: that embedding model is loaded
+    │   ├── AuthenticationError         authentication_error  401 api key; .reason
+    │   ├── PermissionDeniedError       permission_error  401 admin key, 403; .reason
+    │   ├── NotFoundError               not_found         404 (ModelNotFoundError is one too)
+    │   ├── UnprocessableEntityError    validation_error  422; .errors
+    │   ├── RateLimitError              rate_limited      429
+    │   ├── ServerError                 server_error      5xx
+    │   └── ModelNotLoadedError         model_not_loaded  503 nothing loaded; .kind
+    ├── EnsureMismatchError             ensure_mismatch   still differs after ensure; .result
+    ├── VerificationError               verify_failed     a rollout's check of a node
+    ├── NodeSkippedError                skipped           a fleet node never started
+    ├── NodeCancelledError              cancelled         a fleet node was cancelled
+    └── FleetError                      fleet_error       FleetResult.raise_for_errors; .result
+
+Switch on ``code`` rather than importing every class::
 
     except TabbyError as err:
         match err.code:
             case "permission_error": ...
             case "not_found": ...
+
+``code`` is typed as :data:`ErrorCode`, a ``Literal`` of every code, so a
+type checker catches a misspelt case.
 
 Errors that come from an HTTP answer are :class:`APIStatusError` and carry the
 ``status``, the server's ``message`` (its ``detail``) and the parsed ``body``.
@@ -20,17 +49,28 @@ fields, so it can cross a process boundary (a ``ProcessPoolExecutor`` worker).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from ._desired import EnsureResult
+    from .fleet._results import FleetResult
 
 __all__ = [
     "APIStatusError",
+    "AlreadyLoadedError",
     "AuthenticationError",
     "BadRequestError",
     "ClientStateError",
+    "EnsureMismatchError",
+    "ErrorCode",
+    "FleetError",
     "InvalidInputError",
+    "KeyProblem",
     "LoadFailedError",
     "ModelNotFoundError",
     "ModelNotLoadedError",
+    "NodeCancelledError",
+    "NodeSkippedError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -41,7 +81,39 @@ __all__ = [
     "TabbyError",
     "TabbyTimeoutError",
     "UnprocessableEntityError",
+    "VerificationError",
 ]
+
+#: Every error's stable ``code``.
+ErrorCode = Literal[
+    "tabby_error",
+    "invalid_input",
+    "client_state",
+    "connection_error",
+    "timeout",
+    "decode_error",
+    "stream_error",
+    "load_failed",
+    "http_error",
+    "invalid_request",
+    "not_found",
+    "already_loaded",
+    "authentication_error",
+    "permission_error",
+    "validation_error",
+    "rate_limited",
+    "server_error",
+    "model_not_loaded",
+    "ensure_mismatch",
+    "verify_failed",
+    "skipped",
+    "cancelled",
+    "fleet_error",
+]
+
+#: What was wrong with a key: none was sent (``missing``), the server did not
+#: accept it (``invalid``), or the answer did not say (``unknown``: a proxy's 403).
+KeyProblem = Literal["missing", "invalid", "unknown"]
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
@@ -54,7 +126,7 @@ def _rebuild(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
 class TabbyError(Exception):
     """Base of every error the SDK raises."""
 
-    code: ClassVar[str] = "tabby_error"
+    code: ClassVar[ErrorCode] = "tabby_error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -74,7 +146,7 @@ class TabbyError(Exception):
 class InvalidInputError(TabbyError, ValueError):
     """A request was refused before sending: ``field`` names the bad input."""
 
-    code: ClassVar[str] = "invalid_input"
+    code: ClassVar[ErrorCode] = "invalid_input"
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -84,13 +156,13 @@ class InvalidInputError(TabbyError, ValueError):
 class ClientStateError(TabbyError, RuntimeError):
     """The client was used when it cannot be: closed, or in another event loop."""
 
-    code: ClassVar[str] = "client_state"
+    code: ClassVar[ErrorCode] = "client_state"
 
 
 class TabbyConnectionError(TabbyError, ConnectionError):
     """The server could not be reached, or the connection broke mid-answer."""
 
-    code: ClassVar[str] = "connection_error"
+    code: ClassVar[ErrorCode] = "connection_error"
 
     def __init__(self, message: str, *, sent: bool = True) -> None:
         super().__init__(message)
@@ -105,7 +177,7 @@ TimeoutKind = Literal["connect", "read", "total"]
 class TabbyTimeoutError(TabbyError, TimeoutError):
     """A timeout fired; ``kind`` says which: connect, read (idle) or total."""
 
-    code: ClassVar[str] = "timeout"
+    code: ClassVar[ErrorCode] = "timeout"
 
     def __init__(self, message: str, *, kind: TimeoutKind, sent: bool = True) -> None:
         super().__init__(message)
@@ -116,19 +188,19 @@ class TabbyTimeoutError(TabbyError, TimeoutError):
 class ResponseDecodeError(TabbyError):
     """The server answered 2xx with a body that does not have the expected shape."""
 
-    code: ClassVar[str] = "decode_error"
+    code: ClassVar[ErrorCode] = "decode_error"
 
 
 class StreamError(TabbyError):
     """The load stream ended or broke before the model's ``finished`` event."""
 
-    code: ClassVar[str] = "stream_error"
+    code: ClassVar[ErrorCode] = "stream_error"
 
 
 class LoadFailedError(TabbyError):
     """The server reported a failed load inside the progress stream."""
 
-    code: ClassVar[str] = "load_failed"
+    code: ClassVar[ErrorCode] = "load_failed"
 
     def __init__(self, message: str, *, trace: Any = None) -> None:
         super().__init__(message)
@@ -138,7 +210,7 @@ class LoadFailedError(TabbyError):
 class APIStatusError(TabbyError):
     """The server answered with an error status."""
 
-    code: ClassVar[str] = "http_error"
+    code: ClassVar[ErrorCode] = "http_error"
 
     def __init__(
         self,
@@ -168,44 +240,89 @@ class APIStatusError(TabbyError):
 class BadRequestError(APIStatusError):
     """400: the server refused the request."""
 
-    code: ClassVar[str] = "invalid_request"
-
-
-class ModelNotFoundError(BadRequestError):
-    """The named model (or embedding model) has no folder on the server.
-
-    The real server says this with a 400 ("Could not find the model path...").
-    """
-
-    code: ClassVar[str] = "not_found"
+    code: ClassVar[ErrorCode] = "invalid_request"
 
 
 class AuthenticationError(APIStatusError):
-    """401: the api key is missing or wrong."""
+    """401: the api key is missing (``reason == "missing"``) or wrong (``"invalid"``)."""
 
-    code: ClassVar[str] = "authentication_error"
+    code: ClassVar[ErrorCode] = "authentication_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+        headers: dict[str, str] | None = None,
+        reason: KeyProblem = "unknown",
+    ) -> None:
+        super().__init__(
+            message, status=status, body=body, method=method, path=path, headers=headers
+        )
+        self.reason: KeyProblem = reason
 
 
 class PermissionDeniedError(APIStatusError):
     """The route needs the admin key, and the client did not send a valid one.
 
-    The real server answers 401 "Please provide an admin key" / "Invalid admin
-    key"; for the user this is a permission problem, not a bad api key.
+    The server answers 401 "Please provide an admin key" (``reason ==
+    "missing"``) or "Invalid admin key" (``"invalid"``); for the user this is
+    a permission problem, not a bad api key. A proxy's 403 has ``"unknown"``.
     """
 
-    code: ClassVar[str] = "permission_error"
+    code: ClassVar[ErrorCode] = "permission_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+        headers: dict[str, str] | None = None,
+        reason: KeyProblem = "unknown",
+    ) -> None:
+        super().__init__(
+            message, status=status, body=body, method=method, path=path, headers=headers
+        )
+        self.reason: KeyProblem = reason
 
 
 class NotFoundError(APIStatusError):
     """404: the server does not have this route (an older or other server?)."""
 
-    code: ClassVar[str] = "not_found"
+    code: ClassVar[ErrorCode] = "not_found"
+
+
+class ModelNotFoundError(BadRequestError, NotFoundError):
+    """The named model (or embedding model) has no folder on the server.
+
+    The server says this with a 400 ("Could not find the model path..."),
+    so it is a :class:`BadRequestError`; it is a :class:`NotFoundError` too, so
+    ``except NotFoundError`` catches an unknown model.
+    """
+
+    code: ClassVar[ErrorCode] = "not_found"
+
+
+class AlreadyLoadedError(BadRequestError):
+    """400: the embedding model asked for is the one already loaded.
+
+    Unlike the main model, whose repeated load is a no-op, the server refuses
+    to load the loaded embedding model again. Nothing changed on the server.
+    """
+
+    code: ClassVar[ErrorCode] = "already_loaded"
 
 
 class UnprocessableEntityError(APIStatusError):
     """422: the server's validation refused the body; ``errors`` lists the fields."""
 
-    code: ClassVar[str] = "validation_error"
+    code: ClassVar[ErrorCode] = "validation_error"
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -216,20 +333,95 @@ class UnprocessableEntityError(APIStatusError):
 class RateLimitError(APIStatusError):
     """429: too many requests (from a proxy in front of TabbyAPI)."""
 
-    code: ClassVar[str] = "rate_limited"
+    code: ClassVar[ErrorCode] = "rate_limited"
 
 
 class ServerError(APIStatusError):
     """A 5xx answer other than "no model loaded"."""
 
-    code: ClassVar[str] = "server_error"
+    code: ClassVar[ErrorCode] = "server_error"
 
 
 class ModelNotLoadedError(APIStatusError):
     """503 "No models are currently loaded." (or the embedding variant).
 
     This is an answer about the server's state, not an outage: it is not a
-    :class:`ServerError` and is never retried.
+    :class:`ServerError` and is never retried. ``kind`` says which: the main
+    ``"model"`` or the ``"embedding"`` model. The server also says it about
+    the main model while a load is running.
     """
 
-    code: ClassVar[str] = "model_not_loaded"
+    code: ClassVar[ErrorCode] = "model_not_loaded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+        headers: dict[str, str] | None = None,
+        kind: Literal["model", "embedding"] = "model",
+    ) -> None:
+        super().__init__(
+            message, status=status, body=body, method=method, path=path, headers=headers
+        )
+        self.kind: Literal["model", "embedding"] = kind
+
+
+# --- desired state and fleets ----------------------------------------------------
+
+
+class EnsureMismatchError(TabbyError):
+    """After acting, the loaded model still differs from the request.
+
+    The server changed a value itself (a context clamped to what the model
+    allows, say) or another client loaded something else meanwhile.
+    ``result`` holds what was done and the remaining ``mismatches``.
+    """
+
+    code: ClassVar[ErrorCode] = "ensure_mismatch"
+
+    def __init__(self, result: EnsureResult) -> None:
+        detail = "; ".join(str(m) for m in result.mismatches)
+        super().__init__(f"after {result.action}, the loaded model still differs: {detail}")
+        self.result = result
+
+
+class VerificationError(TabbyError):
+    """A node loaded, but the rollout's check after its batch did not pass."""
+
+    code: ClassVar[ErrorCode] = "verify_failed"
+
+
+class NodeSkippedError(TabbyError):
+    """The operation never started on this node (``fail_fast``, or a halted rollout)."""
+
+    code: ClassVar[ErrorCode] = "skipped"
+
+
+class NodeCancelledError(TabbyError):
+    """The operation was running on this node and was cancelled (``fail_fast``).
+
+    Cancelling a load stream closes the connection; the server finishes the
+    load anyway.
+    """
+
+    code: ClassVar[ErrorCode] = "cancelled"
+
+
+class FleetError(TabbyError):
+    """Raised by ``FleetResult.raise_for_errors()``; ``result`` holds every node."""
+
+    code: ClassVar[ErrorCode] = "fleet_error"
+
+    def __init__(self, result: FleetResult[Any]) -> None:
+        failed = result.failed
+        shown = ", ".join(f"{r.node} ({r.status})" for r in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        super().__init__(
+            f"{result.operation or 'fleet operation'}: {len(failed)} of {len(result)} "
+            f"nodes failed: {shown}{more}"
+        )
+        self.result = result

@@ -162,6 +162,17 @@ class HealthResponse(_Response, frozen=True, kw_only=True, gc=False):
         return self.status == "healthy"
 
 
+class HealthShape(msgspec.Struct, frozen=True):
+    """The server's own 503 on ``/health``: both fields present, ``issues`` a list.
+
+    A proxy's 503 (an HTML page, ``{"detail": ...}``, ``{"status": "error"}``)
+    lacks one of them and is an outage, not the server's answer.
+    """
+
+    status: str
+    issues: list[HealthIssue]
+
+
 class PermissionResponse(_Response, frozen=True, kw_only=True, gc=False):
     """The ``/v1/auth/permission`` answer: ``"api"`` or ``"admin"``."""
 

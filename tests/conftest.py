@@ -16,7 +16,7 @@ def held_connections(client: AsyncTabbyClient) -> int:
     Both pools count: the control calls' and the loads' and downloads'.
     """
     held = 0
-    for session in (client._session, client._long_session):
+    for session in (client._sessions._control, client._sessions._long):
         if session is not None and session.connector is not None:
             connector: aiohttp.BaseConnector = session.connector
             held += len(connector._acquired)

@@ -29,19 +29,17 @@ from tabby_async import (
     PermissionDeniedError,
 )
 from tabby_async._desired import (
+    NOT_COMPARED,
+    FieldDiff,
     card_id,
+    compare,
+    plan_for,
     rules_markdown,
     same_model,
     unchecked_note,
     unreported_fields,
 )
-from tabby_async._ensure import (
-    NOT_COMPARED,
-    EnsureMismatchError,
-    FieldDiff,
-    compare,
-    plan_for,
-)
+from tabby_async.errors import EnsureMismatchError
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 LOAD = "/v1/model/load"

@@ -33,7 +33,7 @@ from tabby_async import (
     UnprocessableEntityError,
 )
 from tabby_async import _routes as R
-from tabby_async._transport import status_error
+from tabby_async._mapping import status_error
 from tabby_async.cli import main as cli_main
 from tabby_async.cli.common import ERROR_LINE_LIMIT, describe_error, one_line
 from tabby_async.fleet import FleetResult, LoadPlan, NodeResult
@@ -199,13 +199,14 @@ SAMPLES: dict[str, Any] = {
     "kind": "read",
     "sent": False,
     "trace": ["frame 1", "frame 2"],
+    "reason": "invalid",
 }
 RESULTS: dict[str, Callable[[], Any]] = {
     "EnsureMismatchError": _ensure_result,
     "FleetError": _fleet_result,
 }
 FIELDS = ("code", "message", "field", "status", "body", "method", "path", "headers", "kind")
-FIELDS += ("sent", "trace")
+FIELDS += ("sent", "trace", "reason")
 
 
 def _make(cls: type[TabbyError]) -> TabbyError:

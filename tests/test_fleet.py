@@ -521,7 +521,7 @@ async def test_fleet_made_clients_share_one_pool(cluster: Cluster) -> None:
         assert session.connector.limit == 50 and session.connector.limit_per_host == 3
         clients = fleet.clients
         assert list(clients) == fleet.nodes
-        assert all(c._session is session for c in clients.values())
+        assert all(c._sessions._control is session for c in clients.values())
     assert session.closed
     assert all(c.closed for c in clients.values())
     assert fleet.closed

@@ -19,7 +19,7 @@ from tabby_async import (
     TabbyConnectionError,
     TabbyTimeoutError,
 )
-from tabby_async._transport import kept_headers
+from tabby_async._mapping import kept_headers
 from tabby_async.testing import TabbyEmulator
 from tests.conftest import held_connections
 from tests.helpers import serve_app

@@ -27,7 +27,7 @@ from tabby_async import (
 )
 from tabby_async import _routes as R
 from tabby_async._checks import redact_url
-from tabby_async._transport import status_error, translate_exception
+from tabby_async._mapping import status_error, translate_exception
 from tabby_async.cli import main as cli_main
 from tabby_async.fleet import NodeSpec, read_nodes_toml
 from tabby_async.fleet._config import parse_nodes

@@ -31,9 +31,9 @@ from tabby_async import (
     PermissionResponse,
     StreamError,
 )
+from tabby_async._mapping import decode
 from tabby_async._routes import GET
 from tabby_async._sse import MAX_LINE, EventParser, EventReader
-from tabby_async._transport import decode
 from tabby_async.errors import ResponseDecodeError
 
 BOM = b"\xef\xbb\xbf"

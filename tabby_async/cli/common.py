@@ -207,10 +207,12 @@ def client_from_args(args: argparse.Namespace, *, reads_as_admin: bool = False) 
     (exit code 2). Use it as ``async with client_from_args(args) as client:``.
     """
     conn = connection_from_args(args)
-    timeout = None if conn.timeout is None else Timeout(total=conn.timeout, connect=10.0)
     api_key = conn.api_key
     if reads_as_admin and conn.admin_key is not None:
         api_key = conn.admin_key
+    if conn.timeout is None:
+        return AsyncTabbyClient(conn.url, api_key=api_key, admin_key=conn.admin_key)
+    timeout = Timeout(total=conn.timeout, connect=10.0)
     return AsyncTabbyClient(conn.url, api_key=api_key, admin_key=conn.admin_key, timeout=timeout)
 
 

@@ -14,33 +14,19 @@ one :class:`NodeResult` per node (the value or the typed error, and the time
 taken) in a :class:`FleetResult`. See :class:`TabbyFleet`.
 """
 
-from .._ensure import (
-    FIELD_RULES,
-    NOT_COMPARED,
+from .._desired import FIELD_RULES, NOT_COMPARED, EnsureResult, FieldDiff, FieldRule, LoadPlan
+from ..errors import (
     EnsureMismatchError,
-    EnsureResult,
-    FieldDiff,
-    FieldRule,
-    LoadPlan,
+    FleetError,
+    NodeCancelledError,
+    NodeSkippedError,
+    VerificationError,
 )
 from ._config import NodeSpec, read_nodes_toml
 from ._fanout import NodeOp, ResultCallback
 from ._fleet import EventCallback, FleetModels, RunOptions, TabbyFleet
-from ._results import (
-    FleetError,
-    FleetResult,
-    NodeCancelledError,
-    NodeResult,
-    NodeSkippedError,
-    format_table,
-)
-from ._rollout import (
-    FleetEnsureReport,
-    RolloutReport,
-    VerificationError,
-    Verifier,
-    default_verify,
-)
+from ._results import FleetResult, NodeResult, format_table
+from ._rollout import FleetEnsureReport, RolloutReport, Verifier, default_verify
 from ._status import NodeStatus
 from ._stream import FleetLoadEvent, FleetLoadStream
 

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from .._client import AsyncTabbyClient
-from ..errors import TabbyError, TabbyTimeoutError
-from ._results import FleetResult, NodeCancelledError, NodeResult, NodeSkippedError
+from ..errors import NodeCancelledError, NodeSkippedError, TabbyError, TabbyTimeoutError
+from ._results import FleetResult, NodeResult
 
 __all__ = ["NodeOp", "ResultCallback", "fan_out"]
 

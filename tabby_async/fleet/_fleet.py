@@ -14,10 +14,10 @@ import aiohttp
 from yarl import URL
 
 from .._client import AsyncTabbyClient
-from .._ensure import EnsureResult, LoadPlan, unchanged
+from .._desired import EnsureResult, LoadPlan, unchanged
+from .._resource import build_request
 from .._timeouts import TimeoutLike
-from ..errors import ClientStateError, InvalidInputError
-from ..models import _build
+from ..errors import ClientStateError, InvalidInputError, NodeSkippedError
 from ..types import (
     DownloadRequest,
     DownloadResponse,
@@ -32,7 +32,7 @@ from ..types import (
 )
 from ._config import NodeSpec, read_nodes_toml
 from ._fanout import NodeOp, ResultCallback, fan_out
-from ._results import FleetResult, NodeResult, NodeSkippedError
+from ._results import FleetResult, NodeResult
 from ._rollout import FleetEnsureReport, RolloutReport, Verifier, default_verify
 from ._status import NodeStatus, probe_status
 from ._stream import FleetLoadStream
@@ -128,12 +128,12 @@ class TabbyFleet:
         self._connection_limit = _positive_int(
             "connection_limit", default_limit if connection_limit is None else connection_limit
         )
-        self._client_options: dict[str, Any] = {
-            "timeout": client_timeout,
-            "stream_timeout": stream_timeout,
-            "max_retries": max_retries,
-            "ssl": ssl,
-        }
+        self._client_options: dict[str, Any] = {"max_retries": max_retries, "ssl": ssl}
+        # Not given: the clients' own defaults.
+        if client_timeout is not None:
+            self._client_options["timeout"] = client_timeout
+        if stream_timeout is not None:
+            self._client_options["stream_timeout"] = stream_timeout
         items: Iterable[tuple[str | None, NodeSpec | AsyncTabbyClient]]
         if isinstance(nodes, Mapping):
             items = list(nodes.items())
@@ -363,7 +363,7 @@ class TabbyFleet:
         **fields: Any,
     ) -> FleetResult[LoadPlan]:
         """What :meth:`ensure_loaded` would do on each node, and why; loads nothing."""
-        body = _build(ModelLoadRequest, request, fields)
+        body = build_request(ModelLoadRequest, request, fields)
         return await self.run(
             lambda _n, c: c.models.plan_load(body),
             nodes=nodes,
@@ -398,7 +398,7 @@ class TabbyFleet:
         plan. ``timeout`` bounds each node's ensure (default: the fleet's
         ``load_timeout``).
         """
-        body = _build(ModelLoadRequest, request, fields)
+        body = build_request(ModelLoadRequest, request, fields)
         plans = await self.plan_load(body, nodes=nodes, max_concurrency=max_concurrency)
         if on_plan is not None:
             on_plan(plans)
@@ -457,7 +457,7 @@ class TabbyFleet:
         checks get ``node_timeout``. ``on_result`` sees each node's final
         result (after its check); ``on_batch(index, results)`` each batch's.
         """
-        body = _build(ModelLoadRequest, request, fields)
+        body = build_request(ModelLoadRequest, request, fields)
         size = _positive_int("batch_size", batch_size)
         if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
             raise InvalidInputError(
@@ -632,7 +632,7 @@ class FleetModels:
         runs: :meth:`ensure_loaded` compares first. ``timeout`` defaults to
         the fleet's ``load_timeout``.
         """
-        body = _build(ModelLoadRequest, request, fields)
+        body = build_request(ModelLoadRequest, request, fields)
         fleet = self._fleet
         return await fleet.run(
             lambda name, c: c.models.load(body, on_progress=_bind(on_event, name)),
@@ -661,7 +661,7 @@ class FleetModels:
         ``timeout`` bounds each node's whole load (default: the fleet's
         ``load_timeout``); ``stream_timeout`` is the one-server stream timeout.
         """
-        body = _build(ModelLoadRequest, request, fields)
+        body = build_request(ModelLoadRequest, request, fields)
         fleet = self._fleet
         limit = fleet.max_concurrency
         if max_concurrency is not None:
@@ -699,7 +699,7 @@ class FleetModels:
         on_result: ResultCallback | None = None,
         **fields: Any,
     ) -> FleetResult[ModelLoadResponse]:
-        body = _build(EmbeddingModelLoadRequest, request, fields)
+        body = build_request(EmbeddingModelLoadRequest, request, fields)
         fleet = self._fleet
         return await fleet.run(
             lambda _n, c: c.models.load_embedding(body),
@@ -724,7 +724,7 @@ class FleetModels:
         **fields: Any,
     ) -> FleetResult[DownloadResponse]:
         """Have every node download a Hugging Face repo (``timeout`` default: load_timeout)."""
-        body = _build(DownloadRequest, request, fields)
+        body = build_request(DownloadRequest, request, fields)
         fleet = self._fleet
         return await fleet.run(
             lambda _n, c: c.models.download(body),

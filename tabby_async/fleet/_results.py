@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
-from ..errors import TabbyError
+from ..errors import FleetError, TabbyError
 from ..types import (
     DownloadResponse,
     HealthResponse,
@@ -25,11 +25,8 @@ from ..types import (
 )
 
 __all__ = [
-    "FleetError",
     "FleetResult",
-    "NodeCancelledError",
     "NodeResult",
-    "NodeSkippedError",
     "format_table",
 ]
 
@@ -38,22 +35,6 @@ T_co = TypeVar("T_co", covariant=True)
 
 #: Longest text of one table cell; error messages can be long.
 _CELL_LIMIT = 100
-
-
-class NodeSkippedError(TabbyError):
-    """The operation never started on this node (``fail_fast``, or a halted rollout)."""
-
-    code: ClassVar[str] = "skipped"
-
-
-class NodeCancelledError(TabbyError):
-    """The operation was running on this node and was cancelled (``fail_fast``).
-
-    Cancelling a load stream closes the connection; the server finishes the
-    load anyway (PROTOCOL.md).
-    """
-
-    code: ClassVar[str] = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -83,22 +64,6 @@ class NodeResult(Generic[T_co]):
         if self.error is not None:
             raise self.error
         return cast(T_co, self.value)
-
-
-class FleetError(TabbyError):
-    """Raised by :meth:`FleetResult.raise_for_errors`; ``result`` holds every node."""
-
-    code: ClassVar[str] = "fleet_error"
-
-    def __init__(self, result: FleetResult[Any]) -> None:
-        failed = result.failed
-        shown = ", ".join(f"{r.node} ({r.status})" for r in failed[:5])
-        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        super().__init__(
-            f"{result.operation or 'fleet operation'}: {len(failed)} of {len(result)} "
-            f"nodes failed: {shown}{more}"
-        )
-        self.result = result
 
 
 class FleetResult(Generic[T]):

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
 
 from .._client import AsyncTabbyClient
-from .._desired import in_table_order, unreported_fields
-from .._ensure import EnsureResult, LoadPlan, loaded_card, plan_for
-from ..errors import TabbyError
+from .._desired import EnsureResult, LoadPlan, in_table_order, plan_for, unreported_fields
+from .._ensure import loaded_card
+from ..errors import TabbyError, VerificationError
 from ..types import ModelLoadRequest
 from ._results import FleetResult, format_table
 
 __all__ = [
     "FleetEnsureReport",
     "RolloutReport",
-    "VerificationError",
     "Verifier",
     "default_verify",
 ]
@@ -24,12 +22,6 @@ __all__ = [
 #: A rollout check of one node after its load: return to pass, raise a
 #: :class:`~tabby_async.TabbyError` (e.g. :class:`VerificationError`) to fail.
 Verifier = Callable[[str, AsyncTabbyClient, ModelLoadRequest], Awaitable[None]]
-
-
-class VerificationError(TabbyError):
-    """A node loaded, but the check after its batch did not pass."""
-
-    code: ClassVar[str] = "verify_failed"
 
 
 async def default_verify(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._client import AsyncTabbyClient
+from .._defaults import USE_CLIENT_DEFAULT
 from .._timeouts import TimeoutLike
 from ..errors import ClientStateError
 from ..types import ModelLoadRequest, ModelLoadResponse
@@ -147,7 +148,8 @@ class FleetLoadStream:
         request, timeout = self._request, self._stream_timeout
 
         async def one(name: str, client: AsyncTabbyClient) -> ModelLoadResponse:
-            async with client.models.load_stream(request, timeout=timeout) as stream:
+            stream_timeout = USE_CLIENT_DEFAULT if timeout is None else timeout
+            async with client.models.load_stream(request, timeout=stream_timeout) as stream:
                 async for event in stream:
                     if event.model_type == "model" and event.modules > 0:
                         self._set_fraction(name, min(1.0, event.module / event.modules))

@@ -1,0 +1,101 @@
+"""What "the client's default" means for one call: one sentinel, and its resolution.
+
+Every per-call ``timeout=`` and ``max_retries=`` of the SDK (the fleet's
+included) defaults to :data:`USE_CLIENT_DEFAULT`. ``None`` is never "the
+default": for a timeout it means *no bound at all*, and a retry count has no
+"unbounded" form, so ``max_retries=None`` is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ._checks import check_max_retries
+from ._timeouts import Timeout, TimeoutLike, resolve_timeout
+
+__all__ = [
+    "USE_CLIENT_DEFAULT",
+    "CallKind",
+    "ClientDefaults",
+    "RetriesArg",
+    "TimeoutArg",
+    "UseClientDefault",
+]
+
+
+class UseClientDefault:
+    """The type of :data:`USE_CLIENT_DEFAULT`; there is only one instance."""
+
+    _instance: UseClientDefault | None = None
+
+    def __new__(cls) -> UseClientDefault:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "USE_CLIENT_DEFAULT"  # unpickles as the module's one instance
+
+
+#: "Use what the client (or fleet) was built with": the default of every
+#: per-call ``timeout=`` and ``max_retries=``.
+USE_CLIENT_DEFAULT: Final = UseClientDefault()
+
+#: A per-call timeout: the client's default, seconds for the whole call (the
+#: default's connect and read bounds kept), a :class:`Timeout`, or ``None``
+#: for no bound at all.
+TimeoutArg = TimeoutLike | UseClientDefault
+#: A per-call retry count (read-only calls only): the client's, or a number.
+RetriesArg = int | UseClientDefault
+
+#: How long a route's calls run, which picks their default timeout:
+#: ``control`` answers at once; ``stream`` sends events for minutes (a load);
+#: ``silent`` runs for minutes and says nothing until done (a download, an
+#: embedding load), so it gets no idle bound by default.
+CallKind = Literal["control", "stream", "silent"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDefaults:
+    """A client's defaults, and the per-call values resolved against them."""
+
+    #: Control calls (list, get, unload, ...).
+    timeout: Timeout
+    #: Loads, downloads and embedding loads.
+    stream_timeout: Timeout
+    #: Retries of read-only calls.
+    max_retries: int
+    #: ``stream_timeout`` without its idle bound, for silent calls.
+    silent_timeout: Timeout
+
+    @classmethod
+    def build(cls, timeout: Timeout, stream_timeout: Timeout, max_retries: int) -> ClientDefaults:
+        """The defaults of a client built with these settings (already checked)."""
+        silent = Timeout(
+            total=stream_timeout.total, connect=stream_timeout.connect, read=None
+        )
+        return cls(timeout, stream_timeout, max_retries, silent)
+
+    def timeout_for(self, value: TimeoutArg, kind: CallKind = "control") -> Timeout:
+        """The timeout of one call of ``kind``, from its ``timeout=`` argument."""
+        if kind == "control":
+            default = self.timeout
+        elif kind == "stream":
+            default = self.stream_timeout
+        else:
+            # Silent calls send nothing until they are done: an idle bound
+            # would cut them off, and a cut download is cancelled on the server.
+            default = self.silent_timeout
+        if isinstance(value, UseClientDefault):
+            return default
+        return resolve_timeout(value, default)
+
+    def retries_for(self, value: RetriesArg) -> int:
+        """The retry count of one call, checked before anything is sent."""
+        if isinstance(value, UseClientDefault):
+            return self.max_retries
+        return check_max_retries(value)

@@ -1,0 +1,256 @@
+"""The one boundary where foreign failures become typed errors.
+
+An error answer (status and body) becomes the most specific
+:class:`~tabby_async.APIStatusError` (:func:`status_error`); an aiohttp or
+asyncio failure becomes a :class:`~tabby_async.TabbyConnectionError` or
+:class:`~tabby_async.TabbyTimeoutError` (:func:`translate_exception`); a 2xx
+body of the wrong shape becomes a :class:`~tabby_async.ResponseDecodeError`
+(:func:`decode`). Nothing else in the SDK maps errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import http
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from . import errors as E
+from ._checks import redact_url
+from ._route import Route
+from ._timeouts import Timeout
+
+__all__ = ["decode", "kept_headers", "secs", "status_error", "translate_exception"]
+
+T = TypeVar("T")
+
+#: The server's texts that decide an error's class.
+_NOT_LOADED = {
+    "No models are currently loaded.": "model",
+    "No embedding models are currently loaded.": "embedding",
+}
+_MODEL_PATH_MISSING = "Could not find the model path"
+_EMBEDDING_PATH_MISSING = "Could not find the embedding model path"
+_ALREADY_LOADED = "is already loaded! Aborting."
+_MISSING_KEY = ("Please provide an API key", "Please provide an admin key")
+_detail_decoder = msgspec.json.Decoder()
+
+
+#: The answer headers an APIStatusError keeps, by their canonical names.
+_KEPT_HEADERS = {
+    "retry-after": "Retry-After",
+    "location": "Location",
+    "content-type": "Content-Type",
+}
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The answer headers an error keeps, under canonical names whatever their case.
+
+    aiohttp's C parser gives known names canonically, its pure-Python parser
+    (``AIOHTTP_NO_EXTENSIONS``, PyPy) as sent: ``retry-after`` must still count.
+    """
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = _KEPT_HEADERS.get(name.lower())
+        if canonical is not None:
+            kept[canonical] = value
+    return kept
+
+
+def decode(route: Route[Any], decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    """Decode an answer; a body of the wrong shape is a ResponseDecodeError."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise E.ResponseDecodeError(
+            f"{route.method} {route.path}: unexpected answer from the server: {exc}"
+        ) from None
+
+
+def status_error(
+    status: int,
+    data: bytes,
+    route: Route[Any],
+    *,
+    has_admin_key: bool,
+    headers: dict[str, str] | None = None,
+) -> E.APIStatusError:
+    """The typed error for an error answer, from its status and body.
+
+    The message is the server's ``detail``. An answer not from TabbyAPI (a
+    proxy's HTML page, other JSON, plain text, nothing) gets a short message:
+    an HTML page is summed up by its title and size, never pasted.
+    """
+    try:
+        body: Any = _detail_decoder.decode(data) if data else None
+    except msgspec.DecodeError:
+        body = data.decode("utf-8", "replace")
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        message = detail
+    elif isinstance(detail, list):
+        message = "; ".join(_field_error(e) for e in detail) or "validation failed"
+        # A validation entry's "input" echoes what was sent, which for a
+        # download holds the HF token: the caller has its input anyway.
+        body["detail"] = [_without_input(e) for e in detail]
+    else:
+        message = _foreign_message(status, body, len(data), headers)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "body": body,
+        "method": route.method,
+        "path": route.path,
+        "headers": headers,
+    }
+    cls: type[E.APIStatusError]
+    if status == 401:
+        kwargs["reason"] = "missing" if message in _MISSING_KEY else "invalid"
+        if "admin key" in message:
+            cls = E.PermissionDeniedError
+            hint = "" if has_admin_key else " (the client has no admin_key)"
+            message = f"{message}: {route.name} needs the admin key{hint}"
+        else:
+            cls = E.AuthenticationError
+    elif status == 403:
+        cls = E.PermissionDeniedError
+    elif status == 400:
+        if message.startswith((_MODEL_PATH_MISSING, _EMBEDDING_PATH_MISSING)):
+            cls = E.ModelNotFoundError
+        elif message.endswith(_ALREADY_LOADED):
+            cls = E.AlreadyLoadedError
+        else:
+            cls = E.BadRequestError
+    elif status == 404:
+        cls = E.NotFoundError
+    elif status == 422:
+        cls = E.UnprocessableEntityError
+    elif status == 429:
+        cls = E.RateLimitError
+    elif status == 503 and message in _NOT_LOADED:
+        cls = E.ModelNotLoadedError
+        kwargs["kind"] = _NOT_LOADED[message]
+    elif status >= 500:
+        cls = E.ServerError
+    elif 300 <= status < 400:
+        cls = E.APIStatusError
+        where = redact_url((headers or {}).get("Location", "?"))
+        message = f"unexpected redirect to {where} (not followed: keys stay with the origin)"
+    else:
+        cls = E.APIStatusError
+    return cls(message, **kwargs)
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_HTML_START = ("<!doctype html", "<html", "<head", "<body", "<center", "<h1")
+
+
+def _foreign_message(
+    status: int, body: Any, size: int, headers: Mapping[str, str] | None
+) -> str:
+    """A message for an error answer without TabbyAPI's ``detail``."""
+    if isinstance(body, dict):
+        # Other JSON: proxies and gateways often say why in one of these.
+        for key in ("message", "error", "title"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:500]
+    reason = _reason(status)
+    if not isinstance(body, str) or not body.strip():
+        return reason
+    text = body.strip()
+    content_type = (headers or {}).get("Content-Type", "")
+    if "html" in content_type.lower() or text[:20].lower().startswith(_HTML_START):
+        match = _TITLE.search(text)
+        title = " ".join(html.unescape(match.group(1)).split())[:100] if match else ""
+        named = f" {title!r}" if title else ""
+        return f"{reason}: an HTML page{named} ({size} bytes), not TabbyAPI's answer"
+    return text[:500]
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _without_input(entry: object) -> object:
+    if isinstance(entry, dict) and "input" in entry:
+        return {k: v for k, v in entry.items() if k != "input"}
+    return entry
+
+
+def _field_error(entry: object) -> str:
+    if not isinstance(entry, dict):
+        return str(entry)
+    loc = entry.get("loc")
+    where = ".".join(str(p) for p in loc if p != "body") if isinstance(loc, list) else "?"
+    return f"{where}: {entry.get('msg', 'invalid')}"
+
+
+def translate_exception(
+    exc: BaseException, route: Route[Any], timeout: Timeout, got_head: bool
+) -> E.TabbyError | None:
+    """The TabbyError for an aiohttp or asyncio failure; None to let it through.
+
+    Cancellation and non-network errors pass through unchanged. The TabbyError
+    keeps no reference to ``exc``; raise it outside the ``except`` block that
+    caught ``exc`` (or ``from None`` and clear its context) so that it is not
+    chained either. ``exc`` itself is scrubbed: an aiohttp error that records
+    the request loses the request's headers (the keys), in case the caller
+    keeps it anyway.
+    """
+    _scrub(exc)
+    what = f"{route.method} {route.path}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return E.TabbyTimeoutError(
+            f"{what}: no connection within the connect timeout of {secs(timeout.connect)}",
+            kind="connect",
+            sent=False,
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return E.TabbyTimeoutError(
+            f"{what}: the server sent nothing for the read timeout of {secs(timeout.read)}",
+            kind="read",
+        )
+    if isinstance(exc, asyncio.TimeoutError):
+        return E.TabbyTimeoutError(
+            f"{what}: the total timeout of {secs(timeout.total)} passed", kind="total"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return E.TabbyConnectionError(f"{what}: cannot connect: {exc.os_error}", sent=False)
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        stage = "while reading the answer" if got_head else "before the answer"
+        return E.TabbyConnectionError(f"{what}: connection lost {stage}: {exc}")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Not HTTP at all (an SSH banner, the wrong port, a broken proxy):
+        # aiohttp's parser message spans several lines, with a caret.
+        reason = " ".join(w for w in str(exc.message).split() if w != "^")
+        return E.TabbyConnectionError(f"{what}: the server's answer is not valid HTTP: {reason}")
+    if isinstance(exc, aiohttp.ClientError):
+        return E.TabbyConnectionError(f"{what}: {exc}")
+    return None
+
+
+def _scrub(exc: BaseException) -> None:
+    """Drop the request headers (the keys) that aiohttp keeps on some errors."""
+    info = getattr(exc, "request_info", None)
+    if isinstance(exc, aiohttp.ClientResponseError) and info is not None:
+        clean = aiohttp.RequestInfo(
+            info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+        )
+        exc.request_info = clean
+        exc.history = ()
+        exc.args = (clean, ())  # its repr shows the args, which hold the originals
+
+
+def secs(value: float | None) -> str:
+    """Seconds for a message: ``30 s``, or ``(none)`` for no bound."""
+    return "(none)" if value is None else f"{value:g} s"

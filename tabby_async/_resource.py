@@ -1,0 +1,113 @@
+"""Resource: the base of every API area (``client.models``, ...) over the one request path.
+
+An area is a :class:`Resource` whose methods are two lines each: build the
+request (:func:`build_request`), then :meth:`Resource._call` the route. The
+route (``_routes.py``) says how long the call runs, whether it may be
+retried and how its answer decodes; the resource resolves the per-call
+``timeout=``/``max_retries=`` against the client's defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
+from ._route import Route
+from ._stream import LoadStream, Reattach
+from ._transport import Transport
+from .errors import InvalidInputError
+from .types import DraftModelLoadRequest
+
+__all__ = ["Resource", "build_request"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
+
+#: Request fields that hold a nested request Struct, which a dict may stand for.
+_NESTED: dict[str, type[msgspec.Struct]] = {"draft_model": DraftModelLoadRequest}
+
+
+def build_request(cls: type[S], request: S | None, fields: Mapping[str, Any]) -> S:
+    """The request from a Struct and/or keyword fields, checked before sending.
+
+    Keywords override the Struct's fields. An unknown keyword, a missing
+    required field or a bad value raises :class:`~tabby_async.InvalidInputError`
+    naming it.
+    """
+    if request is not None and not isinstance(request, cls):
+        raise InvalidInputError(
+            "request", f"must be a {cls.__name__}, not {type(request).__name__}"
+        )
+    known = cls.__struct_fields__
+    values = dict(fields)
+    for name, value in fields.items():
+        if name not in known:
+            raise InvalidInputError(name, f"is not a field of {cls.__name__}")
+        nested = _NESTED.get(name)
+        if nested is not None and isinstance(value, Mapping):
+            values[name] = build_request(nested, None, value)
+    if request is None:
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise InvalidInputError(cls.__name__, str(exc)) from None
+    if not values:
+        return request
+    # Rebuild rather than structs.replace, so that the checks run again.
+    merged = {name: getattr(request, name) for name in known}
+    merged.update(values)
+    return cls(**merged)
+
+
+class Resource:
+    """One API area of one client: its calls go through the client's transport."""
+
+    __slots__ = ("_defaults", "_transport")
+
+    def __init__(self, transport: Transport, defaults: ClientDefaults) -> None:
+        self._transport = transport
+        self._defaults = defaults
+
+    async def _call(
+        self,
+        route: Route[T],
+        body: msgspec.Struct | None = None,
+        *,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        max_retries: RetriesArg = USE_CLIENT_DEFAULT,
+    ) -> T:
+        """Send ``route`` (with ``body``) and return its decoded answer.
+
+        Both per-call settings are resolved and checked before anything is
+        sent. Retries apply to read-only routes only: a write is never sent
+        twice.
+        """
+        defaults = self._defaults
+        return await self._transport.call(
+            route,
+            body,
+            defaults.timeout_for(timeout, route.kind),
+            defaults.retries_for(max_retries),
+        )
+
+    def _stream(
+        self,
+        route: Route[Any],
+        body: msgspec.Struct,
+        *,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        reattach: Reattach | None = None,
+        reattach_within: float = 0.0,
+    ) -> LoadStream:
+        """The progress stream of ``route`` (sent on entering it; never re-sent)."""
+        return LoadStream(
+            self._transport,
+            route,
+            body,
+            self._defaults.timeout_for(timeout, route.kind),
+            reattach=reattach,
+            reattach_within=reattach_within,
+        )

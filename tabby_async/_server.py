@@ -1,0 +1,33 @@
+"""AsyncServerService: the calls about the server itself (health, the key's permission).
+
+The client exposes them directly (``client.health()``, ``client.permission()``).
+"""
+
+from __future__ import annotations
+
+from . import _routes as R
+from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
+from ._resource import Resource
+from .types import HealthResponse, PermissionResponse
+
+__all__ = ["AsyncServerService"]
+
+_DEFAULT = USE_CLIENT_DEFAULT
+
+
+class AsyncServerService(Resource):
+    """``/health`` and ``/v1/auth/permission`` of one server."""
+
+    __slots__ = ()
+
+    async def health(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> HealthResponse:
+        """``GET /health`` (see :meth:`AsyncTabbyClient.health`)."""
+        return await self._call(R.HEALTH, timeout=timeout, max_retries=max_retries)
+
+    async def permission(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> PermissionResponse:
+        """``GET /v1/auth/permission`` (see :meth:`AsyncTabbyClient.permission`)."""
+        return await self._call(R.PERMISSION, timeout=timeout, max_retries=max_retries)
