@@ -1,4 +1,4 @@
-"""Checks of the settings a client is built from: URL, keys, headers, limits.
+"""Checks of what users pass: client settings (URL, keys, headers, limits) and request fields.
 
 Shared by :class:`~tabby_async.AsyncTabbyClient` and the fleet's node specs,
 so that both refuse the same things in the same words. Each check raises
@@ -9,6 +9,8 @@ without its user info, query and fragment (see :func:`redact_url`).
 
 from __future__ import annotations
 
+import math
+import math
 import re
 from collections.abc import Mapping
 
@@ -17,10 +19,19 @@ from yarl import URL
 from .errors import InvalidInputError
 
 __all__ = [
+    "check_bool",
     "check_connection_limit",
+    "check_gpu_split",
+    "check_count",
     "check_headers",
     "check_key",
     "check_max_retries",
+    "check_model_name",
+    "check_positive_float",
+    "check_positive_int",
+    "check_str",
+    "check_str_list",
+    "check_seconds",
     "normalise_base_url",
     "redact_url",
 ]
@@ -162,3 +173,102 @@ def check_connection_limit(value: object) -> int:
             "connection_limit", f"must be an integer >= 0 (0: no limit), got {value!r}"
         )
     return value
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """A count such as ``max_concurrency``: an integer >= ``minimum`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(name, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_seconds(name: str, value: object) -> float | None:
+    """A bound in seconds: a finite number > 0, or None for no bound (bools refused)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidInputError(name, f"must be seconds > 0 or None, got {value!r}")
+    return float(value)
+
+
+# --- request fields ---------------------------------------------------------------
+
+
+def check_model_name(field: str, value: object) -> None:
+    """A model folder name: non-empty, relative, no ``..`` segment.
+
+    The server does not sanitise names (``../x`` escapes its model folder), so
+    the SDK refuses them. Nested names such as ``org/exl3/4.0bpw`` stay allowed.
+    """
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise InvalidInputError(field, "must not be empty")
+    if value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
+        raise InvalidInputError(field, f"must be a name relative to the model folder: {value!r}")
+    if any(part == ".." for part in value.replace("\\", "/").split("/")):
+        raise InvalidInputError(field, f"must not contain a '..' segment: {value!r}")
+    if "\x00" in value:
+        raise InvalidInputError(field, "must not contain a NUL character")
+
+
+def check_positive_int(field: str, value: object) -> None:
+    """An optional integer > 0 (bools refused)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(field, f"must be an integer, not {type(value).__name__}")
+    if value <= 0:
+        raise InvalidInputError(field, f"must be greater than 0, got {value}")
+
+
+def check_positive_float(field: str, value: object, *, allow_auto: bool = False) -> None:
+    """An optional finite number > 0 (or ``"auto"`` where allowed)."""
+    if value is None or (allow_auto and value == "auto"):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = ' or "auto"' if allow_auto else ""
+        raise InvalidInputError(field, f"must be a number{hint}, not {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(field, f"must be a finite number greater than 0, got {value}")
+
+
+def check_gpu_split(field: str, value: object) -> None:
+    """An optional list of GB per GPU: finite numbers >= 0."""
+    if value is None:
+        return
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInputError(field, "must be a list of numbers (GB per GPU)")
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise InvalidInputError(f"{field}[{i}]", f"must be a number, not {item!r}")
+        if item < 0:
+            raise InvalidInputError(f"{field}[{i}]", f"must not be negative, got {item}")
+
+
+def check_str(field: str, value: object) -> None:
+    """An optional string."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidInputError(field, f"must be a string, not {type(value).__name__}")
+
+
+def check_bool(field: str, value: object) -> None:
+    """An optional bool (``1`` and ``"true"`` refused)."""
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInputError(field, f"must be true or false, not {value!r}")
+
+
+def check_str_list(field: str, value: object) -> None:
+    """An optional list of strings (a bare string refused)."""
+    if value is None:
+        return
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise InvalidInputError(field, "must be a list of strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidInputError(f"{field}[{i}]", f"must be a string, not {item!r}")
