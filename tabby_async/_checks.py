@@ -10,7 +10,6 @@ without its user info, query and fragment (see :func:`redact_url`).
 from __future__ import annotations
 
 import math
-import math
 import re
 from collections.abc import Mapping
 
@@ -21,17 +20,17 @@ from .errors import InvalidInputError
 __all__ = [
     "check_bool",
     "check_connection_limit",
-    "check_gpu_split",
     "check_count",
+    "check_gpu_split",
     "check_headers",
     "check_key",
     "check_max_retries",
     "check_model_name",
     "check_positive_float",
     "check_positive_int",
+    "check_seconds",
     "check_str",
     "check_str_list",
-    "check_seconds",
     "normalise_base_url",
     "redact_url",
 ]

@@ -20,8 +20,12 @@ from ._checks import (
 )
 from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
 from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
+from ._lora import AsyncLoraService
+from ._sampling import AsyncSamplingService
 from ._server import AsyncServerService
 from ._session import Sessions
+from ._templates import AsyncTemplatesService
+from ._tokens import AsyncTokensService
 from ._timeouts import (
     DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -33,7 +37,7 @@ from ._transport import Transport
 from ._version import __version__
 from .errors import ClientStateError, InvalidInputError
 from .models import AsyncModelsService
-from .types import HealthResponse, PermissionResponse
+from .types import HealthResponse, PermissionResponse, ServiceInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -133,8 +137,17 @@ class AsyncTabbyClient:
             ssl=ssl,
         )
         self._server = AsyncServerService(transport, self._defaults)
+        defaults = self._defaults
         #: The Models API: list, get, load, load_stream, unload, download, ...
-        self.models = AsyncModelsService(transport, self._defaults)
+        self.models = AsyncModelsService(transport, defaults)
+        #: LoRA adapters: list, active, load, unload.
+        self.lora = AsyncLoraService(transport, defaults)
+        #: Prompt templates: list, switch, unload.
+        self.templates = AsyncTemplatesService(transport, defaults)
+        #: Sampler overrides: list, switch, unload.
+        self.sampling = AsyncSamplingService(transport, defaults)
+        #: Tokenization with the loaded model: encode, decode.
+        self.tokens = AsyncTokensService(transport, defaults)
 
     def __repr__(self) -> str:
         # Keys are secrets: say only whether each is set.
@@ -209,3 +222,17 @@ class AsyncTabbyClient:
     ) -> PermissionResponse:
         """What the client's key may do: ``api`` or ``admin`` (``GET /v1/auth/permission``)."""
         return await self._server.permission(timeout=timeout, max_retries=max_retries)
+
+    async def service_info(
+        self,
+        *,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        max_retries: RetriesArg = USE_CLIENT_DEFAULT,
+    ) -> ServiceInfo:
+        """What the server says it is and which APIs it offers (no key needed).
+
+        ``GET /.well-known/serviceinfo``: a fixed description (``software.name``
+        is ``"TabbyAPI"``; ``api`` maps ``"openai"`` and ``"koboldai"`` to their
+        ``relative_url``), whatever the server's state.
+        """
+        return await self._server.service_info(timeout=timeout, max_retries=max_retries)

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from .types import DraftModelLoadRequest, RopeAlpha
+from .types import DraftModelLoadRequest, LoraLoadItem, RopeAlpha
 
 __all__ = [
     "DownloadFields",
     "DraftModelFields",
     "EmbeddingModelLoadFields",
+    "LoraLoadFields",
+    "LoraLoadItemFields",
     "ModelLoadFields",
+    "TokenOptions",
 ]
 
 
@@ -77,3 +80,25 @@ class DownloadFields(TypedDict, total=False):
     include: list[str] | None
     exclude: list[str] | None
     chunk_limit: int | None
+
+
+class LoraLoadItemFields(TypedDict, total=False):
+    """The fields of :class:`~tabby_async.LoraLoadItem`."""
+
+    name: str
+    scaling: float | None
+
+
+class LoraLoadFields(TypedDict, total=False):
+    """The fields of :class:`~tabby_async.LoraLoadRequest` (an item may be a dict)."""
+
+    loras: list[LoraLoadItem | LoraLoadItemFields]
+    skip_queue: bool | None
+
+
+class TokenOptions(TypedDict, total=False):
+    """The switches of both token routes (unset: the server's default, true)."""
+
+    add_bos_token: bool | None
+    encode_special_tokens: bool | None
+    decode_special_tokens: bool | None

@@ -38,6 +38,8 @@ _NOT_LOADED = {
 _MODEL_PATH_MISSING = "Could not find the model path"
 _EMBEDDING_PATH_MISSING = "Could not find the embedding model path"
 _ALREADY_LOADED = "is already loaded! Aborting."
+_PRESET = "Sampler override preset with name "
+_NO_TEMPLATE = "Cannot tokenize chat completion message because a prompt template is not set"
 _MISSING_KEY = ("Please provide an API key", "Please provide an admin key")
 _detail_decoder = msgspec.json.Decoder()
 
@@ -125,12 +127,15 @@ def status_error(
             cls = E.ModelNotFoundError
         elif message.endswith(_ALREADY_LOADED):
             cls = E.AlreadyLoadedError
+        elif message.startswith(_PRESET) and "does not exist" in message:
+            cls = E.PresetNotFoundError
         else:
             cls = E.BadRequestError
     elif status == 404:
         cls = E.NotFoundError
     elif status == 422:
-        cls = E.UnprocessableEntityError
+        no_template = isinstance(detail, str) and detail.startswith(_NO_TEMPLATE)
+        cls = E.NoTemplateError if no_template else E.UnprocessableEntityError
     elif status == 429:
         cls = E.RateLimitError
     elif status == 503 and message in _NOT_LOADED:

@@ -19,15 +19,19 @@ from ._route import Route
 from ._stream import LoadStream, Reattach
 from ._transport import Transport
 from .errors import InvalidInputError
-from .types import DraftModelLoadRequest
+from .types import DraftModelLoadRequest, LoraLoadItem
 
 __all__ = ["Resource", "build_request"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
 
-#: Request fields that hold a nested request Struct, which a dict may stand for.
-_NESTED: dict[str, type[msgspec.Struct]] = {"draft_model": DraftModelLoadRequest}
+#: Request fields that hold a nested request Struct (or a list of them), which
+#: a dict may stand for.
+_NESTED: dict[str, type[msgspec.Struct]] = {
+    "draft_model": DraftModelLoadRequest,
+    "loras": LoraLoadItem,
+}
 
 
 def build_request(cls: type[S], request: S | None, fields: Mapping[str, Any]) -> S:
@@ -47,8 +51,8 @@ def build_request(cls: type[S], request: S | None, fields: Mapping[str, Any]) ->
         if name not in known:
             raise InvalidInputError(name, f"is not a field of {cls.__name__}")
         nested = _NESTED.get(name)
-        if nested is not None and isinstance(value, Mapping):
-            values[name] = build_request(nested, None, value)
+        if nested is not None:
+            values[name] = _nested(nested, value)
     if request is None:
         try:
             return cls(**values)
@@ -60,6 +64,15 @@ def build_request(cls: type[S], request: S | None, fields: Mapping[str, Any]) ->
     merged = {name: getattr(request, name) for name in known}
     merged.update(values)
     return cls(**merged)
+
+
+def _nested(cls: type[S], value: object) -> object:
+    """A nested request field: a dict becomes ``cls``, in a list item by item."""
+    if isinstance(value, Mapping):
+        return build_request(cls, None, value)
+    if isinstance(value, (list, tuple)):
+        return [build_request(cls, None, v) if isinstance(v, Mapping) else v for v in value]
+    return value
 
 
 class Resource:

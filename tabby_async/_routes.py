@@ -12,13 +12,20 @@ from ._route import Route
 from .types import (
     DownloadResponse,
     HealthResponse,
-    HealthShape,
+    LoraList,
+    LoraLoadResponse,
     ModelCard,
     ModelList,
     ModelLoadResponse,
     ModelPropsResponse,
     PermissionResponse,
+    SamplerOverrides,
+    ServiceInfo,
+    TemplateList,
+    TokenDecodeResponse,
+    TokenEncodeResponse,
 )
+from .types._server import HealthShape
 
 _model_list = msgspec.json.Decoder(ModelList)
 _model_card = msgspec.json.Decoder(ModelCard)
@@ -76,4 +83,73 @@ PERMISSION = Route(
     "api",
     True,
     msgspec.json.Decoder(PermissionResponse),
+)
+SERVICE_INFO = Route(
+    "service_info",
+    "GET",
+    "/.well-known/serviceinfo",
+    "none",
+    True,
+    msgspec.json.Decoder(ServiceInfo),
+)
+
+# --- LoRA adapters ---------------------------------------------------------------
+_lora_list = msgspec.json.Decoder(LoraList)
+LORA_LIST = Route("lora_list", "GET", "/v1/lora/list", "api", True, _lora_list)
+LORA_ACTIVE = Route("lora_active", "GET", "/v1/lora", "api", True, _lora_list)
+# Silent: applying adapters may take a while, and the answer comes at the end.
+LORA_LOAD = Route(
+    "lora_load",
+    "POST",
+    "/v1/lora/load",
+    "admin",
+    False,
+    msgspec.json.Decoder(LoraLoadResponse),
+    "silent",
+)
+LORA_UNLOAD: Route[None] = Route("lora_unload", "POST", "/v1/lora/unload", "admin", False)
+
+# --- prompt templates --------------------------------------------------------------
+TEMPLATE_LIST = Route(
+    "template_list", "GET", "/v1/template/list", "api", True, msgspec.json.Decoder(TemplateList)
+)
+TEMPLATE_SWITCH: Route[None] = Route(
+    "template_switch", "POST", "/v1/template/switch", "admin", False
+)
+TEMPLATE_UNLOAD: Route[None] = Route(
+    "template_unload", "POST", "/v1/template/unload", "admin", False
+)
+
+# --- sampler overrides ---------------------------------------------------------------
+SAMPLING_LIST = Route(
+    "sampling_list",
+    "GET",
+    "/v1/sampling/override/list",
+    "api",
+    True,
+    msgspec.json.Decoder(SamplerOverrides),
+)
+SAMPLING_SWITCH: Route[None] = Route(
+    "sampling_switch", "POST", "/v1/sampling/override/switch", "admin", False
+)
+SAMPLING_UNLOAD: Route[None] = Route(
+    "sampling_unload", "POST", "/v1/sampling/override/unload", "admin", False
+)
+
+# --- tokens: POSTs that only compute, so safe to send again --------------------------
+TOKEN_ENCODE = Route(
+    "token_encode",
+    "POST",
+    "/v1/token/encode",
+    "api",
+    True,
+    msgspec.json.Decoder(TokenEncodeResponse),
+)
+TOKEN_DECODE = Route(
+    "token_decode",
+    "POST",
+    "/v1/token/decode",
+    "api",
+    True,
+    msgspec.json.Decoder(TokenDecodeResponse),
 )

@@ -1,6 +1,7 @@
-"""AsyncServerService: the calls about the server itself (health, the key's permission).
+"""AsyncServerService: the calls about the server itself (health, permission, service info).
 
-The client exposes them directly (``client.health()``, ``client.permission()``).
+The client exposes them directly (``client.health()``, ``client.permission()``,
+``client.service_info()``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from . import _routes as R
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
 from ._resource import Resource
-from .types import HealthResponse, PermissionResponse
+from .types import HealthResponse, PermissionResponse, ServiceInfo
 
 __all__ = ["AsyncServerService"]
 
@@ -31,3 +32,9 @@ class AsyncServerService(Resource):
     ) -> PermissionResponse:
         """``GET /v1/auth/permission`` (see :meth:`AsyncTabbyClient.permission`)."""
         return await self._call(R.PERMISSION, timeout=timeout, max_retries=max_retries)
+
+    async def service_info(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> ServiceInfo:
+        """``GET /.well-known/serviceinfo`` (see :meth:`AsyncTabbyClient.service_info`)."""
+        return await self._call(R.SERVICE_INFO, timeout=timeout, max_retries=max_retries)

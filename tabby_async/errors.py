@@ -10,14 +10,18 @@
     ├── ResponseDecodeError             decode_error      a 2xx body of the wrong shape
     ├── StreamError                     stream_error      the load stream ended early
     ├── LoadFailedError                 load_failed       the server's failed load; .trace
+    ├── LoraLoadFailedError             lora_load_failed  adapters not applied; .success .failure
     ├── APIStatusError                  http_error        .status .message .body .method .path
     │   ├── BadRequestError             invalid_request   400
     │   │   ├── ModelNotFoundError      not_found         400 "could not find the model path"
+    │   │   ├── PresetNotFoundError     not_found         400: no sampler preset of that name
     │   │   └── AlreadyLoadedError      already_loaded    400: that embedding model is loaded
     │   ├── AuthenticationError         authentication_error  401 api key; .reason
     │   ├── PermissionDeniedError       permission_error  401 admin key, 403; .reason
-    │   ├── NotFoundError               not_found         404 (ModelNotFoundError is one too)
+    │   ├── NotFoundError               not_found         404 (the *NotFoundErrors are too)
+    │   │   └── TemplateNotFoundError   not_found         no prompt template of that name
     │   ├── UnprocessableEntityError    validation_error  422; .errors
+    │   │   └── NoTemplateError         no_template       chat messages need a prompt template
     │   ├── RateLimitError              rate_limited      429
     │   ├── ServerError                 server_error      5xx
     │   └── ModelNotLoadedError         model_not_loaded  503 nothing loaded; .kind
@@ -67,12 +71,15 @@ __all__ = [
     "InvalidInputError",
     "KeyProblem",
     "LoadFailedError",
+    "LoraLoadFailedError",
     "ModelNotFoundError",
     "ModelNotLoadedError",
+    "NoTemplateError",
     "NodeCancelledError",
     "NodeSkippedError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PresetNotFoundError",
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
@@ -80,6 +87,7 @@ __all__ = [
     "TabbyConnectionError",
     "TabbyError",
     "TabbyTimeoutError",
+    "TemplateNotFoundError",
     "UnprocessableEntityError",
     "VerificationError",
 ]
@@ -94,6 +102,8 @@ ErrorCode = Literal[
     "decode_error",
     "stream_error",
     "load_failed",
+    "lora_load_failed",
+    "no_template",
     "http_error",
     "invalid_request",
     "not_found",
@@ -207,6 +217,23 @@ class LoadFailedError(TabbyError):
         self.trace = trace
 
 
+class LoraLoadFailedError(TabbyError):
+    """The server answered a LoRA load with adapters it did not apply.
+
+    The answer is a 200 all the same; ``failure`` lists the adapters not
+    applied (in request order) and ``success`` the ones applied.
+    """
+
+    code: ClassVar[ErrorCode] = "lora_load_failed"
+
+    def __init__(
+        self, message: str, *, success: tuple[str, ...] = (), failure: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.success = success
+        self.failure = failure
+
+
 class APIStatusError(TabbyError):
     """The server answered with an error status."""
 
@@ -309,6 +336,24 @@ class ModelNotFoundError(BadRequestError, NotFoundError):
     code: ClassVar[ErrorCode] = "not_found"
 
 
+class PresetNotFoundError(BadRequestError, NotFoundError):
+    """No sampler override preset has that name (the server says so with a 400)."""
+
+    code: ClassVar[ErrorCode] = "not_found"
+
+
+class TemplateNotFoundError(NotFoundError):
+    """No prompt template has that name.
+
+    The server answers a switch to an unknown template with a bare 500
+    ("Internal Server Error"); the SDK then checks the server's template
+    list, and raises this when the name is not in it. ``status`` and
+    ``body`` are the server's 500.
+    """
+
+    code: ClassVar[ErrorCode] = "not_found"
+
+
 class AlreadyLoadedError(BadRequestError):
     """400: the embedding model asked for is the one already loaded.
 
@@ -328,6 +373,16 @@ class UnprocessableEntityError(APIStatusError):
     def errors(self) -> list[dict[str, Any]]:
         detail = self.body.get("detail") if isinstance(self.body, dict) else None
         return [e for e in detail if isinstance(e, dict)] if isinstance(detail, list) else []
+
+
+class NoTemplateError(UnprocessableEntityError):
+    """Chat messages cannot be tokenized: the loaded model has no prompt template.
+
+    Switch one in (``client.templates.switch``) or load the model with
+    ``prompt_template``.
+    """
+
+    code: ClassVar[ErrorCode] = "no_template"
 
 
 class RateLimitError(APIStatusError):

@@ -1,0 +1,75 @@
+"""AsyncLoraService: the LoRA adapters of one server (``client.lora``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import _routes as R
+from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
+from ._resource import Resource, build_request
+from .errors import LoraLoadFailedError
+from .types import LoraList, LoraLoadRequest, LoraLoadResponse
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._fields import LoraLoadFields
+
+__all__ = ["AsyncLoraService"]
+
+_DEFAULT = USE_CLIENT_DEFAULT
+
+
+class AsyncLoraService(Resource):
+    """List, load and unload LoRA adapters on the loaded model: ``client.lora``.
+
+    The server answers a load with 200 whether or not it applied the
+    adapters, listing those it could not apply under ``failure``; on a server
+    whose backend does not apply LoRAs (exllamav3's), that is every adapter.
+    :meth:`load` therefore raises :class:`~tabby_async.LoraLoadFailedError`
+    whenever ``failure`` is not empty: a 200 alone never means success.
+    """
+
+    __slots__ = ()
+
+    async def list(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> LoraList:
+        """Every adapter folder with the admin key; only the active ones with an api key."""
+        return await self._call(R.LORA_LIST, timeout=timeout, max_retries=max_retries)
+
+    async def active(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> LoraList:
+        """The adapters applied to the loaded model (``GET /v1/lora``; needs a loaded model)."""
+        return await self._call(R.LORA_ACTIVE, timeout=timeout, max_retries=max_retries)
+
+    async def load(
+        self,
+        request: LoraLoadRequest | None = None,
+        /,
+        *,
+        timeout: TimeoutArg = _DEFAULT,
+        **fields: Unpack[LoraLoadFields],
+    ) -> LoraLoadResponse:
+        """Apply adapters to the loaded model (``POST /v1/lora/load``).
+
+        ``loras`` holds :class:`~tabby_async.LoraLoadItem` (or dicts with
+        ``name`` and ``scaling``); an empty list is refused before sending.
+        Raises :class:`~tabby_async.LoraLoadFailedError` (with ``success``
+        and ``failure``) when the server did not apply every adapter.
+        """
+        body = build_request(LoraLoadRequest, request, fields)
+        answer = await self._call(R.LORA_LOAD, body, timeout=timeout)
+        if answer.failure:
+            raise LoraLoadFailedError(
+                f"the server did not apply {len(answer.failure)} of {len(body.loras)} "
+                f"LoRA adapter(s): {', '.join(answer.failure)}",
+                success=tuple(answer.success),
+                failure=tuple(answer.failure),
+            )
+        return answer
+
+    async def unload(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
+        """Remove every adapter from the loaded model (``POST /v1/lora/unload``)."""
+        await self._call(R.LORA_UNLOAD, timeout=timeout)

@@ -1,0 +1,78 @@
+"""AsyncTemplatesService: the prompt templates of one server (``client.templates``)."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from . import _routes as R
+from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
+from ._resource import Resource
+from .errors import ServerError, TemplateNotFoundError
+from .types import TemplateList, TemplateSwitchRequest
+
+__all__ = ["AsyncTemplatesService", "template_stem"]
+
+_DEFAULT = USE_CLIENT_DEFAULT
+
+
+def template_stem(name: str) -> str:
+    """The name a template is listed under: ``chatml.jinja`` and ``chatml`` are ``chatml``.
+
+    The server opens ``templates/<name>`` with ``.jinja`` in place of any
+    other extension, so ``alpaca.txt`` means ``alpaca`` too.
+    """
+    return str(PurePosixPath(name.replace("\\", "/")).with_suffix(""))
+
+
+class AsyncTemplatesService(Resource):
+    """List, switch and unload the loaded model's prompt template: ``client.templates``.
+
+    The template belongs to the loaded model: loading any other model
+    replaces it (a repeated load of the same model keeps it), and unloading
+    the model clears it.
+    """
+
+    __slots__ = ()
+
+    async def list(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> TemplateList:
+        """Every template with the admin key; with an api key the one in use, or none."""
+        return await self._call(R.TEMPLATE_LIST, timeout=timeout, max_retries=max_retries)
+
+    async def switch(self, name: str, *, timeout: TimeoutArg = _DEFAULT) -> None:
+        """Use template ``name`` (with or without ``.jinja``) for the loaded model.
+
+        An unknown name raises :class:`~tabby_async.TemplateNotFoundError`:
+        the server answers it with a bare 500, so on a 500 the SDK reads the
+        template list and tells the two apart (any other 500 stays a
+        :class:`~tabby_async.ServerError`). Needs a loaded model.
+        """
+        body = TemplateSwitchRequest(prompt_template_name=name)
+        try:
+            await self._call(R.TEMPLATE_SWITCH, body, timeout=timeout)
+            return
+        except ServerError as err:
+            if err.status != 500 or await self._known(name, timeout):
+                raise
+            missing = TemplateNotFoundError(
+                f"no prompt template named {template_stem(name)!r} on the server",
+                status=err.status,
+                body=err.body,
+                method=err.method,
+                path=err.path,
+                headers=err.headers,
+            )
+        raise missing
+
+    async def unload(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
+        """Stop using a prompt template (``POST /v1/template/unload``)."""
+        await self._call(R.TEMPLATE_UNLOAD, timeout=timeout)
+
+    async def _known(self, name: str, timeout: TimeoutArg) -> bool:
+        """True when the server lists ``name`` (or cannot say: then the 500 stands)."""
+        try:
+            listing = await self.list(timeout=timeout)
+        except ServerError:
+            return True
+        return template_stem(name) in listing.data

@@ -1,0 +1,86 @@
+"""The request and response types, as msgspec Structs, one module per API area.
+
+Responses ignore fields they do not know (a newer server may send more) and
+give every field a default where the server may leave it out; fields that only
+describe (``created``, ``owned_by``, ...) also take ``null``. Requests omit
+unset fields on the wire, so the server's own defaults apply, and are checked
+when built: a bad value raises :class:`~tabby_async.InvalidInputError` naming
+the field, before anything is sent.
+"""
+
+from ._base import RequestStruct, ResponseStruct
+from ._lora import LoraCard, LoraList, LoraLoadItem, LoraLoadRequest, LoraLoadResponse
+from ._models import (
+    DownloadRequest,
+    DownloadResponse,
+    DraftModelLoadRequest,
+    EmbeddingModelLoadRequest,
+    ModelCard,
+    ModelCardLogging,
+    ModelCardParameters,
+    ModelDefaultGenerationSettings,
+    ModelList,
+    ModelLoadRequest,
+    ModelLoadResponse,
+    ModelPropsResponse,
+    RopeAlpha,
+)
+from ._sampling import SamplerOverrides, SamplerOverridesSwitchRequest
+from ._server import (
+    HealthIssue,
+    HealthResponse,
+    PermissionResponse,
+    ServiceApi,
+    ServiceInfo,
+    ServiceSoftware,
+)
+from ._templates import TemplateList, TemplateSwitchRequest
+from ._tokens import (
+    ChatMessage,
+    ChatMessagePart,
+    ImageURL,
+    TokenDecodeRequest,
+    TokenDecodeResponse,
+    TokenEncodeRequest,
+    TokenEncodeResponse,
+)
+
+__all__ = [
+    "ChatMessage",
+    "ChatMessagePart",
+    "DownloadRequest",
+    "DownloadResponse",
+    "DraftModelLoadRequest",
+    "EmbeddingModelLoadRequest",
+    "HealthIssue",
+    "HealthResponse",
+    "ImageURL",
+    "LoraCard",
+    "LoraList",
+    "LoraLoadItem",
+    "LoraLoadRequest",
+    "LoraLoadResponse",
+    "ModelCard",
+    "ModelCardLogging",
+    "ModelCardParameters",
+    "ModelDefaultGenerationSettings",
+    "ModelList",
+    "ModelLoadRequest",
+    "ModelLoadResponse",
+    "ModelPropsResponse",
+    "PermissionResponse",
+    "RequestStruct",
+    "ResponseStruct",
+    "RopeAlpha",
+    "SamplerOverrides",
+    "SamplerOverridesSwitchRequest",
+    "ServiceApi",
+    "ServiceInfo",
+    "ServiceSoftware",
+    "TemplateList",
+    "TemplateSwitchRequest",
+    "TokenDecodeRequest",
+    "TokenDecodeResponse",
+    "TokenEncodeRequest",
+    "TokenEncodeResponse",
+]
