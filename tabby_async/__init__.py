@@ -34,6 +34,7 @@ from ._fields import (
 )
 from ._lora import AsyncLoraService
 from ._sampling import AsyncSamplingService
+from ._state import DesiredState, PartPlan, StatePlan, StateResult
 from ._stream import LoadStream
 from ._templates import AsyncTemplatesService
 from ._timeouts import Timeout
@@ -63,6 +64,7 @@ from .errors import (
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    StateMismatchError,
     StreamError,
     TabbyConnectionError,
     TabbyError,
@@ -126,6 +128,7 @@ __all__ = [
     "ChatMessage",
     "ChatMessagePart",
     "ClientStateError",
+    "DesiredState",
     "DownloadFields",
     "DownloadRequest",
     "DownloadResponse",
@@ -171,6 +174,7 @@ __all__ = [
     "NodeCancelledError",
     "NodeSkippedError",
     "NotFoundError",
+    "PartPlan",
     "PermissionDeniedError",
     "PermissionResponse",
     "PresetNotFoundError",
@@ -184,6 +188,9 @@ __all__ = [
     "ServiceApi",
     "ServiceInfo",
     "ServiceSoftware",
+    "StateMismatchError",
+    "StatePlan",
+    "StateResult",
     "StreamError",
     "TabbyConnectionError",
     "TabbyError",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from yarl import URL
 
+from ._apply import ensure_state
 from ._checks import (
     check_connection_limit,
     check_headers,
@@ -24,8 +25,8 @@ from ._lora import AsyncLoraService
 from ._sampling import AsyncSamplingService
 from ._server import AsyncServerService
 from ._session import Sessions
+from ._state import DesiredState, StateResult
 from ._templates import AsyncTemplatesService
-from ._tokens import AsyncTokensService
 from ._timeouts import (
     DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -33,10 +34,11 @@ from ._timeouts import (
     TimeoutLike,
     resolve_timeout,
 )
+from ._tokens import AsyncTokensService
 from ._transport import Transport
 from ._version import __version__
 from .errors import ClientStateError, InvalidInputError
-from .models import AsyncModelsService
+from .models import AsyncModelsService, ProgressCallback
 from .types import HealthResponse, PermissionResponse, ServiceInfo
 
 if TYPE_CHECKING:
@@ -236,3 +238,29 @@ class AsyncTabbyClient:
         ``relative_url``), whatever the server's state.
         """
         return await self._server.service_info(timeout=timeout, max_retries=max_retries)
+
+    async def ensure(
+        self,
+        state: DesiredState,
+        *,
+        dry_run: bool = False,
+        on_progress: ProgressCallback | None = None,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+    ) -> StateResult:
+        """Bring the server to ``state``: its model, template, sampler preset, embedding model.
+
+        Each managed part is planned from what the server reports, and only
+        the parts that differ are written, in a safe order: the model first
+        (any load replaces the template), then the template, the sampler
+        preset and the embedding model. Then the server is read again: a part
+        that still differs raises :class:`~tabby_async.StateMismatchError`. A
+        second call with the same state sends no write. ``dry_run`` only
+        plans (the result's ``plan``). What cannot be compared (fields the
+        server never reports, a preset's contents) is in ``unchecked``.
+        ``on_progress`` and ``timeout`` apply to the model and embedding loads.
+        """
+        if not isinstance(state, DesiredState):
+            raise InvalidInputError("state", "must be a DesiredState")
+        return await ensure_state(
+            self, state, dry_run=dry_run, on_progress=on_progress, timeout=timeout
+        )

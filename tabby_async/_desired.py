@@ -14,14 +14,14 @@ and the README's table (:func:`rules_markdown`).
 
 A request field that is not set means "the server's default", which the
 loaded model is assumed to have: only the fields the request sets count.
-No I/O here: ``_ensure.py`` reads the card and acts.
+No I/O here: ``client.models.plan_load()`` and ``ensure_loaded()`` read the card and act.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from .types import ModelCard, ModelCardParameters, ModelLoadRequest, ModelLoadResponse
 
@@ -34,13 +34,13 @@ __all__ = [
     "FieldRule",
     "LoadPlan",
     "card_id",
-    "card_text",
     "compare",
     "in_table_order",
     "plan_for",
     "reasons_text",
     "rules_markdown",
     "same_model",
+    "same_template",
     "unchanged",
     "unchecked_note",
     "unreported_fields",
@@ -149,6 +149,11 @@ def _strip_jinja(name: str) -> str:
     return name[: -len(".jinja")] if name.endswith(".jinja") else name
 
 
+def same_template(wanted: str, reported: str) -> bool:
+    """True when two template names mean the same template (a ``.jinja`` suffix ignored)."""
+    return _strip_jinja(wanted) == _strip_jinja(reported)
+
+
 def _server_chunk(size: int) -> int:
     # The server takes at least 256 and rounds up to a multiple of 256.
     return max(256, -(-size // 256) * 256)
@@ -157,7 +162,7 @@ def _server_chunk(size: int) -> int:
 _SAME: dict[How, Callable[[Any, Any], bool]] = {
     "exact": lambda wanted, loaded: bool(wanted == loaded),
     "nocase": lambda wanted, loaded: str(wanted).strip().lower() == str(loaded).strip().lower(),
-    "template": lambda wanted, loaded: _strip_jinja(str(wanted)) == _strip_jinja(str(loaded)),
+    "template": lambda wanted, loaded: same_template(str(wanted), str(loaded)),
     "chunk": lambda wanted, loaded: loaded in (wanted, _server_chunk(wanted)),
 }
 
@@ -225,14 +230,6 @@ def compare(
 # --- plans ----------------------------------------------------------------------------
 
 
-def card_text(card: ModelCard | None) -> str:
-    """``id @context`` of a card, for tables (``-`` for none)."""
-    if card is None:
-        return "-"
-    ctx = card.parameters.max_seq_len if card.parameters is not None else None
-    return f"{card.id} @{ctx}" if ctx is not None else card.id
-
-
 def reasons_text(reasons: Iterable[FieldDiff]) -> str:
     """The reasons of a plan on one line."""
     return "; ".join(str(r) for r in reasons)
@@ -268,8 +265,6 @@ class LoadPlan:
     loaded: ModelCard | None
     unchecked: tuple[str, ...] = ()
 
-    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = ("action", "loaded", "why")
-
     @property
     def changes(self) -> bool:
         """True when the plan loads something."""
@@ -280,9 +275,6 @@ class LoadPlan:
         if not self.reasons:
             return f"{self.action}: {self.request.model_name} already loaded as requested"
         return f"{self.action}: " + reasons_text(self.reasons)
-
-    def table_row(self) -> tuple[str, ...]:
-        return (self.action, card_text(self.loaded), reasons_text(self.reasons))
 
 
 def plan_for(request: ModelLoadRequest, card: ModelCard | None) -> LoadPlan:
@@ -342,8 +334,6 @@ class EnsureResult:
     unchecked: tuple[str, ...] = ()
     draft_loaded: bool | None = None
 
-    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = ("action", "model", "why")
-
     @property
     def changed(self) -> bool:
         """True when something was loaded."""
@@ -353,10 +343,6 @@ class EnsureResult:
         """One line: what was done and why."""
         why = reasons_text(self.reasons)
         return f"{self.action}: {why}" if why else f"{self.action}: already as requested"
-
-    def table_row(self) -> tuple[str, ...]:
-        card = self.card if self.card is not None else self.plan.loaded
-        return (self.action, card_text(card), reasons_text(self.reasons) or "as requested")
 
 
 def unchanged(plan: LoadPlan) -> EnsureResult:

@@ -26,6 +26,7 @@
     │   ├── ServerError                 server_error      5xx
     │   └── ModelNotLoadedError         model_not_loaded  503 nothing loaded; .kind
     ├── EnsureMismatchError             ensure_mismatch   still differs after ensure; .result
+    ├── StateMismatchError              ensure_mismatch   a node's state still differs; .result
     ├── VerificationError               verify_failed     a rollout's check of a node
     ├── NodeSkippedError                skipped           a fleet node never started
     ├── NodeCancelledError              cancelled         a fleet node was cancelled
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from ._desired import EnsureResult
+    from ._state import StateResult
     from .fleet._results import FleetResult
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "StateMismatchError",
     "StreamError",
     "TabbyConnectionError",
     "TabbyError",
@@ -441,6 +444,21 @@ class EnsureMismatchError(TabbyError):
     def __init__(self, result: EnsureResult) -> None:
         detail = "; ".join(str(m) for m in result.mismatches)
         super().__init__(f"after {result.action}, the loaded model still differs: {detail}")
+        self.result = result
+
+
+class StateMismatchError(TabbyError):
+    """After ``ensure``, a part of the node's state still differs from the desired one.
+
+    ``result`` holds what was done, the plan from a fresh look, and the parts
+    that still differ (``result.mismatches``).
+    """
+
+    code: ClassVar[ErrorCode] = "ensure_mismatch"
+
+    def __init__(self, result: StateResult) -> None:
+        detail = "; ".join(p.summary() for p in result.mismatches)
+        super().__init__(f"after ensure, the node still differs: {detail}")
         self.result = result
 
 

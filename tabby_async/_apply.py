@@ -1,0 +1,91 @@
+"""Desired state for a whole node, the I/O part: look, plan, apply in order, look again.
+
+The planning is pure (``DesiredState``, ``plan_state``); this module reads
+what it needs from the server, applies the parts that differ (the model
+first: any load replaces the template), and checks the result with a fresh
+look. A second call with the same state sends no write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
+from ._desired import EnsureResult
+from ._ensure import ensure_loaded, loaded_card
+from ._state import DesiredState, Observed, PartPlan, StateResult, plan_state
+from .errors import ModelNotLoadedError, StateMismatchError
+from .types import ModelCard
+
+if TYPE_CHECKING:
+    from ._client import AsyncTabbyClient
+    from .models import ProgressCallback
+
+__all__ = ["ensure_state", "observe"]
+
+
+async def observe(client: AsyncTabbyClient, state: DesiredState) -> Observed:
+    """Read what ``state`` needs to be planned: only the parts it manages."""
+    card: ModelCard | None = None
+    if state.model is not None or state.template is not None:
+        card = await loaded_card(client.models)
+    sampling = await client.sampling.list() if state.sampling_preset is not None else None
+    embedding: ModelCard | None = None
+    if state.embedding is not None:
+        with contextlib.suppress(ModelNotLoadedError):
+            embedding = await client.models.get_embedding()
+    return Observed(card, sampling, embedding)
+
+
+async def ensure_state(
+    client: AsyncTabbyClient,
+    state: DesiredState,
+    *,
+    dry_run: bool = False,
+    on_progress: ProgressCallback | None = None,
+    timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+) -> StateResult:
+    """Bring the node to ``state``; see :meth:`AsyncTabbyClient.ensure`."""
+    plan = plan_state(state, await observe(client, state))
+    if dry_run or not plan.changes:
+        return StateResult(plan, after=None if dry_run else plan)
+    done: list[PartPlan] = []
+    model_result: EnsureResult | None = None
+    part = plan.part("model")
+    if state.model is not None and part is not None and part.changes:
+        model_result = await ensure_loaded(
+            client.models, state.model, on_progress=on_progress, timeout=timeout
+        )
+        done.append(part)
+    part = plan.part("template")
+    # After a load, look again first: the load may have set the template itself.
+    if (
+        state.template is not None
+        and part is not None
+        and part.changes
+        and (
+            model_result is None
+            or not _template_in_use(state.template, await loaded_card(client.models))
+        )
+    ):
+        await client.templates.switch(state.template)
+        done.append(part)
+    part = plan.part("sampling")
+    if state.sampling_preset is not None and part is not None and part.changes:
+        await client.sampling.switch(preset=state.sampling_preset)
+        done.append(part)
+    part = plan.part("embedding")
+    if state.embedding is not None and part is not None and part.changes:
+        await client.models.load_embedding(state.embedding, timeout=timeout)
+        done.append(part)
+    after = plan_state(state, await observe(client, state))
+    result = StateResult(plan, tuple(done), model_result, after)
+    if after.changes:
+        raise StateMismatchError(result)
+    return result
+
+
+def _template_in_use(wanted: str, card: ModelCard | None) -> bool:
+    plan = plan_state(DesiredState(template=wanted), Observed(card=card))
+    return not plan.parts[0].changes
