@@ -1,26 +1,31 @@
-"""Shared helpers for the SDK's tests."""
+"""Fixtures shared by the tests, built on the shipped pytest plugin.
+
+``server`` is an emulator from the plugin's ``tabby_emulator_factory``, set up by
+the closest ``@pytest.mark.emulator(**TabbyEmulator arguments)`` mark (a module's
+``pytestmark`` or the test's own); for the plugin's default set-up, use its
+``tabby_emulator`` fixture instead. ``client`` is an admin-keyed client of it, ``reader`` one with
+the api key only, and ``connections`` counts the connections clients hold.
+Helper functions are in ``tests/helpers.py``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
 from tabby_async import AsyncTabbyClient
+from tabby_async.testing import TabbyEmulator
+from tabby_async.testing.pytest_plugin import EmulatorFactory
+from tests.helpers import ConnectionCounter
 
 
-def held_connections(client: AsyncTabbyClient) -> int:
-    """Connections the client's connectors have handed out and not got back.
-
-    Both pools count: the control calls' and the loads' and downloads'.
-    """
-    held = 0
-    for session in (client._sessions._control, client._sessions._long):
-        if session is not None and session.connector is not None:
-            connector: aiohttp.BaseConnector = session.connector
-            held += len(connector._acquired)
-    return held
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "emulator(*args, **kwargs): the TabbyEmulator arguments of the server fixture"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +35,43 @@ def _no_tabby_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+@pytest.fixture
+async def server(
+    request: pytest.FixtureRequest, tabby_emulator_factory: EmulatorFactory
+) -> TabbyEmulator:
+    """A started emulator set up by the test's ``emulator`` mark, closed at teardown."""
+    mark = request.node.get_closest_marker("emulator")
+    if mark is None:
+        pytest.fail("the server fixture needs @pytest.mark.emulator(...) (or use tabby_emulator)")
+    # A copy: the mark's arguments are made once per module, the emulator once per test.
+    args, kwargs = copy.deepcopy((mark.args, mark.kwargs))
+    return await tabby_emulator_factory(*args, **kwargs)
+
+
+@pytest.fixture
+async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    """A client of ``server`` with its admin key."""
+    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as admin:
+        yield admin
+
+
+@pytest.fixture
+async def reader(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    """A client of ``server`` with its api key only."""
+    async with AsyncTabbyClient(server.url, api_key=server.api_key) as api:
+        yield api
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> ConnectionCounter:
+    """Counts the connections every client made in this test holds (both of its pools).
+
+    The clients build their pools from ``aiohttp.TCPConnector``; this puts a
+    counting subclass in its place (see :class:`tests.helpers.ConnectionCounter`).
+    Request it before the client's first call: the pools are made then.
+    """
+    counter = ConnectionCounter()
+    monkeypatch.setattr(aiohttp, "TCPConnector", counter.connector_class)
+    return counter

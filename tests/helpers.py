@@ -1,15 +1,40 @@
-"""Helpers shared by the tests: hostile servers, and what an error lets reach."""
+"""Helpers shared by the tests: hostile servers, held connections, hang guards, and
+what an error lets reach. The fixtures built on them are in ``conftest.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
+import aiohttp
 from aiohttp import web
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
-__all__ = ["RawHandler", "raw_server", "reachable_text", "serve_app"]
+__all__ = [
+    "GUARD",
+    "ConnectionCounter",
+    "RawHandler",
+    "guarded",
+    "raw_server",
+    "reachable_text",
+    "serve_app",
+]
+
+T = TypeVar("T")
+
+#: A hang guard, never a measure: far above any honest wait, far below a hang.
+GUARD = 30.0
+
+
+async def guarded(call: Awaitable[T], seconds: float = GUARD) -> T:
+    """Await ``call``, failing the test instead of hanging past ``seconds``."""
+    return await asyncio.wait_for(call, seconds)
+
 
 #: A raw TCP server's handler: it owns the connection and may send anything.
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -119,13 +144,87 @@ async def raw_server(handler: RawHandler) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp ``app`` on 127.0.0.1; yields its URL."""
+async def serve_app(
+    app: web.Application, *, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Run an aiohttp ``app`` on 127.0.0.1 (over TLS with ``ssl_context``); yields its URL."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
+    scheme = "http" if ssl_context is None else "https"
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+class ConnectionCounter:
+    """The connections aiohttp connectors hand out, seen through aiohttp's public API.
+
+    ``connector_class`` is a ``TCPConnector`` whose public ``connect()``
+    records each :class:`~aiohttp.connector.Connection` it returns; the
+    ``connections`` fixture puts it in place of ``aiohttp.TCPConnector``, which
+    the client builds its two pools from. A connection is held from ``connect()``
+    until its ``release()`` or ``close()`` (then its public ``protocol`` is None),
+    whichever pool it came from.
+    """
+
+    def __init__(self) -> None:
+        self._handed: list[Connection] = []
+        # Strong references, so that an id is never reused by a later protocol.
+        self._protocols: dict[int, object] = {}
+        self._waiters: list[tuple[int, asyncio.Event]] = []
+        record = self._record
+
+        class CountingConnector(aiohttp.TCPConnector):
+            """A ``TCPConnector`` that tells the counter about each connection it hands out."""
+
+            async def connect(
+                self,
+                req: aiohttp.ClientRequest,
+                traces: list[Trace],
+                timeout: aiohttp.ClientTimeout,
+            ) -> Connection:
+                connection = await super().connect(req, traces, timeout)
+                record(connection)  # no await here: a cancel must not strand the connection
+                return connection
+
+        self.connector_class: type[aiohttp.TCPConnector] = CountingConnector
+
+    def _record(self, connection: Connection) -> None:
+        self._handed.append(connection)
+        self._protocols.setdefault(id(connection.protocol), connection.protocol)
+        for count, event in self._waiters:
+            if len(self._handed) >= count:
+                event.set()
+
+    def connector(self, **kwargs: object) -> aiohttp.TCPConnector:
+        """A counting connector, for a session a test makes itself."""
+        return self.connector_class(**kwargs)  # type: ignore[arg-type]
+
+    @property
+    def held(self) -> int:
+        """Connections handed out and neither released nor closed yet."""
+        return sum(1 for connection in self._handed if connection.protocol is not None)
+
+    @property
+    def handed_out(self) -> int:
+        """Every ``connect()`` that returned a connection, new or from the pool."""
+        return len(self._handed)
+
+    @property
+    def opened(self) -> int:
+        """Distinct connections handed out: the ones that were not reused from a pool."""
+        return len(self._protocols)
+
+    async def wait_handed_out(self, count: int) -> None:
+        """Wait until ``count`` connections were handed out in all (a request is under way)."""
+        if len(self._handed) >= count:
+            return
+        waiter = (count, asyncio.Event())
+        self._waiters.append(waiter)
+        try:
+            await waiter[1].wait()
+        finally:
+            self._waiters.remove(waiter)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -35,91 +34,78 @@ from tabby_async import (
     Timeout,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.conftest import held_connections
+from tests.helpers import ConnectionCounter
 
 LOAD = "/v1/model/load"
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[TabbyEmulator]:
-    async with TabbyEmulator(
-        models=[
-            "alpha",
-            EmulatedModel(name="beta", modules=3, max_seq_len=8192),
-            EmulatedModel(name="slow", modules=50, delay=0.05),
-            EmulatedModel(name="broken", modules=4, fail_at=2, fail_message="CUDA out of memory"),
-            EmulatedModel(name="noconfig", config_error="config.json not found"),
-            EmulatedModel(name="seeing", modules=2, vision_modules=2),
-        ],
-        drafts=["draft-small"],
-        embeddings=["embed-a"],
-        downloadable={"org/tiny": 0.0},
-    ) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def admin(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
-    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as client:
-        yield client
-
-
-@pytest.fixture
-async def reader(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
-    async with AsyncTabbyClient(server.url, api_key=server.api_key) as client:
-        yield client
+pytestmark = pytest.mark.emulator(
+    models=[
+        "alpha",
+        EmulatedModel(name="beta", modules=3, max_seq_len=8192),
+        EmulatedModel(name="slow", modules=50, delay=0.05),
+        EmulatedModel(name="broken", modules=4, fail_at=2, fail_message="CUDA out of memory"),
+        EmulatedModel(name="noconfig", config_error="config.json not found"),
+        EmulatedModel(name="seeing", modules=2, vision_modules=2),
+    ],
+    drafts=["draft-small"],
+    embeddings=["embed-a"],
+    downloadable={"org/tiny": 0.0},
+)
 
 
 # --- the twelve operations ------------------------------------------------------
 
 
-async def test_all_twelve_operations(server: TabbyEmulator, admin: AsyncTabbyClient) -> None:
-    models = await admin.models.list()
+async def test_all_twelve_operations(
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
+) -> None:
+    models = await client.models.list()
     assert isinstance(models, ModelList)
     assert {"alpha", "beta"} <= set(models.ids)
     assert all(card.parameters is None for card in models.data)
 
-    assert (await admin.models.list_draft()).ids == ["draft-small"]
-    assert (await admin.models.list_embedding()).ids == ["embed-a"]
+    assert (await client.models.list_draft()).ids == ["draft-small"]
+    assert (await client.models.list_embedding()).ids == ["embed-a"]
 
     with pytest.raises(ModelNotLoadedError):
-        await admin.models.get()
+        await client.models.get()
 
-    final = await admin.models.load(ModelLoadRequest(model_name="beta", max_seq_len=4096))
+    final = await client.models.load(ModelLoadRequest(model_name="beta", max_seq_len=4096))
     assert final == ModelLoadResponse(model_type="model", module=3, modules=3, status="finished")
 
-    card = await admin.models.get()
+    card = await client.models.get()
     assert isinstance(card, ModelCard)
     assert card.id == "beta"
     assert card.parameters is not None and card.parameters.max_seq_len == 4096
 
-    props = await admin.models.get_props()
+    props = await client.models.get_props()
     assert isinstance(props, ModelPropsResponse)
     assert props.default_generation_settings.n_ctx == 4096
 
     events = []
-    async with admin.models.load_stream(model_name="alpha") as stream:
+    async with client.models.load_stream(model_name="alpha") as stream:
         async for event in stream:
             events.append(event)
     assert events[-1].status == "finished" and events[-1].model_type == "model"
-    assert (await admin.models.get()).id == "alpha"
+    assert (await client.models.get()).id == "alpha"
 
-    assert await admin.models.unload() is None
+    assert await client.models.unload() is None
     with pytest.raises(ModelNotLoadedError):
-        await admin.models.get_props()
+        await client.models.get_props()
 
-    loaded = await admin.models.load_embedding(
+    loaded = await client.models.load_embedding(
         EmbeddingModelLoadRequest(embedding_model_name="embed-a")
     )
     assert loaded.model_type == "embedding_model" and loaded.status == "finished"
-    assert (await admin.models.get_embedding()).id == "embed-a"
-    assert await admin.models.unload_embedding() is None
+    assert (await client.models.get_embedding()).id == "embed-a"
+    assert await client.models.unload_embedding() is None
     with pytest.raises(ModelNotLoadedError, match="embedding"):
-        await admin.models.get_embedding()
+        await client.models.get_embedding()
 
-    done = await admin.models.download(DownloadRequest(repo_id="org/tiny", token="hf_x"))
+    done = await client.models.download(DownloadRequest(repo_id="org/tiny", token="hf_x"))
     assert done.download_path.endswith("tiny")
-    assert "tiny" in (await admin.models.list()).ids
+    assert "tiny" in (await client.models.list()).ids
 
     routes = [(r.method, r.path) for r in server.requests]
     for expected in [
@@ -136,13 +122,13 @@ async def test_all_twelve_operations(server: TabbyEmulator, admin: AsyncTabbyCli
         ("POST", "/v1/model/embedding/unload"),
     ]:
         assert expected in routes
-    assert held_connections(admin) == 0
+    assert connections.held == 0
 
 
 async def test_keyword_fields_build_the_request(
-    server: TabbyEmulator, admin: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
-    await admin.models.load(
+    await client.models.load(
         ModelLoadRequest(model_name="alpha", max_seq_len=1024),
         cache_size=2048,
         draft_model={"draft_model_name": "draft-small"},
@@ -155,12 +141,12 @@ async def test_keyword_fields_build_the_request(
         "draft_model": {"draft_model_name": "draft-small"},
     }
     with pytest.raises(InvalidInputError) as info:
-        admin.models.load_stream(model_name="alpha", max_seq_length=5)
+        client.models.load_stream(model_name="alpha", max_seq_length=5)
     assert info.value.field == "max_seq_length"
     with pytest.raises(InvalidInputError, match="model_name"):
-        admin.models.load_stream(model_name="../../etc")
+        client.models.load_stream(model_name="../../etc")
     with pytest.raises(InvalidInputError, match="cache_size"):
-        await admin.models.load(model_name="alpha", cache_size=1000)
+        await client.models.load(model_name="alpha", cache_size=1000)
     assert len([r for r in server.requests if r.path == LOAD]) == 1
 
 
@@ -193,9 +179,9 @@ async def test_with_both_keys_the_admin_key_serves_api_routes(server: TabbyEmula
         assert (await client.models.list()).ids == []  # an api key sees what is loaded
 
 
-async def test_admin_key_alone_works_on_api_routes(admin: AsyncTabbyClient) -> None:
-    assert "alpha" in (await admin.models.list()).ids
-    assert (await admin.permission()).permission == "admin"
+async def test_admin_key_alone_works_on_api_routes(client: AsyncTabbyClient) -> None:
+    assert "alpha" in (await client.models.list()).ids
+    assert (await client.permission()).permission == "admin"
 
 
 async def test_api_key_on_admin_route_is_a_permission_error(reader: AsyncTabbyClient) -> None:
@@ -237,7 +223,7 @@ async def test_no_keys_against_a_server_without_auth() -> None:
 
 
 async def test_error_handling_switch_reaches_each_branch(
-    server: TabbyEmulator, admin: AsyncTabbyClient, reader: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, reader: AsyncTabbyClient
 ) -> None:
     """The seed's error-handling example: switch on the error's code."""
 
@@ -257,57 +243,59 @@ async def test_error_handling_switch_reaches_each_branch(
         return "loaded"
 
     assert await outcome(reader, "alpha") == "needs admin"
-    assert await outcome(admin, "missing-model") == "no such model"
+    assert await outcome(client, "missing-model") == "no such model"
     server.faults.fail_next(
         1, status=400, detail="A model name was not provided for load.", path=LOAD
     )
-    assert await outcome(admin, "alpha") == "bad request"
-    assert await outcome(admin, "broken") == "load_failed"
-    assert await outcome(admin, "alpha") == "loaded"
+    assert await outcome(client, "alpha") == "bad request"
+    assert await outcome(client, "broken") == "load_failed"
+    assert await outcome(client, "alpha") == "loaded"
 
 
-async def test_missing_model_is_model_not_found(admin: AsyncTabbyClient) -> None:
+async def test_missing_model_is_model_not_found(client: AsyncTabbyClient) -> None:
     with pytest.raises(ModelNotFoundError) as info:
-        async with admin.models.load_stream(model_name="nope"):
+        async with client.models.load_stream(model_name="nope"):
             pass
     assert info.value.status == 400
     assert info.value.message.startswith("Could not find the model path")
     with pytest.raises(ModelNotFoundError):
-        await admin.models.load_embedding(embedding_model_name="nope")
+        await client.models.load_embedding(embedding_model_name="nope")
 
 
-async def test_not_loaded_503s(admin: AsyncTabbyClient) -> None:
-    for call in (admin.models.get, admin.models.get_props, admin.models.unload):
+async def test_not_loaded_503s(client: AsyncTabbyClient) -> None:
+    for call in (client.models.get, client.models.get_props, client.models.unload):
         with pytest.raises(ModelNotLoadedError) as info:
             await call()
         assert info.value.status == 503 and not isinstance(info.value, ServerError)
     with pytest.raises(ModelNotLoadedError):
-        await admin.models.unload_embedding()
+        await client.models.unload_embedding()
 
 
-async def test_load_failed_and_config_error_frames(admin: AsyncTabbyClient) -> None:
+async def test_load_failed_and_config_error_frames(
+    client: AsyncTabbyClient, connections: ConnectionCounter
+) -> None:
     seen: list[ModelLoadResponse] = []
     with pytest.raises(LoadFailedError, match="CUDA out of memory") as info:
-        await admin.models.load(model_name="broken", on_progress=seen.append)
+        await client.models.load(model_name="broken", on_progress=seen.append)
     assert info.value.code == "load_failed"
     assert [e.module for e in seen] == [1, 2]
     with pytest.raises(LoadFailedError, match=r"config\.json"):
-        await admin.models.load(model_name="noconfig")
+        await client.models.load(model_name="noconfig")
     with pytest.raises(ModelNotLoadedError):
-        await admin.models.get()
-    assert held_connections(admin) == 0
+        await client.models.get()
+    assert connections.held == 0
 
 
 # --- the load stream -----------------------------------------------------------------
 
 
-async def test_vision_and_draft_finish_before_the_model(admin: AsyncTabbyClient) -> None:
+async def test_vision_and_draft_finish_before_the_model(client: AsyncTabbyClient) -> None:
     kinds: list[tuple[str, str]] = []
 
     async def record(event: ModelLoadResponse) -> None:
         kinds.append((event.model_type, event.status))
 
-    final = await admin.models.load(
+    final = await client.models.load(
         model_name="seeing",
         vision=True,
         draft_model=DraftModelLoadRequest(draft_model_name="draft-small"),
@@ -319,10 +307,10 @@ async def test_vision_and_draft_finish_before_the_model(admin: AsyncTabbyClient)
     assert kinds[-1] == ("model", "finished")
 
 
-async def test_already_loaded_streams_one_of_one(admin: AsyncTabbyClient) -> None:
-    await admin.models.load(model_name="beta")
+async def test_already_loaded_streams_one_of_one(client: AsyncTabbyClient) -> None:
+    await client.models.load(model_name="beta")
     events: list[ModelLoadResponse] = []
-    await admin.models.load(model_name="beta", max_seq_len=1024, on_progress=events.append)
+    await client.models.load(model_name="beta", max_seq_len=1024, on_progress=events.append)
     assert [(e.module, e.modules, e.status) for e in events] == [
         (1, 1, "processing"),
         (1, 1, "finished"),
@@ -330,31 +318,31 @@ async def test_already_loaded_streams_one_of_one(admin: AsyncTabbyClient) -> Non
 
 
 async def test_leaving_early_closes_the_response(
-    server: TabbyEmulator, admin: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
-    async with admin.models.load_stream(model_name="slow") as stream:
+    async with client.models.load_stream(model_name="slow") as stream:
         async for event in stream:
             assert event.module == 1
-            assert held_connections(admin) == 1
+            assert connections.held == 1
             break
     assert stream.closed
-    assert held_connections(admin) == 0
+    assert connections.held == 0
     # The server goes on loading after the client left (PROTOCOL.md).
     for _ in range(200):
         await asyncio.sleep(0.05)
         if server.loaded == "slow":
             break
-    assert (await admin.models.get()).id == "slow"
+    assert (await client.models.get()).id == "slow"
 
 
 async def test_aclose_and_cancellation_close_the_response(
-    server: TabbyEmulator, admin: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
-    stream = admin.models.load_stream(model_name="slow")
+    stream = client.models.load_stream(model_name="slow")
     first = await stream.__anext__()
     assert first.module == 1
     await stream.aclose()
-    assert held_connections(admin) == 0
+    assert connections.held == 0
     with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
 
@@ -365,11 +353,11 @@ async def test_aclose_and_cancellation_close_the_response(
         if server.loaded == "slow":
             break
         await asyncio.sleep(0.05)
-    await admin.models.unload()
+    await client.models.unload()
     started = asyncio.Event()
 
     async def follow() -> None:
-        async with admin.models.load_stream(model_name="slow") as s:
+        async with client.models.load_stream(model_name="slow") as s:
             async for _ in s:
                 started.set()
 
@@ -378,29 +366,31 @@ async def test_aclose_and_cancellation_close_the_response(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert held_connections(admin) == 0
+    assert connections.held == 0
 
 
-async def test_an_exception_in_the_block_closes_the_response(admin: AsyncTabbyClient) -> None:
+async def test_an_exception_in_the_block_closes_the_response(
+    client: AsyncTabbyClient, connections: ConnectionCounter
+) -> None:
     with pytest.raises(KeyError):
-        async with admin.models.load_stream(model_name="slow") as stream:
+        async with client.models.load_stream(model_name="slow") as stream:
             async for _ in stream:
                 raise KeyError("boom")
-    assert held_connections(admin) == 0
+    assert connections.held == 0
 
 
 async def test_cut_stream_is_a_stream_error_and_never_resent(
-    server: TabbyEmulator, admin: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
     server.faults.drop_stream(after_events=2)
     got: list[ModelLoadResponse] = []
     with pytest.raises(StreamError, match="ended before the model finished") as info:
-        await admin.models.load(model_name="beta", on_progress=got.append)
+        await client.models.load(model_name="beta", on_progress=got.append)
     assert info.value.code == "stream_error"
     assert len(got) == 2
     await asyncio.sleep(0.3)  # EventSource would reconnect within this
     assert server.count("POST", LOAD) == 1
-    assert held_connections(admin) == 0
+    assert connections.held == 0
 
 
 async def test_pings_are_skipped() -> None:
@@ -419,29 +409,36 @@ async def test_pings_are_skipped() -> None:
 
 
 async def test_a_finished_stream_returns_its_connection_to_the_pool(
-    admin: AsyncTabbyClient,
+    client: AsyncTabbyClient,
+    connections: ConnectionCounter,
 ) -> None:
-    await admin.models.load(model_name="alpha")
-    session = admin._sessions._long  # loads have their own pool
-    assert session is not None and session.connector is not None
-    pooled = sum(len(v) for v in session.connector._conns.values())
-    assert pooled == 1
-    assert held_connections(admin) == 0
+    await client.models.load(model_name="alpha")
+    assert connections.held == 0
+    opened, handed_out = connections.opened, connections.handed_out
+    # Pooled, not closed: the next load (a no-op one now) is sent on the same connection.
+    await client.models.load(model_name="alpha")
+    assert connections.handed_out > handed_out
+    assert connections.opened == opened == 1
+    assert connections.held == 0
 
 
 # --- timeouts -------------------------------------------------------------------------
 
 
-async def test_per_call_total_timeout(server: TabbyEmulator, admin: AsyncTabbyClient) -> None:
+async def test_per_call_total_timeout(
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
+) -> None:
     server.faults.delay_head(2.0, path="/v1/model/list")
     with pytest.raises(TabbyTimeoutError) as info:
-        await admin.models.list(timeout=0.3)
+        await client.models.list(timeout=0.3)
     assert info.value.kind == "total"
     assert isinstance(info.value, TimeoutError)
-    assert held_connections(admin) == 0
+    assert connections.held == 0
 
 
-async def test_read_idle_timeout_on_a_silent_stream(server: TabbyEmulator) -> None:
+async def test_read_idle_timeout_on_a_silent_stream(
+    server: TabbyEmulator, connections: ConnectionCounter
+) -> None:
     async with AsyncTabbyClient(
         server.url,
         admin_key=server.admin_key,
@@ -454,7 +451,7 @@ async def test_read_idle_timeout_on_a_silent_stream(server: TabbyEmulator) -> No
                 async for _ in s:
                     pass
         assert info.value.kind == "read"
-        assert held_connections(client) == 0
+        assert connections.held == 0
         assert client.stream_timeout.total is None
 
 

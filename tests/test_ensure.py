@@ -8,7 +8,6 @@ plus tables of the pure comparison.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +46,17 @@ UNLOAD = "/v1/model/unload"
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[TabbyEmulator]:
-    async with TabbyEmulator(
-        models=[
-            EmulatedModel("m", modules=3),
-            EmulatedModel("other", modules=2),
-            EmulatedModel("vis", modules=2, vision_modules=2),
-            EmulatedModel("broken", modules=4, fail_at=2, fail_message="out of memory"),
-            EmulatedModel("slow", modules=4, delay=0.25),
-            "org/nested/4.0bpw",
-        ],
-        drafts=["d1", "d2"],
-    ) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
-    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as c:
-        yield c
+pytestmark = pytest.mark.emulator(
+    models=[
+        EmulatedModel("m", modules=3),
+        EmulatedModel("other", modules=2),
+        EmulatedModel("vis", modules=2, vision_modules=2),
+        EmulatedModel("broken", modules=4, fail_at=2, fail_message="out of memory"),
+        EmulatedModel("slow", modules=4, delay=0.25),
+        "org/nested/4.0bpw",
+    ],
+    drafts=["d1", "d2"],
+)
 
 
 def _posts(server: TabbyEmulator) -> int:
@@ -353,15 +343,15 @@ async def test_unload_answering_not_loaded_is_fine(
     assert server.loaded == "m"
 
 
-async def test_load_failure_and_missing_key_raise(server: TabbyEmulator) -> None:
-    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as admin:
-        with pytest.raises(LoadFailedError, match="out of memory"):
-            await admin.models.ensure_loaded(model_name="broken")
-    async with AsyncTabbyClient(server.url, api_key=server.api_key) as reader:
-        with pytest.raises(PermissionDeniedError):
-            await reader.models.ensure_loaded(model_name="m")
-        plan = await reader.models.plan_load(model_name="m")  # reading needs the api key only
-        assert plan.action == "load"
+async def test_load_failure_and_missing_key_raise(
+    client: AsyncTabbyClient, reader: AsyncTabbyClient
+) -> None:
+    with pytest.raises(LoadFailedError, match="out of memory"):
+        await client.models.ensure_loaded(model_name="broken")
+    with pytest.raises(PermissionDeniedError):
+        await reader.models.ensure_loaded(model_name="m")
+    plan = await reader.models.plan_load(model_name="m")  # reading needs the api key only
+    assert plan.action == "load"
 
 
 async def test_nested_names_compare_by_card_id(

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -30,19 +30,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "HF_TOKEN")
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[TabbyEmulator]:
-    async with TabbyEmulator(
-        models=[
-            EmulatedModel("alpha", modules=3, delay=0.05),
-            EmulatedModel("beta", modules=2),
-            EmulatedModel("broken", modules=3, fail_at=1, fail_message="no config.json"),
-        ],
-        drafts=[EmulatedModel("tiny-draft", modules=2)],
-        embeddings=["embed-a", "embed-b"],
-        downloadable={"org/fresh-model": 0.05},
-    ) as emulator:
-        yield emulator
+pytestmark = pytest.mark.emulator(
+    models=[
+        EmulatedModel("alpha", modules=3, delay=0.05),
+        EmulatedModel("beta", modules=2),
+        EmulatedModel("broken", modules=3, fail_at=1, fail_message="no config.json"),
+    ],
+    drafts=[EmulatedModel("tiny-draft", modules=2)],
+    embeddings=["embed-a", "embed-b"],
+    downloadable={"org/fresh-model": 0.05},
+)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from tabby_async import AsyncTabbyClient, TabbyError
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.conftest import held_connections
+from tests.helpers import ConnectionCounter
 
 OPERATIONS = 5_000
 CONCURRENCY = 100
@@ -57,7 +57,7 @@ def _arm(server: TabbyEmulator) -> None:
     faults.fail_next(None, status=502, detail="bad gateway", path=LOAD, probability=0.05)
 
 
-async def test_fault_campaign() -> None:
+async def test_fault_campaign(connections: ConnectionCounter) -> None:
     rng = random.Random(SEED)
     outcomes: collections.Counter[str] = collections.Counter()
     unexpected: list[BaseException] = []
@@ -132,7 +132,7 @@ async def test_fault_campaign() -> None:
                     await run(i, pick(i), cancel)
 
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            held = held_connections(client)
+            held = connections.held
             await client.aclose()
             fired = sum(f.fired for f in server.faults.pending)
             markers = collections.Counter(

@@ -8,9 +8,7 @@ hang guards only: the bugs these pin down took 40 s, 120 s or forever.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -24,36 +22,17 @@ from tabby_async import (
     TabbyError,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.conftest import held_connections
-from tests.helpers import reachable_text, serve_app
+from tests.helpers import GUARD, ConnectionCounter, guarded, reachable_text, serve_app
 
 LOAD = "/v1/model/load"
-#: A hang guard, never a measure: far below the bugs' 40 s to forever.
-GUARD = 30.0
 
-T = TypeVar("T")
-
-
-async def guarded(call: Awaitable[T]) -> T:
-    return await asyncio.wait_for(call, GUARD)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[TabbyEmulator]:
-    async with TabbyEmulator(
-        models=[
-            "alpha",
-            EmulatedModel(name="slow", modules=10, delay=0.03),
-            EmulatedModel(name="noconfig", config_error="config.json not found"),
-        ],
-    ) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
-    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as c:
-        yield c
+pytestmark = pytest.mark.emulator(
+    models=[
+        "alpha",
+        EmulatedModel(name="slow", modules=10, delay=0.03),
+        EmulatedModel(name="noconfig", config_error="config.json not found"),
+    ],
+)
 
 
 async def follow(client: AsyncTabbyClient, model: str) -> list[ModelLoadResponse]:
@@ -73,21 +52,17 @@ Way = Callable[[AsyncTabbyClient, str], Awaitable[list[ModelLoadResponse]]]
 BOTH_WAYS = pytest.mark.parametrize("way", [follow, load], ids=["load_stream", "load"])
 
 
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll ``predicate`` (the emulator has no event for "a request arrived")."""
-    for _ in itertools.count():
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-
-
 # --- §4.1 a retry: field ----------------------------------------------------------
 
 
 @BOTH_WAYS
 @pytest.mark.parametrize("retry", ["60000", "9" * 30])
 async def test_a_retry_field_then_an_early_end_raises_stream_error_at_once(
-    server: TabbyEmulator, client: AsyncTabbyClient, way: Way, retry: str
+    server: TabbyEmulator,
+    client: AsyncTabbyClient,
+    way: Way,
+    retry: str,
+    connections: ConnectionCounter,
 ) -> None:
     # Before: the inherited EventSource slept 2 x retry (120 s) before the
     # error, and the 30-digit value raised a bare OverflowError.
@@ -96,7 +71,7 @@ async def test_a_retry_field_then_an_early_end_raises_stream_error_at_once(
     with pytest.raises(StreamError, match="ended before the model finished loading"):
         await guarded(way(client, "slow"))
     assert server.count("POST", LOAD) == 1
-    assert held_connections(client) == 0
+    assert connections.held == 0
 
 
 async def test_a_retry_field_in_a_good_stream_is_ignored(
@@ -111,34 +86,21 @@ async def test_a_retry_field_in_a_good_stream_is_ignored(
 # --- §4.2 frames after finished ---------------------------------------------------
 
 
-class _Connections:
-    """Counts the connections a session opens (an aiohttp TraceConfig)."""
-
-    def __init__(self) -> None:
-        self.opened = 0
-        self.trace = aiohttp.TraceConfig()
-        self.trace.on_connection_create_end.append(self._opened)
-
-    async def _opened(self, *_: object) -> None:
-        self.opened += 1
-
-
 @BOTH_WAYS
 @pytest.mark.parametrize("interval", [0.0, 0.2], ids=["flood", "trickle"])
 async def test_frames_after_finished_end_the_stream_promptly(
-    server: TabbyEmulator, way: Way, interval: float
+    server: TabbyEmulator, way: Way, interval: float, connections: ConnectionCounter
 ) -> None:
     # Before: the drain waited up to 1 s per frame with no total, so frames
     # every 0.2 s (or a flood) kept load() and `async for` alive forever.
     server.faults.frames_after_finished(count=None, interval=interval)
-    connections = _Connections()
     async with (
-        aiohttp.ClientSession(trace_configs=[connections.trace]) as session,
+        aiohttp.ClientSession(connector=connections.connector()) as session,
         AsyncTabbyClient(server.url, admin_key=server.admin_key, session=session) as client,
     ):
         events = await guarded(way(client, "slow"))
         assert events[-1].status == "finished" and len(events) == 11
-        assert held_connections(client) == 0
+        assert connections.held == 0
         assert connections.opened == 1
         # The stream's connection was closed, not handed back with frames
         # still coming: the next call needs a new one.
@@ -148,10 +110,10 @@ async def test_frames_after_finished_end_the_stream_promptly(
 
 async def test_a_stream_that_ends_after_finished_hands_its_connection_back(
     server: TabbyEmulator,
+    connections: ConnectionCounter,
 ) -> None:
-    connections = _Connections()
     async with (
-        aiohttp.ClientSession(trace_configs=[connections.trace]) as session,
+        aiohttp.ClientSession(connector=connections.connector()) as session,
         AsyncTabbyClient(server.url, admin_key=server.admin_key, session=session) as client,
     ):
         await guarded(load(client, "slow"))
@@ -185,20 +147,25 @@ async def test_a_bom_does_not_hide_the_first_frame(
     [(204, "expected 200 with an event stream, got 204"), (200, r"ended before .* \(no events\)")],
 )
 async def test_an_empty_answer_is_a_stream_error(
-    server: TabbyEmulator, client: AsyncTabbyClient, way: Way, status: int, says: str
+    server: TabbyEmulator,
+    client: AsyncTabbyClient,
+    way: Way,
+    status: int,
+    says: str,
+    connections: ConnectionCounter,
 ) -> None:
     # Before: a 204 gave a silent, empty load_stream.
     server.faults.empty_stream(status)
     with pytest.raises(StreamError, match=says):
         await guarded(way(client, "alpha"))
-    assert held_connections(client) == 0
+    assert connections.held == 0
 
 
 # --- §4.5 aclose() from another task ------------------------------------------------
 
 
 async def test_aclose_while_opening_cancels_the_request_and_ends_the_iteration(
-    server: TabbyEmulator, client: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
     # The head is held back: the stream is still opening when aclose() comes.
     server.faults.delay_head(GUARD * 4, path=LOAD)
@@ -211,10 +178,10 @@ async def test_aclose_while_opening_cancels_the_request_and_ends_the_iteration(
                 seen.append(event)
 
     task = asyncio.create_task(iterate())
-    await guarded(wait_until(lambda: server.count("POST", LOAD) == 1))
+    await guarded(connections.wait_handed_out(1))  # the load's request is under way
     await guarded(stream.aclose())
     # Before: the response was left to open later, and the stream yielded.
-    assert held_connections(client) == 0
+    assert connections.held == 0
     await guarded(task)  # the iterating task's `async for` just ends
     assert seen == [] and stream.closed and not stream.finished
     with pytest.raises(StopAsyncIteration):
@@ -222,7 +189,7 @@ async def test_aclose_while_opening_cancels_the_request_and_ends_the_iteration(
 
 
 async def test_aclose_while_iterating_ends_the_iteration(
-    server: TabbyEmulator, client: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
     stream = client.models.load_stream(model_name="slow")
     first = asyncio.Event()
@@ -237,19 +204,19 @@ async def test_aclose_while_iterating_ends_the_iteration(
     task = asyncio.create_task(iterate())
     await guarded(first.wait())
     await stream.aclose()
-    assert held_connections(client) == 0
+    assert connections.held == 0
     count = len(seen)
     await guarded(task)
     assert len(seen) == count and stream.closed and not stream.finished
 
 
 async def test_load_on_a_stream_closed_while_opening_is_a_stream_error(
-    server: TabbyEmulator, client: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
     server.faults.delay_head(GUARD * 4, path=LOAD)
     stream = client.models.load_stream(model_name="slow")
     opening = asyncio.create_task(stream.__aenter__())
-    await guarded(wait_until(lambda: server.count("POST", LOAD) == 1))
+    await guarded(connections.wait_handed_out(1))  # the load's request is under way
     await stream.aclose()
     assert await guarded(opening) is stream  # entering ends quietly; nothing to iterate
     assert [e async for e in stream] == []
@@ -258,7 +225,9 @@ async def test_load_on_a_stream_closed_while_opening_is_a_stream_error(
 # --- §5(c) a line over the cap -----------------------------------------------------
 
 
-async def test_a_line_over_the_cap_is_a_stream_error_naming_it() -> None:
+async def test_a_line_over_the_cap_is_a_stream_error_naming_it(
+    connections: ConnectionCounter,
+) -> None:
     async def endless_line(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         resp.enable_chunked_encoding()
@@ -276,7 +245,7 @@ async def test_a_line_over_the_cap_is_a_stream_error_naming_it() -> None:
     ):
         with pytest.raises(StreamError, match="longer than the 1 MiB cap"):
             await guarded(client.models.load(model_name="m"))
-        assert held_connections(client) == 0
+        assert connections.held == 0
 
 
 # --- secrets -----------------------------------------------------------------------

@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import pytest
 
 from tabby_async.fleet import read_nodes_toml
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.testing.pytest_plugin import EmulatorFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -151,12 +151,11 @@ def test_the_toml_block_is_a_valid_nodes_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def servers() -> AsyncIterator[list[TabbyEmulator]]:
+async def servers(tabby_emulator_factory: EmulatorFactory) -> list[TabbyEmulator]:
     """Two fresh emulators with the samples' models and the same keys (two fleet nodes)."""
     models = [EmulatedModel(name, modules=3) for name in ("Llama-3-8B-exl2", "Llama-3.1-70B-exl2")]
     keys = {"api_key": API_KEY, "admin_key": ADMIN_KEY}
-    async with TabbyEmulator(models, **keys) as one, TabbyEmulator(models, **keys) as two:
-        yield [one, two]
+    return [await tabby_emulator_factory(models, **keys) for _ in range(2)]
 
 
 def nodes_file(servers: list[TabbyEmulator], folder: Path) -> Path:

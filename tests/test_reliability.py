@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,34 +21,23 @@ from tabby_async import (
     Timeout,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.conftest import held_connections
+from tests.helpers import GUARD, ConnectionCounter
 
 LOAD = "/v1/model/load"
-#: A hang guard, never a measure.
-GUARD = 30.0
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[TabbyEmulator]:
-    async with TabbyEmulator(
-        models=[
-            "alpha",
-            EmulatedModel(name="slow", modules=10, delay=0.03),
-            EmulatedModel(name="org/model/4.0bpw", modules=10, delay=0.03),
-        ],
-        embeddings=["embed-a"],
-    ) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def client(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
-    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as c:
-        yield c
+pytestmark = pytest.mark.emulator(
+    models=[
+        "alpha",
+        EmulatedModel(name="slow", modules=10, delay=0.03),
+        EmulatedModel(name="org/model/4.0bpw", modules=10, delay=0.03),
+    ],
+    embeddings=["embed-a"],
+)
 
 
 async def test_reattach_polls_until_the_model_is_there(
-    server: TabbyEmulator, client: AsyncTabbyClient
+    server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
     server.faults.drop_stream(after_events=2, stop_load=False)
     stream = client.models.load_stream(model_name="slow", reattach_within=5.0)
@@ -59,7 +48,7 @@ async def test_reattach_polls_until_the_model_is_there(
     assert (await client.models.get()).id == "slow"
     assert server.count("POST", LOAD) == 1  # polled, never re-sent
     assert server.count("GET", "/v1/model") >= 2  # 503 while loading, then the card
-    assert held_connections(client) == 0
+    assert connections.held == 0
 
 
 async def test_reattach_gives_up_when_the_load_died(
@@ -103,6 +92,7 @@ async def test_reattach_polls_through_proxy_errors_and_broken_answers(
 
 async def test_a_hung_poll_is_bounded_by_the_window(
     server: TabbyEmulator,
+    connections: ConnectionCounter,
 ) -> None:
     # The control timeout is 10 minutes here; a poll bounded by it (as before)
     # would hold re-attaching with reattach_within=1 far past the hang guard.
@@ -114,7 +104,7 @@ async def test_a_hung_poll_is_bounded_by_the_window(
         with pytest.raises(StreamError, match="did not show up in GET /v1/model within 1 s"):
             await asyncio.wait_for(client.models.load(model_name="slow", reattach_within=1), GUARD)
         assert server.count("GET", "/v1/model") >= 1
-        assert held_connections(client) == 0
+        assert connections.held == 0
 
 
 async def test_reattach_stops_on_an_answer_that_is_not_a_wait(
@@ -143,7 +133,7 @@ async def test_without_reattach_a_cut_stream_raises_at_once(
 
 @pytest.mark.parametrize("delay", [0.0, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05])
 async def test_cancellation_at_any_point_leaves_nothing_behind(
-    server: TabbyEmulator, client: AsyncTabbyClient, delay: float
+    server: TabbyEmulator, client: AsyncTabbyClient, delay: float, connections: ConnectionCounter
 ) -> None:
     server.faults.delay_head(0.01, n=None)
     before = asyncio.all_tasks()
@@ -169,7 +159,7 @@ async def test_cancellation_at_any_point_leaves_nothing_behind(
     for result in results:
         if isinstance(result, BaseException):
             assert isinstance(result, (asyncio.CancelledError, TabbyError)), result
-    assert held_connections(client) == 0
+    assert connections.held == 0
     assert _client_side(asyncio.all_tasks() - before) == []
 
 
@@ -219,7 +209,9 @@ def unanswered_port() -> Iterator[int]:
     server.close()
 
 
-async def test_connect_timeout_says_connect(unanswered_port: int) -> None:
+async def test_connect_timeout_says_connect(
+    unanswered_port: int, connections: ConnectionCounter
+) -> None:
     async with AsyncTabbyClient(
         f"http://127.0.0.1:{unanswered_port}",
         admin_key="k",
@@ -236,4 +228,4 @@ async def test_connect_timeout_says_connect(unanswered_port: int) -> None:
         with pytest.raises(TabbyTimeoutError) as info:
             await client.models.load(model_name="alpha")
         assert info.value.kind == "connect"
-        assert held_connections(client) == 0
+        assert connections.held == 0

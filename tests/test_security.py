@@ -32,7 +32,7 @@ from tabby_async.cli import main as cli_main
 from tabby_async.fleet import NodeSpec, read_nodes_toml
 from tabby_async.fleet._config import parse_nodes
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.helpers import reachable_text
+from tests.helpers import reachable_text, serve_app
 
 API_KEY = "api-key-SECRET-aaaa"
 ADMIN_KEY = "admin-key-SECRET-bbbb"
@@ -89,8 +89,8 @@ async def test_no_secret_in_any_repr_error_log_or_recorded_request(
     assert leaks == []
 
 
-async def _redirecting_server(target: str) -> tuple[web.AppRunner, str, list[dict[str, str]]]:
-    seen: list[dict[str, str]] = []
+def _redirecting_app(target: str, seen: list[dict[str, str]]) -> web.Application:
+    """An app that answers every request with a redirect to ``target``, noting its headers."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         seen.append(dict(request.headers))
@@ -98,19 +98,18 @@ async def _redirecting_server(target: str) -> tuple[web.AppRunner, str, list[dic
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}", seen
+    return app
 
 
 async def test_keys_are_not_carried_across_a_redirect() -> None:
-    other_runner, other_url, other_seen = await _redirecting_server("http://127.0.0.1:9")
-    runner, url, seen = await _redirecting_server(other_url.replace("127.0.0.1", "localhost"))
-    try:
-        async with AsyncTabbyClient(url, api_key=API_KEY, admin_key=ADMIN_KEY) as client:
+    seen: list[dict[str, str]] = []
+    other_seen: list[dict[str, str]] = []
+    async with serve_app(_redirecting_app("http://127.0.0.1:9", other_seen)) as other_url:
+        target = other_url.replace("127.0.0.1", "localhost")
+        async with (
+            serve_app(_redirecting_app(target, seen)) as url,
+            AsyncTabbyClient(url, api_key=API_KEY, admin_key=ADMIN_KEY) as client,
+        ):
             with pytest.raises(APIStatusError) as info:
                 await client.models.list()
             with pytest.raises(APIStatusError):
@@ -119,9 +118,6 @@ async def test_keys_are_not_carried_across_a_redirect() -> None:
         assert "redirect" in info.value.message
         assert len(seen) == 2
         assert other_seen == []  # the redirect was never followed
-    finally:
-        await runner.cleanup()
-        await other_runner.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +158,8 @@ async def tls_url(certificate: tuple[Path, Path]) -> AsyncIterator[str]:
     app.router.add_get("/health", health)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    yield f"https://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serve_app(app, ssl_context=context) as url:
+        yield url
 
 
 async def test_tls_is_verified_by_default(tls_url: str, certificate: tuple[Path, Path]) -> None:
