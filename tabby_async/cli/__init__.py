@@ -9,6 +9,7 @@
     models download ORG/REPO [--include PATTERN ... --hf-token TOKEN]
     models draft list
     models embedding list | get | load NAME [--device DEV] | unload
+    fleet status | load NAME | ensure NAME | rollout NAME  [--nodes nodes.toml ...]
     emulator [--port 5000 --models a,b ...]
     demo
 
@@ -18,14 +19,31 @@ on stderr and exit with a code that says what kind of failure it was (see
 :data:`~tabby_async.cli.common.EXIT_CODES_HELP`). Keys and tokens are never
 printed.
 
-Plug-in hook
-------------
-Other command groups live in their own modules and plug in through
-:data:`PLUGINS`: for each name, :func:`build_parser` imports
-``tabby_async.cli.<name>`` if it exists and calls its
-``register(subparsers) -> None`` with the top-level subparsers action
-(``tabby_async.cli.fleet`` adds ``fleet status|load|ensure|rollout``). A
-plug-in's leaf parsers should
+Command groups
+--------------
+Every top-level command is listed in :data:`GROUPS`: its name, the one line
+``--help`` shows for it, and the module that builds it. The list is static
+and explicit, and a group's module is imported only when that group is the
+command being run:
+
+* ``tabby-async --help`` lists every group from :data:`GROUPS` alone, and
+  imports none of their modules;
+* ``tabby-async models load ...`` imports the model commands' module and
+  nothing of the fleet; ``tabby-async fleet ...`` imports the fleet.
+
+:func:`main` parses twice to do that. First with a parser in which every
+group is a stand-in that accepts any arguments: that finds which group was
+chosen (and prints the top-level help or a top-level usage error itself).
+Then with the parser :func:`build_parser` makes for that group, whose module
+is imported and whose ``register(subparsers) -> None`` adds the group's real
+commands; the other groups stay stand-ins. A module that fails to import
+fails the command loudly, with its own error: it is never skipped quietly.
+A module may add several top-level commands (the emulator's adds
+``emulator`` and ``demo``): each gets its own line in :data:`GROUPS`, with
+the same module. A test checks that every module registers exactly the
+commands :data:`GROUPS` names for it.
+
+A group's leaf parsers should
 
 * take ``parents=[common.connection_options()]`` so ``--url``/``--json``/...
   work after the subcommand too;
@@ -40,10 +58,6 @@ plug-in's leaf parsers should
 
 A group parser that needs a subcommand should ``set_defaults(group_parser=p)``
 so that a bare ``tabby-async fleet`` prints that group's help.
-
-A plug-in module that is missing is skipped; one that fails to import for
-another reason is reported as a warning and skipped, so the core commands
-always work.
 """
 
 from __future__ import annotations
@@ -54,12 +68,12 @@ import importlib
 import inspect
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from .. import errors as E
 from .._version import __version__
-from . import _emulator, _models
 from .common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -71,12 +85,39 @@ from .common import (
     exit_code_for,
 )
 
-__all__ = ["PLUGINS", "build_parser", "main"]
-
-#: Sub-modules of ``tabby_async.cli`` that add command groups, if present.
-PLUGINS: tuple[str, ...] = ("fleet",)
+__all__ = ["GROUPS", "CommandGroup", "build_parser", "main", "parse_args"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandGroup:
+    """One top-level command: its name, its line in ``--help``, and the module that builds it.
+
+    ``module`` is an importable module path; its ``register(subparsers)``
+    adds the command (and any other command listed with the same module).
+    """
+
+    name: str
+    help: str
+    module: str
+
+
+#: Every top-level command, in the order ``--help`` lists them.
+GROUPS: tuple[CommandGroup, ...] = (
+    CommandGroup("models", "list, inspect, load and unload models", f"{__name__}._models"),
+    CommandGroup(
+        "fleet",
+        "status, load, ensure and rollout on many servers (a nodes file)",
+        f"{__name__}.fleet",
+    ),
+    CommandGroup(
+        "emulator", "serve a fake TabbyAPI server for trying things out", f"{__name__}._emulator"
+    ),
+    CommandGroup(
+        "demo", "walk the whole model workflow against a built-in emulator", f"{__name__}._emulator"
+    ),
+)
 
 _DESCRIPTION = """\
 Manage the models of a TabbyAPI server from the shell: list, load (with live
@@ -88,9 +129,18 @@ TABBY_API_KEY, TABBY_ADMIN_KEY (flags win). Reads need the api key (or the
 admin key); load, unload and download need the admin key.
 """
 
+#: Where a stand-in group leaves its name in the parsed options.
+_CHOSEN = "chosen_group"
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``tabby-async`` parser, plug-ins included."""
+
+def build_parser(group: str | None = None) -> argparse.ArgumentParser:
+    """The ``tabby-async`` parser, with the commands of ``group`` built by its module.
+
+    Every other group (all of them when ``group`` is None) is a stand-in:
+    listed in ``--help`` with its line from :data:`GROUPS`, accepting any
+    arguments, its module not imported. Raises whatever importing the
+    group's module raises, and KeyError for a name not in :data:`GROUPS`.
+    """
     parser = argparse.ArgumentParser(
         prog="tabby-async",
         description=_DESCRIPTION,
@@ -100,32 +150,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_global_options(parser)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _models.register(subparsers)
-    _emulator.register(subparsers)
-    for name in PLUGINS:
-        _register_plugin(name, subparsers)
+    chosen = _group(group).module if group is not None else None
+    registered = False
+    for entry in GROUPS:
+        if entry.module != chosen:
+            _stand_in(subparsers, entry)
+        elif not registered:  # a module adds all of its commands at once
+            importlib.import_module(entry.module).register(subparsers)
+            registered = True
     return parser
 
 
-def _register_plugin(
-    name: str, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
+def _group(name: str) -> CommandGroup:
+    for entry in GROUPS:
+        if entry.name == name:
+            return entry
+    raise KeyError(name)
+
+
+def _stand_in(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], entry: CommandGroup
 ) -> None:
-    module_name = f"{__name__}.{name}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return  # not installed / not written yet
-        print(f"warning: the {name} commands are unavailable: {exc}", file=sys.stderr)
-        return
-    except Exception as exc:  # a broken plug-in must not break the core commands
-        print(f"warning: the {name} commands are unavailable: {exc}", file=sys.stderr)
-        return
-    register: Callable[[Any], None] | None = getattr(module, "register", None)
-    if register is None:
-        print(f"warning: {module_name} has no register(subparsers)", file=sys.stderr)
-        return
-    register(subparsers)
+    # No help option of its own: `tabby-async models --help` is the real group's.
+    stand_in = subparsers.add_parser(entry.name, help=entry.help, add_help=False)
+    stand_in.add_argument("rest", nargs=argparse.REMAINDER)
+    stand_in.set_defaults(**{_CHOSEN: entry.name})
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser for the command ``argv`` names, and ``argv`` parsed with it.
+
+    Raises SystemExit for ``--help``, ``--version`` and usage errors, as
+    argparse does.
+    """
+    scout = build_parser()
+    found, _ = scout.parse_known_args(argv)
+    chosen = getattr(found, _CHOSEN, None)
+    parser = scout if chosen is None else build_parser(chosen)
+    return parser, parser.parse_args(argv)
 
 
 async def _interruptible(awaitable: Awaitable[T]) -> T:
@@ -164,9 +226,8 @@ async def _interruptible(awaitable: Awaitable[T]) -> T:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``tabby-async`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        parser, args = parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # --help, --version, or a usage error (argparse said why)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     handler = getattr(args, "handler", None)

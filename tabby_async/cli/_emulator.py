@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from .. import errors as E
 from .._client import AsyncTabbyClient
 from ..types import DraftModelLoadRequest, ModelLoadRequest
-from ._models import describe_card, describe_props, load_with_progress
-from .common import EXIT_OK, EXIT_USAGE, CliError, format_table
+from ._args import name_list, non_negative_seconds, positive_int
+from ._format import card_fields, format_table, props_fields
+from ._models import load_with_progress
+from .common import EXIT_OK, EXIT_USAGE, CliError
 
 if TYPE_CHECKING:
     from ..testing import EmulatedModel, TabbyEmulator
@@ -28,23 +30,12 @@ __all__ = ["register"]
 # --- tabby-async emulator -------------------------------------------------------------
 
 
-def _names(text: str) -> list[str]:
-    """``a,b`` -> ``["a", "b"]`` (empty items dropped)."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _downloadable(text: str) -> tuple[str, float]:
     """``org/repo`` or ``org/repo=SECONDS``."""
     repo, _, seconds = text.partition("=")
     if not repo.strip():
         raise argparse.ArgumentTypeError(f"expected org/repo[=SECONDS], got {text!r}")
-    try:
-        delay = float(seconds) if seconds else 1.0
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected org/repo[=SECONDS], got {text!r}") from None
-    if delay < 0:
-        raise argparse.ArgumentTypeError(f"the download time must be >= 0, got {text!r}")
-    return repo.strip(), delay
+    return repo.strip(), non_negative_seconds(seconds) if seconds else 1.0
 
 
 def _build_models(names: list[str], modules: int, delay: float) -> list[EmulatedModel]:
@@ -206,10 +197,10 @@ async def run_demo(*, module_delay: float = 0.04) -> None:
             out.show(f"loaded in {seconds:.1f} s")
 
             out.step("The loaded model and its parameters", "await client.models.get()")
-            out.show(describe_card(await admin.models.get()))
+            out.show(card_fields(await admin.models.get()))
 
             out.step("Its slots and context length", "await client.models.get_props()")
-            out.show(describe_props(await admin.models.get_props()))
+            out.show(props_fields(await admin.models.get_props()))
 
             out.step("The draft models", "await client.models.list_draft()")
             out.show(", ".join((await admin.models.list_draft()).ids))
@@ -263,9 +254,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``emulator`` and ``demo`` to the top-level parser."""
+    # Their lines in the top-level --help are their entries in tabby_async.cli.GROUPS.
     emu = subparsers.add_parser(
         "emulator",
-        help="serve a fake TabbyAPI server for trying things out",
         description="Serve the built-in TabbyAPI emulator until Ctrl-C. It prints its URL "
         "and its generated test keys (keys you pass are not echoed).",
     )
@@ -274,21 +265,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     emu.add_argument("--port", type=int, default=5000, help="port (5000; 0 picks a free one)")
     emu.add_argument(
         "--models",
-        type=_names,
+        type=name_list,
         default=list(_DEMO_MODELS),
         metavar="A,B",
         help="main model names (default: three example names)",
     )
     emu.add_argument(
         "--drafts",
-        type=_names,
+        type=name_list,
         default=list(_DEMO_DRAFTS),
         metavar="A,B",
         help="draft model names",
     )
     emu.add_argument(
         "--embeddings",
-        type=_names,
+        type=name_list,
         default=list(_DEMO_EMBEDDINGS),
         metavar="A,B",
         help="embedding model names",
@@ -306,18 +297,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="admin key (default: generated)",
     )
     emu.add_argument(
-        "--modules", type=int, default=8, metavar="N", help="modules each load reports (8)"
+        "--modules", type=positive_int, default=8, metavar="N", help="modules each load reports (8)"
     )
     emu.add_argument(
         "--delay",
-        type=float,
+        type=non_negative_seconds,
         default=0.1,
         metavar="SECONDS",
         help="time per module of a load (0.1)",
     )
     emu.add_argument(
         "--ping-interval",
-        type=float,
+        type=non_negative_seconds,
         default=15.0,
         metavar="SECONDS",
         help="SSE ping period of load streams (15; 0 disables)",
@@ -332,7 +323,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     demo = subparsers.add_parser(
         "demo",
-        help="walk the whole model workflow against a built-in emulator",
         description="Start an emulator on a free loopback port, walk the model workflow "
         "with the SDK (list, load with progress, get, props, drafts, embeddings, "
         "errors, unload), then stop it. Needs no server and takes a few seconds.",

@@ -1,23 +1,56 @@
-"""Plain-text presentation for the CLI: tables, field lists and table cells.
+"""Plain-text presentation for the CLI: tables, field lists, and one formatter per type.
 
 The SDK's results carry data (and at most a one-line ``summary()``); how a
-value looks in a terminal is decided here, once, for every command group.
-Everything in this module is pure: values in, text out.
+value looks in a terminal is decided here, once, for every command group:
+the model commands, the demo and the fleet commands. Everything in this
+module is pure (values in, text out), so it is tested as tables of data and
+the text they give.
+
+- :func:`format_table` and :func:`format_fields` lay out any rows or pairs;
+  :func:`cell` is how one value reads in them.
+- One formatter per SDK type: :func:`card_fields` (a loaded model's card),
+  :func:`props_fields` (``/props``), :func:`model_list_text` (a listing),
+  :data:`PLAN_COLUMNS`/:func:`plan_row` (an ensure plan),
+  :data:`ENSURE_COLUMNS`/:func:`ensure_row` (an ensure result), and
+  :func:`value_text`, one short line for any value a call returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .._desired import EnsureResult, LoadPlan, reasons_text
+from ..types import (
+    DownloadResponse,
+    HealthResponse,
+    ModelCard,
+    ModelList,
+    ModelLoadResponse,
+    ModelPropsResponse,
+    PermissionResponse,
+)
+
 __all__ = [
     "CELL_LIMIT",
+    "ENSURE_COLUMNS",
+    "PLAN_COLUMNS",
+    "card_fields",
+    "card_text",
     "cell",
+    "ensure_row",
     "format_fields",
     "format_table",
+    "model_list_text",
+    "plan_row",
+    "props_fields",
+    "value_text",
 ]
 
 #: The longest text of one table cell; an error message or a server's note can be long.
 CELL_LIMIT = 100
+
+
+# --- layout ---------------------------------------------------------------------------
 
 
 def cell(value: object, limit: int | None = None) -> str:
@@ -70,3 +103,119 @@ def format_fields(pairs: Iterable[tuple[str, object]]) -> str:
         return ""
     width = max(len(name) for name, _ in items) + 1
     return "\n".join(f"{(name + ':').ljust(width)}  {value}".rstrip() for name, value in items)
+
+
+# --- models ---------------------------------------------------------------------------
+
+
+def card_fields(card: ModelCard) -> str:
+    """A loaded model's card as ``name: value`` lines (the parameters when it has them)."""
+    p = card.parameters
+    pairs: list[tuple[str, object]] = [("id", card.id)]
+    if p is not None:
+        pairs += [
+            ("max_seq_len", p.max_seq_len),
+            ("cache_size", p.cache_size),
+            ("cache_mode", p.cache_mode),
+            ("rope_scale", p.rope_scale),
+            ("rope_alpha", p.rope_alpha),
+            ("max_batch_size", p.max_batch_size),
+            ("chunk_size", p.chunk_size),
+            ("prompt_template", p.prompt_template),
+            ("use_vision", p.use_vision),
+            ("draft", p.draft.id if p.draft is not None else None),
+        ]
+    return format_fields(pairs)
+
+
+def props_fields(props: ModelPropsResponse) -> str:
+    """``/props`` as ``name: value`` lines (the chat template by its size only)."""
+    template = props.chat_template
+    return format_fields(
+        [
+            ("total_slots", props.total_slots),
+            ("n_ctx", props.default_generation_settings.n_ctx),
+            ("chat_template", f"{len(template)} characters" if template else None),
+        ]
+    )
+
+
+def model_list_text(listing: ModelList, loaded: str | None, what: str, *, limited: bool) -> str:
+    """A listing as an ``ID LOADED`` table sorted by name, ``*`` marking ``loaded``.
+
+    ``what`` names the folders ("models", "draft models"...). ``limited``: the
+    listing was read with an api key, to which the server shows only the
+    loaded model; a note says so and how to see every folder.
+    """
+    note = ""
+    if limited:
+        note = f"\n(an api key sees only the loaded one; list all {what} with the admin key)"
+    if not listing.data:
+        return f"no {what} to show{note}"
+    rows = sorted(
+        ((card.id, "*" if card.id == loaded else "") for card in listing.data),
+        key=lambda row: row[0].lower(),
+    )
+    return format_table(("ID", "LOADED"), rows) + note
+
+
+def card_text(card: ModelCard | None) -> str:
+    """``id @context`` of a card, for one table cell (``-`` for none)."""
+    if card is None:
+        return "-"
+    ctx = card.parameters.max_seq_len if card.parameters is not None else None
+    return f"{card.id} @{ctx}" if ctx is not None else card.id
+
+
+# --- desired state --------------------------------------------------------------------
+
+#: The columns of :func:`plan_row`.
+PLAN_COLUMNS: tuple[str, ...] = ("action", "loaded", "why")
+
+
+def plan_row(plan: LoadPlan) -> tuple[str, ...]:
+    """An ensure plan as a table row: what it would do, what is loaded, and why."""
+    return (plan.action, card_text(plan.loaded), reasons_text(plan.reasons))
+
+
+#: The columns of :func:`ensure_row`.
+ENSURE_COLUMNS: tuple[str, ...] = ("action", "model", "why")
+
+
+def ensure_row(result: EnsureResult) -> tuple[str, ...]:
+    """An ensure result as a table row: what was done, the model loaded now, and why."""
+    card = result.card if result.card is not None else result.plan.loaded
+    return (result.action, card_text(card), reasons_text(result.reasons) or "as requested")
+
+
+# --- any value --------------------------------------------------------------------------
+
+
+def value_text(value: object) -> str:
+    """One short line for a value an SDK call returned (for tables and progress lines).
+
+    A value with a ``summary()`` (plans, ensure results, node statuses) is
+    that line; the response types get their own; anything else its repr.
+    """
+    if value is None:
+        return ""
+    summary = getattr(value, "summary", None)
+    if callable(summary):
+        return str(summary())
+    if isinstance(value, ModelLoadResponse):
+        return f"{value.model_type} {value.module}/{value.modules} {value.status}"
+    if isinstance(value, ModelCard):
+        ctx = value.parameters.max_seq_len if value.parameters is not None else None
+        return value.id if ctx is None else f"{value.id} (max_seq_len {ctx})"
+    if isinstance(value, ModelList):
+        return f"{len(value.data)} models"
+    if isinstance(value, HealthResponse):
+        issues = "; ".join(i.description for i in value.issues)
+        return value.status + (f": {issues}" if issues else "")
+    if isinstance(value, PermissionResponse):
+        return value.permission
+    if isinstance(value, ModelPropsResponse):
+        return f"n_ctx {value.default_generation_settings.n_ctx}, {value.total_slots} slots"
+    if isinstance(value, DownloadResponse):
+        return value.download_path
+    return repr(value)

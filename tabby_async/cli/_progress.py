@@ -1,10 +1,12 @@
-"""Progress displays for loads and downloads: live (rich) or plain lines.
+"""Progress displays for loads and downloads: live (rich), plain lines, or nothing.
 
 A live display needs a terminal and the optional ``rich`` package (the
 ``cli`` extra). Without either, loads print one plain line per event, which
 is what logs and scripts want, and downloads print a line when they start
 and one when they end. :func:`load_progress` and :func:`download_progress`
-choose.
+choose. :class:`NullView` shows nothing, for every kind of display (the
+fleet's included): ``--json`` to a pipe keeps stdout for the document and
+stderr for errors.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ..types import ModelLoadResponse
-from .common import stdout_is_terminal
+from .common import live_display
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "DownloadProgress",
     "LoadProgress",
+    "NullView",
     "PlainDownloadProgress",
     "PlainLoadProgress",
+    "View",
     "download_progress",
     "load_progress",
-    "rich_available",
 ]
 
 
@@ -57,25 +63,10 @@ class DownloadProgress(Protocol):
     ) -> None: ...
 
 
-def rich_available() -> bool:
-    """True when the optional ``rich`` package can be imported."""
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
+class View:
+    """A display used as a context manager that needs nothing set up or torn down."""
 
-
-class PlainLoadProgress:
-    """One line per event: ``model  3/10 modules  processing  0.4 s``."""
-
-    def __init__(self, file: TextIO | None = None, *, indent: str = "") -> None:
-        self._file = file
-        self._indent = indent
-        self._started = time.monotonic()
-
-    def __enter__(self) -> PlainLoadProgress:
-        self._started = time.monotonic()
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -85,6 +76,38 @@ class PlainLoadProgress:
         tb: TracebackType | None,
     ) -> None:
         return None
+
+
+class NullView(View):
+    """Shows nothing: a load's events, a fleet's results and notes are all dropped."""
+
+    def update(self, event: ModelLoadResponse) -> None:
+        return None
+
+    def set_total(self, total: int) -> None:
+        return None
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        return None
+
+    def done(self, result: object) -> None:
+        return None
+
+    def note(self, text: str) -> None:
+        return None
+
+
+class PlainLoadProgress(View):
+    """One line per event: ``model  3/10 modules  processing  0.4 s``."""
+
+    def __init__(self, file: TextIO | None = None, *, indent: str = "") -> None:
+        self._file = file
+        self._indent = indent
+        self._started = time.monotonic()
+
+    def __enter__(self) -> Self:
+        self._started = time.monotonic()
+        return self
 
     def update(self, event: ModelLoadResponse) -> None:
         out = self._file if self._file is not None else sys.stdout
@@ -97,51 +120,18 @@ class PlainLoadProgress:
         out.flush()
 
 
-class PlainDownloadProgress:
+class PlainDownloadProgress(View):
     """A line when the download starts; the caller prints the result."""
 
     def __init__(self, repo_id: str, file: TextIO | None = None) -> None:
         self._repo_id = repo_id
         self._file = file
 
-    def __enter__(self) -> PlainDownloadProgress:
+    def __enter__(self) -> Self:
         out = self._file if self._file is not None else sys.stdout
         out.write(f"downloading {self._repo_id} (the server reports no progress)...\n")
         out.flush()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
-class _NoLoadProgress:
-    """Shows nothing (``--json`` output to a pipe)."""
-
-    def __enter__(self) -> _NoLoadProgress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    def update(self, event: ModelLoadResponse) -> None:
-        return None
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def load_progress(*, json_output: bool = False, indent: str = "") -> LoadProgress:
@@ -151,26 +141,21 @@ def load_progress(*, json_output: bool = False, indent: str = "") -> LoadProgres
     stdout. ``--json``: stdout is kept for the JSON result, so the live bars go
     to stderr when that is a terminal, and nothing is shown otherwise.
     """
-    if json_output:
-        if _stderr_is_terminal() and rich_available():
-            from ._rich import RichLoadProgress
-
-            return RichLoadProgress(stderr=True)
-        return _NoLoadProgress()
-    if stdout_is_terminal() and rich_available():
+    if live_display(json_output=json_output):
         from ._rich import RichLoadProgress
 
-        return RichLoadProgress()
+        return RichLoadProgress(stderr=json_output)
+    if json_output:
+        return NullView()
     return PlainLoadProgress(indent=indent)
 
 
 def download_progress(repo_id: str, *, json_output: bool = False) -> DownloadProgress:
     """A spinner with the elapsed time on a terminal, else a plain start line."""
-    terminal = _stderr_is_terminal() if json_output else stdout_is_terminal()
-    if terminal and rich_available():
+    if live_display(json_output=json_output):
         from ._rich import RichDownloadProgress
 
         return RichDownloadProgress(repo_id, stderr=json_output)
     if json_output:
-        return _NoLoadProgress()  # keep a script's stderr for errors
+        return NullView()  # keep a script's stderr for errors
     return PlainDownloadProgress(repo_id)

@@ -1,7 +1,9 @@
 """Live progress with rich: one bar per load component, a spinner for downloads.
 
 Imported only when rich is installed and the output is a terminal (see
-:mod:`tabby_async.cli._progress`), so the SDK and the plain CLI never need it.
+:func:`tabby_async.cli.common.live_display`), so the SDK and the plain CLI
+never need it. It does not import the fleet package either: the model
+commands use it too.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..fleet import NodeResult
 from ..types import ModelLoadResponse
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from ..fleet import NodeResult  # for typing only: a plain load must not import the fleet
 
 __all__ = ["RichDownloadProgress", "RichFleetView", "RichLoadProgress"]
 

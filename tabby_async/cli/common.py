@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 import msgspec
@@ -25,7 +24,9 @@ from .. import errors as E
 from .._checks import redact_url
 from .._client import AsyncTabbyClient
 from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, env_value
+from .._routes import LOAD_EMBEDDING
 from .._timeouts import Timeout
+from ._args import positive_seconds
 
 __all__ = [
     "DEFAULT_URL",
@@ -48,10 +49,11 @@ __all__ = [
     "connection_options",
     "describe_error",
     "exit_code_for",
-    "format_fields",
-    "format_table",
+    "live_display",
     "one_line",
     "print_json",
+    "rich_available",
+    "stderr_is_terminal",
     "stdout_is_terminal",
 ]
 
@@ -122,7 +124,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, *, suppress: bool
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_seconds,
         default=default,
         metavar="SECONDS",
         help="total time allowed for each control call (default 30; loads and downloads "
@@ -152,16 +154,6 @@ def connection_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     _add_connection_arguments(parent, suppress=True)
     return parent
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
 
 
 class Connection(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,33 +256,50 @@ def one_line(text: str, limit: int) -> str:
 
 
 def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
+    # Built from the errors' types and structured attributes (reason, kind,
+    # path): a server's wording may change, and a proxy's never matches.
     command = getattr(args, "command_name", None) or "this command"
     url = redact_url(connection_from_args(args).url) if args is not None else "the server"
     name = getattr(args, "name", None)
+    named = f" {name!r}" if isinstance(name, str) else ""
     if isinstance(exc, CliError):
         return exc.message
     if isinstance(exc, E.PermissionDeniedError):
-        if "Invalid admin key" in exc.message:
+        if exc.reason == "invalid":
             return (
                 f"the server refused the admin key ({command} needs a valid admin key; "
                 f"check --admin-key or {ENV_ADMIN_KEY})"
             )
-        return f"{command} needs the admin key (set --admin-key or {ENV_ADMIN_KEY})"
-    if isinstance(exc, E.AuthenticationError):
-        if "Invalid" in exc.message:
-            return f"the server refused the api key (check --api-key or {ENV_API_KEY})"
-        return f"the server needs an api key (set --api-key or {ENV_API_KEY})"
-    if isinstance(exc, E.ModelNotFoundError):
-        what = "embedding model" if "embedding" in exc.message else "model"
-        named = f" {name!r}" if isinstance(name, str) else ""
+        if exc.reason == "missing":
+            return f"{command} needs the admin key (set --admin-key or {ENV_ADMIN_KEY})"
         return (
-            f"{what}{named} not found on the server ({exc.message}); "
-            f"see `tabby-async models {'embedding list' if what != 'model' else 'list'}`"
+            f"the server refused {command} ({exc.message}); it needs the admin key "
+            f"(check --admin-key or {ENV_ADMIN_KEY})"
+        )
+    if isinstance(exc, E.AuthenticationError):
+        if exc.reason == "invalid":
+            return f"the server refused the api key (check --api-key or {ENV_API_KEY})"
+        if exc.reason == "missing":
+            return f"the server needs an api key (set --api-key or {ENV_API_KEY})"
+        return f"the server refused the request's key ({exc.message}; check --api-key)"
+    if isinstance(exc, E.ModelNotFoundError):
+        if exc.path == LOAD_EMBEDDING.path:
+            return (
+                f"embedding model{named} not found on the server ({exc.message}); "
+                "see `tabby-async models embedding list`"
+            )
+        return (
+            f"model{named} not found on the server ({exc.message}); see `tabby-async models list`"
+        )
+    if isinstance(exc, E.AlreadyLoadedError):
+        return (
+            f"embedding model{named} is already loaded; nothing changed "
+            "(unload it first to load it again)"
         )
     if isinstance(exc, E.NotFoundError):
         return f"the server at {url} has no route {exc.path} (is it a TabbyAPI server?)"
     if isinstance(exc, E.ModelNotLoadedError):
-        if "embedding" in exc.message:
+        if exc.kind == "embedding":
             return (
                 "no embedding model is loaded "
                 "(load one with `tabby-async models embedding load NAME`)"
@@ -299,23 +308,29 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
             "no model is loaded (or a load is still running); "
             "load one with `tabby-async models load NAME`"
         )
-    if isinstance(exc, E.TabbyTimeoutError):
-        return f"timed out talking to {url}: {exc.message}"
-    if isinstance(exc, E.TabbyConnectionError):
-        return f"cannot reach the server at {url}: {exc.message}"
-    if isinstance(exc, E.InvalidInputError):
-        return f"invalid input: {exc.message}"
-    if isinstance(exc, E.LoadFailedError):
-        return f"the load failed on the server: {exc.message}"
-    if isinstance(exc, E.UnprocessableEntityError):
-        return f"the server refused the request: {exc.message}"
-    if isinstance(exc, E.ServerError):
-        return f"server error: {exc}"
-    if isinstance(exc, E.APIStatusError):
-        return f"the server refused the request: {exc}"
-    if isinstance(exc, E.TabbyError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return _plain_description(exc, url)
+
+
+#: Errors described by a few words and their own text (``{message}``: the
+#: message alone; ``{text}``: with the status and route); the first match wins.
+_PLAIN: tuple[tuple[type[E.TabbyError], str], ...] = (
+    (E.TabbyTimeoutError, "timed out talking to {url}: {message}"),
+    (E.TabbyConnectionError, "cannot reach the server at {url}: {message}"),
+    (E.InvalidInputError, "invalid input: {message}"),
+    (E.LoadFailedError, "the load failed on the server: {message}"),
+    (E.UnprocessableEntityError, "the server refused the request: {message}"),
+    (E.ServerError, "server error: {text}"),
+    (E.APIStatusError, "the server refused the request: {text}"),
+)
+
+
+def _plain_description(exc: BaseException, url: str) -> str:
+    if not isinstance(exc, E.TabbyError):
+        return f"{type(exc).__name__}: {exc}"
+    for cls, template in _PLAIN:
+        if isinstance(exc, cls):
+            return template.format(url=url, message=exc.message, text=exc)
+    return exc.message
 
 
 # --- output -----------------------------------------------------------------------
@@ -323,46 +338,53 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
 
 def stdout_is_terminal() -> bool:
     """True when stdout is an interactive terminal (live progress makes sense)."""
+    return _is_terminal(sys.stdout)
+
+
+def stderr_is_terminal() -> bool:
+    """True when stderr is an interactive terminal."""
+    return _is_terminal(sys.stderr)
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
     try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
         return False
 
 
+def rich_available() -> bool:
+    """True when the optional ``rich`` package (the ``cli`` extra) can be imported."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def live_display(*, json_output: bool) -> bool:
+    """True when a live (rich) display can be shown while a command runs.
+
+    Human output goes to stdout, so the display needs stdout to be a
+    terminal; with ``--json`` stdout is kept for the document, so the display
+    goes to stderr, and needs that to be one. Either way rich must be there.
+    """
+    terminal = stderr_is_terminal() if json_output else stdout_is_terminal()
+    return terminal and rich_available()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, E.TabbyError):  # a fleet node's error
+        return {"code": value.code, "message": value.message}
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
 def print_json(value: Any, file: TextIO | None = None) -> None:
-    """Print ``value`` (a Struct, list, None...) as one line of JSON."""
+    """Print ``value`` (a Struct, list, dict, None...) as one line of JSON.
+
+    A :class:`~tabby_async.TabbyError` inside it (a fleet node's failure)
+    becomes ``{"code": ..., "message": ...}``.
+    """
     out = file if file is not None else sys.stdout
-    out.write(msgspec.json.encode(value).decode() + "\n")
+    out.write(msgspec.json.encode(value, enc_hook=_json_default).decode() + "\n")
     out.flush()
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces, with a header line."""
-    table = [list(headers), *([_cell(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    ]
-    return "\n".join(lines)
-
-
-def format_fields(pairs: Iterable[tuple[str, object]]) -> str:
-    """``name:  value`` lines with the values aligned."""
-    items = [(name, _cell(value)) for name, value in pairs]
-    if not items:
-        return ""
-    width = max(len(name) for name, _ in items) + 1
-    return "\n".join(f"{(name + ':').ljust(width)}  {value}".rstrip() for name, value in items)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(_cell(v) for v in value) or "-"
-    return str(value).replace("\n", " ")
