@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import os
+import pathlib
 import select
 import signal
 import socket
@@ -608,6 +609,13 @@ async def test_embedding_workflow(env: TabbyEmulator, capsys: pytest.CaptureFixt
         (await run(capsys, "models", "embedding", "get", "--json")).out, type=ModelCard
     )
     assert card.id == "embed-a"
+    # The server refuses to load the loaded embedding model again: one clear line.
+    result = await run(capsys, "models", "embedding", "load", "embed-a")
+    assert result.code == common.EXIT_ERROR
+    assert result.err == (
+        "error: embedding model 'embed-a' is already loaded; nothing changed "
+        "(unload it first to load it again)\n"
+    )
 
     result = await run(capsys, "models", "embedding", "unload")
     assert (result.code, result.out) == (0, "unloaded the embedding model\n")
@@ -696,11 +704,11 @@ async def test_a_broken_group_fails_loudly_and_the_others_still_work(
     env: TabbyEmulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: pytest.TempPathFactory,
+    tmp_path: pathlib.Path,
 ) -> None:
     # Before, a group module that failed to import became a warning and its
     # command vanished: `tabby-async fleet` then said "invalid choice".
-    package = tmp_path / f"broken_{name}"  # type: ignore[operator]
+    package = tmp_path / f"broken_{name}"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / f"{name}.py").write_text(BROKEN_MODULES[name])

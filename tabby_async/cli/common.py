@@ -376,7 +376,7 @@ def live_display(*, json_output: bool) -> bool:
 def _json_default(value: Any) -> Any:
     if isinstance(value, E.TabbyError):  # a fleet node's error
         return {"code": value.code, "message": value.message}
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def print_json(value: Any, file: TextIO | None = None) -> None:
