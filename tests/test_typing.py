@@ -24,37 +24,59 @@ from tabby_async import (
     DownloadRequest,
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
+    LoraLoadItem,
+    LoraLoadRequest,
     ModelLoadRequest,
+    TokenDecodeRequest,
+    TokenEncodeRequest,
 )
+from tabby_async import _fields as fields_module
 from tabby_async._fields import (
     DownloadFields,
     DraftModelFields,
     EmbeddingModelLoadFields,
+    LoraLoadFields,
+    LoraLoadItemFields,
     ModelLoadFields,
+    TokenOptions,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # --- the TypedDicts mirror the Structs ------------------------------------------------
 
-#: (TypedDict, its Struct, Struct fields it leaves out, keys whose type it widens).
-MIRRORS: list[tuple[type, type[msgspec.Struct], set[str], dict[str, Any]]] = [
-    (DraftModelFields, DraftModelLoadRequest, set(), {}),
-    (
+#: id -> (TypedDict, its Struct, Struct fields it leaves out, keys whose type it widens).
+MIRRORS: dict[str, tuple[type, type[msgspec.Struct], set[str], dict[str, Any]]] = {
+    "DraftModelFields": (DraftModelFields, DraftModelLoadRequest, set(), {}),
+    "ModelLoadFields": (
         ModelLoadFields,
         ModelLoadRequest,
         set(),
         # A dict of the draft's fields is taken too, and made into the Struct.
         {"draft_model": DraftModelLoadRequest | DraftModelFields | None},
     ),
-    (EmbeddingModelLoadFields, EmbeddingModelLoadRequest, set(), {}),
+    "EmbeddingModelLoadFields": (EmbeddingModelLoadFields, EmbeddingModelLoadRequest, set(), {}),
     # download(timeout=...) bounds the call; the server's own timeout is the Struct's.
-    (DownloadFields, DownloadRequest, {"timeout"}, {}),
-]
-MIRROR_IDS = [fields.__name__ for fields, *_ in MIRRORS]
+    "DownloadFields": (DownloadFields, DownloadRequest, {"timeout"}, {}),
+    "LoraLoadItemFields": (LoraLoadItemFields, LoraLoadItem, set(), {}),
+    "LoraLoadFields": (
+        LoraLoadFields,
+        LoraLoadRequest,
+        set(),
+        {"loras": list[LoraLoadItem | LoraLoadItemFields]},  # an item may be a dict
+    ),
+    # The switches both token routes share; the text or tokens are a positional argument.
+    "TokenOptions/encode": (TokenOptions, TokenEncodeRequest, {"text", "template_vars"}, {}),
+    "TokenOptions/decode": (TokenOptions, TokenDecodeRequest, {"tokens"}, {}),
+}
 
 
-@pytest.mark.parametrize(("fields", "struct", "left_out", "widened"), MIRRORS, ids=MIRROR_IDS)
+def test_every_typeddict_has_a_mirror_here() -> None:
+    mirrored = {entry[0].__name__ for entry in MIRRORS.values()}
+    assert set(fields_module.__all__) == mirrored
+
+
+@pytest.mark.parametrize(("fields", "struct", "left_out", "widened"), MIRRORS.values(), ids=MIRRORS)
 def test_each_typeddict_has_the_struct_fields(
     fields: type, struct: type[msgspec.Struct], left_out: set[str], widened: dict[str, Any]
 ) -> None:
@@ -65,7 +87,7 @@ def test_each_typeddict_has_the_struct_fields(
     assert fields.__required_keys__ == frozenset()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("fields", "struct", "left_out", "widened"), MIRRORS, ids=MIRROR_IDS)
+@pytest.mark.parametrize(("fields", "struct", "left_out", "widened"), MIRRORS.values(), ids=MIRRORS)
 def test_each_typeddict_key_has_the_struct_field_type(
     fields: type, struct: type[msgspec.Struct], left_out: set[str], widened: dict[str, Any]
 ) -> None:
@@ -121,6 +143,10 @@ CASES: list[tuple[str, str, set[str]]] = [
     ),
     ("download-ok", 'await client.models.download(repo_id="o/r", token="t", timeout=60)', set()),
     ("download-typo", 'await client.models.download(repo_id="o/r", revison="main")', {"call-arg"}),
+    ("lora-ok", 'await client.lora.load(loras=[{"name": "l", "scaling": 0.5}])', set()),
+    ("lora-item-typo", 'await client.lora.load(loras=[{"nmae": "l"}])', {"list-item"}),
+    ("tokens-ok", 'await client.tokens.encode("hi", add_bos_token=False)', set()),
+    ("tokens-typo", "await client.tokens.decode([1, 2], decode_special_token=True)", {"call-arg"}),
     ("timeout-sentinel", "await client.models.list(timeout=USE_CLIENT_DEFAULT)", set()),
     ("timeout-none", "await client.models.list(timeout=None)", set()),
     ("timeout-seconds", "await client.models.list(timeout=2.5)", set()),
