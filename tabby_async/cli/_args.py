@@ -36,36 +36,39 @@ def _number(text: str, convert: Callable[[str], N], what: str) -> N:
     return value
 
 
+def _whole(text: str, minimum: int) -> int:
+    value = _number(text, int, "an integer")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _seconds(text: str, *, zero: bool) -> float:
+    value = _number(text, float, "a number")
+    if value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A whole number >= 1 (a count: nodes per batch, modules, concurrency)."""
-    value = _number(text, int, "an integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _whole(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (a limit where 0 means "none allowed")."""
-    value = _number(text, int, "an integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _whole(text, 0)
 
 
 def positive_seconds(text: str) -> float:
     """A time bound in seconds: a finite number > 0."""
-    value = _number(text, float, "a number")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
+    return _seconds(text, zero=False)
 
 
 def non_negative_seconds(text: str) -> float:
     """A time in seconds where 0 is allowed (no delay, or "off")."""
-    value = _number(text, float, "a number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
+    return _seconds(text, zero=True)
 
 
 def number_list(text: str) -> list[float]:

@@ -263,27 +263,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     emu.set_defaults(handler=_emulator, command_name="emulator")
     emu.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     emu.add_argument("--port", type=int, default=5000, help="port (5000; 0 picks a free one)")
-    emu.add_argument(
-        "--models",
-        type=name_list,
-        default=list(_DEMO_MODELS),
-        metavar="A,B",
-        help="main model names (default: three example names)",
-    )
-    emu.add_argument(
-        "--drafts",
-        type=name_list,
-        default=list(_DEMO_DRAFTS),
-        metavar="A,B",
-        help="draft model names",
-    )
-    emu.add_argument(
-        "--embeddings",
-        type=name_list,
-        default=list(_DEMO_EMBEDDINGS),
-        metavar="A,B",
-        help="embedding model names",
-    )
+    for flag, names, what in (
+        ("--models", _DEMO_MODELS, "main model names (default: three example names)"),
+        ("--drafts", _DEMO_DRAFTS, "draft model names"),
+        ("--embeddings", _DEMO_EMBEDDINGS, "embedding model names"),
+    ):
+        emu.add_argument(flag, type=name_list, default=list(names), metavar="A,B", help=what)
     emu.add_argument(
         "--no-auth", dest="auth", action="store_false", help="no keys: every request is admin"
     )

@@ -1,10 +1,9 @@
 """``tabby-async models ...``: the model-management commands.
 
 Each command is one SDK call (two for the listings, which also mark the
-loaded model). Human output is aligned text (see :mod:`tabby_async.cli._format`);
-``--json`` prints the SDK's response Struct as JSON, exactly as the server's
-field names have it. The load and download options live in
-:mod:`tabby_async.cli._load_options`, shared with the fleet commands.
+loaded model). Human output is aligned text; ``--json`` prints the SDK's
+response Struct as JSON, exactly as the server's field names have it. The
+load options are the same as the fleet commands'.
 """
 
 from __future__ import annotations
@@ -247,11 +246,22 @@ async def _embedding_load(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------
 
 
+def _group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    description: str,
+    help_text: str | None = None,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command group (``models``, ``models draft``...): its subcommands' subparsers."""
+    group = subparsers.add_parser(name, help=help_text, description=description)
+    group.set_defaults(group_parser=group)  # a bare `tabby-async models` prints its usage
+    return group.add_subparsers(title="commands", metavar="COMMAND")
+
+
 def _leaf(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     handler: Handler,
-    command_name: str,
     help_text: str,
     description: str | None = None,
 ) -> argparse.ArgumentParser:
@@ -261,24 +271,22 @@ def _leaf(
         description=description or help_text,
         parents=[connection_options()],
     )
-    parser.set_defaults(handler=handler, command_name=command_name)
+    # The prog is "tabby-async models list": error lines name "models list".
+    parser.set_defaults(handler=handler, command_name=parser.prog.split(" ", 1)[-1])
     return parser
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``models`` and its subcommands to the top-level parser."""
     # The line in the top-level --help is the group's entry in tabby_async.cli.GROUPS.
-    models = subparsers.add_parser("models", description="Model management on one TabbyAPI server.")
-    models.set_defaults(group_parser=models)
-    sub = models.add_subparsers(title="commands", metavar="COMMAND")
-    _leaf(sub, "list", _list, "models list", "list the model folders (* = loaded)")
-    _leaf(sub, "get", _get, "models get", "show the loaded model and its parameters")
-    _leaf(sub, "props", _props, "models props", "show the loaded model's slots and context")
+    sub = _group(subparsers, "models", "Model management on one TabbyAPI server.")
+    _leaf(sub, "list", _list, "list the model folders (* = loaded)")
+    _leaf(sub, "get", _get, "show the loaded model and its parameters")
+    _leaf(sub, "props", _props, "show the loaded model's slots and context")
     load = _leaf(
         sub,
         "load",
         _load,
-        "models load",
         "load a model, showing progress (admin key)",
         "Load a model, showing the progress of each component (vision, draft, "
         "model). Ctrl-C stops following the load; the server may still finish it.",
@@ -288,39 +296,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the load on its own (check with `tabby-async models get`)"
     )
     add_load_options(load)
-    _leaf(sub, "unload", _unload, "models unload", "unload the model (admin key)")
+    _leaf(sub, "unload", _unload, "unload the model (admin key)")
     download = _leaf(
-        sub,
-        "download",
-        _download,
-        "models download",
-        "have the server download a Hugging Face repo (admin key)",
+        sub, "download", _download, "have the server download a Hugging Face repo (admin key)"
     )
     add_download_options(download)
 
-    draft = sub.add_parser("draft", help="draft models", description="Draft models.")
-    draft.set_defaults(group_parser=draft)
-    draft_sub = draft.add_subparsers(title="commands", metavar="COMMAND")
-    _leaf(draft_sub, "list", _draft_list, "models draft list", "list the draft model folders")
+    draft = _group(sub, "draft", "Draft models.", "draft models")
+    _leaf(draft, "list", _draft_list, "list the draft model folders")
 
-    emb = sub.add_parser("embedding", help="embedding models", description="Embedding models.")
-    emb.set_defaults(group_parser=emb)
-    emb_sub = emb.add_subparsers(title="commands", metavar="COMMAND")
-    _leaf(emb_sub, "list", _embedding_list, "models embedding list", "list embedding model folders")
-    _leaf(emb_sub, "get", _embedding_get, "models embedding get", "show the loaded embedding model")
-    emb_load = _leaf(
-        emb_sub,
-        "load",
-        _embedding_load,
-        "models embedding load",
-        "load an embedding model (admin key)",
-    )
+    emb = _group(sub, "embedding", "Embedding models.", "embedding models")
+    _leaf(emb, "list", _embedding_list, "list embedding model folders")
+    _leaf(emb, "get", _embedding_get, "show the loaded embedding model")
+    emb_load = _leaf(emb, "load", _embedding_load, "load an embedding model (admin key)")
     emb_load.add_argument("name", help="the embedding model folder's name")
     emb_load.add_argument("--device", help="device for the embedding model, e.g. cpu, cuda")
-    _leaf(
-        emb_sub,
-        "unload",
-        _embedding_unload,
-        "models embedding unload",
-        "unload the embedding model (admin key)",
-    )
+    _leaf(emb, "unload", _embedding_unload, "unload the embedding model (admin key)")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
+    "Display",
     "DownloadProgress",
     "LoadProgress",
     "NullView",
@@ -34,10 +35,10 @@ __all__ = [
 ]
 
 
-class LoadProgress(Protocol):
-    """Shows the events of one load; used as a context manager around the stream."""
+class Display(Protocol):
+    """Something shown while a ``with`` block runs (a download's spinner, say)."""
 
-    def __enter__(self) -> LoadProgress: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self,
@@ -45,28 +46,30 @@ class LoadProgress(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class LoadProgress(Display, Protocol):
+    """Shows the events of one load; used as a context manager around the stream."""
 
     def update(self, event: ModelLoadResponse) -> None:
         """Show one progress event."""
 
 
-class DownloadProgress(Protocol):
-    """Shows that a download is running (the server reports no byte progress)."""
-
-    def __enter__(self) -> DownloadProgress: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+#: A download's display: the server reports no byte progress, so only that it runs.
+DownloadProgress = Display
 
 
 class View:
-    """A display used as a context manager that needs nothing set up or torn down."""
+    """A :class:`Display` whose ``with`` block calls :meth:`start` and :meth:`stop`."""
+
+    def start(self) -> None:
+        """Called when the ``with`` block starts; nothing by default."""
+
+    def stop(self) -> None:
+        """Called when the ``with`` block ends, however it ends; nothing by default."""
 
     def __enter__(self) -> Self:
+        self.start()
         return self
 
     def __exit__(
@@ -75,7 +78,7 @@ class View:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        self.stop()
 
 
 class NullView(View):
@@ -105,9 +108,8 @@ class PlainLoadProgress(View):
         self._indent = indent
         self._started = time.monotonic()
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         self._started = time.monotonic()
-        return self
 
     def update(self, event: ModelLoadResponse) -> None:
         out = self._file if self._file is not None else sys.stdout
@@ -127,11 +129,10 @@ class PlainDownloadProgress(View):
         self._repo_id = repo_id
         self._file = file
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         out = self._file if self._file is not None else sys.stdout
         out.write(f"downloading {self._repo_id} (the server reports no progress)...\n")
         out.flush()
-        return self
 
 
 def load_progress(*, json_output: bool = False, indent: str = "") -> LoadProgress:

@@ -9,7 +9,6 @@ commands use it too.
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -27,30 +26,23 @@ from rich.progress import (
 from rich.text import Text
 
 from ..types import ModelLoadResponse
+from ._progress import View
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
-
     from ..fleet import NodeResult  # for typing only: a plain load must not import the fleet
 
 __all__ = ["RichDownloadProgress", "RichFleetView", "RichLoadProgress"]
 
 
-class _Live:
+class _Live(View):
     """A rich ``Progress`` shown while the ``with`` block runs."""
 
     _progress: Progress
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         self._progress.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._progress.stop()
 
 
@@ -109,12 +101,11 @@ class RichDownloadProgress(_Live):
         )
         self._repo_id = repo_id
 
-    def __enter__(self) -> Self:
-        super().__enter__()
+    def start(self) -> None:
+        super().start()
         self._progress.add_task(
             f"downloading {self._repo_id} (the server reports no progress)", total=None
         )
-        return self
 
 
 class RichFleetView(_Live):

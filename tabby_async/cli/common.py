@@ -1,15 +1,17 @@
-"""What every ``tabby-async`` subcommand shares: options, client, output, exit codes.
+"""What every ``tabby-async`` subcommand shares: options, client, exit codes, output.
 
-This module is the CLI's public toolkit for subcommand modules (the core
-commands in :mod:`tabby_async.cli` and plug-ins such as
-``tabby_async.cli.fleet``). It imports no optional dependency: rich is loaded
-only by :mod:`tabby_async.cli._progress`, when a terminal can show it.
+This module is the CLI's toolkit for the modules that build command groups
+(each listed in :data:`tabby_async.cli.GROUPS`). It imports no optional
+dependency: rich is imported only when a live display is shown
+(:func:`live_display` says when).
 
 A subcommand handler is any ``handler(args) -> int`` or
 ``async def handler(args) -> int`` stored with ``parser.set_defaults(handler=...)``.
 It may raise :class:`~tabby_async.TabbyError` or :class:`CliError`;
 :func:`tabby_async.cli.main` turns those into one ``error: ...`` line on
-stderr and the exit code of :func:`exit_code_for`.
+stderr and the exit code of :func:`exit_code_for`. That line is built from
+the error's type and structured attributes (``reason``, ``kind``, the route),
+never by reading the server's wording.
 """
 
 from __future__ import annotations
