@@ -1058,6 +1058,17 @@ async def test_reset_mid_body(tabby_emulator: TabbyEmulator, http: aiohttp.Clien
     assert (await get_json(http, s.url + "/health"))[0] == 200
 
 
+async def test_drop_stream_with_a_clean_end(
+    tabby_emulator_factory: Factory, http: aiohttp.ClientSession
+) -> None:
+    s = await tabby_emulator_factory(models=[EmulatedModel("m", modules=4, delay=0.02)])
+    s.faults.drop_stream(after_events=2, clean_end=True)
+    _, chunks = await load(http, s, model_name="m")  # no ClientPayloadError: an orderly end
+    assert chunks == progress("model", 4)[:2]
+    await wait_until(lambda: not s.is_loading)
+    assert s.loaded is None  # stop_load: the load was cancelled too
+
+
 @pytest.mark.parametrize(
     ("status", "title"),
     [

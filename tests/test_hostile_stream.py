@@ -56,18 +56,21 @@ BOTH_WAYS = pytest.mark.parametrize("way", [follow, load], ids=["load_stream", "
 
 
 @BOTH_WAYS
+@pytest.mark.parametrize("clean_end", [True, False], ids=["ended", "cut"])
 @pytest.mark.parametrize("retry", ["60000", "9" * 30])
 async def test_a_retry_field_then_an_early_end_raises_stream_error_at_once(
     server: TabbyEmulator,
     client: AsyncTabbyClient,
     way: Way,
     retry: str,
+    clean_end: bool,
     connections: ConnectionCounter,
 ) -> None:
-    # Before: the inherited EventSource slept 2 x retry (120 s) before the
-    # error, and the 30-digit value raised a bare OverflowError.
+    # Before: at an orderly early end the inherited EventSource slept
+    # 2 x retry (120 s) before the error, and the 30-digit value raised a
+    # bare OverflowError.
     server.faults.sse_retry(retry)
-    server.faults.drop_stream(after_events=1)
+    server.faults.drop_stream(after_events=1, clean_end=clean_end)
     with pytest.raises(StreamError, match="ended before the model finished loading"):
         await guarded(way(client, "slow"))
     assert server.count("POST", LOAD) == 1

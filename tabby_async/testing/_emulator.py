@@ -868,7 +868,7 @@ class TabbyEmulator:
             if preamble:
                 await resp.write(preamble)
             if drop is not None and drop.after_events == 0:
-                _cut(request, job, drop)
+                await _cut(request, resp, job, drop)
                 return resp
             while True:
                 item = await queue.get()
@@ -881,7 +881,7 @@ class TabbyEmulator:
                 last = item
                 sent += 1
                 if drop is not None and sent >= drop.after_events:
-                    _cut(request, job, drop)
+                    await _cut(request, resp, job, drop)
                     return resp
             if trailing is not None and last:
                 await _send_trailing(resp, last, trailing)
@@ -1064,13 +1064,19 @@ def _proxy_page(status: int) -> bytes:
     ).encode()
 
 
-def _cut(request: web.BaseRequest, job: asyncio.Task[None], fault: Fault) -> None:
-    """Close the connection without a terminating chunk (the server "died")."""
+async def _cut(
+    request: web.BaseRequest, resp: web.StreamResponse, job: asyncio.Task[None], fault: Fault
+) -> None:
+    """``drop_stream``: close the connection without a terminating chunk (the server
+    "died"), or with ``clean_end`` end the body in good order."""
+    if fault.stop_load:
+        job.cancel()
+    if fault.clean_end:
+        await resp.write_eof()
+        return
     transport = request.transport
     if transport is not None:
         transport.close()
-    if fault.stop_load:
-        job.cancel()
 
 
 def _unprocessable(exc: BodyError) -> web.Response:

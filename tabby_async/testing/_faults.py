@@ -71,6 +71,7 @@ class Fault:
         "after_events",
         "body",
         "chunk_size",
+        "clean_end",
         "count",
         "detail",
         "fired",
@@ -115,6 +116,7 @@ class Fault:
         self.chunk_size = 16
         self.after_events = 0
         self.stop_load = True
+        self.clean_end = False
         self.count: int | None = None
 
     @property
@@ -175,6 +177,7 @@ class FaultInjector:
         path: str | None = "/v1/model/load",
         *,
         stop_load: bool = True,
+        clean_end: bool = False,
         probability: float = 1.0,
     ) -> Fault:
         """Cut the next load stream after ``after_events`` data frames (pings not counted).
@@ -184,12 +187,17 @@ class FaultInjector:
         ``stop_load=True`` (the default, like the real server dying) the load itself
         is cancelled too, so nothing ends up loaded; with ``stop_load=False`` only the
         connection is cut and the load finishes in the background.
+
+        With ``clean_end=True`` the body ends in good order instead (the terminating
+        chunk is sent, the connection stays usable), as when a proxy gives up on a
+        stream: an end without the model's ``finished`` and without an error frame.
         """
         if after_events < 0:
             raise ValueError("after_events must be >= 0")
         fault = self._arm("drop_stream", STAGE_STREAM, n, path, "POST", probability)
         fault.after_events = after_events
         fault.stop_load = stop_load
+        fault.clean_end = clean_end
         return fault
 
     def proxy_error(
