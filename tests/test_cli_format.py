@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from tabby_async import EnsureResult
+from tabby_async import EnsureResult, Timeout
 from tabby_async import errors as E
 from tabby_async._desired import plan_for, unchanged
 from tabby_async._routes import GET, GET_EMBEDDING, LOAD, LOAD_EMBEDDING, UNLOAD
+from tabby_async._timeouts import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
 from tabby_async.cli import _args, _format, _progress, common
 from tabby_async.types import (
     DownloadResponse,
@@ -431,3 +432,20 @@ def test_the_null_view_shows_nothing(capsys: pytest.CaptureFixture[str]) -> None
         view.done(object())
         view.note("a plan")
     assert capsys.readouterr() == ("", "")
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "control"),
+    [
+        (None, DEFAULT_TIMEOUT),  # no --timeout: the client's default, never "no bound"
+        (2.5, Timeout(total=2.5, connect=10.0)),
+    ],
+)
+def test_the_timeout_flag_bounds_control_calls_only(flag: float | None, control: Timeout) -> None:
+    args = argparse.Namespace(url="http://h:5000", api_key=None, admin_key=None, timeout=flag)
+    client = common.client_from_args(args)
+    assert client.timeout == control
+    assert client.stream_timeout == DEFAULT_STREAM_TIMEOUT  # loads and downloads: no total
