@@ -1,0 +1,401 @@
+"""The package's shape: what it exports, what its docstrings cite, how its modules import.
+
+- ``__all__`` of each public module is complete, sorted as ruff's RUF022 sorts
+  it, and every name in it resolves.
+- Every public class, function, method and property has a docstring.
+- No docstring in the installed package cites what a user of the wheel cannot
+  see: the repository's protocol notes or a private module's path.
+- No module is over 450 lines.
+- No module imports another module's private name, the modules' run-time
+  imports form no cycle, and each module imports on its own.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import tabby_async
+
+PACKAGE = Path(tabby_async.__file__).resolve().parent
+PUBLIC_MODULES = [
+    "tabby_async",
+    "tabby_async.errors",
+    "tabby_async.fleet",
+    "tabby_async.testing",
+    "tabby_async.types",
+]
+MAX_LINES = 450
+
+
+def all_modules() -> list[str]:
+    """Every module of the installed package, by dotted name."""
+    found = ["tabby_async"]
+    found += [info.name for info in pkgutil.walk_packages(tabby_async.__path__, "tabby_async.")]
+    return sorted(found)
+
+
+def source_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    """``tabby_async/fleet/_pool.py`` -> ``tabby_async.fleet._pool`` (a package: its name)."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+# --- __all__ ---------------------------------------------------------------------------
+
+
+def ruff_order(name: str) -> tuple[int, list[str | int]]:
+    """The RUF022 ("isort-style") sort key of a name in ``__all__``.
+
+    SCREAMING_SNAKE_CASE names first, then CamelCase ones, then the rest; within
+    each, a case-sensitive natural order (``V2`` before ``V10``).
+    """
+    if len(name) > 1 and name.upper() == name and name.lower() != name:
+        kind = 0
+    elif name[:1].isupper():
+        kind = 1
+    else:
+        kind = 2
+    pieces = re.split(r"(\d+)", name)  # text, number, text, ...: the kinds line up
+    return kind, [int(piece) if i % 2 else piece for i, piece in enumerate(pieces)]
+
+
+@pytest.mark.parametrize(
+    ("names", "ordered"),
+    [
+        (["b", "A", "C_D", "a"], ["C_D", "A", "a", "b"]),
+        (["V10", "V2", "X"], ["V2", "V10", "X"]),
+        (["ab", "aB", "Ab", "AB"], ["AB", "Ab", "aB", "ab"]),
+        (
+            ["TimeoutArg", "USE_CLIENT_DEFAULT", "Timeout"],
+            ["USE_CLIENT_DEFAULT", "Timeout", "TimeoutArg"],
+        ),
+        (["APIStatusError", "AlreadyLoadedError"], ["APIStatusError", "AlreadyLoadedError"]),
+        (["__version__", "run", "T"], ["T", "__version__", "run"]),
+    ],
+)
+def test_ruff_order_table(names: list[str], ordered: list[str]) -> None:
+    assert sorted(names, key=ruff_order) == ordered
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def run_time_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """A module's top-level statements that run on import (``if``/``try`` entered,
+    ``if TYPE_CHECKING:`` blocks and function bodies not)."""
+    for node in body:
+        if isinstance(node, ast.If):
+            if not _is_type_checking(node.test):
+                yield from run_time_statements(node.body)
+            yield from run_time_statements(node.orelse)
+        elif isinstance(node, ast.Try):
+            for part in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody):
+                yield from run_time_statements(part)
+        else:
+            yield node
+
+
+def offered_names(module: ModuleType) -> set[str]:
+    """Public names a module defines, or imports from the package (and so re-exports)."""
+    tree = ast.parse(Path(inspect.getfile(module)).read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in run_time_statements(tree.body):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom) and (
+            node.level > 0 or (node.module or "").startswith("tabby_async")
+        ):
+            names.update(alias.asname or alias.name for alias in node.names)
+    return {
+        name
+        for name in names
+        if not name.startswith("_") and not inspect.ismodule(getattr(module, name, None))
+    }
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_complete(name: str) -> None:
+    module = importlib.import_module(name)
+    left_out = offered_names(module) - set(module.__all__)
+    assert left_out == set(), f"{name} offers these public names but leaves them out of __all__"
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_sorted_and_resolves(name: str) -> None:
+    module = importlib.import_module(name)
+    assert list(module.__all__) == sorted(module.__all__, key=ruff_order)
+    assert len(set(module.__all__)) == len(module.__all__), "a name is listed twice"
+    assert [n for n in module.__all__ if not hasattr(module, n)] == []
+
+
+# --- docstrings ------------------------------------------------------------------------
+
+
+def _members(cls: type) -> Iterator[tuple[str, object]]:
+    """A class's own methods and properties, as ``(name, function)``."""
+    for name, value in vars(cls).items():
+        function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+        if inspect.isfunction(function):
+            yield name, function
+
+
+def _lacks_docstring(obj: object) -> bool:
+    doc = getattr(obj, "__doc__", None)
+    if not isinstance(doc, str) or not doc.strip():
+        return True
+    # A dataclass without a docstring gets its signature as one.
+    return inspect.isclass(obj) and doc.startswith(f"{obj.__name__}(")
+
+
+def test_every_public_class_function_method_and_property_has_a_docstring() -> None:
+    missing = set()
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        for export in module.__all__:
+            obj = getattr(module, export)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue  # constants and type aliases: documented where they are defined
+            where = f"{obj.__module__}.{obj.__qualname__}"
+            if _lacks_docstring(obj):
+                missing.add(where)
+            if inspect.isclass(obj):
+                missing.update(
+                    f"{where}.{member}"
+                    for member, function in _members(obj)
+                    if not member.startswith("_") and _lacks_docstring(function)
+                )
+    assert not missing, "no docstring:\n" + "\n".join(sorted(missing))
+
+
+#: What a docstring must not cite: the repository's protocol notes, and private
+#: modules by path (``_ensure.py``, ``tabby_async/_ensure.py``) or dotted name.
+UNSEEN = re.compile(r"PROTOCOL\.md|(?<!\w)_[a-z][a-z0-9_]*\.py\b|tabby_async(?:\.\w+)*\._[a-z]\w*")
+
+
+@pytest.mark.parametrize(
+    ("text", "cites"),
+    [
+        ("as PROTOCOL.md says", True),
+        ("see tabby_async/_ensure.py", True),
+        ("the plan (``_desired.py``)", True),
+        (":class:`~tabby_async._route.Route`", True),
+        ("tabby_async.testing._emulator", True),
+        (":class:`~tabby_async.ModelLoadRequest`", False),
+        ("tabby_async.testing.TabbyEmulator", False),
+        ("its __init__.py", False),
+        ("the model_name field", False),
+    ],
+)
+def test_unseen_pattern_table(text: str, cites: bool) -> None:
+    assert bool(UNSEEN.search(text)) is cites
+
+
+def docstrings(module: ModuleType) -> Iterator[tuple[str, str | None]]:
+    """``(where, docstring)`` of a module, its classes and functions, and their members."""
+    yield module.__name__, module.__doc__
+    for name, obj in vars(module).items():
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue  # imported: checked where it is defined
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            yield f"{module.__name__}.{name}", obj.__doc__
+        if inspect.isclass(obj):
+            for member, function in _members(obj):
+                yield f"{module.__name__}.{name}.{member}", function.__doc__
+
+
+def test_no_docstring_cites_what_the_wheel_does_not_ship() -> None:
+    citing = []
+    for name in all_modules():
+        for where, doc in docstrings(importlib.import_module(name)):
+            found = UNSEEN.search(doc or "")
+            if found:
+                citing.append(f"{where}: {found[0]}")
+    assert not citing, "cites what the wheel does not ship:\n" + "\n".join(citing)
+
+
+# --- size and imports ------------------------------------------------------------------
+
+
+def test_no_module_is_over_450_lines() -> None:
+    sizes = {
+        str(path.relative_to(PACKAGE.parent)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in source_files()
+    }
+    over = [f"{path}: {lines}" for path, lines in sizes.items() if lines > MAX_LINES]
+    assert not over, f"over {MAX_LINES} lines:\n" + "\n".join(over)
+
+
+def _imported_module(path: Path, node: ast.ImportFrom) -> str | None:
+    """The package module a ``from ... import`` reads from (None: outside the package)."""
+    if node.level == 0:
+        return node.module if (node.module or "").startswith("tabby_async") else None
+    base = module_name(path).split(".")
+    if path.name != "__init__.py":
+        base.pop()  # a plain module's relative imports start at its package
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _is_module(dotted: str) -> bool:
+    target = PACKAGE.parent.joinpath(*dotted.split("."))
+    return target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()
+
+
+def private_imports(path: Path, text: str) -> list[str]:
+    """The ``from x import _y`` lines of a package file whose ``_y`` is a private name
+    of another module (a private module itself, ``from . import _routes``, is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = _imported_module(path, node)
+        if source is None:
+            continue
+        for alias in node.names:
+            name = alias.name
+            private = name.startswith("_") and not name.startswith("__")
+            if private and not _is_module(f"{source}.{name}"):
+                found.append(f"{module_name(path)}: from {source} import {name}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "found"),
+    [
+        ("_client.py", "from ._session import _session_loop", ["_session_loop"]),
+        ("_client.py", "from ._session import Sessions", []),
+        ("_client.py", "from . import _routes as R", []),
+        ("fleet/_pool.py", "from ..errors import _message", ["_message"]),
+        ("fleet/_pool.py", "from .._checks import check_count", []),
+        ("fleet/__init__.py", "from ._pool import _Pool", ["_Pool"]),
+        ("_client.py", "from tabby_async._checks import _private", ["_private"]),
+        ("_client.py", "from typing import _SpecialForm", []),
+        ("_client.py", "from ._version import __version__", []),
+        ("_client.py", "def f():\n    from ._session import _late\n", ["_late"]),
+    ],
+)
+def test_private_imports_table(file: str, text: str, found: list[str]) -> None:
+    lines = private_imports(PACKAGE / file, text)
+    assert [line.rsplit(" ", 1)[-1] for line in lines] == found
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    found = []
+    for path in source_files():
+        found += private_imports(path, path.read_text(encoding="utf-8"))
+    assert not found, "\n".join(found)
+
+
+def run_time_imports() -> dict[str, set[str]]:
+    """Each module -> the package modules its top level imports when it runs."""
+    graph: dict[str, set[str]] = {}
+    for path in source_files():
+        name = module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        edges: set[str] = set()
+        for node in run_time_statements(tree.body):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name.startswith("tabby_async"))
+            elif isinstance(node, ast.ImportFrom):
+                source = _imported_module(path, node)
+                if source is None:
+                    continue
+                for alias in node.names:  # `from . import x`: x may be a module itself
+                    sub = f"{source}.{alias.name}"
+                    edges.add(sub if _is_module(sub) else source)
+        graph[name] = edges - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or ``[]``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+@pytest.mark.parametrize(
+    ("graph", "cycle"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, []),
+        ({"a": {"b"}, "b": {"a"}}, ["a", "b", "a"]),
+        ({"a": {"b"}, "b": {"c"}, "c": {"b"}}, ["b", "c", "b"]),
+        ({"a": {"b", "c"}, "b": {"c"}, "c": set()}, []),
+    ],
+)
+def test_find_cycle_table(graph: dict[str, set[str]], cycle: list[str]) -> None:
+    assert find_cycle(graph) == cycle
+
+
+def test_run_time_imports_form_no_cycle() -> None:
+    # A package's __init__ importing its own modules is how packages work; a
+    # module importing a name back from its package's __init__ is a cycle.
+    assert find_cycle(run_time_imports()) == []
+
+
+#: Imports each module named on the command line with every package module
+#: dropped before it, as a fresh interpreter would (aiohttp & co. stay loaded).
+ONE_BY_ONE = """
+import importlib, sys, traceback
+failed = []
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "tabby_async" or m.startswith("tabby_async.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        failed.append(name + ": " + traceback.format_exc().strip().splitlines()[-1])
+print("\\n".join(failed))
+"""
+
+
+def test_each_module_imports_on_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_BY_ONE, *all_modules()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
