@@ -327,7 +327,7 @@ async def test_leaving_early_closes_the_response(
             break
     assert stream.closed
     assert connections.held == 0
-    # The server goes on loading after the client left (PROTOCOL.md).
+    # The server goes on loading after the client left: a load is not cancelled by a disconnect.
     for _ in range(200):
         await asyncio.sleep(0.05)
         if server.loaded == "slow":

@@ -1,4 +1,4 @@
-"""Mapping of the real server's error answers (PROTOCOL.md) to typed errors."""
+"""Mapping of the real server's error answers to typed errors."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tabby_async import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    DesiredState,
     EnsureResult,
     FieldDiff,
     LoadFailedError,
@@ -26,9 +27,12 @@ from tabby_async import (
     ModelNotFoundError,
     ModelNotLoadedError,
     NotFoundError,
+    PartPlan,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    StatePlan,
+    StateResult,
     TabbyError,
     UnprocessableEntityError,
 )
@@ -181,6 +185,12 @@ def _ensure_result() -> EnsureResult:
     return EnsureResult(action="load", reasons=(diff,), plan=plan, mismatches=(diff,))
 
 
+def _state_result() -> StateResult:
+    part = PartPlan(part="template", action="switch", wanted="chatml", current="llama3", reason="")
+    plan = StatePlan(state=DesiredState(template="chatml"), parts=(part,))
+    return StateResult(plan=plan, done=(part,), after=plan)
+
+
 def _fleet_result() -> FleetResult[None]:
     failed = NodeResult[None](node="gpu-01", error=ServerError("down", status=502))
     return FleetResult([failed, NodeResult[None](node="gpu-02")], operation="load")
@@ -204,6 +214,7 @@ SAMPLES: dict[str, Any] = {
 RESULTS: dict[str, Callable[[], Any]] = {
     "EnsureMismatchError": _ensure_result,
     "FleetError": _fleet_result,
+    "StateMismatchError": _state_result,
 }
 FIELDS = ("code", "message", "field", "status", "body", "method", "path", "headers", "kind")
 FIELDS += ("sent", "trace", "reason")
