@@ -100,10 +100,11 @@ class LoadStream:
     the stream is still being opened: it cancels the opening request and
     closes the response before it returns, and the stream yields nothing
     more. The task iterating it sees the iteration end
-    (``StopAsyncIteration``: its ``async for`` simply ends); ``closed`` is
-    then True, and ``finished`` tells whether the model's ``finished`` event
-    had arrived. ``load()`` on a stream closed that way raises
-    :class:`~tabby_async.StreamError`.
+    (``StopAsyncIteration``: its ``async for`` simply ends), and a task
+    still entering ``async with`` gets the stream back already closed;
+    ``closed`` is then True, and ``finished`` tells whether the model's
+    ``finished`` event had arrived. A ``load()`` whose stream ends that way
+    before ``finished`` raises :class:`~tabby_async.StreamError`.
 
     Closing does not stop the load on the server: it goes on loading and the
     model shows in ``models.get()`` when done.

@@ -213,7 +213,7 @@ async def test_aclose_while_iterating_ends_the_iteration(
     assert len(seen) == count and stream.closed and not stream.finished
 
 
-async def test_load_on_a_stream_closed_while_opening_is_a_stream_error(
+async def test_entering_a_stream_closed_while_opening_ends_quietly(
     server: TabbyEmulator, client: AsyncTabbyClient, connections: ConnectionCounter
 ) -> None:
     server.faults.delay_head(GUARD * 4, path=LOAD)
