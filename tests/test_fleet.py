@@ -18,27 +18,36 @@ import pytest
 from aiohttp import web
 
 from tabby_async import (
+    USE_CLIENT_DEFAULT,
     AsyncTabbyClient,
     DraftModelLoadRequest,
     InvalidInputError,
     ModelLoadRequest,
     ModelLoadResponse,
     TabbyError,
+    Timeout,
+    TimeoutArg,
 )
+from tabby_async.cli._fleet_output import fleet_table
 from tabby_async.fleet import (
+    FleetEnsureReport,
     FleetError,
     FleetResult,
     NodeResult,
     NodeSkippedError,
     NodeSpec,
     NodeStatus,
+    RolloutReport,
     TabbyFleet,
     VerificationError,
 )
-from tabby_async.fleet._fleet import most_nodes_per_host
+from tabby_async.fleet._pool import most_nodes_per_host
+from tabby_async.fleet._runner import node_bound
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tests.helpers import ConnectionCounter
 
 LOAD = "/v1/model/load"
+MODEL = "/v1/model"
 
 HEALTHY = [f"ok-{i:02d}" for i in range(16)]
 SLOW = ["slow-0", "slow-1"]
@@ -99,14 +108,6 @@ async def cluster() -> AsyncIterator[Cluster]:
             await server.close()
 
 
-def held(fleet: TabbyFleet) -> int:
-    """Connections of the fleet's pool that are handed out and not back."""
-    session = fleet.session
-    if session is None or session.connector is None:
-        return 0
-    return len(session.connector._acquired)
-
-
 def fleet_tasks() -> list[asyncio.Task[Any]]:
     """Live tasks running SDK or fleet code (the emulator's own tasks excluded)."""
     out = []
@@ -124,7 +125,9 @@ def fleet_tasks() -> list[asyncio.Task[Any]]:
 
 
 @pytest.mark.parametrize("concurrent_probes", [False, True])
-async def test_status_of_a_mixed_fleet(cluster: Cluster, concurrent_probes: bool) -> None:
+async def test_status_of_a_mixed_fleet(
+    cluster: Cluster, concurrent_probes: bool, connections: ConnectionCounter
+) -> None:
     async with cluster.fleet(node_timeout=20) as fleet:
         status = await fleet.status(concurrent_probes=concurrent_probes)
         assert status.nodes == fleet.nodes
@@ -146,12 +149,12 @@ async def test_status_of_a_mixed_fleet(cluster: Cluster, concurrent_probes: bool
                 "model": "authentication_error",
                 "embedding": "authentication_error",
             }
-        table = status.format_table()
+        table = fleet_table(status)
         assert all(name in table for name in fleet.nodes)
         for server in cluster.servers.values():
             assert server.admin_key not in table
             assert server.admin_key not in repr(status) + repr(fleet) + repr(cluster.specs)
-        assert held(fleet) == 0
+        assert connections.held == 0
 
 
 async def test_status_shows_the_loaded_model_and_its_context(cluster: Cluster) -> None:
@@ -163,23 +166,25 @@ async def test_status_shows_the_loaded_model_and_its_context(cluster: Cluster) -
         assert first.model_name == "m" and first.max_seq_len == 2048
         second = status["ok-01"].unwrap()
         assert not second.healthy and not second.ok
-        assert "unhealthy" in status.format_table()
+        assert second.health is not None and second.health.status == "unhealthy"
 
 
 # --- fan-out of models operations ---------------------------------------------------
 
 
-async def test_load_on_24_nodes_keeps_failures_per_node(cluster: Cluster) -> None:
+async def test_load_on_24_nodes_keeps_failures_per_node(
+    cluster: Cluster, connections: ConnectionCounter
+) -> None:
     events: list[tuple[str, ModelLoadResponse]] = []
     seen: list[NodeResult[Any]] = []
     async with cluster.fleet(max_concurrency=8) as fleet:
         result = await fleet.models.load(
             model_name="m",
             max_seq_len=2048,
-            on_event=lambda node, event: events.append((node, event)),
+            on_progress=lambda node, event: events.append((node, event)),
             on_result=seen.append,
         )
-        assert held(fleet) == 0
+        assert connections.held == 0
     assert result.counts() == {
         "ok": 18,
         "load_failed": 2,
@@ -222,17 +227,17 @@ async def test_a_subset_of_nodes_and_read_operations(cluster: Cluster) -> None:
     assert sum(s.count("GET", "/v1/model/list") for s in cluster.servers.values()) == 2
 
 
-async def test_per_node_timeout(cluster: Cluster) -> None:
+async def test_per_node_timeout(cluster: Cluster, connections: ConnectionCounter) -> None:
     cluster.servers["ok-05"].faults.delay_head(30.0, path="/v1/model")
     async with cluster.fleet() as fleet:
         result = await fleet.models.get(nodes=["ok-05", "ok-06"], timeout=0.3)
         assert result["ok-05"].status == "timeout"
-        assert "per-node timeout of 0.3 s" in str(result["ok-05"].error)
+        assert "timeout of 0.3 s" in str(result["ok-05"].error)  # the node's or its call's
         assert result["ok-06"].status == "model_not_loaded"
-        assert held(fleet) == 0
+        assert connections.held == 0
 
 
-async def test_fail_fast_cancels_running_and_skips_the_rest() -> None:
+async def test_fail_fast_cancels_running_and_skips_the_rest(connections: ConnectionCounter) -> None:
     async with (
         TabbyEmulator(models=[EmulatedModel("m", fail_at=0)]) as bad,
         TabbyEmulator(models=[EmulatedModel("m", modules=50, delay=0.2)]) as slow,
@@ -252,7 +257,7 @@ async def test_fail_fast_cancels_running_and_skips_the_rest() -> None:
                 "skipped",
             ]
             assert isinstance(result["fine-0"].error, NodeSkippedError)
-            assert held(fleet) == 0
+            assert connections.held == 0
             assert fleet_tasks() == []
         assert fine.count("POST", LOAD) == 0
 
@@ -270,33 +275,37 @@ async def test_a_bug_in_an_operation_is_raised_after_the_others(cluster: Cluster
     assert all(cluster.servers[n].count("GET", "/health") == 1 for n in HEALTHY if n != "ok-02")
 
 
-async def test_cancelling_a_fleet_call_leaves_nothing_behind(cluster: Cluster) -> None:
+async def test_cancelling_a_fleet_call_leaves_nothing_behind(
+    cluster: Cluster, connections: ConnectionCounter
+) -> None:
     for name in HEALTHY[:4]:
         cluster.servers[name].add_model(EmulatedModel("long", modules=100, delay=0.1))
     started = asyncio.Event()
     async with cluster.fleet() as fleet:
         task = asyncio.create_task(
             fleet.models.load(
-                model_name="long", nodes=HEALTHY[:4], on_event=lambda n, e: started.set()
+                model_name="long", nodes=HEALTHY[:4], on_progress=lambda n, e: started.set()
             )
         )
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert held(fleet) == 0
+        assert connections.held == 0
         assert fleet_tasks() == []
 
 
 # --- the merged load stream -------------------------------------------------------------
 
 
-async def test_load_stream_merges_every_node(cluster: Cluster) -> None:
+async def test_load_stream_merges_every_node(
+    cluster: Cluster, connections: ConnectionCounter
+) -> None:
     async with cluster.fleet(max_concurrency=6) as fleet:
         async with fleet.models.load_stream(model_name="m") as stream:
             assert stream.total == 24
             items = [item async for item in stream]
-        assert held(fleet) == 0
+        assert connections.held == 0
     completions = [i for i in items if i.done]
     assert sorted(i.node for i in completions) == sorted(fleet.nodes)
     progress = [i.progress for i in items]
@@ -318,7 +327,9 @@ async def test_load_stream_merges_every_node(cluster: Cluster) -> None:
         ]
 
 
-async def test_leaving_the_load_stream_early_closes_every_stream(cluster: Cluster) -> None:
+async def test_leaving_the_load_stream_early_closes_every_stream(
+    cluster: Cluster, connections: ConnectionCounter
+) -> None:
     for name in HEALTHY[:6]:
         cluster.servers[name].add_model(EmulatedModel("long", modules=100, delay=0.05))
     async with cluster.fleet() as fleet:
@@ -326,7 +337,7 @@ async def test_leaving_the_load_stream_early_closes_every_stream(cluster: Cluste
             async for item in stream:
                 assert item.event is not None
                 break
-        assert held(fleet) == 0
+        assert connections.held == 0
         assert fleet_tasks() == []
         assert [i async for i in stream] == []  # closed: iteration is over
         with pytest.raises(TabbyError, match="not finished"):
@@ -355,13 +366,15 @@ async def test_ensure_loaded_plans_then_acts(cluster: Cluster) -> None:
     for name in nodes[:5]:
         servers[name].reset_requests()
     async with cluster.fleet() as fleet:
-        dry = await fleet.ensure_loaded(model_name="m", max_seq_len=4096, dry_run=True, nodes=nodes)
+        dry = await fleet.models.ensure_loaded(
+            model_name="m", max_seq_len=4096, dry_run=True, nodes=nodes
+        )
         assert dry.results is None
         assert sum(servers[n].count("POST", LOAD) for n in nodes[:5]) == 0
         assert "dry run" in dry.summary()
 
         planned: list[FleetResult[Any]] = []
-        report = await fleet.ensure_loaded(
+        report = await fleet.models.ensure_loaded(
             ModelLoadRequest(model_name="m", max_seq_len=4096), nodes=nodes, on_plan=planned.append
         )
     assert planned == [report.plans]
@@ -383,8 +396,7 @@ async def test_ensure_loaded_plans_then_acts(cluster: Cluster) -> None:
     assert servers["ok-00"].count("POST", LOAD) == 0
     assert servers["ok-01"].count("POST", "/v1/model/unload") == 1
     assert not report.ok
-    table = report.format_table()
-    assert "max_seq_len: wanted 4096, loaded 2048" in table
+    assert "max_seq_len: wanted 4096, loaded 2048" in results["ok-01"].unwrap().summary()
 
 
 # The card never reports these back: before, each read as a difference after
@@ -417,8 +429,8 @@ async def test_ensure_and_rollout_converge_with_unreported_fields(cluster: Clust
     # The right model and template, without a draft: the card cannot tell.
     cluster.servers[nodes[0]].preload("m", max_seq_len=2048, prompt_template="chatml")
     async with cluster.fleet() as fleet:
-        first = await fleet.ensure_loaded(UNREPORTED, nodes=nodes)
-        assert first.ok, first.format_table()
+        first = await fleet.models.ensure_loaded(UNREPORTED, nodes=nodes)
+        assert first.ok, fleet_table(first.final)
         assert first.results is not None
         assert first.results[nodes[0]].unwrap().action == "none"  # the draft is not seen
         for name in nodes[1:]:
@@ -430,15 +442,15 @@ async def test_ensure_and_rollout_converge_with_unreported_fields(cluster: Clust
             cluster.servers[name].reset_requests()
 
         for _ in range(2):
-            again = await fleet.ensure_loaded(UNREPORTED, nodes=nodes)
+            again = await fleet.models.ensure_loaded(UNREPORTED, nodes=nodes)
             assert again.ok
             assert again.results is not None
             assert {r.unwrap().action for r in again.results} == {"none"}
             assert again.unchecked == UNCHECKED
-            dry = await fleet.ensure_loaded(UNREPORTED, nodes=nodes, dry_run=True)
+            dry = await fleet.models.ensure_loaded(UNREPORTED, nodes=nodes, dry_run=True)
             assert {r.unwrap().action for r in dry.plans} == {"none"}
             rollout = await fleet.rollout(UNREPORTED, nodes=nodes, batch_size=2)
-            assert rollout.ok and rollout.done == nodes, rollout.format_table()
+            assert rollout.ok and rollout.done == nodes, fleet_table(rollout.results)
             assert {r.unwrap().action for r in rollout.results} == {"none"}
             assert rollout.unchecked == UNCHECKED
         assert posts(cluster, nodes) == 0  # no load, no unload
@@ -465,10 +477,10 @@ async def test_rollout_halts_when_failures_pass_the_threshold(cluster: Cluster) 
     for name in report.not_touched:
         assert cluster.servers[name].count("POST", LOAD) == 0
     assert "halted after 3 batches: 4 done, 2 failed, 3 not touched" in report.summary()
-    assert "skipped" in report.format_table()
+    assert {r.status for r in report.results if r.node in report.not_touched} == {"skipped"}
 
 
-async def test_rollout_verifies_each_batch_and_resumes(cluster: Cluster) -> None:
+async def test_rollout_checks_each_batch_and_resumes(cluster: Cluster) -> None:
     cluster.servers["ok-01"].add_health_issue("ECC errors")
     order = HEALTHY[:5]
     async with cluster.fleet() as fleet:
@@ -487,13 +499,13 @@ async def test_rollout_verifies_each_batch_and_resumes(cluster: Cluster) -> None
 
         checked: list[str] = []
 
-        async def verify(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
+        async def canary(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
             checked.append(name)
             if name == "ok-03":
                 raise VerificationError(f"{name}: canary answers look wrong")
 
         third = await fleet.rollout(
-            model_name="m", nodes=order, batch_size=5, verify=verify, max_failures=3
+            model_name="m", nodes=order, batch_size=5, check=canary, max_failures=3
         )
         assert sorted(checked) == sorted(order)
         assert list(third.failed) == ["ok-03"]
@@ -595,10 +607,10 @@ async def test_nodes_behind_one_host_port_all_load_at_once() -> None:
             except TimeoutError:
                 pytest.fail(f"at most {proxy.most} of 12 loads ran at once")
             health = await fleet.health()  # while every load holds a connection
-            assert health.ok, health.format_table()
+            assert health.ok, health.summary()
             proxy.release.set()
             loaded = await asyncio.wait_for(loads, 30)
-    assert loaded.ok, loaded.format_table()
+    assert loaded.ok, loaded.summary()
     assert proxy.most == 12
 
 
@@ -731,7 +743,7 @@ def test_fleet_result_helpers() -> None:
     with pytest.raises(TabbyError, match="boom"):
         result["b"].unwrap()
     assert repr(result) == "FleetResult(count: 2 nodes, 1 ok, 1 failed, 1.50 s)"
-    lines = result.format_table().splitlines()
+    lines = fleet_table(result).splitlines()
     assert lines[0].split() == ["node", "result", "time", "detail"]
     assert lines[2].split() == ["a", "ok", "0.50s", "1"]
     assert lines[3].split() == ["b", "tabby_error", "1.25s", "boom"]
@@ -760,3 +772,170 @@ async def test_every_models_operation_fans_out(cluster: Cluster) -> None:
         gone = await fleet.models.download(repo_id="org/absent", nodes=two)
         assert {r.status for r in gone} == {"invalid_request"}
     assert all(cluster.servers[n].loaded is None for n in two)
+
+
+# --- one meaning per parameter ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "default", "bound"),
+    [
+        (USE_CLIENT_DEFAULT, 60.0, 60.0),  # the fleet's default for the kind of operation
+        (USE_CLIENT_DEFAULT, None, None),
+        (None, 60.0, None),  # None is no bound, never "the default"
+        (2, 60.0, 2.0),
+        (0.5, None, 0.5),
+        (Timeout(total=3.0, read=1.0), 60.0, 3.0),
+        (Timeout(read=1.0), 60.0, None),
+    ],
+)
+def test_each_timeout_value_bounds_a_node_so(
+    value: TimeoutArg, default: float | None, bound: float | None
+) -> None:
+    assert node_bound(value, default) == bound
+
+
+@pytest.mark.parametrize("bad", [..., 0, -1.5, "5", True, float("nan"), float("inf")])
+def test_a_bad_timeout_is_refused_naming_it(bad: Any) -> None:
+    with pytest.raises(InvalidInputError, match="timeout"):
+        node_bound(bad, 60.0)
+
+
+async def test_the_ellipsis_is_no_longer_a_default(cluster: Cluster) -> None:
+    server = cluster.servers["ok-12"]
+    async with cluster.fleet() as fleet:
+        with pytest.raises(InvalidInputError, match="timeout"):
+            await fleet.models.get(nodes=["ok-12"], timeout=...)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="timeout"):
+            await fleet.run(lambda _n, c: c.health(), timeout=...)  # type: ignore[arg-type]
+    assert server.count("GET", "/v1/model") == server.count("GET", "/health") == 0
+
+
+async def test_timeout_none_leaves_a_slow_node_uncut(cluster: Cluster) -> None:
+    slow = cluster.servers["ok-12"]
+    async with cluster.fleet(node_timeout=0.1) as fleet:
+        slow.faults.delay_head(0.5, path="/v1/model")
+        cut = await fleet.models.get(nodes=["ok-12"])
+        assert cut["ok-12"].status == "timeout"  # the fleet's node_timeout
+        slow.faults.delay_head(0.5, path="/v1/model")
+        late = await fleet.models.get(nodes=["ok-12"], timeout=None)
+        assert late["ok-12"].status == "model_not_loaded"  # the server's late answer
+    # None reaches each node's call too: a client's own short default does not cut it.
+    client = AsyncTabbyClient(slow.url, admin_key=slow.admin_key, timeout=0.1)
+    async with client, TabbyFleet({"slow": client}, node_timeout=None) as fleet:
+        slow.faults.delay_head(0.5, path=MODEL)
+        assert (await fleet.models.get())["slow"].status == "timeout"  # the client's 0.1 s
+        for given in (None, 30):
+            slow.faults.delay_head(0.5, path=MODEL)
+            answered = await fleet.models.get(timeout=given)
+            assert answered["slow"].status == "model_not_loaded"
+
+
+async def test_on_progress_gets_the_node_and_the_event(cluster: Cluster) -> None:
+    nodes = ["ok-13", "ok-14"]
+    seen: list[tuple[str, int, str]] = []
+
+    async def later(node: str, event: ModelLoadResponse) -> None:
+        await asyncio.sleep(0)  # a coroutine function is awaited, as on the client
+        seen.append((node, event.module, event.status))
+
+    def at_once(node: str, event: ModelLoadResponse) -> None:
+        seen.append((node, event.module, event.status))
+
+    expected = [(1, "processing"), (2, "processing"), (3, "processing"), (4, "processing")]
+    expected.append((4, "finished"))
+    async with cluster.fleet() as fleet:
+        for run in (
+            lambda: fleet.models.load(model_name="m", nodes=nodes, on_progress=later),
+            lambda: fleet.models.ensure_loaded(model_name="n", nodes=nodes, on_progress=at_once),
+            lambda: fleet.rollout(model_name="m", nodes=nodes, on_progress=at_once),
+        ):
+            seen.clear()
+            outcome = await run()
+            assert outcome.ok
+            for node in nodes:
+                events = [(module, status) for n, module, status in seen if n == node]
+                assert events[-5:] == expected
+            assert {n for n, _, _ in seen} == set(nodes)
+
+
+async def test_rollout_check_and_verify_each_mean_one_thing(cluster: Cluster) -> None:
+    servers = cluster.servers
+    for name in ("ok-13", "ok-14"):
+        servers[name].add_health_issue("fan failure")  # the check would fail these
+    async with cluster.fleet() as fleet:
+        # check=False: no health or model check after the batch; verify=False: no re-read.
+        bare = await fleet.rollout(model_name="m", nodes=["ok-13"], check=False, verify=False)
+        # check=False, verify=True: the one-server ensure reads the card again after loading.
+        verified = await fleet.rollout(model_name="m", nodes=["ok-14"], check=False)
+        # The default check, without verify: /health, then the card.
+        checked = await fleet.rollout(model_name="m", nodes=["ok-15"], verify=False)
+    assert bare.ok and bare.results["ok-13"].unwrap().card is None
+    assert verified.ok and verified.results["ok-14"].unwrap().card is not None
+    assert checked.ok and checked.results["ok-15"].unwrap().card is None
+    names = ("ok-13", "ok-14", "ok-15")
+    reads = {n: (servers[n].count("GET", "/health"), servers[n].count("GET", MODEL)) for n in names}
+    assert reads == {"ok-13": (0, 1), "ok-14": (0, 2), "ok-15": (1, 2)}
+    assert all(servers[n].loaded == "m" for n in names)
+
+
+async def test_removed_constructor_options_are_refused(tmp_path: Path) -> None:
+    spec = NodeSpec("a", "http://127.0.0.1:5000")
+    for name in ("client_timeout", "stream_timeout"):
+        removed: dict[str, Any] = {name: 5.0}
+        with pytest.raises(TypeError, match=name):
+            TabbyFleet([spec], **removed)
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'[fleet]\n{name} = 5.0\n[[nodes]]\nurl = "http://h:1"\n')
+        with pytest.raises(InvalidInputError, match=f"fleet.{name}: was removed") as caught:
+            TabbyFleet.from_toml(path, env={})
+        assert caught.value.field == f"fleet.{name}"
+        good = tmp_path / "good.toml"
+        good.write_text('[[nodes]]\nurl = "http://h:1"\n')
+        with pytest.raises(InvalidInputError, match=f"{name}: was removed"):
+            TabbyFleet.from_toml(good, env={}, **removed)
+        with pytest.raises(InvalidInputError, match="colour: is not a fleet option"):
+            TabbyFleet.from_toml(good, env={}, colour=5)  # type: ignore[call-arg]
+
+
+async def test_ensure_and_plan_live_on_fleet_models_only(cluster: Cluster) -> None:
+    assert not hasattr(TabbyFleet, "ensure_loaded") and not hasattr(TabbyFleet, "plan_load")
+    nodes = ["ok-10", "ok-11"]
+    async with cluster.fleet() as fleet:
+        plans = await fleet.models.plan_load(model_name="n", nodes=nodes)
+        assert [r.unwrap().action for r in plans] == ["load", "load"]
+        report = await fleet.models.ensure_loaded(model_name="n", nodes=nodes)
+        assert report.ok and report.plans.nodes == nodes
+        assert report.results is not None
+        assert [r.unwrap().action for r in report.results] == ["load", "load"]
+    assert all(cluster.servers[n].loaded == "n" for n in nodes)
+
+
+async def test_run_is_the_generic_fan_out(cluster: Cluster) -> None:
+    nodes = ["ok-02", "badkey-0", "down-0"]
+    async with cluster.fleet() as fleet:
+        health = await fleet.run(lambda _node, client: client.health(), nodes=nodes)
+        perms = await fleet.run(lambda _node, client: client.permission(), nodes=nodes)
+        lists = await fleet.run(
+            lambda _node, client: client.models.list(), nodes=nodes, operation="list"
+        )
+        named = await fleet.run(lambda node, _client: asyncio.sleep(0, node), nodes=nodes)
+        mirrored = await fleet.health(nodes=nodes)
+    assert health.operation == "run" and lists.operation == "list"
+    assert [r.status for r in health] == [r.status for r in mirrored]
+    assert [r.status for r in health] == ["ok", "ok", "connection_error"]
+    assert perms["ok-02"].unwrap().permission == "admin"
+    assert perms["badkey-0"].status == "authentication_error"
+    assert sorted(lists["ok-02"].unwrap().ids) == ["m", "n"]
+    assert lists["badkey-0"].status == "authentication_error"
+    assert named.values == {node: node for node in nodes}
+
+
+def test_sdk_results_carry_data_not_tables() -> None:
+    import tabby_async.fleet as fleet_package
+
+    assert "format_table" not in fleet_package.__all__
+    for cls in (NodeStatus, FleetResult, FleetEnsureReport, RolloutReport):
+        assert not hasattr(cls, "format_table") and not hasattr(cls, "table_row")
+        assert not hasattr(cls, "TABLE_COLUMNS")
+        assert callable(cls.summary)

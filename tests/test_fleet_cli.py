@@ -13,11 +13,24 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from tabby_async import cli
+from tabby_async import (
+    AuthenticationError,
+    HealthIssue,
+    HealthResponse,
+    ModelCard,
+    ModelCardParameters,
+    ModelLoadRequest,
+    TabbyConnectionError,
+    TabbyError,
+    cli,
+)
+from tabby_async.cli._fleet_output import STATUS_COLUMNS, fleet_table, table_rows
+from tabby_async.fleet import FieldDiff, LoadPlan, NodeResult, NodeStatus
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 
@@ -321,3 +334,75 @@ async def test_ctrl_c_closes_every_stream_and_the_loads_go_on(nodes: Nodes) -> N
             break
         await asyncio.sleep(0.02)
     assert all(s.loaded == "slow" for s in servers)
+
+
+async def test_rollout_no_check_skips_the_check(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n2"].add_health_issue("thermal throttling")
+    result = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--no-check")
+    assert result.code == 0, result.out + result.err
+    assert "complete after 5 batches: 5 done, 0 failed" in result.out
+    assert all(s.count("GET", "/health") == 0 for s in nodes.servers.values())
+    gone = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--no-verify")
+    assert gone.code == 2  # one name per meaning: the check is --no-check
+
+
+# --- the fleet's tables, as data -------------------------------------------------------
+
+
+def _status(**changes: Any) -> NodeStatus:
+    base: dict[str, Any] = {
+        "url": "http://10.0.0.1:5000/",
+        "health": HealthResponse(status="healthy"),
+        "permission": "admin",
+        "model": None,
+        "embedding_model": None,
+        "latency": 0.01,
+    }
+    return NodeStatus(**{**base, **changes})
+
+
+CARD = ModelCard(id="m", parameters=ModelCardParameters(max_seq_len=2048))
+REQUEST = ModelLoadRequest(model_name="m", max_seq_len=4096)
+PLAN = LoadPlan("reload", (FieldDiff("max_seq_len", 4096, 2048),), REQUEST, CARD)
+SICK = HealthResponse(status="unhealthy", issues=[HealthIssue(description="hot")])
+REFUSED = AuthenticationError("the key was refused", status=401)
+
+TABLES: list[tuple[list[NodeResult[Any]], list[str], list[list[str]]]] = [
+    (  # a status: its own columns; a refused probe is named with its code
+        [
+            NodeResult("a", _status(model=CARD), None, 0.5),
+            NodeResult("b", _status(health=SICK, problems={"permission": REFUSED}), None, 1.0),
+            NodeResult("c", None, TabbyConnectionError("connection refused"), 0.25),
+        ],
+        ["node", "result", "time", *STATUS_COLUMNS],
+        [
+            ["a", "ok", "0.50s", "healthy", "admin", "m", "2048", "-", ""],
+            ["b", "ok", "1.00s", "unhealthy (1 issues)", "admin", "-", "-", "-",
+             "permission: authentication_error"],
+            ["c", "connection_error", "0.25s", "-", "-", "-", "-", "-", "connection refused"],
+        ],
+    ),
+    (  # a plan: action, what is loaded, why
+        [NodeResult("a", PLAN, None, 0.0)],
+        ["node", "result", "time", "action", "loaded", "why"],
+        [["a", "ok", "0.00s", "reload", "m @2048", "max_seq_len: wanted 4096, loaded 2048"]],
+    ),
+    (  # anything else: one detail column; a long error is cut to one short cell
+        [NodeResult("a", 3, None, 0.0), NodeResult("b", None, TabbyError("x\n" * 200), 0.0)],
+        ["node", "result", "time", "detail"],
+        [["a", "ok", "0.00s", "3"], ["b", "tabby_error", "0.00s", ("x " * 49) + "x…"]],
+    ),
+]
+
+
+@pytest.mark.parametrize(("results", "header", "rows"), TABLES)
+def test_fleet_tables(
+    results: list[NodeResult[Any]], header: list[str], rows: list[list[str]]
+) -> None:
+    assert table_rows(results) == (header, rows)
+    text = fleet_table(results).splitlines()
+    assert text[0].split() == header
+    assert set(text[1]) <= {"-", " "}
+    assert len(text) == len(rows) + 2

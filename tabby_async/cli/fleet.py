@@ -7,8 +7,8 @@
     tabby-async fleet ensure  --nodes nodes.toml NAME [--max-seq-len N ...] [--dry-run]
     tabby-async fleet rollout --nodes nodes.toml NAME [--batch-size 4 --max-failures 1]
 
-The nodes file is described in :mod:`tabby_async.fleet._config` (keys come
-from the environment variables it names). While a command runs it shows a
+The nodes file is described in :func:`tabby_async.fleet.read_nodes_toml`
+(keys come from the environment variables it names). While a command runs it shows a
 live per-node view on a terminal when rich is installed, and plain lines
 otherwise (one per node as it completes); at the end it prints a table of
 every node. ``--json`` prints one JSON document instead. The exit code is 0
@@ -22,28 +22,22 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Any, Protocol, TextIO
+from collections.abc import Sequence
+from typing import Any
 
-import msgspec
-
-from .._desired import unchecked_note, unreported_fields
-from ..errors import TabbyError
+from .._desired import LoadPlan, unchecked_note, unreported_fields
 from ..fleet import (
     FleetEnsureReport,
+    FleetOptions,
     FleetResult,
-    LoadPlan,
-    NodeResult,
     NodeStatus,
     RolloutReport,
     TabbyFleet,
 )
-from ..fleet._results import table_rows
-from ..types import ModelLoadResponse
-from ._models import _add_load_options, build_load_request
-from ._progress import rich_available
-from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, stdout_is_terminal
+from ._args import name_list, non_negative_int, positive_int, positive_seconds
+from ._fleet_output import fleet_table, make_view, print_table, results_json
+from ._load_options import add_load_options, build_load_request
+from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, print_json
 
 __all__ = ["main", "register"]
 
@@ -53,170 +47,6 @@ INTERRUPT_NOTE = (
     "stopped following the loads; nodes that had started one may still finish it "
     "(check with `tabby-async fleet status`)"
 )
-#: Above this many nodes the live view shows one overall bar, not one per node.
-MAX_NODE_BARS = 30
-
-
-# --- live views -------------------------------------------------------------------
-
-
-class FleetView(Protocol):
-    """What a fleet command shows while it runs."""
-
-    def __enter__(self) -> FleetView: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def set_total(self, total: int) -> None:
-        """How many nodes will report a result."""
-
-    def event(self, node: str, event: ModelLoadResponse) -> None:
-        """A node's load progress event."""
-
-    def done(self, result: NodeResult[Any]) -> None:
-        """A node's final result."""
-
-    def note(self, text: str) -> None:
-        """A line of text (a plan, a batch summary) shown above the live view."""
-
-
-class PlainView:
-    """One line per node as it completes; for logs, pipes and dumb terminals."""
-
-    def __init__(self, total: int, *, per_node: bool, file: TextIO | None = None) -> None:
-        self._total = total
-        self._per_node = per_node
-        self._file = file
-        self._done = 0
-        self._width = len(str(total))
-
-    def __enter__(self) -> PlainView:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    def _out(self) -> TextIO:
-        return self._file if self._file is not None else sys.stdout
-
-    def set_total(self, total: int) -> None:
-        self._total = total
-        self._width = len(str(total))
-
-    def event(self, node: str, event: ModelLoadResponse) -> None:
-        return None  # one line per node, not per module: 1,000 nodes stay readable
-
-    def done(self, result: NodeResult[Any]) -> None:
-        self._done += 1
-        if not self._per_node:
-            return
-        from ..fleet._results import describe
-
-        detail = str(result.error) if result.error is not None else describe(result.value)
-        out = self._out()
-        out.write(
-            f"[{self._done:>{self._width}}/{self._total}] {result.node}  {result.status}  "
-            f"{result.elapsed:.2f}s  {detail}\n"
-        )
-        out.flush()
-
-    def note(self, text: str) -> None:
-        out = self._out()
-        out.write(text + "\n")
-        out.flush()
-
-
-class _QuietView(PlainView):
-    """Shows nothing (``--json`` to a pipe keeps stdout for the document)."""
-
-    def done(self, result: NodeResult[Any]) -> None:
-        return None
-
-    def note(self, text: str) -> None:
-        return None
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def make_view(args: argparse.Namespace, total: int, title: str, *, per_node: bool) -> FleetView:
-    """Live rich bars on a terminal (stderr with ``--json``), else plain lines."""
-    json_output = bool(getattr(args, "json", False))
-    terminal = _stderr_is_terminal() if json_output else stdout_is_terminal()
-    if terminal and rich_available() and not getattr(args, "plain", False):
-        from ._rich import RichFleetView
-
-        return RichFleetView(total, title, stderr=json_output, max_node_bars=MAX_NODE_BARS)
-    if json_output:
-        return _QuietView(total, per_node=False)
-    return PlainView(total, per_node=per_node)
-
-
-# --- output -----------------------------------------------------------------------------
-
-
-def _enc_hook(value: Any) -> Any:
-    if isinstance(value, TabbyError):
-        return {"code": value.code, "message": str(value)}
-    if isinstance(value, BaseException):  # pragma: no cover - results hold TabbyErrors
-        return {"code": type(value).__name__, "message": str(value)}
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
-
-
-def _node_json(result: NodeResult[Any]) -> dict[str, Any]:
-    return {
-        "node": result.node,
-        "status": result.status,
-        "elapsed": round(result.elapsed, 4),
-        "value": result.value,
-        "error": result.error,
-    }
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(document, enc_hook=_enc_hook).decode() + "\n")
-    sys.stdout.flush()
-
-
-def _results_json(result: FleetResult[Any]) -> list[dict[str, Any]]:
-    return [_node_json(r) for r in result]
-
-
-def print_table(results: Iterable[NodeResult[Any]], title: str = "") -> None:
-    """The final table: rich on a terminal when available, else plain text."""
-    rows = list(results)
-    if stdout_is_terminal() and rich_available():
-        from rich.console import Console
-        from rich.table import Table
-
-        header, cells = table_rows(rows)
-        table = Table(title=title or None)
-        for name in header:
-            table.add_column(name, overflow="fold")
-        for row, result in zip(cells, rows, strict=True):
-            style = None if result.ok else "red"
-            table.add_row(*row, style=style)
-        Console().print(table)
-        return
-    from ..fleet import format_table
-
-    if title:
-        print(title)
-    print(format_table(rows))
 
 
 def _exit_code(failed: bool) -> int:
@@ -230,7 +60,7 @@ def _fleet_from_args(args: argparse.Namespace) -> TabbyFleet:
     path = args.nodes or os.environ.get(ENV_NODES)
     if not path:
         raise CliError(f"give --nodes nodes.toml (or set {ENV_NODES})", exit_code=EXIT_USAGE)
-    options: dict[str, Any] = {}
+    options: FleetOptions = {}
     if args.concurrency is not None:
         options["max_concurrency"] = args.concurrency
     if args.node_timeout is not None:
@@ -240,21 +70,20 @@ def _fleet_from_args(args: argparse.Namespace) -> TabbyFleet:
     return TabbyFleet.from_toml(path, **options)
 
 
-def _only(args: argparse.Namespace) -> list[str] | None:
-    if not args.only:
-        return None
-    return [name.strip() for name in args.only.split(",") if name.strip()]
+def _node_count(args: argparse.Namespace, fleet: TabbyFleet) -> tuple[list[str] | None, int]:
+    """The nodes ``--only`` names (None: all), and how many nodes that is."""
+    nodes = args.only or None  # an empty --only means every node, as no --only does
+    return nodes, len(nodes) if nodes is not None else len(fleet.nodes)
 
 
 async def _status(args: argparse.Namespace) -> int:
     async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        nodes, total = _node_count(args, fleet)
         with make_view(args, total, "status", per_node=False) as view:
             result = await fleet.status(nodes=nodes, on_result=view.done)
     failed = any(not r.ok or not isinstance(r.value, NodeStatus) or not r.value.ok for r in result)
     if args.json:
-        _print_json({"operation": "status", "nodes": _results_json(result)})
+        print_json({"operation": "status", "nodes": results_json(result)})
     else:
         print_table(result)
         healthy = sum(1 for r in result if isinstance(r.value, NodeStatus) and r.value.ok)
@@ -269,18 +98,17 @@ async def _status(args: argparse.Namespace) -> int:
 async def _load(args: argparse.Namespace) -> int:
     request = build_load_request(args)
     async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        nodes, total = _node_count(args, fleet)
         with make_view(args, total, f"load {request.model_name}", per_node=True) as view:
             result = await fleet.models.load(
                 request,
                 nodes=nodes,
                 fail_fast=args.fail_fast,
-                on_event=view.event,
+                on_progress=view.event,
                 on_result=view.done,
             )
     if args.json:
-        _print_json({"operation": "load", "nodes": _results_json(result)})
+        print_json({"operation": "load", "nodes": results_json(result)})
     else:
         print_table(result)
         print(result.summary())
@@ -288,14 +116,12 @@ async def _load(args: argparse.Namespace) -> int:
 
 
 def _plan_text(plans: FleetResult[LoadPlan]) -> str:
-    from ..fleet import format_table
-
     counts: dict[str, int] = {}
     for r in plans:
         key = r.value.action if r.value is not None else r.status
         counts[key] = counts.get(key, 0) + 1
     shown = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    text = f"plan: {shown}\n{format_table(list(plans))}"
+    text = f"plan: {shown}\n{fleet_table(plans)}"
     note = unchecked_note(f for r in plans if r.value is not None for f in r.value.unchecked)
     return f"{text}\n{note}" if note else text
 
@@ -303,37 +129,35 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
 async def _ensure(args: argparse.Namespace) -> int:
     request = build_load_request(args)
     async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        nodes, total = _node_count(args, fleet)
         with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
 
             def on_plan(plans: FleetResult[LoadPlan]) -> None:
                 view.note(_plan_text(plans))
                 view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
 
-            report: FleetEnsureReport = await fleet.ensure_loaded(
+            report: FleetEnsureReport = await fleet.models.ensure_loaded(
                 request,
                 nodes=nodes,
                 dry_run=args.dry_run,
                 fail_fast=args.fail_fast,
                 on_plan=on_plan,
-                on_event=view.event,
+                on_progress=view.event,
                 on_result=view.done,
             )
     if args.json:
-        _print_json(
+        print_json(
             {
                 "operation": "ensure",
                 "dry_run": args.dry_run,
                 "unchecked": list(report.unchecked),
-                "plans": _results_json(report.plans),
-                "results": None if report.results is None else _results_json(report.results),
+                "plans": results_json(report.plans),
+                "results": None if report.results is None else results_json(report.results),
             }
         )
-    elif report.results is not None:
-        print_table(report.results)
-        print(report.summary())
     else:
+        if report.results is not None:
+            print_table(report.results)
         print(report.summary())
     return _exit_code(not report.ok)
 
@@ -341,8 +165,7 @@ async def _ensure(args: argparse.Namespace) -> int:
 async def _rollout(args: argparse.Namespace) -> int:
     request = build_load_request(args)
     async with _fleet_from_args(args) as fleet:
-        nodes = _only(args)
-        total = len(nodes) if nodes is not None else len(fleet.nodes)
+        nodes, total = _node_count(args, fleet)
         started = time.monotonic()
         with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
 
@@ -360,13 +183,13 @@ async def _rollout(args: argparse.Namespace) -> int:
                 nodes=nodes,
                 batch_size=args.batch_size,
                 max_failures=args.max_failures,
-                verify=not args.no_verify,
-                on_event=view.event,
+                check=not args.no_check,
+                on_progress=view.event,
                 on_result=view.done,
                 on_batch=on_batch,
             )
     if args.json:
-        _print_json(
+        print_json(
             {
                 "operation": "rollout",
                 "halted": report.halted,
@@ -374,7 +197,7 @@ async def _rollout(args: argparse.Namespace) -> int:
                 "done": report.done,
                 "failed": sorted(report.failed),
                 "not_touched": report.not_touched,
-                "nodes": _results_json(report.results),
+                "nodes": results_json(report.results),
             }
         )
     else:
@@ -384,36 +207,6 @@ async def _rollout(args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
 
 
 def _fleet_options() -> argparse.ArgumentParser:
@@ -427,18 +220,22 @@ def _fleet_options() -> argparse.ArgumentParser:
         help=f"the nodes file (TOML; env {ENV_NODES})",
     )
     group.add_argument(
-        "--only", metavar="NAME,NAME", default=None, help="run on these nodes of the file only"
+        "--only",
+        type=name_list,
+        metavar="NAME,NAME",
+        default=None,
+        help="run on these nodes of the file only",
     )
     group.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="nodes worked on at once (default: the file's [fleet] max_concurrency, or 64)",
     )
     group.add_argument(
         "--node-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
         help="bound of each node's control calls (default 60)",
@@ -456,10 +253,10 @@ def _fleet_options() -> argparse.ArgumentParser:
 
 
 def _add_load_flags(parser: argparse.ArgumentParser) -> None:
-    _add_load_options(parser)
+    add_load_options(parser)
     parser.add_argument(
         "--load-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
         help="bound of each node's whole load (default: none)",
@@ -516,19 +313,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_load_flags(rollout)
     rollout.add_argument(
-        "--batch-size", type=_positive_int, default=1, metavar="N", help="nodes per batch"
+        "--batch-size", type=positive_int, default=1, metavar="N", help="nodes per batch"
     )
     rollout.add_argument(
         "--max-failures",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="halt when more than N nodes have failed (default 0)",
     )
     rollout.add_argument(
-        "--no-verify",
+        "--no-check",
         action="store_true",
-        help="skip the check after each batch (health, and the model and context loaded)",
+        help="skip the check of each node after its batch (health, and the model and "
+        "context loaded)",
     )
     rollout.set_defaults(
         handler=_rollout, command_name="fleet rollout", interrupt_note=INTERRUPT_NOTE

@@ -1,39 +1,17 @@
-"""Node specs, and reading them from a TOML file.
+"""Node specs, the fleet's options, and reading both from a nodes file (TOML).
 
-A nodes file lists the servers of a fleet and where their keys come from.
-Keys should not sit in the file itself: name environment variables instead
-(``admin_key_env = "NODE1_ADMIN"``); a key written inline works too. A
-``[defaults]`` table gives every node the same key source, and a ``[fleet]``
-table sets :class:`~tabby_async.fleet.TabbyFleet` options::
-
-    [defaults]
-    api_key_env = "TABBY_API_KEY"
-    admin_key_env = "TABBY_ADMIN_KEY"
-
-    [fleet]
-    max_concurrency = 32
-    node_timeout = 30.0
-
-    [[nodes]]
-    name = "gpu-01"
-    url = "http://10.0.0.1:5000"
-
-    [[nodes]]
-    name = "gpu-02"
-    url = "http://10.0.0.2:5000"
-    admin_key_env = "GPU02_ADMIN"     # overrides the default
-
-``[nodes.gpu-01]`` tables (the name as the key) are accepted too.
+The format of a nodes file is in :func:`read_nodes_toml`.
 """
 
 from __future__ import annotations
 
 import os
+import ssl as _ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .._checks import check_key, normalise_base_url, redact_url
 from ..errors import InvalidInputError
@@ -43,7 +21,28 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["FLEET_OPTIONS", "NodeSpec", "read_nodes_toml"]
+__all__ = [
+    "FLEET_OPTIONS",
+    "REMOVED_OPTIONS",
+    "FleetOptions",
+    "NodeSpec",
+    "check_fleet_options",
+    "parse_nodes",
+    "read_nodes_toml",
+]
+
+
+class FleetOptions(TypedDict, total=False):
+    """The options of :class:`~tabby_async.fleet.TabbyFleet` a nodes file may also set."""
+
+    max_concurrency: int
+    node_timeout: float | None
+    load_timeout: float | None
+    connection_limit: int | None
+    limit_per_host: int
+    max_retries: int
+    ssl: _ssl.SSLContext | bool
+
 
 #: The ``[fleet]`` keys a nodes file may set, with their types.
 FLEET_OPTIONS: dict[str, tuple[type, ...]] = {
@@ -53,6 +52,12 @@ FLEET_OPTIONS: dict[str, tuple[type, ...]] = {
     "connection_limit": (int,),
     "limit_per_host": (int,),
     "max_retries": (int,),
+}
+#: Options that no longer exist, and what to do instead.
+REMOVED_OPTIONS: dict[str, str] = {
+    name: "was removed: the fleet's clients use the client defaults; for other client "
+    "settings build the clients yourself and pass them (TabbyFleet({name: client}))"
+    for name in ("client_timeout", "stream_timeout")
 }
 _NODE_KEYS = frozenset({"name", "url", "api_key", "admin_key", "api_key_env", "admin_key_env"})
 _DEFAULT_KEYS = frozenset({"api_key", "admin_key", "api_key_env", "admin_key_env"})
@@ -117,6 +122,17 @@ def _key(
     return None
 
 
+def check_fleet_options(
+    options: Mapping[str, object], allowed: Collection[str], prefix: str = ""
+) -> None:
+    """Refuse an unknown or removed option, naming it (``prefix`` says where it was)."""
+    for name in options:
+        if name in REMOVED_OPTIONS:
+            raise InvalidInputError(f"{prefix}{name}", REMOVED_OPTIONS[name])
+        if name not in allowed:
+            raise InvalidInputError(f"{prefix}{name}", "is not a fleet option")
+
+
 def parse_nodes(
     data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
 ) -> tuple[list[NodeSpec], dict[str, Any]]:
@@ -131,11 +147,9 @@ def parse_nodes(
     options = data.get("fleet", {})
     if not isinstance(options, dict):
         raise InvalidInputError("fleet", "must be a table")
+    check_fleet_options(options, FLEET_OPTIONS, "fleet.")
     for name, value in options.items():
-        types = FLEET_OPTIONS.get(name)
-        if types is None:
-            raise InvalidInputError(f"fleet.{name}", "is not a fleet option")
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) or not isinstance(value, FLEET_OPTIONS[name]):
             raise InvalidInputError(f"fleet.{name}", f"must be a number, not {value!r}")
     raw = data.get("nodes")
     tables: list[tuple[str, dict[str, Any]]] = []
@@ -181,7 +195,38 @@ def parse_nodes(
 def read_nodes_toml(
     path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
 ) -> tuple[list[NodeSpec], dict[str, Any]]:
-    """Read a nodes file: its node specs and its ``[fleet]`` options."""
+    """Read a nodes file: its node specs and its ``[fleet]`` options.
+
+    A nodes file lists the servers of a fleet and where their keys come
+    from. Keys should not sit in the file itself: name environment
+    variables instead (``admin_key_env = "NODE1_ADMIN"``; ``env`` replaces
+    ``os.environ``); a key written inline works too. A ``[defaults]`` table
+    gives every node the same key source, and a ``[fleet]`` table sets
+    :class:`~tabby_async.fleet.TabbyFleet` options (``max_concurrency``,
+    ``node_timeout``, ``load_timeout``, ``connection_limit``,
+    ``limit_per_host``, ``max_retries``)::
+
+        [defaults]
+        api_key_env = "TABBY_API_KEY"
+        admin_key_env = "TABBY_ADMIN_KEY"
+
+        [fleet]
+        max_concurrency = 32
+        node_timeout = 30.0
+
+        [[nodes]]
+        name = "gpu-01"
+        url = "http://10.0.0.1:5000"
+
+        [[nodes]]
+        name = "gpu-02"
+        url = "http://10.0.0.2:5000"
+        admin_key_env = "GPU02_ADMIN"     # overrides the default
+
+    ``[nodes.gpu-01]`` tables (the name as the key) are accepted too. A
+    mistake (an unknown key, a variable that is not set, two nodes of one
+    name) raises :class:`~tabby_async.InvalidInputError` naming it.
+    """
     try:
         with Path(path).open("rb") as f:
             data = tomllib.load(f)

@@ -1,4 +1,4 @@
-"""Per-node results of a fleet operation, and their plain-text table.
+"""Per-node results of a fleet operation.
 
 A fleet call never raises for one node's failure: every node gets a
 :class:`NodeResult` holding either its value or its typed
@@ -11,30 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Generic, TypeVar, cast, overload
 
 from ..errors import FleetError, TabbyError
-from ..types import (
-    DownloadResponse,
-    HealthResponse,
-    ModelCard,
-    ModelList,
-    ModelLoadResponse,
-    ModelPropsResponse,
-    PermissionResponse,
-)
 
-__all__ = [
-    "FleetResult",
-    "NodeResult",
-    "format_table",
-]
+__all__ = ["FleetResult", "NodeResult"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-#: Longest text of one table cell; error messages can be long.
-_CELL_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -52,6 +36,7 @@ class NodeResult(Generic[T_co]):
 
     @property
     def ok(self) -> bool:
+        """True when the node succeeded."""
         return self.error is None
 
     @property
@@ -114,6 +99,7 @@ class FleetResult(Generic[T]):
 
     @property
     def nodes(self) -> list[str]:
+        """The node names, in order."""
         return [r.node for r in self._results]
 
     @property
@@ -123,10 +109,12 @@ class FleetResult(Generic[T]):
 
     @property
     def succeeded(self) -> list[NodeResult[T]]:
+        """The results of the nodes that succeeded, in order."""
         return [r for r in self._results if r.error is None]
 
     @property
     def failed(self) -> list[NodeResult[T]]:
+        """The results of the nodes that failed, in order."""
         return [r for r in self._results if r.error is not None]
 
     @property
@@ -155,86 +143,3 @@ class FleetResult(Generic[T]):
         """One line: counts per status and the total time."""
         parts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
         return f"{self.operation or 'fleet'}: {len(self)} nodes: {parts} in {self.elapsed:.2f} s"
-
-    def format_table(self) -> str:
-        """A plain-text table: node, result, time and what the value says."""
-        return format_table(self._results)
-
-
-# --- describing values -------------------------------------------------------
-
-
-def describe(value: object) -> str:
-    """A short text for a node's value, for tables and progress lines."""
-    if value is None:
-        return ""
-    summary = getattr(value, "summary", None)
-    if callable(summary):
-        return str(summary())
-    if isinstance(value, ModelLoadResponse):
-        return f"{value.model_type} {value.module}/{value.modules} {value.status}"
-    if isinstance(value, ModelCard):
-        ctx = value.parameters.max_seq_len if value.parameters is not None else None
-        return value.id if ctx is None else f"{value.id} (max_seq_len {ctx})"
-    if isinstance(value, ModelList):
-        return f"{len(value.data)} models"
-    if isinstance(value, HealthResponse):
-        issues = "; ".join(i.description for i in value.issues)
-        return value.status + (f": {issues}" if issues else "")
-    if isinstance(value, PermissionResponse):
-        return value.permission
-    if isinstance(value, ModelPropsResponse):
-        return f"n_ctx {value.default_generation_settings.n_ctx}, {value.total_slots} slots"
-    if isinstance(value, DownloadResponse):
-        return value.download_path
-    return repr(value)
-
-
-def _cell(text: str) -> str:
-    text = " ".join(text.split())  # no line breaks inside a row
-    return text if len(text) <= _CELL_LIMIT else text[: _CELL_LIMIT - 1] + "…"
-
-
-def table_rows(results: Sequence[NodeResult[Any]]) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of :func:`format_table` (shared with the rich view).
-
-    When the successful values have ``TABLE_COLUMNS`` and ``table_row()``
-    (as NodeStatus, LoadPlan and EnsureResult do), those become columns;
-    otherwise one ``detail`` column describes the value.
-    """
-    columns: tuple[str, ...] = ("detail",)
-    for r in results:
-        if r.error is None and r.value is not None:
-            found = getattr(type(r.value), "TABLE_COLUMNS", None)
-            if isinstance(found, tuple) and hasattr(r.value, "table_row"):
-                columns = found
-            break
-    header = ["node", "result", "time", *columns]
-    rows: list[list[str]] = []
-    for r in results:
-        cells: list[str]
-        if r.error is not None:  # the reason goes in the last (widest) column
-            cells = ["-"] * (len(columns) - 1) + [str(r.error)]
-        elif columns != ("detail",) and hasattr(r.value, "table_row"):
-            row_of: Any = r.value
-            cells = [str(c) for c in row_of.table_row()]
-        else:
-            cells = [describe(r.value)]
-        rows.append([r.node, r.status, f"{r.elapsed:.2f}s", *(_cell(c) for c in cells)])
-    return header, rows
-
-
-def format_table(results: Sequence[NodeResult[Any]]) -> str:
-    """Results as an aligned plain-text table (no colours, no keys)."""
-    header, rows = table_rows(results)
-    widths = [len(h) for h in header]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in rows)
-    return "\n".join(out)

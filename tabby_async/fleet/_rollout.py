@@ -1,31 +1,40 @@
-"""Reports of the fleet-wide desired-state operations: ensure and rollout."""
+"""A rolling load: batch by batch, each node checked before the next batch, and its report."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from .._checks import check_count
 from .._client import AsyncTabbyClient
-from .._desired import EnsureResult, LoadPlan, in_table_order, plan_for, unreported_fields
+from .._defaults import TimeoutArg
+from .._desired import EnsureResult, in_table_order, plan_for, unreported_fields
 from .._ensure import loaded_card
-from ..errors import TabbyError, VerificationError
+from ..errors import NodeSkippedError, TabbyError, VerificationError
 from ..types import ModelLoadRequest
-from ._results import FleetResult, format_table
+from ._fanout import NodeOp, ResultCallback
+from ._results import FleetResult, NodeResult
+from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
 
 __all__ = [
-    "FleetEnsureReport",
+    "BatchCallback",
+    "NodeCheck",
     "RolloutReport",
-    "Verifier",
-    "default_verify",
+    "default_check",
+    "rollout_on_fleet",
 ]
 
-#: A rollout check of one node after its load: return to pass, raise a
-#: :class:`~tabby_async.TabbyError` (e.g. :class:`VerificationError`) to fail.
-Verifier = Callable[[str, AsyncTabbyClient, ModelLoadRequest], Awaitable[None]]
+#: A rollout's check of one node after its batch has loaded: return to pass,
+#: raise a :class:`~tabby_async.TabbyError` (e.g. :class:`VerificationError`)
+#: to fail the node.
+NodeCheck = Callable[[str, AsyncTabbyClient, ModelLoadRequest], Awaitable[None]]
+#: Called with each batch's index (from 0) and its nodes' final results.
+BatchCallback = Callable[[int, FleetResult[EnsureResult]], object]
 
 
-async def default_verify(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
-    """The rollout's check: ``/health`` is healthy and ``get()`` shows the request.
+async def default_check(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
+    """The rollout's check of a node: ``/health`` is healthy and ``get()`` shows the request.
 
     "Shows the request" is the same comparison as ensure (model name,
     context and every other reported field the request sets).
@@ -41,56 +50,16 @@ async def default_verify(name: str, client: AsyncTabbyClient, request: ModelLoad
 
 
 @dataclass(frozen=True)
-class FleetEnsureReport:
-    """The outcome of :meth:`TabbyFleet.ensure_loaded`: the plan, then what was done.
-
-    ``plans`` is every node's plan (or why planning failed). ``results`` is
-    every node's :class:`~tabby_async.fleet.EnsureResult` (nodes planned as
-    "none" are not touched again; a node whose planning failed carries that
-    error); it is None for a dry run.
-    """
-
-    plans: FleetResult[LoadPlan]
-    results: FleetResult[EnsureResult] | None
-
-    @property
-    def unchecked(self) -> tuple[str, ...]:
-        """The fields the request sets that some node's card could not confirm."""
-        found = [f for r in self.plans.succeeded if r.value is not None for f in r.value.unchecked]
-        if self.results is not None:
-            found += [f for r in self.results.succeeded if r.value for f in r.value.unchecked]
-        return in_table_order(found)
-
-    @property
-    def ok(self) -> bool:
-        final = self.results if self.results is not None else self.plans
-        return final.ok
-
-    def format_table(self) -> str:
-        final = self.results if self.results is not None else self.plans
-        return final.format_table()
-
-    def summary(self) -> str:
-        if self.results is None:
-            actions: dict[str, int] = {}
-            for r in self.plans.succeeded:
-                assert r.value is not None
-                actions[r.value.action] = actions.get(r.value.action, 0) + 1
-            shown = ", ".join(f"{n} {a}" for a, n in sorted(actions.items()))
-            return f"plan (dry run): {shown or 'nothing'}; {len(self.plans.failed)} failed"
-        return self.results.summary()
-
-
-@dataclass(frozen=True)
 class RolloutReport:
     """The outcome of :meth:`TabbyFleet.rollout`.
 
     ``results`` has one entry per node in rollout order: the node's
-    :class:`~tabby_async.fleet.EnsureResult`, or its error (the load failed,
-    a :class:`VerificationError`, or :class:`~tabby_async.fleet.NodeSkippedError`
-    for nodes not touched because the rollout halted). ``batches`` lists the
-    node names of each batch that ran; ``halted`` says whether failures
-    passed ``max_failures`` before every batch ran.
+    :class:`~tabby_async.EnsureResult`, or its error (the load failed, the
+    check raised, e.g. a :class:`VerificationError`, or
+    :class:`~tabby_async.fleet.NodeSkippedError` for nodes not touched
+    because the rollout halted). ``batches`` lists the node names of each
+    batch that ran; ``halted`` says whether failures passed ``max_failures``
+    before every batch ran.
     """
 
     request: ModelLoadRequest
@@ -108,12 +77,12 @@ class RolloutReport:
 
     @property
     def ok(self) -> bool:
-        """Every node was loaded and verified."""
+        """Every node was loaded and passed its check."""
         return self.results.ok
 
     @property
     def done(self) -> list[str]:
-        """Nodes that run the requested model, verified."""
+        """Nodes that run the requested model and passed their check."""
         return [r.node for r in self.results.succeeded]
 
     @property
@@ -129,6 +98,7 @@ class RolloutReport:
         return [r.node for r in self.results if r.status == "skipped"]
 
     def summary(self) -> str:
+        """One line: complete or halted, and how many nodes were done, failed, not touched."""
         state = "halted" if self.halted else "complete"
         return (
             f"rollout of {self.request.model_name} {state} after {len(self.batches)} batches: "
@@ -136,5 +106,122 @@ class RolloutReport:
             f"{len(self.not_touched)} not touched (max_failures={self.max_failures})"
         )
 
-    def format_table(self) -> str:
-        return format_table(list(self.results))
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What each batch of one rollout runs."""
+
+    runner: Runner
+    load: NodeOp[EnsureResult]
+    check: NodeOp[None] | None
+    timeout: TimeoutArg
+    size: int
+
+    async def run(self, nodes: list[str], number: int) -> FleetResult[EnsureResult]:
+        """Load the batch, then check each node that loaded; a failed check fails the node."""
+        ran = await self.runner.run(
+            self.load,
+            nodes=nodes,
+            timeout=self.timeout,
+            max_concurrency=self.size,
+            operation=f"rollout batch {number}",
+            kind="load",
+        )
+        if self.check is None or not ran.succeeded:
+            return ran
+        # The whole batch has loaded: check each node now, before the next batch.
+        checked = await self.runner.run(
+            self.check,
+            nodes=[r.node for r in ran.succeeded],
+            max_concurrency=self.size,
+            operation=f"rollout check {number}",
+        )
+        final = []
+        for r in ran:
+            outcome = checked.get(r.node)
+            if outcome is not None and outcome.error is not None:
+                r = NodeResult(r.node, None, outcome.error, r.elapsed + outcome.elapsed)
+            final.append(r)
+        return FleetResult(final, operation=ran.operation, elapsed=ran.elapsed)
+
+
+def _check_op(check: bool | NodeCheck, request: ModelLoadRequest) -> NodeOp[None] | None:
+    """The per-node check as a fleet operation (None: no check)."""
+    if check is False:
+        return None
+    checker = default_check if check is True else check
+
+    async def check_one(name: str, client: AsyncTabbyClient) -> None:
+        await checker(name, client, request)
+
+    return check_one
+
+
+def _skipped(
+    order: Iterable[str], failures: int, max_failures: int
+) -> list[NodeResult[EnsureResult]]:
+    """A NodeSkippedError result for each node the halted rollout never reached."""
+    return [
+        NodeResult(
+            name,
+            None,
+            NodeSkippedError(
+                f"{name}: not touched: the rollout halted after {failures} failures "
+                f"(max_failures={max_failures})"
+            ),
+            0.0,
+        )
+        for name in order
+    ]
+
+
+async def rollout_on_fleet(
+    runner: Runner,
+    request: ModelLoadRequest,
+    *,
+    batch_size: int,
+    max_failures: int,
+    check: bool | NodeCheck,
+    verify: bool,
+    nodes: Iterable[str] | None,
+    timeout: TimeoutArg,
+    on_progress: FleetProgressCallback | None,
+    on_result: ResultCallback | None,
+    on_batch: BatchCallback | None,
+) -> RolloutReport:
+    """The rollout of :meth:`TabbyFleet.rollout` (its arguments checked before any call)."""
+    size = check_count("batch_size", batch_size)
+    check_count("max_failures", max_failures, minimum=0)
+    node_bound(timeout, None)  # a bad timeout is refused before the first batch
+    order = [name for name, _ in runner.pool.targets(nodes)]
+
+    def load_one(name: str, client: AsyncTabbyClient) -> Awaitable[EnsureResult]:
+        return client.models.ensure_loaded(
+            request, on_progress=node_progress(on_progress, name), timeout=timeout, verify=verify
+        )
+
+    batch = _Batch(runner, load_one, _check_op(check, request), timeout, size)
+    started = time.perf_counter()
+    done: list[NodeResult[EnsureResult]] = []
+    batches: list[tuple[str, ...]] = []
+    failures = 0
+    for first in range(0, len(order), size):
+        names = order[first : first + size]
+        batches.append(tuple(names))
+        ran = await batch.run(names, len(batches))
+        done.extend(ran)
+        if on_result is not None:
+            for r in ran:
+                on_result(r)
+        failures += len(ran.failed)
+        if on_batch is not None:
+            on_batch(len(batches) - 1, ran)
+        if failures > max_failures:
+            break
+    rest = _skipped(order[len(done) :], failures, max_failures)
+    if on_result is not None:
+        for r in rest:
+            on_result(r)
+    elapsed = time.perf_counter() - started
+    results = FleetResult([*done, *rest], operation="rollout", elapsed=elapsed)
+    return RolloutReport(request, results, tuple(batches), bool(rest), max_failures)

@@ -6,9 +6,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 from .._client import AsyncTabbyClient
+from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ..errors import (
     ModelNotLoadedError,
     TabbyConnectionError,
@@ -46,15 +47,6 @@ class NodeStatus:
     latency: float
     problems: Mapping[str, TabbyError] = field(default_factory=dict)
 
-    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = (
-        "health",
-        "permission",
-        "model",
-        "ctx",
-        "embedding",
-        "problems",
-    )
-
     @property
     def reachable(self) -> bool:
         """Always True: an unreachable node has an error instead of a NodeStatus."""
@@ -62,10 +54,12 @@ class NodeStatus:
 
     @property
     def healthy(self) -> bool:
+        """``/health`` answered and said healthy."""
         return self.health is not None and self.health.healthy
 
     @property
     def model_name(self) -> str | None:
+        """The loaded model's id (None: nothing loaded, or a load is running)."""
         return self.model.id if self.model is not None else None
 
     @property
@@ -81,6 +75,7 @@ class NodeStatus:
         return self.healthy and not self.problems
 
     def summary(self) -> str:
+        """One line: health, the key's permission, the model and context, any problems."""
         health = self.health.status if self.health is not None else "?"
         model = self.model_name or "no model"
         ctx = f" @{self.max_seq_len}" if self.max_seq_len else ""
@@ -89,19 +84,6 @@ class NodeStatus:
 
     def _problems_text(self) -> str:
         return ", ".join(f"{probe}: {err.code}" for probe, err in self.problems.items())
-
-    def table_row(self) -> tuple[str, ...]:
-        health = self.health.status if self.health is not None else "?"
-        if self.health is not None and self.health.issues:
-            health += f" ({len(self.health.issues)} issues)"
-        return (
-            health,
-            self.permission or "-",
-            self.model_name or "-",
-            str(self.max_seq_len) if self.max_seq_len else "-",
-            self.embedding_model.id if self.embedding_model is not None else "-",
-            self._problems_text(),
-        )
 
 
 async def _probe(name: str, awaitable: Awaitable[T], problems: dict[str, TabbyError]) -> T | None:
@@ -115,11 +97,11 @@ async def _probe(name: str, awaitable: Awaitable[T], problems: dict[str, TabbyEr
 
 
 async def _health(
-    client: AsyncTabbyClient, problems: dict[str, TabbyError]
+    client: AsyncTabbyClient, problems: dict[str, TabbyError], timeout: TimeoutArg
 ) -> HealthResponse | None:
     """``/health``; unreachable (connection error, timeout) raises, anything else is a problem."""
     try:
-        return await client.health()
+        return await client.health(timeout=timeout)
     except (TabbyConnectionError, TabbyTimeoutError):
         raise
     except TabbyError as err:
@@ -127,7 +109,9 @@ async def _health(
         return None
 
 
-async def probe_status(client: AsyncTabbyClient, *, concurrent: bool = False) -> NodeStatus:
+async def probe_status(
+    client: AsyncTabbyClient, *, concurrent: bool = False, timeout: TimeoutArg = USE_CLIENT_DEFAULT
+) -> NodeStatus:
     """Ask one node four things: health, permission, model, embedding model.
 
     By default one after the other on one kept-alive connection, health
@@ -136,24 +120,30 @@ async def probe_status(client: AsyncTabbyClient, *, concurrent: bool = False) ->
     sends the four at once (four connections per node: lower latency per
     node on a slow network, more sockets and CPU).
 
-    Raises the health probe's connection error or timeout when the node
-    cannot be reached (that is the node's result, not a NodeStatus).
+    ``timeout`` is each probe's, as for the client's own calls. Raises the
+    health probe's connection error or timeout when the node cannot be
+    reached (that is the node's result, not a NodeStatus).
     """
     problems: dict[str, TabbyError] = {}
+    models = client.models
     started = time.perf_counter()
     if not concurrent:
-        health = await _health(client, problems)
+        health = await _health(client, problems, timeout)
         latency = time.perf_counter() - started
-        permission = await _probe("permission", client.permission(), problems)
-        model = await _probe("model", client.models.get(max_retries=0), problems)
-        embedding = await _probe("embedding", client.models.get_embedding(max_retries=0), problems)
+        permission = await _probe("permission", client.permission(timeout=timeout), problems)
+        model = await _probe("model", models.get(max_retries=0, timeout=timeout), problems)
+        embedding = await _probe(
+            "embedding", models.get_embedding(max_retries=0, timeout=timeout), problems
+        )
     else:
-        health_task = asyncio.ensure_future(_health(client, problems))
+        health_task = asyncio.ensure_future(_health(client, problems, timeout))
         try:
             permission, model, embedding = await asyncio.gather(
-                _probe("permission", client.permission(), problems),
-                _probe("model", client.models.get(max_retries=0), problems),
-                _probe("embedding", client.models.get_embedding(max_retries=0), problems),
+                _probe("permission", client.permission(timeout=timeout), problems),
+                _probe("model", models.get(max_retries=0, timeout=timeout), problems),
+                _probe(
+                    "embedding", models.get_embedding(max_retries=0, timeout=timeout), problems
+                ),
             )
             health = await health_task
         finally:

@@ -9,8 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._client import AsyncTabbyClient
-from .._defaults import USE_CLIENT_DEFAULT
-from .._timeouts import TimeoutLike
+from .._defaults import TimeoutArg
 from ..errors import ClientStateError
 from ..types import ModelLoadRequest, ModelLoadResponse
 from ._fanout import fan_out
@@ -56,7 +55,8 @@ class FleetLoadStream:
     block early (``break``, an error, cancellation) or :meth:`aclose` closes
     every open stream and waits for its task: no connection or task outlives
     the block. As with one server, a closed stream does not stop a load
-    already running on a node (PROTOCOL.md).
+    already running on a node: the server goes on loading after the client
+    has gone.
     """
 
     def __init__(
@@ -66,7 +66,7 @@ class FleetLoadStream:
         *,
         max_concurrency: int,
         node_timeout: float | None,
-        stream_timeout: TimeoutLike,
+        stream_timeout: TimeoutArg,
         fail_fast: bool,
     ) -> None:
         self._targets = list(targets)
@@ -148,8 +148,7 @@ class FleetLoadStream:
         request, timeout = self._request, self._stream_timeout
 
         async def one(name: str, client: AsyncTabbyClient) -> ModelLoadResponse:
-            stream_timeout = USE_CLIENT_DEFAULT if timeout is None else timeout
-            async with client.models.load_stream(request, timeout=stream_timeout) as stream:
+            async with client.models.load_stream(request, timeout=timeout) as stream:
                 async for event in stream:
                     if event.model_type == "model" and event.modules > 0:
                         self._set_fraction(name, min(1.0, event.module / event.modules))

@@ -1,0 +1,213 @@
+"""How the fleet commands show their results: tables of nodes, and the views while they run.
+
+The SDK's fleet results carry data; this module decides how they read in a
+terminal. A fleet table has one row per node: its name, its result (``ok``
+or the error's code), its time, then columns that depend on what the nodes
+returned (:data:`ROW_FORMATS`: a status, a plan, an ensure result), or one
+``detail`` column for anything else. A failed node's error fills the last
+column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TextIO
+
+from .._desired import EnsureResult, LoadPlan
+from ..fleet import FleetResult, NodeResult, NodeStatus
+from ..types import ModelLoadResponse
+from ._format import (
+    CELL_LIMIT,
+    ENSURE_COLUMNS,
+    PLAN_COLUMNS,
+    cell,
+    ensure_row,
+    format_table,
+    plan_row,
+    value_text,
+)
+from ._progress import Display, NullView, View
+from .common import live_display
+
+__all__ = [
+    "MAX_NODE_BARS",
+    "ROW_FORMATS",
+    "STATUS_COLUMNS",
+    "FleetView",
+    "PlainView",
+    "fleet_table",
+    "make_view",
+    "print_table",
+    "results_json",
+    "status_row",
+    "table_rows",
+]
+
+#: Above this many nodes the live view shows one overall bar, not one per node.
+MAX_NODE_BARS = 30
+
+
+# --- tables -----------------------------------------------------------------------
+
+#: The columns of :func:`status_row`.
+STATUS_COLUMNS: tuple[str, ...] = ("health", "permission", "model", "ctx", "embedding", "problems")
+
+
+def status_row(status: NodeStatus) -> tuple[str, ...]:
+    """A node's status as a table row: health (with its issue count), key, models, problems."""
+    health = status.health.status if status.health is not None else "?"
+    if status.health is not None and status.health.issues:
+        health += f" ({len(status.health.issues)} issues)"
+    return (
+        health,
+        status.permission or "-",
+        status.model_name or "-",
+        str(status.max_seq_len) if status.max_seq_len else "-",
+        status.embedding_model.id if status.embedding_model is not None else "-",
+        ", ".join(f"{probe}: {err.code}" for probe, err in status.problems.items()),
+    )
+
+
+#: Per value type, the columns and the row its nodes get in a fleet table.
+ROW_FORMATS: dict[type, tuple[tuple[str, ...], Callable[[Any], Sequence[str]]]] = {
+    NodeStatus: (STATUS_COLUMNS, status_row),
+    LoadPlan: (PLAN_COLUMNS, plan_row),
+    EnsureResult: (ENSURE_COLUMNS, ensure_row),
+}
+
+
+def table_rows(results: Sequence[NodeResult[Any]]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a fleet table: node, result, time, then what the value says.
+
+    The first successful value's type picks the columns (:data:`ROW_FORMATS`);
+    any other type gets one ``detail`` column. A failed node's error goes in
+    the last (widest) column.
+    """
+    columns: tuple[str, ...] = ("detail",)
+    row_of: Callable[[Any], Sequence[str]] = lambda value: (value_text(value),)  # noqa: E731
+    found = next((r.value for r in results if r.error is None and r.value is not None), None)
+    if found is not None and type(found) in ROW_FORMATS:
+        columns, row_of = ROW_FORMATS[type(found)]
+    header = ["node", "result", "time", *columns]
+    rows: list[list[str]] = []
+    for r in results:
+        if r.error is not None:
+            cells: Sequence[str] = ["-"] * (len(columns) - 1) + [str(r.error)]
+        else:
+            cells = row_of(r.value)
+        rows.append([r.node, r.status, f"{r.elapsed:.2f}s", *(cell(c, CELL_LIMIT) for c in cells)])
+    return header, rows
+
+
+def fleet_table(results: Iterable[NodeResult[Any]]) -> str:
+    """Results as an aligned plain-text table (no colours, no keys)."""
+    header, rows = table_rows(list(results))
+    return format_table(header, rows, rule=True, cell_limit=CELL_LIMIT)
+
+
+# --- live views -------------------------------------------------------------------
+
+
+class FleetView(Display, Protocol):
+    """What a fleet command shows while it runs."""
+
+    def set_total(self, total: int) -> None:
+        """How many nodes will report a result."""
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        """A node's load progress event."""
+
+    def done(self, result: NodeResult[Any]) -> None:
+        """A node's final result."""
+
+    def note(self, text: str) -> None:
+        """A line of text (a plan, a batch summary) shown above the live view."""
+
+
+class PlainView(View):
+    """One line per node as it completes; for logs, pipes and dumb terminals."""
+
+    def __init__(self, total: int, *, per_node: bool, file: TextIO | None = None) -> None:
+        self._total = total
+        self._per_node = per_node
+        self._file = file
+        self._done = 0
+        self._width = len(str(total))
+
+    def _out(self) -> TextIO:
+        return self._file if self._file is not None else sys.stdout
+
+    def set_total(self, total: int) -> None:
+        self._total = total
+        self._width = len(str(total))
+
+    def event(self, node: str, event: ModelLoadResponse) -> None:
+        return None  # one line per node, not per module: 1,000 nodes stay readable
+
+    def done(self, result: NodeResult[Any]) -> None:
+        self._done += 1
+        if not self._per_node:
+            return
+        detail = str(result.error) if result.error is not None else value_text(result.value)
+        out = self._out()
+        out.write(
+            f"[{self._done:>{self._width}}/{self._total}] {result.node}  {result.status}  "
+            f"{result.elapsed:.2f}s  {detail}\n"
+        )
+        out.flush()
+
+    def note(self, text: str) -> None:
+        out = self._out()
+        out.write(text + "\n")
+        out.flush()
+
+
+def make_view(args: argparse.Namespace, total: int, title: str, *, per_node: bool) -> FleetView:
+    """Live rich bars on a terminal (stderr with ``--json``), else plain lines."""
+    json_output = bool(getattr(args, "json", False))
+    if live_display(json_output=json_output) and not getattr(args, "plain", False):
+        from ._rich import RichFleetView
+
+        return RichFleetView(total, title, stderr=json_output, max_node_bars=MAX_NODE_BARS)
+    if json_output:
+        return NullView()  # stdout is kept for the document
+    return PlainView(total, per_node=per_node)
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def results_json(result: FleetResult[Any]) -> list[dict[str, Any]]:
+    """Every node's result as JSON-ready data (an error becomes its code and message)."""
+    return [
+        {
+            "node": r.node,
+            "status": r.status,
+            "elapsed": round(r.elapsed, 4),
+            "value": r.value,
+            "error": r.error,
+        }
+        for r in result
+    ]
+
+
+def print_table(results: Iterable[NodeResult[Any]], title: str = "") -> None:
+    """The final table: rich on a terminal when available, else plain text."""
+    rows = list(results)
+    if live_display(json_output=False):
+        from rich.console import Console
+        from rich.table import Table
+
+        header, cells = table_rows(rows)
+        table = Table(title=title or None)
+        for name in header:
+            table.add_column(name, overflow="fold")
+        for row, result in zip(cells, rows, strict=True):
+            table.add_row(*row, style=None if result.ok else "red")
+        Console().print(table)
+        return
+    if title:
+        print(title)
+    print(fleet_table(rows))

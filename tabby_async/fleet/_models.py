@@ -1,0 +1,276 @@
+"""FleetModels: the Models API on every node of a fleet (``fleet.models``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
+from .._desired import LoadPlan
+from .._resource import build_request
+from ..types import (
+    DownloadRequest,
+    DownloadResponse,
+    EmbeddingModelLoadRequest,
+    ModelCard,
+    ModelList,
+    ModelLoadRequest,
+    ModelLoadResponse,
+    ModelPropsResponse,
+)
+from ._ensure import FleetEnsureReport, ensure_on_fleet
+from ._fanout import ResultCallback
+from ._results import FleetResult
+from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
+from ._stream import FleetLoadStream
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .._fields import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
+    from ._runner import RunOptions
+
+__all__ = ["FleetModels"]
+
+_DEFAULT = USE_CLIENT_DEFAULT
+
+
+class FleetModels:
+    """The Models API on every node: ``fleet.models``.
+
+    Each method is the one-server method of the same name (on
+    ``client.models``), fanned out: it returns a
+    :class:`~tabby_async.fleet.FleetResult` with every node's value or typed
+    error. Every method takes ``nodes=``, ``timeout=`` (per node),
+    ``fail_fast=``, ``max_concurrency=`` and ``on_result=`` as
+    :meth:`TabbyFleet.run` does; ``timeout=`` is also passed on to each
+    node's call. Requests are built and checked once, before any node is
+    contacted. Loads and downloads are bounded by the fleet's
+    ``load_timeout`` by default, everything else by its ``node_timeout``.
+    """
+
+    __slots__ = ("_runner",)
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def list(self, **options: Unpack[RunOptions]) -> FleetResult[ModelList]:
+        """Every node's model folders."""
+        return await self._runner.each(lambda c, t: c.models.list(timeout=t), "list", options)
+
+    async def get(self, **options: Unpack[RunOptions]) -> FleetResult[ModelCard]:
+        """The loaded model of each node (ModelNotLoadedError where none is)."""
+        return await self._runner.each(lambda c, t: c.models.get(timeout=t), "get", options)
+
+    async def get_props(self, **options: Unpack[RunOptions]) -> FleetResult[ModelPropsResponse]:
+        """Each node's slots, template and context of the loaded model."""
+        return await self._runner.each(
+            lambda c, t: c.models.get_props(timeout=t), "get_props", options
+        )
+
+    async def list_draft(self, **options: Unpack[RunOptions]) -> FleetResult[ModelList]:
+        """Every node's draft model folders."""
+        return await self._runner.each(
+            lambda c, t: c.models.list_draft(timeout=t), "list_draft", options
+        )
+
+    async def list_embedding(self, **options: Unpack[RunOptions]) -> FleetResult[ModelList]:
+        """Every node's embedding model folders."""
+        return await self._runner.each(
+            lambda c, t: c.models.list_embedding(timeout=t), "list_embedding", options
+        )
+
+    async def get_embedding(self, **options: Unpack[RunOptions]) -> FleetResult[ModelCard]:
+        """The loaded embedding model of each node."""
+        return await self._runner.each(
+            lambda c, t: c.models.get_embedding(timeout=t), "get_embedding", options
+        )
+
+    async def unload(self, **options: Unpack[RunOptions]) -> FleetResult[None]:
+        """Unload the model on every node."""
+        return await self._runner.each(lambda c, t: c.models.unload(timeout=t), "unload", options)
+
+    async def unload_embedding(self, **options: Unpack[RunOptions]) -> FleetResult[None]:
+        """Unload the embedding model on every node."""
+        return await self._runner.each(
+            lambda c, t: c.models.unload_embedding(timeout=t), "unload_embedding", options
+        )
+
+    async def load(
+        self,
+        request: ModelLoadRequest | None = None,
+        /,
+        *,
+        on_progress: FleetProgressCallback | None = None,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = _DEFAULT,
+        fail_fast: bool = False,
+        max_concurrency: int | None = None,
+        on_result: ResultCallback | None = None,
+        **fields: Unpack[ModelLoadFields],
+    ) -> FleetResult[ModelLoadResponse]:
+        """Load on every node; each node's value is its ``finished`` event.
+
+        ``on_progress(node, event)`` sees every node's events. Remember the
+        server ignores new parameters for a model it already runs:
+        :meth:`ensure_loaded` compares first.
+        """
+        body = build_request(ModelLoadRequest, request, fields)
+        return await self._runner.run(
+            lambda name, c: c.models.load(
+                body, on_progress=node_progress(on_progress, name), timeout=timeout
+            ),
+            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            operation="load",
+            kind="load",
+        )
+
+    def load_stream(
+        self,
+        request: ModelLoadRequest | None = None,
+        /,
+        *,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = _DEFAULT,
+        fail_fast: bool = False,
+        max_concurrency: int | None = None,
+        **fields: Unpack[ModelLoadFields],
+    ) -> FleetLoadStream:
+        """One async iterator over every node's load events (see FleetLoadStream).
+
+        ``timeout`` bounds each node's whole load and is each node's stream
+        timeout too (the default: the fleet's ``load_timeout``, and the
+        client's stream timeout).
+        """
+        body = build_request(ModelLoadRequest, request, fields)
+        runner = self._runner
+        bound = node_bound(timeout, runner.settings.load_timeout)
+        return FleetLoadStream(
+            runner.pool.targets(nodes),
+            body,
+            max_concurrency=runner.concurrency(max_concurrency),
+            node_timeout=bound,
+            stream_timeout=timeout,
+            fail_fast=fail_fast,
+        )
+
+    async def load_embedding(
+        self,
+        request: EmbeddingModelLoadRequest | None = None,
+        /,
+        *,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = _DEFAULT,
+        fail_fast: bool = False,
+        max_concurrency: int | None = None,
+        on_result: ResultCallback | None = None,
+        **fields: Unpack[EmbeddingModelLoadFields],
+    ) -> FleetResult[ModelLoadResponse]:
+        """Load an embedding model on every node."""
+        body = build_request(EmbeddingModelLoadRequest, request, fields)
+        return await self._runner.run(
+            lambda _n, c: c.models.load_embedding(body, timeout=timeout),
+            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            operation="load_embedding",
+            kind="load",
+        )
+
+    async def download(
+        self,
+        request: DownloadRequest | None = None,
+        /,
+        *,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = _DEFAULT,
+        fail_fast: bool = False,
+        max_concurrency: int | None = None,
+        on_result: ResultCallback | None = None,
+        **fields: Unpack[DownloadFields],
+    ) -> FleetResult[DownloadResponse]:
+        """Have every node download a Hugging Face repo."""
+        body = build_request(DownloadRequest, request, fields)
+        return await self._runner.run(
+            lambda _n, c: c.models.download(body, timeout=timeout),
+            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            operation="download",
+            kind="load",
+        )
+
+    async def plan_load(
+        self,
+        request: ModelLoadRequest | None = None,
+        /,
+        *,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = _DEFAULT,
+        fail_fast: bool = False,
+        max_concurrency: int | None = None,
+        on_result: ResultCallback | None = None,
+        **fields: Unpack[ModelLoadFields],
+    ) -> FleetResult[LoadPlan]:
+        """What :meth:`ensure_loaded` would do on each node (none, load or reload) and why.
+
+        Loads nothing: one ``GET /v1/model`` per node and a comparison.
+        """
+        body = build_request(ModelLoadRequest, request, fields)
+        return await self._runner.run(
+            lambda _n, c: c.models.plan_load(body),
+            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            operation="plan",
+        )
+
+    async def ensure_loaded(
+        self,
+        request: ModelLoadRequest | None = None,
+        /,
+        *,
+        dry_run: bool = False,
+        verify: bool = True,
+        on_plan: Callable[[FleetResult[LoadPlan]], object] | None = None,
+        on_progress: FleetProgressCallback | None = None,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = _DEFAULT,
+        fail_fast: bool = False,
+        max_concurrency: int | None = None,
+        on_result: ResultCallback | None = None,
+        **fields: Unpack[ModelLoadFields],
+    ) -> FleetEnsureReport:
+        """Bring every node to the requested model and parameters.
+
+        First every node is planned (as :meth:`plan_load`), and ``on_plan``
+        sees the plans. Then the nodes that need it are loaded or reloaded
+        with the one-server ``ensure_loaded``; nodes already right are not
+        touched again. ``dry_run`` stops after the plan. ``verify`` is the
+        one-server meaning: read each node's card again after its load and
+        fail it with :class:`~tabby_async.EnsureMismatchError` if a reported
+        field still differs. ``timeout`` bounds each node's plan and then
+        its ensure (default: ``node_timeout`` for the plan, ``load_timeout``
+        for the ensure).
+        """
+        body = build_request(ModelLoadRequest, request, fields)
+        return await ensure_on_fleet(
+            self._runner,
+            body,
+            dry_run=dry_run,
+            verify=verify,
+            on_plan=on_plan,
+            on_progress=on_progress,
+            options=_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+        )
+
+
+def _options(
+    nodes: Iterable[str] | None,
+    timeout: TimeoutArg,
+    fail_fast: bool,
+    max_concurrency: int | None,
+    on_result: ResultCallback | None,
+) -> RunOptions:
+    """The run options of a method that spells them out (it also takes request fields)."""
+    return {
+        "nodes": nodes,
+        "timeout": timeout,
+        "fail_fast": fail_fast,
+        "max_concurrency": max_concurrency,
+        "on_result": on_result,
+    }
