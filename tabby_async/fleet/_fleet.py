@@ -63,7 +63,10 @@ class TabbyFleet:
     (default 60 s) for control operations and ``load_timeout`` (default
     None: no bound, a dead server is still noticed by the stream's idle
     bound) for loads and downloads; ``None`` means no bound; a number is
-    seconds.
+    seconds; a :class:`~tabby_async.Timeout` bounds each node by its
+    ``total``. The methods that mirror a client method (``health()``,
+    ``fleet.models.load()``, ...) pass the value on to each node's call as
+    well, so ``None`` leaves no bound anywhere.
     """
 
     def __init__(
