@@ -168,11 +168,9 @@ class FleetModels:
     ) -> FleetResult[ModelLoadResponse]:
         """Load an embedding model on every node."""
         body = build_request(EmbeddingModelLoadRequest, request, fields)
-        return await self._runner.run(
-            lambda _n, c: c.models.load_embedding(body, timeout=timeout),
-            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
-            operation="load_embedding",
-            kind="load",
+        options = _options(nodes, timeout, fail_fast, max_concurrency, on_result)
+        return await self._runner.each(
+            lambda c, t: c.models.load_embedding(body, timeout=t), "load_embedding", options, "load"
         )
 
     async def download(
@@ -189,11 +187,9 @@ class FleetModels:
     ) -> FleetResult[DownloadResponse]:
         """Have every node download a Hugging Face repo."""
         body = build_request(DownloadRequest, request, fields)
-        return await self._runner.run(
-            lambda _n, c: c.models.download(body, timeout=timeout),
-            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
-            operation="download",
-            kind="load",
+        options = _options(nodes, timeout, fail_fast, max_concurrency, on_result)
+        return await self._runner.each(
+            lambda c, t: c.models.download(body, timeout=t), "download", options, "load"
         )
 
     async def plan_load(
@@ -213,11 +209,8 @@ class FleetModels:
         Loads nothing: one ``GET /v1/model`` per node and a comparison.
         """
         body = build_request(ModelLoadRequest, request, fields)
-        return await self._runner.run(
-            lambda _n, c: c.models.plan_load(body),
-            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
-            operation="plan",
-        )
+        options = _options(nodes, timeout, fail_fast, max_concurrency, on_result)
+        return await self._runner.each(lambda c, _t: c.models.plan_load(body), "plan", options)
 
     async def ensure_loaded(
         self,
