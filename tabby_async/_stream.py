@@ -155,6 +155,7 @@ class LoadStream:
 
     @property
     def closed(self) -> bool:
+        """True once the stream is closed: it yields nothing more."""
         return self._closed
 
     @property
