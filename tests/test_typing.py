@@ -21,25 +21,23 @@ import pytest
 from mypy import api as mypy_api
 
 from tabby_async import (
+    DownloadFields,
     DownloadRequest,
+    DraftModelFields,
     DraftModelLoadRequest,
+    EmbeddingModelLoadFields,
     EmbeddingModelLoadRequest,
+    LoraLoadFields,
     LoraLoadItem,
+    LoraLoadItemFields,
     LoraLoadRequest,
+    ModelLoadFields,
     ModelLoadRequest,
     TokenDecodeRequest,
     TokenEncodeRequest,
-)
-from tabby_async import _fields as fields_module
-from tabby_async._fields import (
-    DownloadFields,
-    DraftModelFields,
-    EmbeddingModelLoadFields,
-    LoraLoadFields,
-    LoraLoadItemFields,
-    ModelLoadFields,
     TokenOptions,
 )
+from tabby_async import _fields as fields_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
