@@ -74,6 +74,7 @@ class FieldRule:
 
     @property
     def compared(self) -> bool:
+        """True when the card reports the field, so that it is compared."""
         return self.how != "unreported"
 
 

@@ -112,8 +112,10 @@ def status_error(
         "headers": headers,
     }
     cls: type[E.APIStatusError]
+    # What the server's words say, set on the error as a structured field.
+    fields: dict[str, str] = {}
     if status == 401:
-        kwargs["reason"] = "missing" if message in _MISSING_KEY else "invalid"
+        fields["reason"] = "missing" if message in _MISSING_KEY else "invalid"
         if "admin key" in message:
             cls = E.PermissionDeniedError
             hint = "" if has_admin_key else " (the client has no admin_key)"
@@ -140,7 +142,7 @@ def status_error(
         cls = E.RateLimitError
     elif status == 503 and message in _NOT_LOADED:
         cls = E.ModelNotLoadedError
-        kwargs["kind"] = _NOT_LOADED[message]
+        fields["kind"] = _NOT_LOADED[message]
     elif status >= 500:
         cls = E.ServerError
     elif 300 <= status < 400:
@@ -149,7 +151,10 @@ def status_error(
         message = f"unexpected redirect to {where} (not followed: keys stay with the origin)"
     else:
         cls = E.APIStatusError
-    return cls(message, **kwargs)
+    err = cls(message, **kwargs)
+    for name, value in fields.items():
+        setattr(err, name, value)
+    return err
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)

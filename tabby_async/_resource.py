@@ -2,7 +2,7 @@
 
 An area is a :class:`Resource` whose methods are two lines each: build the
 request (:func:`build_request`), then :meth:`Resource._call` the route. The
-route (``_routes.py``) says how long the call runs, whether it may be
+route (the route table) says how long the call runs, whether it may be
 retried and how its answer decodes; the resource resolves the per-call
 ``timeout=``/``max_retries=`` against the client's defaults.
 """

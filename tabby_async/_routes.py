@@ -1,6 +1,6 @@
 """Every TabbyAPI route the SDK calls, as data: path, key, retry rule, call kind, decoder.
 
-A new endpoint is one :class:`~tabby_async._route.Route` here and a two-line
+A new endpoint is one ``Route`` here and a two-line
 method on its resource.
 """
 

@@ -91,37 +91,18 @@ __all__ = [
     "TabbyError",
     "TabbyTimeoutError",
     "TemplateNotFoundError",
+    "TimeoutKind",
     "UnprocessableEntityError",
     "VerificationError",
 ]
 
 #: Every error's stable ``code``.
 ErrorCode = Literal[
-    "tabby_error",
-    "invalid_input",
-    "client_state",
-    "connection_error",
-    "timeout",
-    "decode_error",
-    "stream_error",
-    "load_failed",
-    "lora_load_failed",
-    "no_template",
-    "http_error",
-    "invalid_request",
-    "not_found",
-    "already_loaded",
-    "authentication_error",
-    "permission_error",
-    "validation_error",
-    "rate_limited",
-    "server_error",
-    "model_not_loaded",
-    "ensure_mismatch",
-    "verify_failed",
-    "skipped",
-    "cancelled",
-    "fleet_error",
+    "tabby_error", "invalid_input", "client_state", "connection_error", "timeout",
+    "decode_error", "stream_error", "load_failed", "lora_load_failed", "no_template",
+    "http_error", "invalid_request", "not_found", "already_loaded", "authentication_error",
+    "permission_error", "validation_error", "rate_limited", "server_error", "model_not_loaded",
+    "ensure_mismatch", "verify_failed", "skipped", "cancelled", "fleet_error",
 ]
 
 #: What was wrong with a key: none was sent (``missing``), the server did not
@@ -277,22 +258,9 @@ class AuthenticationError(APIStatusError):
     """401: the api key is missing (``reason == "missing"``) or wrong (``"invalid"``)."""
 
     code: ClassVar[ErrorCode] = "authentication_error"
+    #: Set from the server's answer when it says which.
+    reason: KeyProblem = "unknown"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        body: Any = None,
-        method: str = "",
-        path: str = "",
-        headers: dict[str, str] | None = None,
-        reason: KeyProblem = "unknown",
-    ) -> None:
-        super().__init__(
-            message, status=status, body=body, method=method, path=path, headers=headers
-        )
-        self.reason: KeyProblem = reason
 
 
 class PermissionDeniedError(APIStatusError):
@@ -304,22 +272,9 @@ class PermissionDeniedError(APIStatusError):
     """
 
     code: ClassVar[ErrorCode] = "permission_error"
+    #: Set from the server's answer when it says which.
+    reason: KeyProblem = "unknown"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        body: Any = None,
-        method: str = "",
-        path: str = "",
-        headers: dict[str, str] | None = None,
-        reason: KeyProblem = "unknown",
-    ) -> None:
-        super().__init__(
-            message, status=status, body=body, method=method, path=path, headers=headers
-        )
-        self.reason: KeyProblem = reason
 
 
 class NotFoundError(APIStatusError):
@@ -374,6 +329,7 @@ class UnprocessableEntityError(APIStatusError):
 
     @property
     def errors(self) -> list[dict[str, Any]]:
+        """The validation entries (``loc``, ``msg``, ``type``) of the server's answer."""
         detail = self.body.get("detail") if isinstance(self.body, dict) else None
         return [e for e in detail if isinstance(e, dict)] if isinstance(detail, list) else []
 
@@ -410,22 +366,9 @@ class ModelNotLoadedError(APIStatusError):
     """
 
     code: ClassVar[ErrorCode] = "model_not_loaded"
+    #: Which model is not loaded, from the server's answer.
+    kind: Literal["model", "embedding"] = "model"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        body: Any = None,
-        method: str = "",
-        path: str = "",
-        headers: dict[str, str] | None = None,
-        kind: Literal["model", "embedding"] = "model",
-    ) -> None:
-        super().__init__(
-            message, status=status, body=body, method=method, path=path, headers=headers
-        )
-        self.kind: Literal["model", "embedding"] = kind
 
 
 # --- desired state and fleets ----------------------------------------------------

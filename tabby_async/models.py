@@ -1,7 +1,7 @@
 """AsyncModelsService: the Models API of one TabbyAPI server (``client.models``).
 
-Each method is a couple of lines over the client's one request path (see
-:class:`~tabby_async._resource.Resource`). Methods that take a request accept
+Each method is a couple of lines over the client's one request path, as in
+every API area. Methods that take a request accept
 either the request Struct or its fields as keyword arguments (or both:
 keywords override the Struct's fields)::
 

@@ -32,6 +32,7 @@ class HealthResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
 
     @property
     def healthy(self) -> bool:
+        """True when the server says ``healthy`` (which does not mean a model is loaded)."""
         return self.status == "healthy"
 
 
