@@ -30,18 +30,19 @@ the server itself changed (a clamped context, say): it raises
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureAction, EnsureResult, LoadPlan, plan_for, unchanged
+from ._stream import follow
 from .errors import EnsureMismatchError, ModelNotLoadedError
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 if TYPE_CHECKING:
-    from .models import AsyncModelsService, ProgressCallback
+    from ._stream import ProgressCallback
+    from .models import AsyncModelsService
 
 __all__ = ["ensure_loaded", "loaded_card", "plan_load"]
 
@@ -65,8 +66,7 @@ async def plan_load(service: AsyncModelsService, request: ModelLoadRequest) -> L
 async def _unload(service: AsyncModelsService) -> None:
     # "Not loaded": nothing is loaded any more, or a load is running (ours
     # then queues behind it and the check afterwards sorts it out).
-    with contextlib.suppress(ModelNotLoadedError):
-        await service.unload()
+    await service.unload(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +82,6 @@ class _LoadOutcome:
         return None if self.ignored else self.draft
 
 
-def _is_no_op(shapes: list[tuple[str, int, int]]) -> bool:
-    # The server's answer to "load the model that is already loaded" is
-    # exactly processing 1/1 then finished 1/1 for the model; a real load
-    # reports one event per module, and draft/vision components before it.
-    return shapes == [("model", 1, 1), ("model", 1, 1)]
-
-
 async def _load(
     service: AsyncModelsService,
     request: ModelLoadRequest,
@@ -96,18 +89,19 @@ async def _load(
     timeout: TimeoutArg,
 ) -> _LoadOutcome:
     """Load, watching the stream for the "already loaded" no-op and for a draft."""
-    shapes: list[tuple[str, int, int]] = []
+    draft = False
 
     async def watch(event: ModelLoadResponse) -> None:
-        shapes.append((event.model_type, event.module, event.modules))
+        nonlocal draft
+        draft = draft or event.model_type == "draft"
         if on_progress is not None:
-            outcome = on_progress(event)
-            if inspect.isawaitable(outcome):
-                await outcome
+            shown = on_progress(event)
+            if inspect.isawaitable(shown):
+                await shown
 
-    event = await service.load(request, on_progress=watch, timeout=timeout)
-    draft = any(model_type == "draft" for model_type, _, _ in shapes)
-    return _LoadOutcome(event, _is_no_op(shapes), draft)
+    stream = service.load_stream(request, timeout=timeout)
+    event = await follow(stream, watch)
+    return _LoadOutcome(event, stream.already_loaded, draft)
 
 
 async def ensure_loaded(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -38,12 +39,15 @@ from .types import ModelLoadResponse
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["LoadStream", "Reattach"]
+__all__ = ["LoadStream", "ProgressCallback", "Reattach", "follow"]
 
 #: After the model's ``finished``: how long, and how many bytes, to read
 #: while waiting for the end of the body before closing the connection.
 _DRAIN_SECONDS = 1.0
 _DRAIN_BYTES = 64 * 1024
+
+#: Called with each load event; may be a plain function or a coroutine function.
+ProgressCallback = Callable[[ModelLoadResponse], Awaitable[None] | None]
 
 #: Polls ``GET /v1/model`` once, bounded by the seconds it is given; True
 #: when the requested model is the loaded one.
@@ -137,6 +141,7 @@ class LoadStream:
         self._closed = False
         #: The last event seen, so a caller can tell how far the load got.
         self.last_event: ModelLoadResponse | None = None
+        self._events = 0
 
     async def __aenter__(self) -> Self:
         await self._open()
@@ -162,6 +167,24 @@ class LoadStream:
     def finished(self) -> bool:
         """True once the main model's ``finished`` event has arrived."""
         return self._finished
+
+    @property
+    def already_loaded(self) -> bool:
+        """True when the server answered with its "already loaded" no-op.
+
+        Asked to load the model it already runs, the server does nothing and
+        ignores the request's parameters; its stream is then exactly
+        ``processing 1/1``, ``finished 1/1``. A real load reports one event
+        per module (and its draft and vision components first).
+        """
+        last = self.last_event
+        return (
+            self._finished
+            and not self.reattached
+            and self._events == 2
+            and last is not None
+            and last.modules == 1
+        )
 
     async def _open(self) -> None:
         """Send the load and check the answer's head; a no-op once open.
@@ -247,6 +270,7 @@ class LoadStream:
             await self.aclose()
             raise _frame_error(message.data) from None
         self.last_event = event
+        self._events += 1
         if event.model_type == "model" and event.status == "finished":
             self._finished = True
         return event
@@ -363,3 +387,21 @@ def _frame_error(data: str) -> E.TabbyError:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return E.StreamError(f"unexpected frame in the load stream: {data[:200]!r}")
     return E.LoadFailedError(failure.message, trace=failure.trace)
+
+
+async def follow(stream: LoadStream, on_progress: ProgressCallback | None) -> ModelLoadResponse:
+    """Read a load stream to its end, showing every event to ``on_progress``.
+
+    Returns the model's ``finished`` event. A stream that ends without it
+    (closed by ``aclose()`` from another task) is a :class:`~tabby_async.StreamError`.
+    """
+    async with stream:
+        async for event in stream:
+            if on_progress is not None:
+                shown = on_progress(event)
+                if inspect.isawaitable(shown):
+                    await shown
+    last = stream.last_event
+    if not stream.finished or last is None:
+        raise E.StreamError("the load stream ended before the model finished loading")
+    return last

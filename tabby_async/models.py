@@ -16,8 +16,8 @@ writes are never retried.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
+import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 from . import _ensure
@@ -25,8 +25,8 @@ from . import _routes as R
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
 from ._desired import EnsureResult, LoadPlan, same_model
 from ._resource import Resource, build_request
-from ._stream import LoadStream
-from .errors import InvalidInputError, StreamError
+from ._stream import LoadStream, ProgressCallback, follow
+from .errors import InvalidInputError, ModelNotLoadedError
 from .types import (
     DownloadRequest,
     DownloadResponse,
@@ -45,10 +45,23 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncModelsService", "ProgressCallback"]
 
-#: Called with each load event; may be a plain function or a coroutine function.
-ProgressCallback = Callable[[ModelLoadResponse], Awaitable[None] | None]
+logger = logging.getLogger("tabby_async")
 
 _DEFAULT = USE_CLIENT_DEFAULT
+
+
+def _sets_parameters(request: ModelLoadRequest) -> bool:
+    """True when a load request sets anything besides the model's name."""
+    return any(
+        getattr(request, name) is not None
+        for name in request.__struct_fields__
+        if name != "model_name"
+    )
+
+
+def _not_loaded(missing_ok: bool) -> tuple[type[ModelNotLoadedError], ...]:
+    """What an unload may suppress: "no model loaded", when that is fine."""
+    return (ModelNotLoadedError,) if missing_ok else ()
 
 
 class AsyncModelsService(Resource):
@@ -145,33 +158,44 @@ class AsyncModelsService(Resource):
         on_progress: ProgressCallback | None = None,
         timeout: TimeoutArg = _DEFAULT,
         reattach_within: float | None = None,
+        reload: bool = False,
         **fields: Unpack[ModelLoadFields],
     ) -> ModelLoadResponse:
         """Load a model and wait for it; returns the model's ``finished`` event.
 
         ``on_progress`` sees every event, draft and vision components too.
-        If the server already has this model loaded it does nothing and
-        ignores new parameters (use ``unload`` first to change them, or
-        :meth:`ensure_loaded`). ``reattach_within`` is as for
-        :meth:`load_stream`.
-        """
-        stream = self.load_stream(
-            request, timeout=timeout, reattach_within=reattach_within, **fields
-        )
-        async with stream:
-            async for event in stream:
-                if on_progress is not None:
-                    result = on_progress(event)
-                    if inspect.isawaitable(result):
-                        await result
-        if not stream.finished or stream.last_event is None:
-            # aclose() from another task ended the stream before the model finished.
-            raise StreamError("the load stream ended before the model finished loading")
-        return stream.last_event
+        ``reattach_within`` is as for :meth:`load_stream`.
 
-    async def unload(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
-        """Unload the model (``POST /v1/model/unload``)."""
-        await self._call(R.UNLOAD, timeout=timeout)
+        If the server already runs this model it does nothing and ignores the
+        request's parameters; the SDK then logs a warning (logger
+        ``tabby_async``) when the request set any. ``reload=True`` reads the
+        loaded model first and, when it is this model with other reported
+        parameters, unloads it before loading (:meth:`ensure_loaded` does the
+        same and also checks the result).
+        """
+        body = build_request(ModelLoadRequest, request, fields)
+        if reload:
+            plan = await _ensure.plan_load(self, body)
+            if plan.action == "reload":
+                await self.unload(missing_ok=True)
+        stream = self.load_stream(body, timeout=timeout, reattach_within=reattach_within)
+        event = await follow(stream, on_progress)
+        if stream.already_loaded and _sets_parameters(body):
+            logger.warning(
+                "%s was already loaded: the server ignored this load's parameters "
+                "(unload first, or use reload=True or ensure_loaded)",
+                body.model_name,
+            )
+        return event
+
+    async def unload(self, *, timeout: TimeoutArg = _DEFAULT, missing_ok: bool = False) -> None:
+        """Unload the model (``POST /v1/model/unload``).
+
+        With nothing loaded the server answers "no model loaded":
+        :class:`~tabby_async.ModelNotLoadedError`, unless ``missing_ok``.
+        """
+        with contextlib.suppress(*_not_loaded(missing_ok)):
+            await self._call(R.UNLOAD, timeout=timeout)
 
     async def download(
         self,
@@ -221,9 +245,15 @@ class AsyncModelsService(Resource):
         body = build_request(EmbeddingModelLoadRequest, request, fields)
         return await self._call(R.LOAD_EMBEDDING, body, timeout=timeout)
 
-    async def unload_embedding(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
-        """Unload the embedding model (``POST /v1/model/embedding/unload``)."""
-        await self._call(R.UNLOAD_EMBEDDING, timeout=timeout)
+    async def unload_embedding(
+        self, *, timeout: TimeoutArg = _DEFAULT, missing_ok: bool = False
+    ) -> None:
+        """Unload the embedding model (``POST /v1/model/embedding/unload``).
+
+        ``missing_ok`` as for :meth:`unload`.
+        """
+        with contextlib.suppress(*_not_loaded(missing_ok)):
+            await self._call(R.UNLOAD_EMBEDDING, timeout=timeout)
 
     # --- desired state ---------------------------------------------------------
 

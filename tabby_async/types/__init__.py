@@ -15,6 +15,7 @@ from ._models import (
     DownloadResponse,
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
+    LoadStatus,
     ModelCard,
     ModelCardLogging,
     ModelCardParameters,
@@ -23,6 +24,7 @@ from ._models import (
     ModelLoadRequest,
     ModelLoadResponse,
     ModelPropsResponse,
+    ModelType,
     RopeAlpha,
 )
 from ._sampling import SamplerOverrides, SamplerOverridesSwitchRequest
@@ -55,6 +57,7 @@ __all__ = [
     "HealthIssue",
     "HealthResponse",
     "ImageURL",
+    "LoadStatus",
     "LoraCard",
     "LoraList",
     "LoraLoadItem",
@@ -68,6 +71,7 @@ __all__ = [
     "ModelLoadRequest",
     "ModelLoadResponse",
     "ModelPropsResponse",
+    "ModelType",
     "PermissionResponse",
     "RequestStruct",
     "ResponseStruct",

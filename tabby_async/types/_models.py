@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -23,6 +23,7 @@ __all__ = [
     "DownloadResponse",
     "DraftModelLoadRequest",
     "EmbeddingModelLoadRequest",
+    "LoadStatus",
     "ModelCard",
     "ModelCardLogging",
     "ModelCardParameters",
@@ -31,10 +32,23 @@ __all__ = [
     "ModelLoadRequest",
     "ModelLoadResponse",
     "ModelPropsResponse",
+    "ModelType",
     "RopeAlpha",
 ]
 
 RopeAlpha = float | Literal["auto"]
+
+if TYPE_CHECKING:
+    #: The component of a load event (``embedding_model``: an embedding load's answer).
+    ModelType = Literal["vision", "draft", "model", "embedding_model"]
+    #: Where a component is.
+    LoadStatus = Literal["processing", "finished"]
+else:
+    # Decoded as plain text, so that a newer server's new value passes
+    # through instead of failing the load; type checkers see the Literal, so
+    # a misspelt comparison (``event.status == "finshed"``) is caught.
+    ModelType = str
+    LoadStatus = str
 
 
 # --- responses ---------------------------------------------------------------
@@ -93,12 +107,14 @@ class ModelLoadResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
 
     ``model_type`` is ``"vision"``, ``"draft"``, ``"model"`` or
     ``"embedding_model"``; ``status`` is ``"processing"`` or ``"finished"``.
+    Both are typed as those values; a value a newer server adds is passed
+    through unchanged, not refused.
     """
 
-    model_type: str = "model"
+    model_type: ModelType = "model"
     module: int
     modules: int
-    status: str
+    status: LoadStatus
 
     @property
     def done(self) -> bool:
