@@ -8,29 +8,43 @@
         health = await fleet.run(lambda node, client: client.health())
         report = await fleet.rollout(model_name="m", max_seq_len=8192, batch_size=4)
         print(report.summary())
+        applied = await fleet.ensure()  # each node's desired state from the nodes file
+        print(applied.summary())
 
 Every operation fans out to the nodes with bounded concurrency and returns
 one :class:`NodeResult` per node (the value or the typed error, and the time
 taken) in a :class:`FleetResult`. :meth:`TabbyFleet.run` runs any client
-operation that way; ``fleet.models`` has the Models API. See
-:class:`TabbyFleet`.
+operation that way; ``fleet.models`` has the Models API;
+:meth:`TabbyFleet.ensure` brings each node to a whole desired state (model,
+prompt template, sampler preset, embedding model), declared per node in the
+nodes file (:func:`read_nodes_toml`) or given. See :class:`TabbyFleet`.
 """
 
 from .._desired import FIELD_RULES, NOT_COMPARED, EnsureResult, FieldDiff, FieldRule, LoadPlan
+from .._state import DesiredState, StatePlan, StateResult
 from ..errors import (
     EnsureMismatchError,
     FleetError,
     NodeCancelledError,
     NodeSkippedError,
+    StateMismatchError,
     VerificationError,
 )
+from ._apply import FleetStateReport
 from ._config import FleetOptions, NodeSpec, read_nodes_toml
 from ._ensure import FleetEnsureReport
 from ._fanout import NodeOp, ResultCallback
 from ._fleet import TabbyFleet
 from ._models import FleetModels
 from ._results import FleetResult, NodeResult
-from ._rollout import BatchCallback, NodeCheck, RolloutReport, default_check
+from ._rollout import (
+    BatchCallback,
+    NodeCheck,
+    RolloutReport,
+    StateCheck,
+    default_check,
+    default_state_check,
+)
 from ._runner import FleetProgressCallback, RunOptions
 from ._status import NodeStatus
 from ._stream import FleetLoadEvent, FleetLoadStream
@@ -39,6 +53,7 @@ __all__ = [
     "FIELD_RULES",
     "NOT_COMPARED",
     "BatchCallback",
+    "DesiredState",
     "EnsureMismatchError",
     "EnsureResult",
     "FieldDiff",
@@ -51,6 +66,7 @@ __all__ = [
     "FleetOptions",
     "FleetProgressCallback",
     "FleetResult",
+    "FleetStateReport",
     "LoadPlan",
     "NodeCancelledError",
     "NodeCheck",
@@ -62,8 +78,13 @@ __all__ = [
     "ResultCallback",
     "RolloutReport",
     "RunOptions",
+    "StateCheck",
+    "StateMismatchError",
+    "StatePlan",
+    "StateResult",
     "TabbyFleet",
     "VerificationError",
     "default_check",
+    "default_state_check",
     "read_nodes_toml",
 ]

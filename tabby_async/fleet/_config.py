@@ -1,6 +1,48 @@
 """Node specs, the fleet's options, and reading both from a nodes file (TOML).
 
-The format of a nodes file is in :func:`read_nodes_toml`.
+A nodes file has these tables (the details, with an example, are in
+:func:`read_nodes_toml`):
+
+- ``[[nodes]]`` (or ``[nodes.NAME]``): one per server, its ``url`` and
+  where its keys come from;
+- ``[defaults]``: the key sources of every node that names none;
+- ``[fleet]``: options of :class:`~tabby_async.fleet.TabbyFleet`;
+- ``[desired]``: the desired state of every node, and ``desired`` inside a
+  node's table for that node's own.
+
+A desired state (:class:`~tabby_async.DesiredState`) has four parts, each
+optional: ``model`` (a table of load request fields, or just the model's
+name), ``template`` (a prompt template name), ``sampling_preset`` (a
+sampler override preset name) and ``embedding`` (a table of embedding load
+fields, or just the name)::
+
+    [desired]                        # every node
+    template = "chatml"
+    sampling_preset = "precise"
+
+    [desired.model]
+    model_name = "Llama-3.1-70B-exl2"
+    max_seq_len = 16384
+
+    [[nodes]]
+    name = "gpu-01"
+    url = "http://10.0.0.1:5000"
+
+    [[nodes]]
+    name = "gpu-02"
+    url = "http://10.0.0.2:5000"
+    desired.model = { model_name = "Llama-3.1-8B-exl2", max_seq_len = 8192 }
+    desired.embedding = "bge-small-en"
+
+A node's ``desired`` overrides ``[desired]`` part by part: a part it gives
+replaces the default's part whole (a model table is not merged field by
+field), the parts it leaves out keep the default's, and ``false`` leaves a
+part unmanaged on that node (``desired.sampling_preset = false``). A node
+with no part left declares no desired state (``NodeSpec.desired`` is None).
+``TabbyFleet.ensure()`` and ``tabby-async fleet apply`` bring each node to its
+declared state. A mistake (an unknown part or field, a bad value) raises
+:class:`~tabby_async.InvalidInputError` naming its key path, e.g.
+``nodes[1].desired.model.max_seq_len``.
 """
 
 from __future__ import annotations
@@ -13,8 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from .._checks import check_key, normalise_base_url, redact_url
+from .._checks import check_key, check_model_name, normalise_base_url, redact_url
+from .._resource import build_request
+from .._state import DesiredState
 from ..errors import InvalidInputError
+from ..types import EmbeddingModelLoadRequest, ModelLoadRequest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,6 +72,7 @@ __all__ = [
     "FleetOptions",
     "NodeSpec",
     "check_fleet_options",
+    "desired_parts",
     "parse_nodes",
     "read_nodes_toml",
 ]
@@ -59,7 +105,9 @@ REMOVED_OPTIONS: dict[str, str] = {
     "settings build the clients yourself and pass them (TabbyFleet({name: client}))"
     for name in ("client_timeout", "stream_timeout")
 }
-_NODE_KEYS = frozenset({"name", "url", "api_key", "admin_key", "api_key_env", "admin_key_env"})
+_NODE_KEYS = frozenset(
+    {"name", "url", "api_key", "admin_key", "api_key_env", "admin_key_env", "desired"}
+)
 _DEFAULT_KEYS = frozenset({"api_key", "admin_key", "api_key_env", "admin_key_env"})
 
 
@@ -74,6 +122,9 @@ class NodeSpec:
     url: str
     api_key: str | None = field(default=None, repr=False)
     admin_key: str | None = field(default=None, repr=False)
+    #: The node's declared desired state (None: it declares none), for
+    #: :meth:`TabbyFleet.ensure <tabby_async.fleet.TabbyFleet.ensure>`.
+    desired: DesiredState | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -81,12 +132,17 @@ class NodeSpec:
         normalise_base_url(self.url)  # raises InvalidInputError naming base_url
         check_key("api_key", self.api_key)
         check_key("admin_key", self.admin_key)
+        if self.desired is not None and not isinstance(self.desired, DesiredState):
+            raise InvalidInputError("desired", "must be a DesiredState or None")
 
     def __repr__(self) -> str:
+        desired = ""
+        if self.desired is not None:
+            desired = f", desired=<{', '.join(self.desired.parts) or 'nothing'}>"
         return (
             f"NodeSpec(name={self.name!r}, url={redact_url(self.url)!r}, "
             f"api_key={'<set>' if self.api_key else None}, "
-            f"admin_key={'<set>' if self.admin_key else None})"
+            f"admin_key={'<set>' if self.admin_key else None}{desired})"
         )
 
 
@@ -122,6 +178,59 @@ def _key(
     return None
 
 
+#: The parts of a desired state: the request type of the two that load, with
+#: the field a bare name fills; None for the two that are names.
+_PARTS: dict[str, tuple[type[ModelLoadRequest | EmbeddingModelLoadRequest], str] | None] = {
+    "model": (ModelLoadRequest, "model_name"),
+    "template": None,
+    "sampling_preset": None,
+    "embedding": (EmbeddingModelLoadRequest, "embedding_model_name"),
+}
+
+
+def _part(key: str, name: str, value: object) -> Any:
+    """One part of a ``desired`` table, checked, as DesiredState takes it (None: ``false``)."""
+    if value is False:
+        return None
+    kind = _PARTS[name]
+    if kind is None:
+        check_model_name(key, value)
+        return value
+    cls, name_field = kind
+    if isinstance(value, str):
+        value = {name_field: value}
+    if not isinstance(value, dict):
+        raise InvalidInputError(key, "must be a table, a name, or false")
+    if name_field not in value:
+        raise InvalidInputError(f"{key}.{name_field}", "is required")
+    try:
+        return build_request(cls, None, value)
+    except InvalidInputError as err:
+        problem = str(err).removeprefix(f"{err.field}: ")
+        raise InvalidInputError(f"{key}.{err.field}", problem) from None
+
+
+def desired_parts(where: str, table: object) -> dict[str, Any]:
+    """The parts a ``desired`` table at key path ``where`` gives, checked (None: ``false``)."""
+    if not isinstance(table, dict):
+        raise InvalidInputError(where, "must be a table")
+    for name in table:
+        if name not in _PARTS:
+            raise InvalidInputError(
+                f"{where}.{name}", f"is not a part of a desired state ({', '.join(_PARTS)})"
+            )
+    return {name: _part(f"{where}.{name}", name, value) for name, value in table.items()}
+
+
+def _desired(
+    where: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> DesiredState | None:
+    """A node's desired state: the file's ``[desired]`` with the node's own parts over it."""
+    own = desired_parts(f"{where}.desired", table["desired"]) if "desired" in table else {}
+    parts = {name: value for name, value in {**defaults, **own}.items() if value is not None}
+    return DesiredState(**parts) if parts else None
+
+
 def check_fleet_options(
     options: Mapping[str, object], allowed: Collection[str], prefix: str = ""
 ) -> None:
@@ -151,6 +260,7 @@ def parse_nodes(
     for name, value in options.items():
         if isinstance(value, bool) or not isinstance(value, FLEET_OPTIONS[name]):
             raise InvalidInputError(f"fleet.{name}", f"must be a number, not {value!r}")
+    default_state = desired_parts("desired", data.get("desired", {}))
     raw = data.get("nodes")
     tables: list[tuple[str, dict[str, Any]]] = []
     if isinstance(raw, list):
@@ -187,6 +297,7 @@ def parse_nodes(
             url=url,
             api_key=_key(where, table, "api", defaults, env),
             admin_key=_key(where, table, "admin", defaults, env),
+            desired=_desired(where, table, default_state),
         )
         specs.append(spec)
     return specs, dict(options)
@@ -223,9 +334,27 @@ def read_nodes_toml(
         url = "http://10.0.0.2:5000"
         admin_key_env = "GPU02_ADMIN"     # overrides the default
 
-    ``[nodes.gpu-01]`` tables (the name as the key) are accepted too. A
-    mistake (an unknown key, a variable that is not set, two nodes of one
-    name) raises :class:`~tabby_async.InvalidInputError` naming it.
+    ``[nodes.gpu-01]`` tables (the name as the key) are accepted too.
+
+    A ``[desired]`` table declares the desired state of every node, and a
+    ``desired`` table in a node's own table overrides it part by part (a
+    part given replaces the default's whole; ``false`` leaves it unmanaged);
+    each node's result is its spec's ``desired``::
+
+        [desired]
+        model = { model_name = "Llama-3.1-70B-exl2", max_seq_len = 16384 }
+        template = "chatml"
+        sampling_preset = "precise"
+        embedding = "bge-small-en"      # a name alone, or a table of fields
+
+        [nodes.gpu-03]
+        url = "http://10.0.0.3:5000"
+        desired.model = "Llama-3.1-8B-exl2"
+        desired.sampling_preset = false   # not managed on gpu-03
+
+    A mistake (an unknown key, a variable that is not set, two nodes of one
+    name, a bad desired field) raises :class:`~tabby_async.InvalidInputError`
+    naming its key path.
     """
     try:
         with Path(path).open("rb") as f:

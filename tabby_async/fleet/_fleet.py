@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import os
 import ssl as _ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
+from .._desired import EnsureResult
 from .._resource import build_request
+from .._state import DesiredState, StatePlan, StateResult
+from ..errors import InvalidInputError
 from ..types import HealthResponse, ModelLoadRequest, PermissionResponse
+from ._apply import FleetStateReport, apply_on_fleet
 from ._config import FleetOptions, NodeSpec, check_fleet_options, read_nodes_toml
 from ._fanout import NodeOp, ResultCallback
 from ._models import FleetModels
 from ._pool import NodePool
 from ._results import FleetResult
-from ._rollout import BatchCallback, NodeCheck, RolloutReport, rollout_on_fleet
-from ._runner import DEFAULT_NODE_TIMEOUT, FleetProgressCallback, FleetSettings, Runner
+from ._rollout import BatchCallback, NodeCheck, RolloutReport, StateCheck, rollout_on_fleet
+from ._runner import (
+    DEFAULT_NODE_TIMEOUT,
+    FleetProgressCallback,
+    FleetSettings,
+    Runner,
+    run_options,
+)
 from ._status import NodeStatus, probe_status
 
 if TYPE_CHECKING:
@@ -141,6 +151,14 @@ class TabbyFleet:
         return list(self._pool.names)
 
     @property
+    def desired(self) -> dict[str, DesiredState]:
+        """The desired state each node declares (its spec's ``desired``), in fleet order.
+
+        Nodes that declare none (and nodes given as clients) are left out.
+        """
+        return self._pool.declared()
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._pool.closed
@@ -239,6 +257,67 @@ class TabbyFleet:
             options,
         )
 
+    async def ensure(
+        self,
+        state: DesiredState | None = None,
+        *,
+        dry_run: bool = False,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        max_concurrency: int | None = None,
+        fail_fast: bool = False,
+        on_progress: FleetProgressCallback | None = None,
+        on_plan: Callable[[FleetResult[StatePlan]], object] | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> FleetStateReport:
+        """Bring every node to a desired state: its model, template, sampler preset, embedding.
+
+        With ``state=None`` each node gets the state it declares (its spec's
+        ``desired``, e.g. from the nodes file); the chosen nodes that declare
+        none are left out and listed in the report's ``unmanaged`` (and if no
+        chosen node declares one, :class:`~tabby_async.InvalidInputError`
+        is raised before any node is contacted). With a state, every chosen
+        node gets that state.
+
+        First every node is planned (``client.ensure(state, dry_run=True)``,
+        reads only) and ``on_plan`` sees the plans. Then ``client.ensure``
+        runs on the nodes whose plan changes something, at most
+        ``max_concurrency`` at a time; the others are not touched again, so
+        a second run with the same state sends no write. A node that still
+        differs after acting gets its :class:`~tabby_async.StateMismatchError`
+        as its result. ``dry_run`` stops after the plan. ``timeout`` bounds
+        each node's plan and then its ensure (default: ``node_timeout`` for
+        the plan, ``load_timeout`` for the ensure) and is passed on to the
+        loads; ``on_progress(node, event)`` sees the model loads' events;
+        ``fail_fast`` and ``on_result`` apply to the ensure.
+        """
+        return await apply_on_fleet(
+            self._runner,
+            state,
+            dry_run=dry_run,
+            on_plan=on_plan,
+            on_progress=on_progress,
+            options=run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+        )
+
+    @overload
+    async def rollout(
+        self,
+        request: DesiredState,
+        /,
+        *,
+        batch_size: int = 1,
+        max_failures: int = 0,
+        check: bool | StateCheck = True,
+        verify: bool = True,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        on_progress: FleetProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> RolloutReport[DesiredState, StateResult]: ...
+
+    @overload
     async def rollout(
         self,
         request: ModelLoadRequest | None = None,
@@ -254,7 +333,24 @@ class TabbyFleet:
         on_result: ResultCallback | None = None,
         on_batch: BatchCallback | None = None,
         **fields: Unpack[ModelLoadFields],
-    ) -> RolloutReport:
+    ) -> RolloutReport[ModelLoadRequest, EnsureResult]: ...
+
+    async def rollout(
+        self,
+        request: ModelLoadRequest | DesiredState | None = None,
+        /,
+        *,
+        batch_size: int = 1,
+        max_failures: int = 0,
+        check: bool | NodeCheck | StateCheck = True,
+        verify: bool = True,
+        nodes: Iterable[str] | None = None,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        on_progress: FleetProgressCallback | None = None,
+        on_result: ResultCallback | None = None,
+        on_batch: BatchCallback | None = None,
+        **fields: Unpack[ModelLoadFields],
+    ) -> RolloutReport[Any, Any]:
         """A rolling load: ``batch_size`` nodes at a time, each checked before the next batch.
 
         Each node of a batch gets the one-server ``ensure_loaded`` (so a node
@@ -271,10 +367,28 @@ class TabbyFleet:
         ``on_progress(node, event)`` sees the load events, ``on_result`` each
         node's final result (after its check), ``on_batch(index, results)``
         each batch's.
+
+        Given a :class:`~tabby_async.DesiredState` in place of a request (and
+        no fields), each node gets ``client.ensure(state)`` instead, with the
+        same batches, checks and ``max_failures``; a node that does not
+        converge fails with :class:`~tabby_async.StateMismatchError`. The
+        default check (:func:`~tabby_async.fleet.default_state_check`) is
+        ``/health`` healthy and the state's plan "none"; your own ``check``
+        gets the state in place of the request. A state is always verified
+        (``verify=False`` is refused).
         """
+        target: ModelLoadRequest | DesiredState
+        if isinstance(request, DesiredState):
+            if fields:
+                raise InvalidInputError(
+                    next(iter(fields)), "give the fields in the DesiredState's model"
+                )
+            target = request
+        else:
+            target = build_request(ModelLoadRequest, request, fields)
         return await rollout_on_fleet(
             self._runner,
-            build_request(ModelLoadRequest, request, fields),
+            target,
             batch_size=batch_size,
             max_failures=max_failures,
             check=check,

@@ -21,7 +21,7 @@ from ..types import (
 from ._ensure import FleetEnsureReport, ensure_on_fleet
 from ._fanout import ResultCallback
 from ._results import FleetResult
-from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
+from ._runner import FleetProgressCallback, Runner, node_bound, node_progress, run_options
 from ._stream import FleetLoadStream
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class FleetModels:
             lambda name, c: c.models.load(
                 body, on_progress=node_progress(on_progress, name), timeout=timeout
             ),
-            **_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            **run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
             operation="load",
             kind="load",
         )
@@ -168,7 +168,7 @@ class FleetModels:
     ) -> FleetResult[ModelLoadResponse]:
         """Load an embedding model on every node."""
         body = build_request(EmbeddingModelLoadRequest, request, fields)
-        options = _options(nodes, timeout, fail_fast, max_concurrency, on_result)
+        options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(
             lambda c, t: c.models.load_embedding(body, timeout=t), "load_embedding", options, "load"
         )
@@ -187,7 +187,7 @@ class FleetModels:
     ) -> FleetResult[DownloadResponse]:
         """Have every node download a Hugging Face repo."""
         body = build_request(DownloadRequest, request, fields)
-        options = _options(nodes, timeout, fail_fast, max_concurrency, on_result)
+        options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(
             lambda c, t: c.models.download(body, timeout=t), "download", options, "load"
         )
@@ -209,7 +209,7 @@ class FleetModels:
         Loads nothing: one ``GET /v1/model`` per node and a comparison.
         """
         body = build_request(ModelLoadRequest, request, fields)
-        options = _options(nodes, timeout, fail_fast, max_concurrency, on_result)
+        options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(lambda c, _t: c.models.plan_load(body), "plan", options)
 
     async def ensure_loaded(
@@ -248,22 +248,6 @@ class FleetModels:
             verify=verify,
             on_plan=on_plan,
             on_progress=on_progress,
-            options=_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            options=run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
         )
 
-
-def _options(
-    nodes: Iterable[str] | None,
-    timeout: TimeoutArg,
-    fail_fast: bool,
-    max_concurrency: int | None,
-    on_result: ResultCallback | None,
-) -> RunOptions:
-    """The run options of a method that spells them out (it also takes request fields)."""
-    return {
-        "nodes": nodes,
-        "timeout": timeout,
-        "fail_fast": fail_fast,
-        "max_concurrency": max_concurrency,
-        "on_result": on_result,
-    }

@@ -17,6 +17,7 @@ from yarl import URL
 
 from .._checks import check_count
 from .._client import AsyncTabbyClient
+from .._state import DesiredState
 from ..errors import ClientStateError, InvalidInputError
 from ._config import NodeSpec
 
@@ -113,6 +114,11 @@ class NodePool:
         """Every node's client, in fleet order (call inside the event loop)."""
         self.open()
         return {name: self._clients[name] for name in self.names}
+
+    def declared(self) -> dict[str, DesiredState]:
+        """Each node's declared desired state, in fleet order (nodes with none left out)."""
+        specs = ((name, self._specs.get(name)) for name in self.names)
+        return {name: spec.desired for name, spec in specs if spec and spec.desired is not None}
 
     def targets(self, nodes: Iterable[str] | None) -> list[tuple[str, AsyncTabbyClient]]:
         """The named nodes (every node for None), each once, with their clients."""

@@ -1,27 +1,51 @@
-"""A rolling load: batch by batch, each node checked before the next batch, and its report."""
+"""A rolling load: batch by batch, each node checked before the next batch, and its report.
+
+A rollout brings each node to a model (a :class:`~tabby_async.ModelLoadRequest`,
+with the one-server ``ensure_loaded``) or to a whole node's state (a
+:class:`~tabby_async.DesiredState`, with ``client.ensure``); batches, checks
+and ``max_failures`` work the same for both.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic
 
 from .._checks import check_count
 from .._client import AsyncTabbyClient
 from .._defaults import TimeoutArg
 from .._desired import EnsureResult, in_table_order, plan_for, unreported_fields
 from .._ensure import loaded_card
-from ..errors import NodeSkippedError, TabbyError, VerificationError
+from .._state import DesiredState, StateResult
+from ..errors import InvalidInputError, NodeSkippedError, TabbyError, VerificationError
 from ..types import ModelLoadRequest
+from ._apply import state_label, state_plan
 from ._fanout import NodeOp, ResultCallback
 from ._results import FleetResult, NodeResult
 from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    # Defaults keep a bare ``RolloutReport`` what it was before a rollout
+    # could take a DesiredState: a model rollout's report.
+    Q = TypeVar("Q", bound=ModelLoadRequest | DesiredState, default=ModelLoadRequest)
+    R = TypeVar("R", bound=EnsureResult | StateResult, default=EnsureResult)
+else:
+    from typing import TypeVar
+
+    Q = TypeVar("Q")
+    R = TypeVar("R")
 
 __all__ = [
     "BatchCallback",
     "NodeCheck",
     "RolloutReport",
+    "StateCheck",
     "default_check",
+    "default_state_check",
     "rollout_on_fleet",
 ]
 
@@ -29,8 +53,17 @@ __all__ = [
 #: raise a :class:`~tabby_async.TabbyError` (e.g. :class:`VerificationError`)
 #: to fail the node.
 NodeCheck = Callable[[str, AsyncTabbyClient, ModelLoadRequest], Awaitable[None]]
+#: The same for a rollout of a :class:`~tabby_async.DesiredState`: it gets the state.
+StateCheck = Callable[[str, AsyncTabbyClient, DesiredState], Awaitable[None]]
 #: Called with each batch's index (from 0) and its nodes' final results.
-BatchCallback = Callable[[int, FleetResult[EnsureResult]], object]
+BatchCallback = Callable[[int, FleetResult[Any]], object]
+
+
+async def _check_health(name: str, client: AsyncTabbyClient) -> None:
+    health = await client.health()
+    if not health.healthy:
+        issues = "; ".join(i.description for i in health.issues) or "no reason given"
+        raise VerificationError(f"{name}: /health says {health.status}: {issues}")
 
 
 async def default_check(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
@@ -39,39 +72,53 @@ async def default_check(name: str, client: AsyncTabbyClient, request: ModelLoadR
     "Shows the request" is the same comparison as ensure (model name,
     context and every other reported field the request sets).
     """
-    health = await client.health()
-    if not health.healthy:
-        issues = "; ".join(i.description for i in health.issues) or "no reason given"
-        raise VerificationError(f"{name}: /health says {health.status}: {issues}")
+    await _check_health(name, client)
     card = await loaded_card(client.models)
     plan = plan_for(request, card)
     if plan.action != "none":
         raise VerificationError(f"{name}: after loading, {plan.summary()}")
 
 
+async def default_state_check(name: str, client: AsyncTabbyClient, state: DesiredState) -> None:
+    """The check of a node in a rollout of a state: healthy, and the state's plan is "none".
+
+    The plan is the one ``client.ensure(state, dry_run=True)`` makes from a
+    fresh look: every managed part as wanted.
+    """
+    await _check_health(name, client)
+    plan = await state_plan(client, state)
+    if plan.changes:
+        differs = "; ".join(p.summary() for p in plan.parts if p.changes)
+        raise VerificationError(f"{name}: after applying, {differs}")
+
+
 @dataclass(frozen=True)
-class RolloutReport:
+class RolloutReport(Generic[Q, R]):
     """The outcome of :meth:`TabbyFleet.rollout`.
 
-    ``results`` has one entry per node in rollout order: the node's
-    :class:`~tabby_async.EnsureResult`, or its error (the load failed, the
-    check raised, e.g. a :class:`VerificationError`, or
+    ``request`` is what was rolled out: a model's load request or a
+    :class:`~tabby_async.DesiredState`. ``results`` has one entry per node
+    in rollout order: the node's :class:`~tabby_async.EnsureResult` (for a
+    state, its :class:`~tabby_async.StateResult`), or its error (the load
+    failed, a state did not converge, the check raised, e.g. a
+    :class:`VerificationError`, or
     :class:`~tabby_async.fleet.NodeSkippedError` for nodes not touched
     because the rollout halted). ``batches`` lists the node names of each
     batch that ran; ``halted`` says whether failures passed ``max_failures``
     before every batch ran.
     """
 
-    request: ModelLoadRequest
-    results: FleetResult[EnsureResult]
+    request: Q
+    results: FleetResult[R]
     batches: tuple[tuple[str, ...], ...]
     halted: bool
     max_failures: int
 
     @property
     def unchecked(self) -> tuple[str, ...]:
-        """The fields the request sets that no node's card can confirm."""
-        found = list(unreported_fields(self.request))
+        """What the request sets that no node can confirm (fields never reported, ...)."""
+        model = self.request if isinstance(self.request, ModelLoadRequest) else self.request.model
+        found = list(unreported_fields(model)) if model is not None else []
         found += [f for r in self.results.succeeded if r.value for f in r.value.unchecked]
         return in_table_order(found)
 
@@ -82,7 +129,7 @@ class RolloutReport:
 
     @property
     def done(self) -> list[str]:
-        """Nodes that run the requested model and passed their check."""
+        """Nodes brought to the request (or state) that passed their check."""
         return [r.node for r in self.results.succeeded]
 
     @property
@@ -100,8 +147,10 @@ class RolloutReport:
     def summary(self) -> str:
         """One line: complete or halted, and how many nodes were done, failed, not touched."""
         state = "halted" if self.halted else "complete"
+        what = self.request
+        label = what.model_name if isinstance(what, ModelLoadRequest) else state_label(what)
         return (
-            f"rollout of {self.request.model_name} {state} after {len(self.batches)} batches: "
+            f"rollout of {label} {state} after {len(self.batches)} batches: "
             f"{len(self.done)} done, {len(self.failed)} failed, "
             f"{len(self.not_touched)} not touched (max_failures={self.max_failures})"
         )
@@ -112,12 +161,12 @@ class _Batch:
     """What each batch of one rollout runs."""
 
     runner: Runner
-    load: NodeOp[EnsureResult]
+    load: NodeOp[Any]
     check: NodeOp[None] | None
     timeout: TimeoutArg
     size: int
 
-    async def run(self, nodes: list[str], number: int) -> FleetResult[EnsureResult]:
+    async def run(self, nodes: list[str], number: int) -> FleetResult[Any]:
         """Load the batch, then check each node that loaded; a failed check fails the node."""
         ran = await self.runner.run(
             self.load,
@@ -145,21 +194,53 @@ class _Batch:
         return FleetResult(final, operation=ran.operation, elapsed=ran.elapsed)
 
 
-def _check_op(check: bool | NodeCheck, request: ModelLoadRequest) -> NodeOp[None] | None:
-    """The per-node check as a fleet operation (None: no check)."""
+#: A rollout's check of one node, for either kind of request.
+_AnyCheck = Callable[[str, AsyncTabbyClient, Any], Awaitable[None]]
+
+
+def _node_ops(
+    request: ModelLoadRequest | DesiredState,
+    check: bool | NodeCheck | StateCheck,
+    verify: bool,
+    on_progress: FleetProgressCallback | None,
+    timeout: TimeoutArg,
+) -> tuple[NodeOp[Any], NodeOp[None] | None]:
+    """What a rollout runs on each node: its ensure, and its check (None: no check)."""
+    ensure: NodeOp[Any]
+    default: _AnyCheck
+    if isinstance(request, DesiredState):
+        if not verify:
+            raise InvalidInputError(
+                "verify", "a DesiredState is always verified: ensure reads the node again"
+            )
+        state = request
+        default = default_state_check
+
+        def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[StateResult]:
+            progress = node_progress(on_progress, name)
+            return client.ensure(state, on_progress=progress, timeout=timeout)
+
+    else:
+        model = request
+        default = default_check
+
+        def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[EnsureResult]:
+            progress = node_progress(on_progress, name)
+            return client.models.ensure_loaded(
+                model, on_progress=progress, timeout=timeout, verify=verify
+            )
+
     if check is False:
-        return None
-    checker = default_check if check is True else check
+        return ensure, None
+    checker: _AnyCheck = default if check is True else check
 
     async def check_one(name: str, client: AsyncTabbyClient) -> None:
         await checker(name, client, request)
 
-    return check_one
+    return ensure, check_one
 
 
-def _skipped(
-    order: Iterable[str], failures: int, max_failures: int
-) -> list[NodeResult[EnsureResult]]:
+def _skipped(order: Iterable[str], failures: int, max_failures: int) -> list[NodeResult[Any]]:
     """A NodeSkippedError result for each node the halted rollout never reached."""
     return [
         NodeResult(
@@ -177,32 +258,27 @@ def _skipped(
 
 async def rollout_on_fleet(
     runner: Runner,
-    request: ModelLoadRequest,
+    request: ModelLoadRequest | DesiredState,
     *,
     batch_size: int,
     max_failures: int,
-    check: bool | NodeCheck,
+    check: bool | NodeCheck | StateCheck,
     verify: bool,
     nodes: Iterable[str] | None,
     timeout: TimeoutArg,
     on_progress: FleetProgressCallback | None,
     on_result: ResultCallback | None,
     on_batch: BatchCallback | None,
-) -> RolloutReport:
+) -> RolloutReport[Any, Any]:
     """The rollout of :meth:`TabbyFleet.rollout` (its arguments checked before any call)."""
     size = check_count("batch_size", batch_size)
     check_count("max_failures", max_failures, minimum=0)
     node_bound(timeout, None)  # a bad timeout is refused before the first batch
     order = [name for name, _ in runner.pool.targets(nodes)]
-
-    def load_one(name: str, client: AsyncTabbyClient) -> Awaitable[EnsureResult]:
-        return client.models.ensure_loaded(
-            request, on_progress=node_progress(on_progress, name), timeout=timeout, verify=verify
-        )
-
-    batch = _Batch(runner, load_one, _check_op(check, request), timeout, size)
+    ensure, check_one = _node_ops(request, check, verify, on_progress, timeout)
+    batch = _Batch(runner, ensure, check_one, timeout, size)
     started = time.perf_counter()
-    done: list[NodeResult[EnsureResult]] = []
+    done: list[NodeResult[Any]] = []
     batches: list[tuple[str, ...]] = []
     failures = 0
     for first in range(0, len(order), size):

@@ -39,6 +39,7 @@ __all__ = [
     "Runner",
     "node_bound",
     "node_progress",
+    "run_options",
 ]
 
 T = TypeVar("T")
@@ -167,3 +168,20 @@ class Runner:
             kind=kind,
             **options,
         )
+
+
+def run_options(
+    nodes: Iterable[str] | None,
+    timeout: TimeoutArg,
+    fail_fast: bool,
+    max_concurrency: int | None,
+    on_result: ResultCallback | None,
+) -> RunOptions:
+    """The run options of a method that spells them out (it also takes other keywords)."""
+    return {
+        "nodes": nodes,
+        "timeout": timeout,
+        "fail_fast": fail_fast,
+        "max_concurrency": max_concurrency,
+        "on_result": on_result,
+    }
