@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
@@ -23,6 +22,7 @@ from ..types import (
     ModelLoadRequest,
     ModelLoadResponse,
 )
+from ._commands import admin_key_named, group, leaf, show
 from ._format import card_fields, format_fields, model_list_text, props_fields
 from ._load_options import (
     add_download_options,
@@ -31,39 +31,12 @@ from ._load_options import (
     build_load_request,
 )
 from ._progress import download_progress, load_progress
-from .common import (
-    ENV_ADMIN_KEY,
-    EXIT_AUTH,
-    EXIT_OK,
-    CliError,
-    client_from_args,
-    connection_from_args,
-    connection_options,
-    print_json,
-)
+from .common import EXIT_OK, client_from_args, connection_from_args, print_json
 
 __all__ = ["load_with_progress", "register"]
 
-T = TypeVar("T")
-Handler = Callable[[argparse.Namespace], Awaitable[int]]
-
 
 # --- handlers -----------------------------------------------------------------------
-
-
-async def _show(
-    args: argparse.Namespace,
-    call: Callable[[AsyncTabbyClient], Awaitable[T]],
-    text: Callable[[T], str],
-) -> int:
-    """One call; its answer as JSON with ``--json``, else as ``text`` makes it."""
-    async with client_from_args(args) as client:
-        value = await call(client)
-    if args.json:
-        print_json(value)
-    else:
-        print(text(value))
-    return EXIT_OK
 
 
 async def _loaded(call: Callable[[], Awaitable[ModelCard]]) -> ModelCard | None:
@@ -83,18 +56,10 @@ async def _listing(
     conn = connection_from_args(args)
     admin = conn.admin_key is not None
     limited = not admin and conn.api_key is not None  # no key at all: auth is off, or 401
-    try:
+    with admin_key_named(args):
         async with client_from_args(args, reads_as_admin=True) as client:
             listing = await fetch(client)
             current = None if args.json else await loaded(client)
-    except E.AuthenticationError:
-        if not admin:
-            raise
-        # The admin key went on a read route as the api key: say which key failed.
-        raise CliError(
-            f"the server refused the admin key; check --admin-key or {ENV_ADMIN_KEY}",
-            exit_code=EXIT_AUTH,
-        ) from None
     if args.json:
         print_json(listing)
     else:
@@ -133,25 +98,25 @@ async def _embedding_list(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> int:
-    return await _show(args, lambda c: c.models.get(), card_fields)
+    return await show(args, lambda c: c.models.get(), card_fields)
 
 
 async def _props(args: argparse.Namespace) -> int:
-    return await _show(args, lambda c: c.models.get_props(), props_fields)
+    return await show(args, lambda c: c.models.get_props(), props_fields)
 
 
 async def _unload(args: argparse.Namespace) -> int:
-    return await _show(args, lambda c: c.models.unload(), lambda _: "unloaded the model")
+    return await show(args, lambda c: c.models.unload(), lambda _: "unloaded the model")
 
 
 async def _embedding_get(args: argparse.Namespace) -> int:
-    return await _show(
+    return await show(
         args, lambda c: c.models.get_embedding(), lambda card: format_fields([("id", card.id)])
     )
 
 
 async def _embedding_unload(args: argparse.Namespace) -> int:
-    return await _show(
+    return await show(
         args, lambda c: c.models.unload_embedding(), lambda _: "unloaded the embedding model"
     )
 
@@ -246,44 +211,14 @@ async def _embedding_load(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------
 
 
-def _group(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    description: str,
-    help_text: str | None = None,
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """A command group (``models``, ``models draft``...): its subcommands' subparsers."""
-    group = subparsers.add_parser(name, help=help_text, description=description)
-    group.set_defaults(group_parser=group)  # a bare `tabby-async models` prints its usage
-    return group.add_subparsers(title="commands", metavar="COMMAND")
-
-
-def _leaf(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    handler: Handler,
-    help_text: str,
-    description: str | None = None,
-) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        name,
-        help=help_text,
-        description=description or help_text,
-        parents=[connection_options()],
-    )
-    # The prog is "tabby-async models list": error lines name "models list".
-    parser.set_defaults(handler=handler, command_name=parser.prog.split(" ", 1)[-1])
-    return parser
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``models`` and its subcommands to the top-level parser."""
     # The line in the top-level --help is the group's entry in tabby_async.cli.GROUPS.
-    sub = _group(subparsers, "models", "Model management on one TabbyAPI server.")
-    _leaf(sub, "list", _list, "list the model folders (* = loaded)")
-    _leaf(sub, "get", _get, "show the loaded model and its parameters")
-    _leaf(sub, "props", _props, "show the loaded model's slots and context")
-    load = _leaf(
+    sub = group(subparsers, "models", "Model management on one TabbyAPI server.")
+    leaf(sub, "list", _list, "list the model folders (* = loaded)")
+    leaf(sub, "get", _get, "show the loaded model and its parameters")
+    leaf(sub, "props", _props, "show the loaded model's slots and context")
+    load = leaf(
         sub,
         "load",
         _load,
@@ -296,19 +231,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the load on its own (check with `tabby-async models get`)"
     )
     add_load_options(load)
-    _leaf(sub, "unload", _unload, "unload the model (admin key)")
-    download = _leaf(
+    leaf(sub, "unload", _unload, "unload the model (admin key)")
+    download = leaf(
         sub, "download", _download, "have the server download a Hugging Face repo (admin key)"
     )
     add_download_options(download)
 
-    draft = _group(sub, "draft", "Draft models.", "draft models")
-    _leaf(draft, "list", _draft_list, "list the draft model folders")
+    draft = group(sub, "draft", "Draft models.", "draft models")
+    leaf(draft, "list", _draft_list, "list the draft model folders")
 
-    emb = _group(sub, "embedding", "Embedding models.", "embedding models")
-    _leaf(emb, "list", _embedding_list, "list embedding model folders")
-    _leaf(emb, "get", _embedding_get, "show the loaded embedding model")
-    emb_load = _leaf(emb, "load", _embedding_load, "load an embedding model (admin key)")
+    emb = group(sub, "embedding", "Embedding models.", "embedding models")
+    leaf(emb, "list", _embedding_list, "list embedding model folders")
+    leaf(emb, "get", _embedding_get, "show the loaded embedding model")
+    emb_load = leaf(emb, "load", _embedding_load, "load an embedding model (admin key)")
     emb_load.add_argument("name", help="the embedding model folder's name")
     emb_load.add_argument("--device", help="device for the embedding model, e.g. cpu, cuda")
-    _leaf(emb, "unload", _embedding_unload, "unload the embedding model (admin key)")
+    leaf(emb, "unload", _embedding_unload, "unload the embedding model (admin key)")
