@@ -9,6 +9,10 @@
     models download ORG/REPO [--include PATTERN ... --hf-token TOKEN]
     models draft list
     models embedding list | get | load NAME [--device DEV] | unload
+    lora list | active | load NAME[:SCALING]... | unload
+    templates list | switch NAME | unload
+    sampling list | switch PRESET | switch --overrides FILE.json|.yml | unload
+    tokens encode TEXT | encode --messages FILE.json | decode ID...
     fleet status | load NAME | ensure NAME | rollout NAME  [--nodes nodes.toml ...]
     emulator [--port 5000 --models a,b ...]
     demo
@@ -106,9 +110,17 @@ class CommandGroup:
 #: Every top-level command, in the order ``--help`` lists them.
 GROUPS: tuple[CommandGroup, ...] = (
     CommandGroup("models", "list, inspect, load and unload models", f"{__name__}._models"),
+    CommandGroup("lora", "list, load and unload LoRA adapters", f"{__name__}._lora"),
+    CommandGroup(
+        "templates", "list and switch the loaded model's prompt template", f"{__name__}._templates"
+    ),
+    CommandGroup(
+        "sampling", "show, switch and clear the sampler overrides", f"{__name__}._sampling"
+    ),
+    CommandGroup("tokens", "encode and decode tokens with the loaded model", f"{__name__}._tokens"),
     CommandGroup(
         "fleet",
-        "status, load, ensure and rollout on many servers (a nodes file)",
+        "status, load, ensure, rollout and apply on many servers (a nodes file)",
         f"{__name__}.fleet",
     ),
     CommandGroup(
@@ -121,8 +133,9 @@ GROUPS: tuple[CommandGroup, ...] = (
 
 _DESCRIPTION = """\
 Manage the models of a TabbyAPI server from the shell: list, load (with live
-progress), inspect, unload and download models, manage embedding models, or
-try it all against the built-in emulator (`tabby-async demo`).
+progress), inspect, unload and download models, manage embedding models, LoRA
+adapters, prompt templates and sampler overrides, tokenize, or try it all
+against the built-in emulator (`tabby-async demo`).
 
 The connection comes from --url/--api-key/--admin-key or TABBY_URL,
 TABBY_API_KEY, TABBY_ADMIN_KEY (flags win). Reads need the api key (or the

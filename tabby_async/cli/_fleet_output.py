@@ -3,9 +3,10 @@
 The SDK's fleet results carry data; this module decides how they read in a
 terminal. A fleet table has one row per node: its name, its result (``ok``
 or the error's code), its time, then columns that depend on what the nodes
-returned (:data:`ROW_FORMATS`: a status, a plan, an ensure result), or one
-``detail`` column for anything else. A failed node's error fills the last
-column.
+returned (:data:`ROW_FORMATS`: a status, a plan, an ensure result, a
+state's result), or one ``detail`` column for anything else. A failed
+node's error fills the last column. :func:`state_plan_text` is the plan of
+``fleet apply``: per node, one line per part that changes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TextIO
 
-from .._desired import EnsureResult, LoadPlan
+from .._desired import EnsureResult, LoadPlan, unchecked_note
+from .._state import PartPlan, StatePlan, StateResult
 from ..fleet import FleetResult, NodeResult, NodeStatus
 from ..types import ModelLoadResponse
 from ._format import (
@@ -34,13 +36,17 @@ from .common import live_display
 __all__ = [
     "MAX_NODE_BARS",
     "ROW_FORMATS",
+    "STATE_COLUMNS",
     "STATUS_COLUMNS",
     "FleetView",
     "PlainView",
     "fleet_table",
     "make_view",
+    "part_line",
     "print_table",
     "results_json",
+    "state_plan_text",
+    "state_row",
     "status_row",
     "table_rows",
 ]
@@ -70,11 +76,53 @@ def status_row(status: NodeStatus) -> tuple[str, ...]:
     )
 
 
+def part_line(part: PartPlan) -> str:
+    """One part's plan: ``model: reload m (max_seq_len: wanted 4096, loaded 2048)``."""
+    return f"{part.part}: {part.action} {part.wanted} ({part.reason})"
+
+
+def state_plan_text(plans: Iterable[NodeResult[StatePlan]], unmanaged: Sequence[str] = ()) -> str:
+    """The plan of ``fleet apply``: per node a line, then one line per part that changes.
+
+    A node whose plan failed gets its error; the nodes that declare no
+    desired state one line together; the fields no node can confirm the
+    ``note:`` line at the end.
+    """
+    lines: list[str] = []
+    unchecked: list[str] = []
+    for r in plans:
+        if r.value is None:
+            lines.append(f"{r.node}: cannot plan: {r.status}: {r.error}")
+            continue
+        unchecked += r.value.unchecked
+        changing = [p for p in r.value.parts if p.changes]
+        if not changing:
+            lines.append(f"{r.node}: up to date ({r.value.summary()})")
+            continue
+        lines.append(f"{r.node}: {len(changing)} to change")
+        lines += [f"  {part_line(p)}" for p in changing]
+    if unmanaged:
+        lines.append(f"not managed (no desired state declared): {', '.join(unmanaged)}")
+    note = unchecked_note(unchecked)
+    return "\n".join([*lines, note] if note else lines)
+
+
+#: The columns of :func:`state_row`.
+STATE_COLUMNS: tuple[str, ...] = ("done", "now")
+
+
+def state_row(result: StateResult) -> tuple[str, ...]:
+    """A state's result as a table row: the parts written, and each part's plan now."""
+    done = ", ".join(f"{p.part} {p.action}" for p in result.done) or "nothing to do"
+    return (done, (result.after or result.plan).summary())
+
+
 #: Per value type, the columns and the row its nodes get in a fleet table.
 ROW_FORMATS: dict[type, tuple[tuple[str, ...], Callable[[Any], Sequence[str]]]] = {
     NodeStatus: (STATUS_COLUMNS, status_row),
     LoadPlan: (PLAN_COLUMNS, plan_row),
     EnsureResult: (ENSURE_COLUMNS, ensure_row),
+    StateResult: (STATE_COLUMNS, state_row),
 }
 
 

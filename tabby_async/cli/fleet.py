@@ -1,4 +1,4 @@
-"""``tabby-async fleet``: status, load, ensure and rollout on every node of a nodes file.
+"""``tabby-async fleet``: status, load, ensure, rollout and apply on every node of a nodes file.
 
 ::
 
@@ -6,14 +6,21 @@
     tabby-async fleet load    --nodes nodes.toml NAME [--max-seq-len N ...]
     tabby-async fleet ensure  --nodes nodes.toml NAME [--max-seq-len N ...] [--dry-run]
     tabby-async fleet rollout --nodes nodes.toml NAME [--batch-size 4 --max-failures 1]
+    tabby-async fleet apply   --nodes nodes.toml [--dry-run]
 
 The nodes file is described in :func:`tabby_async.fleet.read_nodes_toml`
-(keys come from the environment variables it names). While a command runs it shows a
-live per-node view on a terminal when rich is installed, and plain lines
-otherwise (one per node as it completes); at the end it prints a table of
-every node. ``--json`` prints one JSON document instead. The exit code is 0
-only when every node succeeded (for ``status``: reachable, healthy, and
-every probe answered); 1 when any node failed; 2 for a usage error.
+(keys come from the environment variables it names). ``apply`` brings each
+node to the desired state the file declares for it (its model, prompt
+template, sampler preset and embedding model), in the manner of ``kubectl
+apply``: it prints the plan per node (one line per part that changes), then
+writes only what differs. While a command runs it shows a live per-node
+view on a terminal when rich is installed, and plain lines otherwise (one
+per node as it completes); at the end it prints a table of every node.
+``--json`` prints one JSON document instead. The exit code is 0 only when
+every node succeeded (for ``status``: reachable, healthy, and every probe
+answered; for ``apply``: every managed node planned and, unless a dry run,
+brought to its state); 1 when any node failed or did not converge; 2 for a
+usage error (such as a nodes file that declares no desired state).
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._desired import LoadPlan, unchecked_note, unreported_fields
+from .._state import StatePlan
 from ..fleet import (
     FleetEnsureReport,
     FleetOptions,
     FleetResult,
+    FleetStateReport,
     NodeStatus,
     RolloutReport,
     TabbyFleet,
 )
 from ._args import name_list, non_negative_int, positive_int, positive_seconds
-from ._fleet_output import fleet_table, make_view, print_table, results_json
+from ._fleet_output import fleet_table, make_view, print_table, results_json, state_plan_text
 from ._load_options import add_load_options, build_load_request
 from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, print_json
 
@@ -206,6 +215,43 @@ async def _rollout(args: argparse.Namespace) -> int:
     return _exit_code(not report.ok)
 
 
+async def _apply(args: argparse.Namespace) -> int:
+    async with _fleet_from_args(args) as fleet:
+        nodes, total = _node_count(args, fleet)
+        declared = fleet.desired
+        unmanaged = [n for n in (nodes or fleet.nodes) if n not in declared]
+        with make_view(args, total, "apply", per_node=True) as view:
+
+            def on_plan(plans: FleetResult[StatePlan]) -> None:
+                view.note(state_plan_text(plans, unmanaged))
+                view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
+
+            report: FleetStateReport = await fleet.ensure(
+                nodes=nodes,
+                dry_run=args.dry_run,
+                fail_fast=args.fail_fast,
+                on_plan=on_plan,
+                on_progress=view.event,
+                on_result=view.done,
+            )
+    if args.json:
+        print_json(
+            {
+                "operation": "apply",
+                "dry_run": args.dry_run,
+                "unchecked": list(report.unchecked),
+                "not_managed": list(report.unmanaged),
+                "plans": results_json(report.plans),
+                "results": None if report.results is None else results_json(report.results),
+            }
+        )
+    else:
+        if report.results is not None:
+            print_table(report.results)
+        print(report.summary())
+    return _exit_code(not report.ok)
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -254,6 +300,10 @@ def _fleet_options() -> argparse.ArgumentParser:
 
 def _add_load_flags(parser: argparse.ArgumentParser) -> None:
     add_load_options(parser)
+    _add_load_timeout(parser)
+
+
+def _add_load_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--load-timeout",
         type=positive_seconds,
@@ -264,10 +314,10 @@ def _add_load_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``fleet status|load|ensure|rollout`` to the top-level parser."""
+    """Add ``fleet status|load|ensure|rollout|apply`` to the top-level parser."""
     fleet = subparsers.add_parser(
         "fleet",
-        help="status, load, ensure and rollout on many servers (a nodes file)",
+        help="status, load, ensure, rollout and apply on many servers (a nodes file)",
         description="Drive every server listed in a nodes file (TOML) at once.",
     )
     fleet.set_defaults(group_parser=fleet)
@@ -331,6 +381,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rollout.set_defaults(
         handler=_rollout, command_name="fleet rollout", interrupt_note=INTERRUPT_NOTE
     )
+
+    apply = sub.add_parser(
+        "apply",
+        parents=parents,
+        help="bring every node to the desired state the nodes file declares (plan, then act)",
+        description="Plan each node's declared desired state (model, prompt template, sampler "
+        "preset, embedding model: [desired] in the nodes file), print the plan, then write "
+        "only the parts that differ. Exit 1 if any node failed or did not converge.",
+    )
+    _add_load_timeout(apply)
+    apply.add_argument("--dry-run", action="store_true", help="print the plan only")
+    apply.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    apply.set_defaults(handler=_apply, command_name="fleet apply", interrupt_note=INTERRUPT_NOTE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
