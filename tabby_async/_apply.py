@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureResult
 from ._ensure import ensure_loaded, loaded_card
-from ._state import DesiredState, Observed, PartPlan, StateResult, plan_state
+from ._otel import Attributes, operation_span, server_attributes, set_plan
+from ._state import DesiredState, Observed, PartPlan, StatePlan, StateResult, plan_state
 from .errors import ModelNotLoadedError, StateMismatchError
 from .types import ModelCard
 
@@ -47,7 +48,33 @@ async def ensure_state(
     timeout: TimeoutArg = USE_CLIENT_DEFAULT,
 ) -> StateResult:
     """Bring the node to ``state``; see :meth:`AsyncTabbyClient.ensure`."""
-    plan = plan_state(state, await observe(client, state))
+
+    def attributes() -> Attributes:
+        found = server_attributes(client.base_url)
+        found["tabby.ensure.parts"] = list(state.parts)
+        found["tabby.ensure.dry_run"] = dry_run
+        return found
+
+    with operation_span("tabby.ensure", attributes) as span:
+        plan = plan_state(state, await observe(client, state))
+        if span is not None:
+            changes = [p.summary() for p in plan.parts if p.changes]
+            set_plan(span, "change" if changes else "none", changes, plan.unchecked)
+        result = await _apply(client, state, plan, dry_run, on_progress, timeout)
+        if span is not None:
+            span.set_attribute("tabby.ensure.done", [p.part for p in result.done])
+        return result
+
+
+async def _apply(
+    client: AsyncTabbyClient,
+    state: DesiredState,
+    plan: StatePlan,
+    dry_run: bool,
+    on_progress: ProgressCallback | None,
+    timeout: TimeoutArg,
+) -> StateResult:
+    """Carry out ``plan`` (see :func:`ensure_state`)."""
     if dry_run or not plan.changes:
         return StateResult(plan, after=None if dry_run else plan)
     done: list[PartPlan] = []

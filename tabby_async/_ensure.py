@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureAction, EnsureResult, LoadPlan, plan_for, unchanged
+from ._otel import operation_span, set_plan
 from ._stream import follow
 from .errors import EnsureMismatchError, ModelNotLoadedError
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
@@ -124,7 +125,26 @@ async def ensure_loaded(
     difference left is one the server made itself:
     :class:`EnsureMismatchError`.
     """
-    plan = await plan_load(service, request)
+    name = request.model_name
+    with operation_span("tabby.ensure_loaded", lambda: {"tabby.model.name": name}) as span:
+        plan = await plan_load(service, request)
+        if span is not None:
+            set_plan(span, plan.action, plan.reasons, plan.unchecked)
+        result = await _act(service, request, plan, on_progress, timeout, verify)
+        if span is not None:
+            span.set_attribute("tabby.ensure.done", result.action)
+        return result
+
+
+async def _act(
+    service: AsyncModelsService,
+    request: ModelLoadRequest,
+    plan: LoadPlan,
+    on_progress: ProgressCallback | None,
+    timeout: TimeoutArg,
+    verify: bool,
+) -> EnsureResult:
+    """Carry out ``plan`` (see :func:`ensure_loaded`)."""
     if plan.action == "none":
         return unchanged(plan)
     action: EnsureAction = plan.action

@@ -23,13 +23,14 @@ import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import msgspec
 
 from . import errors as E
 from ._mapping import translate_exception
+from ._otel import LoadTrace
 from ._route import Route
 from ._sse import EventReader, MessageEvent
 from ._timeouts import Timeout
@@ -52,6 +53,8 @@ ProgressCallback = Callable[[ModelLoadResponse], Awaitable[None] | None]
 #: Polls ``GET /v1/model`` once, bounded by the seconds it is given; True
 #: when the requested model is the loaded one.
 Reattach = Callable[[float], Awaitable[bool]]
+
+_Exc = TypeVar("_Exc", bound=BaseException)
 
 
 class _FrameError(msgspec.Struct, frozen=True):
@@ -142,6 +145,8 @@ class LoadStream:
         #: The last event seen, so a caller can tell how far the load got.
         self.last_event: ModelLoadResponse | None = None
         self._events = 0
+        #: The load's span while one records (see ``_otel``); None otherwise.
+        self._trace: LoadTrace | None = None
 
     async def __aenter__(self) -> Self:
         await self._open()
@@ -198,13 +203,20 @@ class LoadStream:
             return
         if self._opening is not None:
             raise E.ClientStateError("this load stream is being opened by another task")
-        sending = asyncio.ensure_future(
-            self._transport.send(self._route, self._body, self._timeout, 0, read=False)
+        send = self._transport.send(self._route, self._body, self._timeout, 0, read=False)
+        trace = self._trace = LoadTrace.start(
+            self._transport.base_url, self._route.path, getattr(self._body, "model_name", None)
         )
+        if trace is None:
+            sending = asyncio.ensure_future(send)
+        else:
+            with trace.context():  # the request's own span is the load's child
+                sending = asyncio.ensure_future(send)
         self._opening = sending
         try:
             await asyncio.wait((sending,))
-        except BaseException:  # this task was cancelled: so is the request
+        except BaseException as exc:  # this task was cancelled: so is the request
+            self._fail(exc)
             self._closed = True
             sending.cancel()
             await asyncio.wait((sending,))
@@ -220,13 +232,14 @@ class LoadStream:
         failure = sending.exception()
         if failure is not None:
             self._closed = True
-            raise failure
+            raise self._fail(failure)
         response, _ = sending.result()
         self._response = response
         problem = _not_a_stream(response)
         if problem is not None:
+            not_a_stream = self._fail(E.StreamError(f"{self._route.path}: {problem}"))
             await self.aclose()
-            raise E.StreamError(f"{self._route.path}: {problem}")
+            raise not_a_stream
         self._reader = EventReader(response.content, str(response.url.origin()))
 
     async def __anext__(self) -> ModelLoadResponse:
@@ -250,27 +263,32 @@ class LoadStream:
         except Exception as exc:
             failure = translate_exception(exc, self._route, self._timeout, got_head=True)
             if failure is None:
+                self._fail(exc)
                 await self.aclose()
                 raise
-        except BaseException:
+        except BaseException as exc:
+            self._fail(exc)
             await self.aclose()
             raise
         if self._closed:  # aclose() from another task while this one waited
             raise StopAsyncIteration
         if failure is not None or message is None:
-            await self.aclose()
+            await self._close()  # the span stays open: polling may yet see the model
             if failure is None:
                 return await self._recover(E.StreamError(self._ended_early()))
             if isinstance(failure, E.TabbyConnectionError):
                 return await self._recover(E.StreamError(f"{self._ended_early()}: {failure}"))
-            raise failure
+            raise self._fail(failure)
         try:
             event = _event_decoder.decode(message.data)
         except (msgspec.ValidationError, msgspec.DecodeError):
+            bad_frame = self._fail(_frame_error(message.data))
             await self.aclose()
-            raise _frame_error(message.data) from None
+            raise bad_frame from None
         self.last_event = event
         self._events += 1
+        if self._trace is not None:
+            self._traced(event)
         if event.model_type == "model" and event.status == "finished":
             self._finished = True
         return event
@@ -285,7 +303,7 @@ class LoadStream:
         bounded by the time left, so the whole takes about ``reattach_within``.
         """
         if self._reattach is None or self._finished:
-            raise broken
+            raise self._fail(broken)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._reattach_within
         stopped: E.TabbyError | None = None
@@ -301,13 +319,15 @@ class LoadStream:
                     stopped = err
             if stopped is not None:
                 problem = f"{broken}; polling GET /v1/model failed: {stopped}"
-                raise E.StreamError(problem) from stopped
+                raise self._fail(E.StreamError(problem)) from stopped
             if loop.time() + self._poll_interval >= deadline:
                 break
             await asyncio.sleep(self._poll_interval)
-        raise E.StreamError(
-            f"{broken}; the model did not show up in GET /v1/model within "
-            f"{self._reattach_within:g} s"
+        raise self._fail(
+            E.StreamError(
+                f"{broken}; the model did not show up in GET /v1/model within "
+                f"{self._reattach_within:g} s"
+            )
         ) from broken
 
     def _reattached(self) -> ModelLoadResponse:
@@ -319,7 +339,27 @@ class LoadStream:
         self.reattached = True
         self._finished = True
         self.last_event = event
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            trace.finished(reattached=True)
         return event
+
+    def _traced(self, event: ModelLoadResponse) -> None:
+        """An event on a traced load: a component's ``finished`` is a span event."""
+        trace = self._trace
+        if trace is None or event.status != "finished":
+            return
+        trace.component_finished(event.model_type, event.modules)
+        if event.model_type == "model":
+            self._trace = None
+            trace.finished()
+
+    def _fail(self, exc: _Exc) -> _Exc:
+        """End the load's span (if traced) with ``exc``; returns ``exc``, to be raised."""
+        trace, self._trace = self._trace, None
+        if trace is not None:
+            trace.fail(exc)
+        return exc
 
     def _ended_early(self) -> str:
         last = self.last_event
@@ -350,6 +390,13 @@ class LoadStream:
         the opening request is cancelled, and no connection is held once
         this returns.
         """
+        await self._close()
+        trace, self._trace = self._trace, None
+        if trace is not None:  # closed before the model finished
+            trace.closed()
+
+    async def _close(self) -> None:
+        """Cancel the opening request and close the response; the load's span stays open."""
         self._closed = True
         opening = self._opening
         if opening is not None:

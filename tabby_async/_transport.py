@@ -21,14 +21,13 @@ import msgspec
 from yarl import URL
 
 from . import errors as E
+from ._log import log_extra, logger
 from ._mapping import decode, kept_headers, secs, status_error, translate_exception
 from ._route import AuthKind, Route
 from ._session import Sessions
 from ._timeouts import Timeout
 
 __all__ = ["RETRY_STATUSES", "Transport"]
-
-logger = logging.getLogger("tabby_async")
 
 T = TypeVar("T")
 
@@ -76,6 +75,11 @@ class Transport:
             self._headers[(kind, False)] = h  # type: ignore[index]
             self._headers[(kind, True)] = {**h, "Content-Type": "application/json"}  # type: ignore[index]
         self._has_admin_key = bool(admin_key)
+
+    @property
+    def base_url(self) -> URL:
+        """The server's base URL."""
+        return self._base_url
 
     def url(self, route: Route[Any]) -> URL:
         """The route's URL on this server (built once per route)."""
@@ -148,6 +152,7 @@ class Transport:
                     route.path,
                     delay,
                     err.code,
+                    extra=log_extra(),
                 )
                 await asyncio.sleep(delay)
 
@@ -204,6 +209,7 @@ class Transport:
                 route.path,
                 status,
                 (time.monotonic() - started) * 1000,
+                extra=log_extra(),
             )
         return answer, data
 

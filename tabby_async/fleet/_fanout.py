@@ -21,7 +21,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from .._client import AsyncTabbyClient
+from .._log import NODE, OPERATION
+from .._otel import use_span
 from ..errors import NodeCancelledError, NodeSkippedError, TabbyError, TabbyTimeoutError
+from ._observe import FleetTrace, log_node_result
 from ._results import FleetResult, NodeResult
 
 __all__ = ["NodeOp", "ResultCallback", "fan_out"]
@@ -64,8 +67,13 @@ async def fan_out(
     on_result: ResultCallback | None = None,
     operation: str = "",
 ) -> FleetResult[T]:
-    """Run ``op`` on every target; return every node's result in target order."""
+    """Run ``op`` on every target; return every node's result in target order.
+
+    The operation's span (when tracing) is the parent of one span per node,
+    and every record logged meanwhile names ``operation`` and the node.
+    """
     started = time.perf_counter()
+    trace = FleetTrace.start(operation, len(targets))
     results: list[NodeResult[T] | None] = [None] * len(targets)
     running: dict[int, int] = {}  # worker number -> index of the node it runs
     next_index = 0
@@ -80,9 +88,17 @@ async def fan_out(
             next_index += 1
             name, client = targets[index]
             running[number] = index
-            result = await run_node(name, client, op, timeout)
+            node = NODE.set(name)
+            try:
+                if trace is None:
+                    result = await run_node(name, client, op, timeout)
+                else:
+                    result = await trace.node(name, client, run_node(name, client, op, timeout))
+            finally:
+                NODE.reset(node)
             del running[number]
             results[index] = result
+            log_node_result(operation, result)
             if on_result is not None:
                 on_result(result)
             if fail_fast and result.error is not None and not stopping:
@@ -93,9 +109,20 @@ async def fan_out(
                         task.cancel()
 
     count = max(1, min(max_concurrency, len(targets)))
-    workers.extend(asyncio.create_task(worker(n)) for n in range(count))
+    # The workers start in a copy of this context: with the operation named,
+    # and its span as their parent.
+    scope = OPERATION.set(operation)
+    try:
+        with use_span(None if trace is None else trace.span):
+            workers.extend(asyncio.create_task(worker(n)) for n in range(count))
+    finally:
+        OPERATION.reset(scope)
     try:
         outcomes = await asyncio.gather(*workers, return_exceptions=True)
+    except BaseException as exc:
+        if trace is not None:
+            trace.fail(exc)
+        raise
     finally:
         # The caller was cancelled (gather cancelled the workers): wait for
         # them so that no stream or connection outlives this call.
@@ -107,6 +134,8 @@ async def fan_out(
         None,
     )
     if bug is not None:
+        if trace is not None:
+            trace.fail(bug)
         raise bug
     out: list[NodeResult[T]] = []
     for index, result in enumerate(results):
@@ -121,9 +150,12 @@ async def fan_out(
                     f"{name}: not started because {failed_node} failed (fail_fast)"
                 )
             result = NodeResult(name, None, err, 0.0)
+            log_node_result(operation, result)
             if on_result is not None:
                 on_result(result)
         out.append(result)
+    if trace is not None:
+        trace.end(out)
     return FleetResult(out, operation=operation, elapsed=time.perf_counter() - started)
 
 

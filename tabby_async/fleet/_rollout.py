@@ -18,11 +18,13 @@ from .._client import AsyncTabbyClient
 from .._defaults import TimeoutArg
 from .._desired import EnsureResult, in_table_order, plan_for, unreported_fields
 from .._ensure import loaded_card
+from .._otel import use_span
 from .._state import DesiredState, StateResult
 from ..errors import InvalidInputError, NodeSkippedError, TabbyError, VerificationError
 from ..types import ModelLoadRequest
 from ._apply import state_label, state_plan
 from ._fanout import NodeOp, ResultCallback
+from ._observe import RolloutTrace
 from ._results import FleetResult, NodeResult
 from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
 
@@ -277,12 +279,46 @@ async def rollout_on_fleet(
     order = [name for name, _ in runner.pool.targets(nodes)]
     ensure, check_one = _node_ops(request, check, verify, on_progress, timeout)
     batch = _Batch(runner, ensure, check_one, timeout, size)
+    if isinstance(request, DesiredState):
+        target, model = state_label(request), request.model
+    else:
+        target, model = f"model {request.model_name}", request
+    name = model.model_name if model is not None else None
+    trace = RolloutTrace.start(target, name, len(order), size, max_failures)
+    if trace is None:
+        return await _roll(request, order, batch, max_failures, on_result, on_batch, None)
+    try:
+        with use_span(trace.span):
+            report = await _roll(request, order, batch, max_failures, on_result, on_batch, trace)
+    except BaseException as exc:
+        trace.fail(exc)
+        raise
+    trace.end(
+        len(report.batches),
+        len(report.done),
+        len(report.failed),
+        len(report.not_touched),
+        report.halted,
+    )
+    return report
+
+
+async def _roll(
+    request: ModelLoadRequest | DesiredState,
+    order: list[str],
+    batch: _Batch,
+    max_failures: int,
+    on_result: ResultCallback | None,
+    on_batch: BatchCallback | None,
+    trace: RolloutTrace | None,
+) -> RolloutReport[Any, Any]:
+    """Run the batches in ``order`` until done or halted (see :func:`rollout_on_fleet`)."""
     started = time.perf_counter()
     done: list[NodeResult[Any]] = []
     batches: list[tuple[str, ...]] = []
     failures = 0
-    for first in range(0, len(order), size):
-        names = order[first : first + size]
+    for first in range(0, len(order), batch.size):
+        names = order[first : first + batch.size]
         batches.append(tuple(names))
         ran = await batch.run(names, len(batches))
         done.extend(ran)
@@ -290,6 +326,8 @@ async def rollout_on_fleet(
             for r in ran:
                 on_result(r)
         failures += len(ran.failed)
+        if trace is not None:
+            trace.batch(len(batches) - 1, list(ran))
         if on_batch is not None:
             on_batch(len(batches) - 1, ran)
         if failures > max_failures:
