@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import json
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from .. import errors as E
@@ -19,6 +22,7 @@ from .common import (
     ENV_ADMIN_KEY,
     EXIT_AUTH,
     EXIT_OK,
+    EXIT_USAGE,
     CliError,
     client_from_args,
     connection_from_args,
@@ -26,9 +30,19 @@ from .common import (
     print_json,
 )
 
-__all__ = ["Handler", "admin_key_named", "group", "leaf", "show"]
+__all__ = [
+    "Handler",
+    "admin_key_named",
+    "api_key_only",
+    "group",
+    "leaf",
+    "read_document",
+    "show",
+    "show_listing",
+]
 
 T = TypeVar("T")
+M = TypeVar("M")
 #: A command's handler: the parsed options in, the exit code out.
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
@@ -103,3 +117,78 @@ async def show(
     else:
         print(text(value))
     return EXIT_OK
+
+
+def api_key_only(args: argparse.Namespace) -> bool:
+    """True when the command has an api key and no admin key.
+
+    The server's listings then show only what is in use (the loaded model,
+    the active adapters, the template in use); a note should say so.
+    """
+    conn = connection_from_args(args)
+    return conn.admin_key is None and conn.api_key is not None
+
+
+async def show_listing(
+    args: argparse.Namespace,
+    fetch: Callable[[AsyncTabbyClient], Awaitable[T]],
+    marks: Callable[[AsyncTabbyClient], Awaitable[M]],
+    text: Callable[[T, M | None, bool], str],
+) -> int:
+    """A listing, with what marks its rows (the loaded model, the active adapters...).
+
+    With ``--json`` only the listing is read and printed. Otherwise ``text``
+    gets the listing, the marks and whether the listing was read with an api
+    key only (see :func:`api_key_only`).
+    """
+    with admin_key_named(args):
+        async with client_from_args(args) as client:
+            listing = await fetch(client)
+            marked = None if args.json else await marks(client)
+    if args.json:
+        print_json(listing)
+    else:
+        print(text(listing, marked, api_key_only(args)))
+    return EXIT_OK
+
+
+_JSON = (".json",)
+_YAML = (".yml", ".yaml")
+
+
+def read_document(option: str, path: str) -> object:
+    """The JSON (``.json``) or YAML (``.yml``/``.yaml``) document in the file an option names.
+
+    Raises :class:`CliError` (usage, exit 2) naming ``option`` and ``path``
+    for another extension, a file that cannot be read, or a parse error.
+    YAML needs PyYAML (the ``cli`` extra); without it the error says so.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in _JSON + _YAML:
+        raise CliError(f"{option} {path}: expected a .json, .yml or .yaml file", EXIT_USAGE)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{option} {path}: cannot read it ({exc})", EXIT_USAGE) from None
+    if suffix in _YAML:
+        return _load_yaml(option, path, text)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{option} {path}: not valid JSON ({exc})", EXIT_USAGE) from None
+
+
+def _load_yaml(option: str, path: str, text: str) -> object:
+    try:
+        yaml = importlib.import_module("yaml")
+    except ImportError:
+        raise CliError(
+            f"{option} {path}: reading YAML needs PyYAML "
+            "(pip install 'tabby-async[cli]'), or give a .json file",
+            EXIT_USAGE,
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise CliError(f"{option} {path}: not valid YAML ({problem})", EXIT_USAGE) from None

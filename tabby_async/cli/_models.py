@@ -22,7 +22,7 @@ from ..types import (
     ModelLoadRequest,
     ModelLoadResponse,
 )
-from ._commands import admin_key_named, group, leaf, show
+from ._commands import group, leaf, show, show_listing
 from ._format import card_fields, format_fields, model_list_text, props_fields
 from ._load_options import (
     add_download_options,
@@ -31,7 +31,7 @@ from ._load_options import (
     build_load_request,
 )
 from ._progress import download_progress, load_progress
-from .common import EXIT_OK, client_from_args, connection_from_args, print_json
+from .common import EXIT_OK, client_from_args, print_json
 
 __all__ = ["load_with_progress", "register"]
 
@@ -52,19 +52,12 @@ async def _listing(
     loaded: Callable[[AsyncTabbyClient], Awaitable[str | None]],
     what: str,
 ) -> int:
-    """A listing, read with the admin key when there is one (it alone sees every folder)."""
-    conn = connection_from_args(args)
-    admin = conn.admin_key is not None
-    limited = not admin and conn.api_key is not None  # no key at all: auth is off, or 401
-    with admin_key_named(args):
-        async with client_from_args(args, reads_as_admin=True) as client:
-            listing = await fetch(client)
-            current = None if args.json else await loaded(client)
-    if args.json:
-        print_json(listing)
-    else:
-        print(model_list_text(listing, current, what, limited=limited))
-    return EXIT_OK
+    """A listing (the admin key, when set, is the one sent: it alone sees every folder)."""
+
+    def text(listing: ModelList, current: str | None, limited: bool) -> str:
+        return model_list_text(listing, current, what, limited=limited)
+
+    return await show_listing(args, fetch, loaded, text)
 
 
 async def _loaded_model(client: AsyncTabbyClient) -> str | None:

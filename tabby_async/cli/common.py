@@ -67,7 +67,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: A key is missing, wrong, or not allowed for the route (authentication/permission).
 EXIT_AUTH = 3
-#: The model (or the route) does not exist on the server.
+#: The model, template or preset (or the route) does not exist on the server.
 EXIT_NOT_FOUND = 4
 #: The command needs a loaded model and none is loaded.
 EXIT_NOT_LOADED = 5
@@ -82,7 +82,7 @@ exit codes:
   1    the server refused or failed the request (server error, failed load, other errors)
   2    usage error: bad command line or invalid input (nothing was sent)
   3    authentication or permission: a key is missing or wrong, or the route needs the admin key
-  4    not found: no such model on the server (or the server lacks the route)
+  4    not found: no such model, prompt template or sampler preset (or the server lacks the route)
   5    no model (or embedding model) is loaded
   6    cannot reach the server, or a timeout fired
   130  interrupted (Ctrl-C)
@@ -298,6 +298,15 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
             f"embedding model{named} is already loaded; nothing changed "
             "(unload it first to load it again)"
         )
+    if isinstance(exc, E.TemplateNotFoundError):
+        return f"prompt template{named} not found on the server; see `tabby-async templates list`"
+    if isinstance(exc, E.PresetNotFoundError):
+        return f"sampler preset{named} not found on the server; see `tabby-async sampling list`"
+    if isinstance(exc, E.NoTemplateError):
+        return (
+            "chat messages need a prompt template and the loaded model has none; "
+            "switch one in with `tabby-async templates switch NAME`"
+        )
     if isinstance(exc, E.NotFoundError):
         return f"the server at {url} has no route {exc.path} (is it a TabbyAPI server?)"
     if isinstance(exc, E.ModelNotLoadedError):
@@ -320,6 +329,7 @@ _PLAIN: tuple[tuple[type[E.TabbyError], str], ...] = (
     (E.TabbyConnectionError, "cannot reach the server at {url}: {message}"),
     (E.InvalidInputError, "invalid input: {message}"),
     (E.LoadFailedError, "the load failed on the server: {message}"),
+    (E.LoraLoadFailedError, "LoRA load failed: {message}"),
     (E.UnprocessableEntityError, "the server refused the request: {message}"),
     (E.ServerError, "server error: {text}"),
     (E.APIStatusError, "the server refused the request: {text}"),
