@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,26 @@ import pytest
 
 from tabby_async import (
     AuthenticationError,
+    DesiredState,
     HealthIssue,
     HealthResponse,
     ModelCard,
     ModelCardParameters,
     ModelLoadRequest,
+    PartPlan,
+    StatePlan,
+    StateResult,
     TabbyConnectionError,
     TabbyError,
     cli,
 )
-from tabby_async.cli._fleet_output import STATUS_COLUMNS, fleet_table, table_rows
+from tabby_async.cli._fleet_output import (
+    STATUS_COLUMNS,
+    fleet_table,
+    state_plan_text,
+    state_row,
+    table_rows,
+)
 from tabby_async.fleet import FieldDiff, LoadPlan, NodeResult, NodeStatus
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
@@ -406,3 +416,156 @@ def test_fleet_tables(
     assert text[0].split() == header
     assert set(text[1]) <= {"-", " "}
     assert len(text) == len(rows) + 2
+
+
+# --- fleet apply ----------------------------------------------------------------------
+
+DESIRED = '[desired]\nmodel = { model_name = "m", max_seq_len = 4096 }\n'
+
+
+def with_desired(nodes: Nodes, head: str = DESIRED) -> str:
+    """The fixture's nodes file with a ``[desired]`` table first."""
+    path = Path(nodes.path).with_name("desired.toml")
+    path.write_text(f"{head}\n{Path(nodes.path).read_text()}")
+    return str(path)
+
+
+async def test_apply_prints_the_plan_then_acts_and_a_second_apply_writes_nothing(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n1"].preload("m", max_seq_len=4096)
+    nodes.servers["n2"].preload("m", max_seq_len=2048)
+    path = with_desired(nodes)
+    first = await run(capsys, "fleet", "apply", "--nodes", path)
+    assert first.code == 0, first.out + first.err
+    lines = first.out.splitlines()
+    # The plan: a line per node, then one per part that changes.
+    assert lines[lines.index("n0: 1 to change") + 1] == "  model: load m (nothing loaded)"
+    assert "n1: up to date (model: none)" in lines
+    assert lines[lines.index("n2: 1 to change") + 1] == (
+        "  model: reload m (max_seq_len: wanted 4096, loaded 2048)"
+    )
+    assert "apply: 5 nodes: 4 changed, 1 unchanged, 0 failed" in first.out
+    table = next(line for line in lines if line.startswith("n2 "))
+    assert table.split()[:2] == ["n2", "ok"] and "model reload" in table
+    assert all(s.loaded == "m" for s in nodes.servers.values())
+    assert nodes.servers["n1"].count("POST", "/v1/model/load") == 0
+    assert not any(key in first.out + first.err for key in nodes.secrets())
+
+    for server in nodes.servers.values():
+        server.reset_requests()
+    for argv in ((), ("--dry-run",), ("--json",)):
+        again = await run(capsys, "fleet", "apply", "--nodes", path, *argv)
+        assert again.code == 0, again.out + again.err
+        if argv != ("--json",):
+            assert again.out.count("up to date (model: none)") == 5
+    assert _posts(nodes) == 0
+
+
+async def test_apply_dry_run_json_and_the_unchecked_note(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = '[desired]\nmodel = { model_name = "m", max_seq_len = 4096, gpu_split = [20.0] }\n'
+    path = with_desired(nodes, head)
+    dry = await run(capsys, "fleet", "apply", "--nodes", path, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.count("  model: load m (nothing loaded)") == 5
+    note = "note: not reported by the server, not compared: gpu_split"
+    assert dry.out.splitlines().count(note) == 1
+    assert "plan (dry run): 5 change; 0 failed" in dry.out
+
+    as_json = await run(capsys, "fleet", "apply", "--nodes", path, "--dry-run", "--json")
+    document = json.loads(as_json.out)
+    assert document["operation"] == "apply" and document["dry_run"] is True
+    assert document["results"] is None and document["unchecked"] == ["gpu_split"]
+    parts = {p["value"]["parts"][0]["action"] for p in document["plans"]}
+    assert parts == {"load"}
+    assert _posts(nodes) == 0
+
+
+async def test_apply_exits_1_when_a_node_fails_or_a_node_is_down(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # n3's own desired model fails to load; n1 declares none (not managed).
+    path = with_desired(nodes)
+    text = Path(path).read_text()  # noqa: ASYNC240 - a small file, before any request
+    text = text.replace('name = "n3"', 'name = "n3"\ndesired.model = "bad"')
+    text = text.replace('name = "n1"', 'name = "n1"\ndesired.model = false')
+    Path(path).write_text(text)  # noqa: ASYNC240
+    result = await run(capsys, "fleet", "apply", "--nodes", path, "--json")
+    assert result.code == 1
+    document = json.loads(result.out)
+    statuses = {n["node"]: n["status"] for n in document["results"]}
+    assert statuses == {"n0": "ok", "n2": "ok", "n3": "load_failed", "n4": "ok"}
+    assert document["not_managed"] == ["n1"]
+    assert nodes.servers["n1"].requests == []
+
+    down_node = f'[[nodes]]\nname = "down"\nurl = "http://127.0.0.1:{closed_port()}"\n'
+    Path(path).write_text(f"{text}\n{down_node}")  # noqa: ASYNC240
+    plain = await run(capsys, "fleet", "apply", "--nodes", path)
+    assert plain.code == 1
+    assert "down: cannot plan: connection_error:" in plain.out
+    assert "not managed (no desired state declared): n1" in plain.out
+    assert "; not managed: n1" in plain.out
+
+
+async def test_apply_without_a_declared_state_is_a_usage_error(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    result = await run(capsys, "fleet", "apply", "--nodes", nodes.path)
+    assert result.code == 2
+    assert "no chosen node declares a desired state" in result.err
+    assert _posts(nodes) == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[desired]\nmodel = { max_seq_len = 4096 }\n[[nodes]]\nurl = "http://h:1"\n')
+    refused = await run(capsys, "fleet", "apply", "--nodes", str(bad))
+    assert refused.code == 2
+    assert "desired.model.model_name: is required" in refused.err
+
+
+def _plan(*parts: PartPlan) -> StatePlan:
+    return StatePlan(DesiredState(template="t"), parts)
+
+
+CHATML = PartPlan("template", "switch", "chatml", "alpaca", "'alpaca' in use")
+PRESET = PartPlan(
+    "sampling", "none", "fast", "fast", "loaded, overrides in force", ("sampling_preset (why)",)
+)
+
+
+@pytest.mark.parametrize(
+    ("results", "unmanaged", "text"),
+    [
+        (
+            [NodeResult("a", _plan(PRESET))],
+            (),
+            "a: up to date (sampling: none)\n"
+            "note: not reported by the server, not compared: sampling_preset (why)",
+        ),
+        (
+            [NodeResult("a", _plan(CHATML, PRESET)), NodeResult("b", None, TabbyError("boom"))],
+            ("c", "d"),
+            "a: 1 to change\n  template: switch chatml ('alpaca' in use)\n"
+            "b: cannot plan: tabby_error: boom\n"
+            "not managed (no desired state declared): c, d\n"
+            "note: not reported by the server, not compared: sampling_preset (why)",
+        ),
+        ([NodeResult("a", _plan())], (), "a: up to date (nothing managed)"),
+    ],
+)
+def test_the_apply_plan_text(
+    results: list[NodeResult[StatePlan]], unmanaged: tuple[str, ...], text: str
+) -> None:
+    assert state_plan_text(results, unmanaged) == text
+
+
+def test_a_state_result_row() -> None:
+    plan = _plan(CHATML)
+    after = _plan(replace(CHATML, action="none", reason="in use"))
+    assert state_row(StateResult(plan, (CHATML,), None, after)) == (
+        "template switch",
+        "template: none",
+    )
+    assert state_row(StateResult(after, after=after)) == ("nothing to do", "template: none")
+    header, _ = table_rows([NodeResult("a", StateResult(plan, (CHATML,), None, after))])
+    assert header == ["node", "result", "time", "done", "now"]

@@ -78,7 +78,10 @@ def status_row(status: NodeStatus) -> tuple[str, ...]:
 
 def part_line(part: PartPlan) -> str:
     """One part's plan: ``model: reload m (max_seq_len: wanted 4096, loaded 2048)``."""
-    return f"{part.part}: {part.action} {part.wanted} ({part.reason})"
+    reason = part.reason
+    if part.part == "model" and part.current is None:
+        reason = "nothing loaded"  # rather than "model_name: wanted 'm', loaded None"
+    return f"{part.part}: {part.action} {part.wanted} ({reason})"
 
 
 def state_plan_text(plans: Iterable[NodeResult[StatePlan]], unmanaged: Sequence[str] = ()) -> str:
