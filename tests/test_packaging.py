@@ -65,6 +65,17 @@ def source_modules() -> set[str]:
     }
 
 
+def doc_sources() -> set[str]:
+    """Every file of the documentation site's sources (the sdist ships them, the wheel not)."""
+    found = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "docs").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert "docs/index.md" in found
+    return found
+
+
 def test_the_wheel_ships_the_package_typed_and_licensed(built: Built) -> None:
     files = set(built.wheel_files)
     assert source_modules() <= files
@@ -77,6 +88,7 @@ def test_the_wheel_ships_the_package_typed_and_licensed(built: Built) -> None:
     # Nothing but the package and its metadata: no tests, examples, caches.
     tops = {PurePosixPath(f).parts[0] for f in files}
     assert tops == {"tabby_async", f"{NAME}.dist-info"}
+    assert not [f for f in files if f.startswith("docs/") or f.endswith("mkdocs.yml")]
     assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".pyo"))]
 
 
@@ -106,8 +118,11 @@ def test_the_sdist_ships_sources_tests_and_docs(built: Built) -> None:
         "tests/conftest.py",
         "examples/fastapi_app.py",
         "benchmarks/README.md",
+        "mkdocs.yml",
     } <= files
     assert source_modules() <= files
+    # The documentation site's sources, every one of them.
+    assert doc_sources() <= files
     assert "Copyright (c) 2026 the tabby-async authors" in built.sdist_license
 
 
@@ -125,6 +140,8 @@ def test_the_sdist_has_nothing_unexpected(built: Built) -> None:
         "tests",
         "examples",
         "benchmarks",
+        "docs",
+        "mkdocs.yml",
         "README.md",
         "CHANGELOG.md",
         "LICENSE",
