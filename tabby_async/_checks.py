@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 
+import msgspec
 from yarl import URL
 
 from .errors import InvalidInputError
@@ -23,6 +24,7 @@ __all__ = [
     "check_count",
     "check_gpu_split",
     "check_headers",
+    "check_json",
     "check_key",
     "check_max_retries",
     "check_model_name",
@@ -271,3 +273,15 @@ def check_str_list(field: str, value: object) -> None:
     for i, item in enumerate(value):
         if not isinstance(item, str):
             raise InvalidInputError(f"{field}[{i}]", f"must be a string, not {item!r}")
+
+
+def check_json(field: str, value: object) -> None:
+    """Data sent on as given (sampler overrides, template variables): JSON can carry it.
+
+    Checked when the request is built, so that an object JSON cannot hold
+    is refused naming the field, not found by the encoder while sending.
+    """
+    try:
+        msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise InvalidInputError(field, f"must be JSON data: {exc}") from None

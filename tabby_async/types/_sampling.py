@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from .._checks import check_model_name
+from .._checks import check_json, check_model_name
 from ..errors import InvalidInputError
 from ._base import RequestStruct, ResponseStruct
 
@@ -47,3 +47,4 @@ class SamplerOverridesSwitchRequest(RequestStruct, frozen=True, kw_only=True, om
             for key in self.overrides:
                 if not isinstance(key, str) or not key:
                     raise InvalidInputError("overrides", f"keys must be sampler names, not {key!r}")
+            check_json("overrides", self.overrides)

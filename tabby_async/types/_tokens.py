@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .._checks import check_bool
+from .._checks import check_bool, check_json
 from ..errors import InvalidInputError
 from ._base import RequestStruct, ResponseStruct
 
@@ -57,6 +57,8 @@ class ChatMessage(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
     def __post_init__(self) -> None:
         if not isinstance(self.role, str) or not self.role:
             raise InvalidInputError("role", "must be a non-empty string such as 'user'")
+        if self.tool_calls is not None:
+            check_json("tool_calls", self.tool_calls)
 
 
 class _TokenOptions(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
@@ -90,8 +92,10 @@ class TokenEncodeRequest(_TokenOptions, frozen=True, kw_only=True, omit_defaults
                     raise InvalidInputError(f"text[{i}]", "must be a ChatMessage")
         elif not isinstance(self.text, str):
             raise InvalidInputError("text", "must be a string or a list of ChatMessage")
-        if self.template_vars is not None and not isinstance(self.template_vars, dict):
-            raise InvalidInputError("template_vars", "must be a dict")
+        if self.template_vars is not None:
+            if not isinstance(self.template_vars, dict):
+                raise InvalidInputError("template_vars", "must be a dict")
+            check_json("template_vars", self.template_vars)
 
 
 class TokenEncodeResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
