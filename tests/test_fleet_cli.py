@@ -109,11 +109,20 @@ async def nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             await server.close()
 
 
-def with_down_node(nodes: Nodes) -> str:
-    path = Path(nodes.path).with_name("with-down.toml")
-    text = Path(nodes.path).read_text()
-    path.write_text(f'{text}\n[[nodes]]\nname = "down"\nurl = "http://127.0.0.1:{closed_port()}"\n')
+def nodes_file(nodes: Nodes, name: str, *, head: str = "", tail: str = "") -> str:
+    """The fixture's nodes file as ``name``, with ``head`` before it and ``tail`` after."""
+    path = Path(nodes.path).with_name(name)
+    path.write_text(f"{head}\n{Path(nodes.path).read_text()}\n{tail}")
     return str(path)
+
+
+def down_node() -> str:
+    """A ``[[nodes]]`` table of a node that is down."""
+    return f'[[nodes]]\nname = "down"\nurl = "http://127.0.0.1:{closed_port()}"\n'
+
+
+def with_down_node(nodes: Nodes) -> str:
+    return nodes_file(nodes, "with-down.toml", tail=down_node())
 
 
 async def test_status_table_and_exit_codes(
@@ -423,11 +432,9 @@ def test_fleet_tables(
 DESIRED = '[desired]\nmodel = { model_name = "m", max_seq_len = 4096 }\n'
 
 
-def with_desired(nodes: Nodes, head: str = DESIRED) -> str:
+def with_desired(nodes: Nodes, head: str = DESIRED, tail: str = "") -> str:
     """The fixture's nodes file with a ``[desired]`` table first."""
-    path = Path(nodes.path).with_name("desired.toml")
-    path.write_text(f"{head}\n{Path(nodes.path).read_text()}")
-    return str(path)
+    return nodes_file(nodes, "desired.toml", head=head, tail=tail)
 
 
 async def test_apply_prints_the_plan_then_acts_and_a_second_apply_writes_nothing(
@@ -487,11 +494,11 @@ async def test_apply_exits_1_when_a_node_fails_or_a_node_is_down(
     nodes: Nodes, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # n3's own desired model fails to load; n1 declares none (not managed).
-    path = with_desired(nodes)
-    text = Path(path).read_text()  # noqa: ASYNC240 - a small file, before any request
+    text = Path(nodes.path).read_text()  # noqa: ASYNC240 - a small file, before any request
     text = text.replace('name = "n3"', 'name = "n3"\ndesired.model = "bad"')
     text = text.replace('name = "n1"', 'name = "n1"\ndesired.model = false')
-    Path(path).write_text(text)  # noqa: ASYNC240
+    Path(nodes.path).write_text(text)  # noqa: ASYNC240
+    path = with_desired(nodes)
     result = await run(capsys, "fleet", "apply", "--nodes", path, "--json")
     assert result.code == 1
     document = json.loads(result.out)
@@ -500,9 +507,15 @@ async def test_apply_exits_1_when_a_node_fails_or_a_node_is_down(
     assert document["not_managed"] == ["n1"]
     assert nodes.servers["n1"].requests == []
 
-    down_node = f'[[nodes]]\nname = "down"\nurl = "http://127.0.0.1:{closed_port()}"\n'
-    Path(path).write_text(f"{text}\n{down_node}")  # noqa: ASYNC240
-    plain = await run(capsys, "fleet", "apply", "--nodes", path)
+    only = await run(capsys, "fleet", "apply", "--nodes", path, "--only", "n0,n1", "--dry-run")
+    assert only.code == 0, only.err
+    assert only.out.splitlines()[:2] == [
+        "n0: up to date (model: none)",
+        "not managed (no desired state declared): n1",
+    ]
+    assert "n3" not in only.out and "not managed: n1" in only.out
+
+    plain = await run(capsys, "fleet", "apply", "--nodes", with_desired(nodes, tail=down_node()))
     assert plain.code == 1
     assert "down: cannot plan: connection_error:" in plain.out
     assert "not managed (no desired state declared): n1" in plain.out

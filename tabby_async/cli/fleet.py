@@ -29,13 +29,12 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .._desired import LoadPlan, unchecked_note, unreported_fields
 from .._state import StatePlan
 from ..fleet import (
-    FleetEnsureReport,
     FleetOptions,
     FleetResult,
     FleetStateReport,
@@ -43,6 +42,7 @@ from ..fleet import (
     RolloutReport,
     TabbyFleet,
 )
+from ..fleet._ensure import PlanReport
 from ._args import name_list, non_negative_int, positive_int, positive_seconds
 from ._fleet_output import fleet_table, make_view, print_table, results_json, state_plan_text
 from ._load_options import add_load_options, build_load_request
@@ -135,40 +135,74 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
     return f"{text}\n{note}" if note else text
 
 
-async def _ensure(args: argparse.Namespace) -> int:
-    request = build_load_request(args)
+#: Starts a plan-then-act operation on a fleet with the options the command gives.
+StartPlanned = Callable[[TabbyFleet, dict[str, Any]], Awaitable[PlanReport[Any, Any]]]
+
+
+async def _plan_then_act(
+    args: argparse.Namespace,
+    operation: str,
+    title: str,
+    plan_text: Callable[[TabbyFleet, FleetResult[Any]], str],
+    start: StartPlanned,
+) -> int:
+    """``fleet ensure`` and ``fleet apply``: show the plan, then the writes, then the results."""
     async with _fleet_from_args(args) as fleet:
         nodes, total = _node_count(args, fleet)
-        with make_view(args, total, f"ensure {request.model_name}", per_node=True) as view:
+        with make_view(args, total, title, per_node=True) as view:
 
-            def on_plan(plans: FleetResult[LoadPlan]) -> None:
-                view.note(_plan_text(plans))
+            def on_plan(plans: FleetResult[Any]) -> None:
+                view.note(plan_text(fleet, plans))
                 view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
 
-            report: FleetEnsureReport = await fleet.models.ensure_loaded(
-                request,
-                nodes=nodes,
-                dry_run=args.dry_run,
-                fail_fast=args.fail_fast,
-                on_plan=on_plan,
-                on_progress=view.event,
-                on_result=view.done,
+            report = await start(
+                fleet,
+                {
+                    "nodes": nodes,
+                    "dry_run": args.dry_run,
+                    "fail_fast": args.fail_fast,
+                    "on_plan": on_plan,
+                    "on_progress": view.event,
+                    "on_result": view.done,
+                },
             )
     if args.json:
-        print_json(
-            {
-                "operation": "ensure",
-                "dry_run": args.dry_run,
-                "unchecked": list(report.unchecked),
-                "plans": results_json(report.plans),
-                "results": None if report.results is None else results_json(report.results),
-            }
-        )
+        document: dict[str, Any] = {
+            "operation": operation,
+            "dry_run": args.dry_run,
+            "unchecked": list(report.unchecked),
+        }
+        if isinstance(report, FleetStateReport):
+            document["not_managed"] = list(report.unmanaged)
+        document["plans"] = results_json(report.plans)
+        document["results"] = None if report.results is None else results_json(report.results)
+        print_json(document)
     else:
         if report.results is not None:
             print_table(report.results)
         print(report.summary())
     return _exit_code(not report.ok)
+
+
+async def _ensure(args: argparse.Namespace) -> int:
+    request = build_load_request(args)
+    return await _plan_then_act(
+        args,
+        "ensure",
+        f"ensure {request.model_name}",
+        lambda _fleet, plans: _plan_text(plans),
+        lambda fleet, options: fleet.models.ensure_loaded(request, **options),
+    )
+
+
+async def _apply(args: argparse.Namespace) -> int:
+    def plan_text(fleet: TabbyFleet, plans: FleetResult[StatePlan]) -> str:
+        chosen = args.only or fleet.nodes
+        return state_plan_text(plans, [n for n in chosen if n not in fleet.desired])
+
+    return await _plan_then_act(
+        args, "apply", "apply", plan_text, lambda fleet, options: fleet.ensure(**options)
+    )
 
 
 async def _rollout(args: argparse.Namespace) -> int:
@@ -211,43 +245,6 @@ async def _rollout(args: argparse.Namespace) -> int:
         )
     else:
         print_table(report.results)
-        print(report.summary())
-    return _exit_code(not report.ok)
-
-
-async def _apply(args: argparse.Namespace) -> int:
-    async with _fleet_from_args(args) as fleet:
-        nodes, total = _node_count(args, fleet)
-        declared = fleet.desired
-        unmanaged = [n for n in (nodes or fleet.nodes) if n not in declared]
-        with make_view(args, total, "apply", per_node=True) as view:
-
-            def on_plan(plans: FleetResult[StatePlan]) -> None:
-                view.note(state_plan_text(plans, unmanaged))
-                view.set_total(sum(1 for r in plans if r.value is not None and r.value.changes))
-
-            report: FleetStateReport = await fleet.ensure(
-                nodes=nodes,
-                dry_run=args.dry_run,
-                fail_fast=args.fail_fast,
-                on_plan=on_plan,
-                on_progress=view.event,
-                on_result=view.done,
-            )
-    if args.json:
-        print_json(
-            {
-                "operation": "apply",
-                "dry_run": args.dry_run,
-                "unchecked": list(report.unchecked),
-                "not_managed": list(report.unmanaged),
-                "plans": results_json(report.plans),
-                "results": None if report.results is None else results_json(report.results),
-            }
-        )
-    else:
-        if report.results is not None:
-            print_table(report.results)
         print(report.summary())
     return _exit_code(not report.ok)
 
