@@ -8,7 +8,6 @@ emulator received: a second run with the same state must send none.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from tabby_async.fleet import (
     read_nodes_toml,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tests.test_fleet import closed_port
 
 NAMES = ["a", "b", "c", "d"]
 M4096 = ModelLoadRequest(model_name="m", max_seq_len=4096)
@@ -42,14 +42,6 @@ E = EmbeddingModelLoadRequest(embedding_model_name="e")
 STATE = DesiredState(model=M4096, embedding=E)
 #: STATE as a nodes file's [desired] table.
 STATE_TOML = '[desired]\nmodel = { model_name = "m", max_seq_len = 4096 }\nembedding = "e"'
-
-
-def closed_port() -> int:
-    """A local port nothing listens on: bound once, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass

@@ -1,48 +1,17 @@
 """Node specs, the fleet's options, and reading both from a nodes file (TOML).
 
-A nodes file has these tables (the details, with an example, are in
-:func:`read_nodes_toml`):
+A nodes file has these tables:
 
 - ``[[nodes]]`` (or ``[nodes.NAME]``): one per server, its ``url`` and
   where its keys come from;
 - ``[defaults]``: the key sources of every node that names none;
 - ``[fleet]``: options of :class:`~tabby_async.fleet.TabbyFleet`;
-- ``[desired]``: the desired state of every node, and ``desired`` inside a
-  node's table for that node's own.
+- ``[desired]``: the desired state of every node (its model, prompt
+  template, sampler preset and embedding model), and ``desired`` inside a
+  node's table for that node's own, overriding it part by part.
 
-A desired state (:class:`~tabby_async.DesiredState`) has four parts, each
-optional: ``model`` (a table of load request fields, or just the model's
-name), ``template`` (a prompt template name), ``sampling_preset`` (a
-sampler override preset name) and ``embedding`` (a table of embedding load
-fields, or just the name)::
-
-    [desired]                        # every node
-    template = "chatml"
-    sampling_preset = "precise"
-
-    [desired.model]
-    model_name = "Llama-3.1-70B-exl2"
-    max_seq_len = 16384
-
-    [[nodes]]
-    name = "gpu-01"
-    url = "http://10.0.0.1:5000"
-
-    [[nodes]]
-    name = "gpu-02"
-    url = "http://10.0.0.2:5000"
-    desired.model = { model_name = "Llama-3.1-8B-exl2", max_seq_len = 8192 }
-    desired.embedding = "bge-small-en"
-
-A node's ``desired`` overrides ``[desired]`` part by part: a part it gives
-replaces the default's part whole (a model table is not merged field by
-field), the parts it leaves out keep the default's, and ``false`` leaves a
-part unmanaged on that node (``desired.sampling_preset = false``). A node
-with no part left declares no desired state (``NodeSpec.desired`` is None).
-``TabbyFleet.ensure()`` and ``tabby-async fleet apply`` bring each node to its
-declared state. A mistake (an unknown part or field, a bad value) raises
-:class:`~tabby_async.InvalidInputError` naming its key path, e.g.
-``nodes[1].desired.model.max_seq_len``.
+The format, with an example of each table and the rules for desired state,
+is in :func:`read_nodes_toml`, which the reference documentation shows.
 """
 
 from __future__ import annotations
@@ -336,25 +305,37 @@ def read_nodes_toml(
 
     ``[nodes.gpu-01]`` tables (the name as the key) are accepted too.
 
-    A ``[desired]`` table declares the desired state of every node, and a
-    ``desired`` table in a node's own table overrides it part by part (a
-    part given replaces the default's whole; ``false`` leaves it unmanaged);
-    each node's result is its spec's ``desired``::
+    A ``[desired]`` table declares the desired state of every node, for
+    :meth:`TabbyFleet.ensure <tabby_async.fleet.TabbyFleet.ensure>` and
+    ``tabby-async fleet apply``. It has four parts, each optional:
+    ``model`` (a table of load request fields, or just the model's name),
+    ``template`` (a prompt template name), ``sampling_preset`` (a sampler
+    override preset name) and ``embedding`` (a table of embedding load
+    fields, or just the name). A ``desired`` table in a node's own table
+    overrides it part by part: a part it gives replaces the default's part
+    whole (a model table is not merged field by field), the parts it leaves
+    out keep the default's, and ``false`` leaves a part unmanaged on that
+    node. A node with no part left declares no desired state. Each node's
+    result is its spec's ``desired``::
 
         [desired]
-        model = { model_name = "Llama-3.1-70B-exl2", max_seq_len = 16384 }
         template = "chatml"
         sampling_preset = "precise"
-        embedding = "bge-small-en"      # a name alone, or a table of fields
+        embedding = "bge-small-en"
+
+        [desired.model]
+        model_name = "Llama-3.1-70B-exl2"
+        max_seq_len = 16384
 
         [nodes.gpu-03]
         url = "http://10.0.0.3:5000"
-        desired.model = "Llama-3.1-8B-exl2"
+        desired.model = { model_name = "Llama-3.1-8B-exl2", max_seq_len = 8192 }
         desired.sampling_preset = false   # not managed on gpu-03
 
     A mistake (an unknown key, a variable that is not set, two nodes of one
-    name, a bad desired field) raises :class:`~tabby_async.InvalidInputError`
-    naming its key path.
+    name, a bad desired part or field) raises
+    :class:`~tabby_async.InvalidInputError` naming its key path (e.g.
+    ``nodes.gpu-03.desired.model.max_seq_len``).
     """
     try:
         with Path(path).open("rb") as f:
