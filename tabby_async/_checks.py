@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+import aiohttp
 import msgspec
 from yarl import URL
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_seconds",
     "check_str",
     "check_str_list",
+    "check_trace_configs",
     "normalise_base_url",
     "redact_url",
 ]
@@ -174,6 +176,21 @@ def check_connection_limit(value: object) -> int:
             "connection_limit", f"must be an integer >= 0 (0: no limit), got {value!r}"
         )
     return value
+
+
+def check_trace_configs(value: object) -> tuple[aiohttp.TraceConfig, ...]:
+    """``trace_configs``: aiohttp ``TraceConfig`` objects (None: none)."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, aiohttp.TraceConfig)) or not isinstance(value, Iterable):
+        raise InvalidInputError("trace_configs", "must be a list of aiohttp.TraceConfig")
+    found = tuple(value)
+    for config in found:
+        if not isinstance(config, aiohttp.TraceConfig):
+            raise InvalidInputError(
+                "trace_configs", f"must hold aiohttp.TraceConfig, not {type(config).__name__}"
+            )
+    return found
 
 
 def check_count(name: str, value: object, minimum: int = 1) -> int:

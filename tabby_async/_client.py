@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl as _ssl
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from ._checks import (
     check_headers,
     check_key,
     check_max_retries,
+    check_trace_configs,
     normalise_base_url,
 )
 from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
@@ -84,6 +85,13 @@ class AsyncTabbyClient:
     connection a ``list()`` needs. A ``session=`` of your own is used for
     both kinds, and its connector's limit applies.
 
+    ``trace_configs`` (aiohttp ``TraceConfig`` objects, such as
+    ``opentelemetry-instrumentation-aiohttp-client``'s
+    ``create_trace_config()``) are given to the sessions the client makes,
+    so that every request it sends is traced. A ``session=`` of your own
+    keeps its own trace configs: give them to that session, not here (both
+    at once is an :class:`InvalidInputError`).
+
     Every argument is checked here, before anything is sent: a bad value
     raises :class:`InvalidInputError` naming it (and never showing a key or
     a header value).
@@ -102,6 +110,7 @@ class AsyncTabbyClient:
         max_retries: int = 2,
         ssl: _ssl.SSLContext | bool = True,
         connection_limit: int = 100,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
     ) -> None:
         # Not given: from TABBY_URL / TABBY_API_KEY / TABBY_ADMIN_KEY.
         url, url_source = resolve_url(base_url)
@@ -120,6 +129,13 @@ class AsyncTabbyClient:
         limit = check_connection_limit(connection_limit)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidInputError("session", "must be an aiohttp.ClientSession")
+        traces = check_trace_configs(trace_configs)
+        if session is not None and traces:
+            raise InvalidInputError(
+                "trace_configs",
+                "apply to the sessions the client makes; a session passed in keeps its own "
+                "(aiohttp.ClientSession(trace_configs=...))",
+            )
         if ssl is False:
             warnings.warn(
                 "AsyncTabbyClient(ssl=False): TLS certificates are not verified",
@@ -129,7 +145,7 @@ class AsyncTabbyClient:
             raise InvalidInputError("ssl", "must be True, False or an ssl.SSLContext")
         self._has_api_key = api_key is not None
         self._has_admin_key = admin_key is not None
-        self._sessions = Sessions(session, connection_limit=limit)
+        self._sessions = Sessions(session, connection_limit=limit, trace_configs=traces)
         self._transport = transport = Transport(
             base_url=self.base_url,
             api_key=api_key,

@@ -19,10 +19,12 @@ from __future__ import annotations
 import os
 import ssl as _ssl
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
+
+import aiohttp
 
 from .._checks import check_key, check_model_name, normalise_base_url, redact_url
 from .._resource import build_request
@@ -57,6 +59,7 @@ class FleetOptions(TypedDict, total=False):
     limit_per_host: int
     max_retries: int
     ssl: _ssl.SSLContext | bool
+    trace_configs: Iterable[aiohttp.TraceConfig] | None
 
 
 #: The ``[fleet]`` keys a nodes file may set, with their types.

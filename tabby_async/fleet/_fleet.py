@@ -59,7 +59,10 @@ class TabbyFleet:
     settings, build the clients yourself and pass them: they keep their own
     sessions and stay open when the fleet closes. ``limit_per_host`` bounds
     the connections of each *node*, also when several nodes share one
-    host:port behind a proxy.
+    host:port behind a proxy. ``trace_configs`` (aiohttp ``TraceConfig``
+    objects, such as OpenTelemetry's aiohttp instrumentation) go to that
+    shared session, so every request to a node made from a spec is traced;
+    clients passed in keep their own sessions' trace configs.
 
     Every operation runs on every node (or on ``nodes=[...]``) with at most
     ``max_concurrency`` nodes at a time and returns a
@@ -90,6 +93,7 @@ class TabbyFleet:
         limit_per_host: int = 8,
         max_retries: int = 2,
         ssl: _ssl.SSLContext | bool = True,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
     ) -> None:
         settings = FleetSettings.checked(max_concurrency, node_timeout, load_timeout)
         if connection_limit is None:
@@ -101,6 +105,7 @@ class TabbyFleet:
             limit_per_host=limit_per_host,
             max_retries=max_retries,
             ssl=ssl,
+            trace_configs=trace_configs,
         )
         self._runner = Runner(self._pool, settings)
         #: The Models API on every node.

@@ -44,7 +44,8 @@ def span_name(operation: str) -> tuple[str, dict[str, AttributeValue]]:
     words = operation.split() or ["run"]
     extra: dict[str, AttributeValue] = {}
     if len(words) > 1 and words[-1].isdigit():
-        extra[f"tabby.fleet.{words[-2]}"] = int(words.pop())
+        number = int(words.pop())
+        extra[f"tabby.fleet.{words[-1]}"] = number
     return "tabby.fleet." + ".".join(words), extra
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 import aiohttp
 from yarl import URL
 
-from .._checks import check_count
+from .._checks import check_count, check_trace_configs
 from .._client import AsyncTabbyClient
 from .._state import DesiredState
 from ..errors import ClientStateError, InvalidInputError
@@ -32,7 +32,8 @@ class NodePool:
 
     ``connection_limit`` bounds the shared session's connections and
     ``limit_per_host`` each node's (see :func:`most_nodes_per_host`);
-    ``max_retries`` and ``ssl`` are given to every client the pool makes.
+    ``max_retries`` and ``ssl`` are given to every client the pool makes,
+    ``trace_configs`` to the shared session.
     """
 
     def __init__(
@@ -43,8 +44,10 @@ class NodePool:
         limit_per_host: int,
         max_retries: int,
         ssl: _ssl.SSLContext | bool,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
     ) -> None:
         self._connection_limit = check_count("connection_limit", connection_limit)
+        self._trace_configs = check_trace_configs(trace_configs)
         self._limit_per_host = check_count("limit_per_host", limit_per_host)
         self._max_retries = max_retries  # checked by each client, when it is made
         self._ssl = ssl
@@ -82,7 +85,9 @@ class NodePool:
             limit=self._connection_limit,
             limit_per_host=self._limit_per_host * most_nodes_per_host(self._specs.values()),
         )
-        session = aiohttp.ClientSession(connector=connector)
+        session = aiohttp.ClientSession(
+            connector=connector, trace_configs=list(self._trace_configs) or None
+        )
         made: dict[str, AsyncTabbyClient] = {}
         try:
             for name, spec in self._specs.items():
