@@ -165,9 +165,30 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             ],
         ),
     ],
+    "guides/desired-state.md": [
+        (
+            "plan_load(request)",
+            [
+                r"^plan: reload \['max_seq_len: wanted 8192, loaded 4096'\]$",
+                r"^first: reload: max_seq_len: wanted 8192, loaded 4096$",
+                r"^draft loaded: True$",
+                r"^not compared: rope_alpha, draft_model.draft_model_name$",
+                r"^second: none: already as requested$",
+            ],
+        ),
+        (
+            "client.ensure(state, dry_run=True)",
+            [
+                r"^plan: model: load \(",
+                r"^plan: embedding: load \(none loaded\)$",
+                r"^done: model: load; embedding: load$",
+                r"^again: nothing to do: model: none; embedding: none$",
+            ],
+        ),
+    ],
 }
 #: Per page: how many blocks are pytest modules, fragments, included files.
-PYTEST_MODULES: dict[str, int] = {}
+PYTEST_MODULES: dict[str, int] = {"guides/testing.md": 4}
 FRAGMENTS: dict[str, int] = {}
 INCLUDED: dict[str, int] = {}
 
