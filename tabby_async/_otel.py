@@ -215,12 +215,22 @@ class LoadTrace(Traced):
         """The span as the current one (so the HTTP request's span is its child)."""
         return use_span(self.span)
 
-    def component_finished(self, model_type: str, modules: int) -> None:
-        """A component (``vision``, ``draft``, ``model``) has finished loading."""
+    def saw(self, model_type: str, status: str, modules: int) -> bool:
+        """A load event; True when it was the model's ``finished``, which ended the span.
+
+        Each component's (``vision``, ``draft``, ``model``) ``finished`` is a
+        span event.
+        """
+        if status != "finished":
+            return False
         self.span.add_event(
             "tabby.load.component_finished",
             {"tabby.model.type": model_type, "tabby.load.modules": modules},
         )
+        if model_type != "model":
+            return False
+        self.finished()
+        return True
 
     def finished(self, *, reattached: bool = False) -> None:
         """The model has finished: the span ends ``ok``."""

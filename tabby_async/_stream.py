@@ -287,8 +287,9 @@ class LoadStream:
             raise bad_frame from None
         self.last_event = event
         self._events += 1
-        if self._trace is not None:
-            self._traced(event)
+        trace = self._trace
+        if trace is not None and trace.saw(event.model_type, event.status, event.modules):
+            self._trace = None
         if event.model_type == "model" and event.status == "finished":
             self._finished = True
         return event
@@ -343,16 +344,6 @@ class LoadStream:
         if trace is not None:
             trace.finished(reattached=True)
         return event
-
-    def _traced(self, event: ModelLoadResponse) -> None:
-        """An event on a traced load: a component's ``finished`` is a span event."""
-        trace = self._trace
-        if trace is None or event.status != "finished":
-            return
-        trace.component_finished(event.model_type, event.modules)
-        if event.model_type == "model":
-            self._trace = None
-            trace.finished()
 
     def _fail(self, exc: _Exc) -> _Exc:
         """End the load's span (if traced) with ``exc``; returns ``exc``, to be raised."""

@@ -392,6 +392,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     apply.set_defaults(handler=_apply, command_name="fleet apply", interrupt_note=INTERRUPT_NOTE)
 
+    # Imported here: the exporter's module reads this one's ENV_NODES.
+    from ._exporter import add_exporter
+
+    add_exporter(sub)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``tabby-async fleet ...`` on its own (the ``tabby-async`` command runs the same)."""
