@@ -27,12 +27,14 @@ import importlib
 import importlib.util
 import re
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
 
+from tabby_async import errors as errors_module
 from tabby_async._desired import rules_markdown
 from tabby_async.cli import GROUPS, build_parser
 from tabby_async.cli import common as cli_common
@@ -186,11 +188,18 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             ],
         ),
     ],
+    "guides/errors.md": [
+        ("match err.code:", [r"^no such model: no-such-model$"]),
+        (
+            "timeout=USE_CLIENT_DEFAULT",
+            [r"^timed out: total$", r"^read bound only: None$", r"^\['m'\] after 3 tries$"],
+        ),
+    ],
 }
 #: Per page: how many blocks are pytest modules, fragments, included files.
 PYTEST_MODULES: dict[str, int] = {"guides/testing.md": 4}
 FRAGMENTS: dict[str, int] = {}
-INCLUDED: dict[str, int] = {}
+INCLUDED: dict[str, int] = {"guides/web-apps.md": 2}
 
 ALL_PROGRAMS = [(page, b) for page in PAGES for b in python_blocks(page) if is_program(b)]
 ALL_PYTEST = [(page, b) for page in PAGES for b in python_blocks(page) if b.mark == MARK_PYTEST]
@@ -384,6 +393,14 @@ def test_every_directive_names_a_public_object() -> None:
 
 def words(text: str) -> str:
     return " ".join(text.split())
+
+
+def test_the_errors_guide_has_the_error_tree() -> None:
+    doc = errors_module.__doc__
+    assert doc is not None
+    start = doc.index("::\n") + 3
+    tree = textwrap.dedent(doc[start : doc.index("\n\n", start + 2)]).strip("\n")
+    assert f"```text\n{tree}\n```" in page_text("guides/errors.md")
 
 
 def test_the_desired_state_guide_has_the_field_table() -> None:
