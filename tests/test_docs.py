@@ -61,6 +61,7 @@ PUBLIC_MODULES = [
     "tabby_async.fleet",
     "tabby_async.testing",
     "tabby_async.types",
+    "tabby_async.exporter",  # needs the exporter extra, which the test extra has
 ]
 INCLUDE = re.compile(r'^--8<-- "([^"]+)"\s*$')
 
