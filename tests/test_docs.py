@@ -196,6 +196,17 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             [r"^timed out: total$", r"^read bound only: None$", r"^\['m'\] after 3 tries$"],
         ),
     ],
+    "guides/observability.md": [
+        ("create_trace_config()", [r"^GET $", r"^POST $", r"^tabby.load ok$"]),
+        (
+            "FleetCollector.from_toml(",
+            [
+                r'^tabby_up\{node="gpu-01"\} 1.0$',
+                r'^tabby_desired_state_match\{node="gpu-02"\} 0.0$',
+                r'^tabby_desired_state_info\{action="load",node="gpu-01"\} 1.0$',
+            ],
+        ),
+    ],
 }
 #: Per page: how many blocks are pytest modules, fragments, included files.
 PYTEST_MODULES: dict[str, int] = {"guides/testing.md": 4}
@@ -527,9 +538,9 @@ def test_roles_become_links_or_code(text: str, expected: str) -> None:
     [
         (
             "Use it so::\n\n    x = 1\n    y = 2\n\nAfter.",
-            "Use it so:\n\n```python\nx = 1\ny = 2\n```\n\n\nAfter.",
+            "Use it so:\n\n```python\nx = 1\ny = 2\n```\n\nAfter.",
         ),
-        ("::\n\n    $ tabby-async models list\n", "\n```text\n$ tabby-async models list\n```\n\n"),
+        ("::\n\n    $ tabby-async models list\n", "\n```text\n$ tabby-async models list\n```\n"),
         ("Ends with :: but no block", "Ends with :: but no block"),
         ("Items:\n- a\n- b", "Items:\n\n- a\n- b"),
         ("Items:\n\n- a\n  more\n- b", "Items:\n\n- a\n  more\n- b"),
