@@ -65,7 +65,12 @@ def _not_loaded(missing_ok: bool) -> tuple[type[ModelNotLoadedError], ...]:
 
 
 class AsyncModelsService(Resource):
-    """The model-management calls of one server: ``client.models``."""
+    """The model-management calls of one server: ``client.models``.
+
+    Each method's ``Raises`` names the errors particular to it; the errors
+    any call may raise (the server unreachable, a timeout, a key refused,
+    ...) are listed on :class:`~tabby_async.AsyncTabbyClient`.
+    """
 
     __slots__ = ()
 
@@ -84,15 +89,20 @@ class AsyncModelsService(Resource):
     ) -> ModelCard:
         """The loaded model with its ``parameters`` (``GET /v1/model``).
 
-        Raises :class:`~tabby_async.ModelNotLoadedError` when none is loaded,
-        and also while a load is running (the server says so then too).
+        Raises:
+            ModelNotLoadedError: no model is loaded, or a load is running (the
+                server says "no model loaded" then too).
         """
         return await self._call(R.GET, timeout=timeout, max_retries=max_retries)
 
     async def get_props(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> ModelPropsResponse:
-        """Slots, chat template and context length of the loaded model (``GET /props``)."""
+        """Slots, chat template and context length of the loaded model (``GET /props``).
+
+        Raises:
+            ModelNotLoadedError: no model is loaded, or a load is running.
+        """
         return await self._call(R.PROPS, timeout=timeout, max_retries=max_retries)
 
     async def list_draft(
@@ -127,6 +137,23 @@ class AsyncModelsService(Resource):
         answered 429, 502, 503 or 504 (a busy proxy, or "no model loaded"
         while the load runs), a connection error or a timeout does not end the
         polling; each poll is bounded by the time left, so the window is kept.
+
+        Raises:
+            InvalidInputError: a bad request field or ``reattach_within``, at
+                once (nothing is sent).
+            ModelNotFoundError: on entering the block: no such model folder.
+            PermissionDeniedError: on entering the block: the client has no
+                valid admin key.
+            BadRequestError: on entering the block: another refusal (e.g. no
+                model name).
+            UnprocessableEntityError: on entering the block: the server
+                refused a field's value.
+            LoadFailedError: while iterating: the server reported a failed
+                load (a bad config, an unknown backend or draft, a failure
+                mid-load), with its reason.
+            StreamError: while iterating: the stream ended or broke before
+                the model's ``finished`` (the server died), or was not an
+                event stream.
         """
         body = build_request(ModelLoadRequest, request, fields)
         if reattach_within is None:
@@ -172,6 +199,18 @@ class AsyncModelsService(Resource):
         loaded model first and, when it is this model with other reported
         parameters, unloads it before loading (:meth:`ensure_loaded` does the
         same and also checks the result).
+
+        Raises:
+            InvalidInputError: a bad request field, before anything is sent.
+            ModelNotFoundError: no such model folder.
+            PermissionDeniedError: the client has no valid admin key.
+            BadRequestError: another refusal of the request.
+            UnprocessableEntityError: the server refused a field's value.
+            LoadFailedError: the server reported a failed load, with its
+                reason.
+            StreamError: the stream ended before the model's ``finished``
+                (the server died, or the stream was closed from another
+                task).
         """
         body = build_request(ModelLoadRequest, request, fields)
         if reload:
@@ -191,8 +230,10 @@ class AsyncModelsService(Resource):
     async def unload(self, *, timeout: TimeoutArg = _DEFAULT, missing_ok: bool = False) -> None:
         """Unload the model (``POST /v1/model/unload``).
 
-        With nothing loaded the server answers "no model loaded":
-        :class:`~tabby_async.ModelNotLoadedError`, unless ``missing_ok``.
+        Raises:
+            ModelNotLoadedError: nothing is loaded, or a load is running
+                (unless ``missing_ok``).
+            PermissionDeniedError: the client has no valid admin key.
         """
         with contextlib.suppress(*_not_loaded(missing_ok)):
             await self._call(R.UNLOAD, timeout=timeout)
@@ -211,6 +252,12 @@ class AsyncModelsService(Resource):
         on the server, which deletes the partial files. ``timeout=`` here is
         the SDK's (by default no total and no idle bound); the server-side
         ``DownloadRequest.timeout`` field goes in the request.
+
+        Raises:
+            InvalidInputError: a bad request field, before anything is sent.
+            BadRequestError: the server could not download, with its reason
+                (offline, no such repository, the target folder exists).
+            PermissionDeniedError: the client has no valid admin key.
         """
         body = build_request(DownloadRequest, request, fields)
         return await self._call(R.DOWNLOAD, body, timeout=timeout)
@@ -224,7 +271,12 @@ class AsyncModelsService(Resource):
     async def get_embedding(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> ModelCard:
-        """The loaded embedding model (``GET /v1/model/embedding``)."""
+        """The loaded embedding model (``GET /v1/model/embedding``).
+
+        Raises:
+            ModelNotLoadedError: no embedding model is loaded (``kind`` is
+                ``"embedding"``).
+        """
         return await self._call(R.GET_EMBEDDING, timeout=timeout, max_retries=max_retries)
 
     async def load_embedding(
@@ -241,6 +293,14 @@ class AsyncModelsService(Resource):
         the server (unlike the main model's no-op):
         :class:`~tabby_async.AlreadyLoadedError`. A client that disconnects
         cancels the load.
+
+        Raises:
+            InvalidInputError: a bad request field, before anything is sent.
+            AlreadyLoadedError: that embedding model is already loaded.
+            ModelNotFoundError: no such embedding model folder.
+            BadRequestError: another refusal (e.g. a server without its
+                optional embedding packages).
+            PermissionDeniedError: the client has no valid admin key.
         """
         body = build_request(EmbeddingModelLoadRequest, request, fields)
         return await self._call(R.LOAD_EMBEDDING, body, timeout=timeout)
@@ -250,7 +310,10 @@ class AsyncModelsService(Resource):
     ) -> None:
         """Unload the embedding model (``POST /v1/model/embedding/unload``).
 
-        ``missing_ok`` as for :meth:`unload`.
+        Raises:
+            ModelNotLoadedError: no embedding model is loaded (unless
+                ``missing_ok``).
+            PermissionDeniedError: the client has no valid admin key.
         """
         with contextlib.suppress(*_not_loaded(missing_ok)):
             await self._call(R.UNLOAD_EMBEDDING, timeout=timeout)
@@ -264,6 +327,9 @@ class AsyncModelsService(Resource):
 
         The plan's ``unchecked`` names the fields the request sets that the
         server does not report back, so that cannot be compared.
+
+        Raises:
+            InvalidInputError: a bad request field, before anything is sent.
         """
         return await _ensure.plan_load(self, build_request(ModelLoadRequest, request, fields))
 
@@ -289,6 +355,17 @@ class AsyncModelsService(Resource):
         card again afterwards and raises
         :class:`~tabby_async.EnsureMismatchError` if a reported field still
         differs.
+
+        Raises:
+            EnsureMismatchError: after acting, a reported field still differs
+                (with ``verify``); its ``result`` says which.
+            InvalidInputError: a bad request field, before anything is sent.
+            ModelNotFoundError: no such model folder.
+            PermissionDeniedError: a load or unload is needed and the client
+                has no valid admin key.
+            LoadFailedError: the server reported a failed load.
+            StreamError: the load stream ended before the model's
+                ``finished``.
         """
         body = build_request(ModelLoadRequest, request, fields)
         return await _ensure.ensure_loaded(
