@@ -95,6 +95,21 @@ class AsyncTabbyClient:
     Every argument is checked here, before anything is sent: a bad value
     raises :class:`InvalidInputError` naming it (and never showing a key or
     a header value).
+
+    Errors any call may raise, besides those each method's ``Raises`` names
+    (all are :class:`~tabby_async.TabbyError`, with a stable ``code``):
+    :class:`~tabby_async.TabbyConnectionError` (the server cannot be
+    reached, or the connection broke), :class:`~tabby_async.TabbyTimeoutError`
+    (a bound fired), :class:`~tabby_async.AuthenticationError` (the api key
+    is missing or wrong), :class:`~tabby_async.PermissionDeniedError` (the
+    call needs the admin key), :class:`~tabby_async.RateLimitError`,
+    :class:`~tabby_async.ServerError` and the other
+    :class:`~tabby_async.APIStatusError` answers,
+    :class:`~tabby_async.ResponseDecodeError` (an answer of the wrong shape),
+    :class:`~tabby_async.InvalidInputError` (a bad argument, refused before
+    sending) and :class:`~tabby_async.ClientStateError` (a closed client, or
+    one used from another event loop). Reads are retried first where that
+    is safe; writes never are.
     """
 
     def __init__(
@@ -210,7 +225,11 @@ class AsyncTabbyClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own sessions (a session passed in stays open); idempotent."""
+        """Close the client's own sessions (a session passed in stays open); idempotent.
+
+        Raises no :class:`~tabby_async.TabbyError`; calls made after it raise
+        :class:`~tabby_async.ClientStateError`.
+        """
         await self._sessions.aclose()
 
     close = aclose
@@ -229,6 +248,10 @@ class AsyncTabbyClient:
         answer is returned (``healthy`` is False), not raised. Any other 503,
         such as a proxy's page, is a :class:`~tabby_async.ServerError`,
         retried like any read.
+
+        Raises:
+            ServerError: a 5xx that is not the server's own health answer
+                (such as a proxy's page), after the retries.
         """
         return await self._server.health(timeout=timeout, max_retries=max_retries)
 
@@ -238,7 +261,13 @@ class AsyncTabbyClient:
         timeout: TimeoutArg = USE_CLIENT_DEFAULT,
         max_retries: RetriesArg = USE_CLIENT_DEFAULT,
     ) -> PermissionResponse:
-        """What the client's key may do: ``api`` or ``admin`` (``GET /v1/auth/permission``)."""
+        """What the client's key may do: ``api`` or ``admin`` (``GET /v1/auth/permission``).
+
+        Raises:
+            AuthenticationError: the key is missing or unknown.
+            BadRequestError: the server refused the keys sent together (a
+                wrong admin key beside a valid api key).
+        """
         return await self._server.permission(timeout=timeout, max_retries=max_retries)
 
     async def service_info(
@@ -251,7 +280,8 @@ class AsyncTabbyClient:
 
         ``GET /.well-known/serviceinfo``: a fixed description (``software.name``
         is ``"TabbyAPI"``; ``api`` maps ``"openai"`` and ``"koboldai"`` to their
-        ``relative_url``), whatever the server's state.
+        ``relative_url``), whatever the server's state. It raises only the
+        errors any call may raise (no key is needed).
         """
         return await self._server.service_info(timeout=timeout, max_retries=max_retries)
 
@@ -274,6 +304,19 @@ class AsyncTabbyClient:
         plans (the result's ``plan``). What cannot be compared (fields the
         server never reports, a preset's contents) is in ``unchecked``.
         ``on_progress`` and ``timeout`` apply to the model and embedding loads.
+
+        Raises:
+            StateMismatchError: after acting, a part still differs; its
+                ``result`` says which parts and what was done.
+            InvalidInputError: ``state`` is not a
+                :class:`~tabby_async.DesiredState`, before anything is sent.
+            PermissionDeniedError: a write is needed and the client has no
+                valid admin key.
+            ModelNotFoundError: no such model or embedding model folder.
+            LoadFailedError: the server reported a failed model load.
+            StreamError: the model's load stream ended before it finished.
+            TemplateNotFoundError: no prompt template of that name.
+            PresetNotFoundError: no sampler preset of that name.
         """
         if not isinstance(state, DesiredState):
             raise InvalidInputError("state", "must be a DesiredState")

@@ -28,6 +28,9 @@ class AsyncLoraService(Resource):
     whose backend does not apply LoRAs (exllamav3's), that is every adapter.
     :meth:`load` therefore raises :class:`~tabby_async.LoraLoadFailedError`
     whenever ``failure`` is not empty: a 200 alone never means success.
+
+    Each method's ``Raises`` names the errors particular to it; the errors
+    any call may raise are listed on :class:`~tabby_async.AsyncTabbyClient`.
     """
 
     __slots__ = ()
@@ -35,13 +38,22 @@ class AsyncLoraService(Resource):
     async def list(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> LoraList:
-        """Every adapter folder with the admin key; only the active ones with an api key."""
+        """Every adapter folder with the admin key; only the active ones with an api key.
+
+        Raises:
+            ServerError: with the admin key, on a server that has no LoRA
+                folder (it answers 500).
+        """
         return await self._call(R.LORA_LIST, timeout=timeout, max_retries=max_retries)
 
     async def active(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> LoraList:
-        """The adapters applied to the loaded model (``GET /v1/lora``; needs a loaded model)."""
+        """The adapters applied to the loaded model (``GET /v1/lora``; needs a loaded model).
+
+        Raises:
+            ModelNotLoadedError: no model is loaded.
+        """
         return await self._call(R.LORA_ACTIVE, timeout=timeout, max_retries=max_retries)
 
     async def load(
@@ -56,8 +68,15 @@ class AsyncLoraService(Resource):
 
         ``loras`` holds :class:`~tabby_async.LoraLoadItem` (or dicts with
         ``name`` and ``scaling``); an empty list is refused before sending.
-        Raises :class:`~tabby_async.LoraLoadFailedError` (with ``success``
-        and ``failure``) when the server did not apply every adapter.
+        Raises:
+            LoraLoadFailedError: the server did not apply every adapter (it
+                answers 200 all the same); ``success`` and ``failure`` list
+                them.
+            InvalidInputError: no adapter, or a bad field, before anything is
+                sent.
+            ModelNotLoadedError: no model is loaded.
+            BadRequestError: the server has no LoRA folder.
+            PermissionDeniedError: the client has no valid admin key.
         """
         body = build_request(LoraLoadRequest, request, fields)
         answer = await self._call(R.LORA_LOAD, body, timeout=timeout)
@@ -71,5 +90,10 @@ class AsyncLoraService(Resource):
         return answer
 
     async def unload(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
-        """Remove every adapter from the loaded model (``POST /v1/lora/unload``)."""
+        """Remove every adapter from the loaded model (``POST /v1/lora/unload``).
+
+        Raises:
+            ModelNotLoadedError: no model is loaded.
+            PermissionDeniedError: the client has no valid admin key.
+        """
         await self._call(R.LORA_UNLOAD, timeout=timeout)

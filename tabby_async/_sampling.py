@@ -23,6 +23,9 @@ class AsyncSamplingService(Resource):
     names the last preset *loaded*, and neither switching to a dict of
     overrides nor unloading changes it, so it does not say what is active.
     ``overrides`` does.
+
+    Each method's ``Raises`` names the errors particular to it; the errors
+    any call may raise are listed on :class:`~tabby_async.AsyncTabbyClient`.
     """
 
     __slots__ = ()
@@ -46,6 +49,12 @@ class AsyncSamplingService(Resource):
         raises :class:`~tabby_async.PresetNotFoundError`. The server stores
         a dict as given, without checking it, and drops its ``None`` values
         at any depth.
+
+        Raises:
+            PresetNotFoundError: no preset of that name.
+            InvalidInputError: both or neither given, or a value JSON cannot
+                carry, before anything is sent.
+            PermissionDeniedError: the client has no valid admin key.
         """
         body = SamplerOverridesSwitchRequest(
             preset=preset, overrides=None if overrides is None else dict(overrides)
@@ -53,5 +62,9 @@ class AsyncSamplingService(Resource):
         await self._call(R.SAMPLING_SWITCH, body, timeout=timeout)
 
     async def unload(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
-        """Clear the overrides (``selected_preset`` is left as it was)."""
+        """Clear the overrides (``selected_preset`` is left as it was).
+
+        Raises:
+            PermissionDeniedError: the client has no valid admin key.
+        """
         await self._call(R.SAMPLING_UNLOAD, timeout=timeout)

@@ -66,7 +66,12 @@ class DesiredState:
 
     ``model`` and ``embedding`` are load requests; ``template`` is a prompt
     template name (with or without ``.jinja``); ``sampling_preset`` a sampler
-    override preset name.
+    override preset name. ``client.ensure(state)`` brings a server to it,
+    ``TabbyFleet.ensure`` a fleet.
+
+    Raises:
+        InvalidInputError: a part of the wrong type, or an empty or unsafe
+            template or preset name (naming the part), when it is built.
     """
 
     model: ModelLoadRequest | None = None

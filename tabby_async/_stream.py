@@ -97,12 +97,6 @@ class LoadStream:
     components finish on the way. Leaving the block, :meth:`aclose`, an error
     or cancellation closes the HTTP response at once.
 
-    Errors: an error frame raises :class:`~tabby_async.LoadFailedError` with
-    the server's reason. A body that ends or breaks before the model's
-    ``finished``, an answer that is not a ``200`` event stream (a ``204``,
-    an empty body, another content type) and a line over the 1 MiB cap raise
-    :class:`~tabby_async.StreamError`.
-
     :meth:`aclose` may be called from another task at any time, also while
     the stream is still being opened: it cancels the opening request and
     closes the response before it returns, and the stream yields nothing
@@ -115,6 +109,16 @@ class LoadStream:
 
     Closing does not stop the load on the server: it goes on loading and the
     model shows in ``models.get()`` when done.
+
+    Raises:
+        ModelNotFoundError: on entering: no such model folder (any other
+            refusal: its :class:`~tabby_async.APIStatusError`, as any call).
+        LoadFailedError: while iterating: the server's error frame, with its
+            reason.
+        StreamError: the body ended or broke before the model's ``finished``,
+            was not a ``200`` event stream (a 204, an empty body), or had a
+            line over 1 MiB.
+        ClientStateError: entering a closed stream, or one another task opens.
     """
 
     def __init__(
@@ -379,7 +383,7 @@ class LoadStream:
 
         Safe from any task at any time, also while the stream is opening:
         the opening request is cancelled, and no connection is held once
-        this returns.
+        this returns. Idempotent; raises no :class:`~tabby_async.TabbyError`.
         """
         await self._close()
         trace, self._trace = self._trace, None

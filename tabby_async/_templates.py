@@ -30,6 +30,9 @@ class AsyncTemplatesService(Resource):
     The template belongs to the loaded model: loading any other model
     replaces it (a repeated load of the same model keeps it), and unloading
     the model clears it.
+
+    Each method's ``Raises`` names the errors particular to it; the errors
+    any call may raise are listed on :class:`~tabby_async.AsyncTabbyClient`.
     """
 
     __slots__ = ()
@@ -47,6 +50,14 @@ class AsyncTemplatesService(Resource):
         the server answers it with a bare 500, so on a 500 the SDK reads the
         template list and tells the two apart (any other 500 stays a
         :class:`~tabby_async.ServerError`). Needs a loaded model.
+
+        Raises:
+            TemplateNotFoundError: no template of that name (``status`` is
+                the server's 500).
+            InvalidInputError: an empty or unsafe name, before anything is
+                sent.
+            ModelNotLoadedError: no model is loaded.
+            PermissionDeniedError: the client has no valid admin key.
         """
         body = TemplateSwitchRequest(prompt_template_name=name)
         try:
@@ -66,7 +77,12 @@ class AsyncTemplatesService(Resource):
         raise missing
 
     async def unload(self, *, timeout: TimeoutArg = _DEFAULT) -> None:
-        """Stop using a prompt template (``POST /v1/template/unload``)."""
+        """Stop using a prompt template (``POST /v1/template/unload``).
+
+        Raises:
+            ModelNotLoadedError: no model is loaded.
+            PermissionDeniedError: the client has no valid admin key.
+        """
         await self._call(R.TEMPLATE_UNLOAD, timeout=timeout)
 
     async def _known(self, name: str, timeout: TimeoutArg) -> bool:

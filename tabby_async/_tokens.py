@@ -33,6 +33,9 @@ class AsyncTokensService(Resource):
     Both need a loaded model. The three switches (``add_bos_token``,
     ``encode_special_tokens``, ``decode_special_tokens``) default to the
     server's, true. Both calls only compute, so they are retried like reads.
+
+    Each method's ``Raises`` names the errors particular to it; the errors
+    any call may raise are listed on :class:`~tabby_async.AsyncTabbyClient`.
     """
 
     __slots__ = ()
@@ -50,8 +53,15 @@ class AsyncTokensService(Resource):
 
         Messages are :class:`~tabby_async.ChatMessage` Structs; they are
         rendered without a generation prompt, with ``template_vars`` as extra
-        template variables. Messages with no template in use raise
-        :class:`~tabby_async.NoTemplateError`.
+        template variables.
+
+        Raises:
+            NoTemplateError: messages given while no prompt template is in
+                use.
+            ModelNotLoadedError: no model is loaded.
+            InvalidInputError: neither a string nor a list of messages, or a
+                bad option, before anything is sent.
+            UnprocessableEntityError: the server refused a message's shape.
         """
         text: str | list[ChatMessage]
         if isinstance(text_or_messages, str):
@@ -75,7 +85,13 @@ class AsyncTokensService(Resource):
         max_retries: RetriesArg = _DEFAULT,
         **options: Unpack[TokenOptions],
     ) -> TokenDecodeResponse:
-        """The text of token ids."""
+        """The text of token ids.
+
+        Raises:
+            ModelNotLoadedError: no model is loaded.
+            InvalidInputError: not a list of token ids, or a bad option,
+                before anything is sent.
+        """
         if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
             raise InvalidInputError("tokens", "must be a list of token ids")
         body = build_request(TokenDecodeRequest, None, {**options, "tokens": list(tokens)})

@@ -558,3 +558,60 @@ def test_doc_comments_and_field_tables() -> None:
     assert table.splitlines()[-1] == (
         "| `a` | <code>int &#124; None</code> | <code>None</code> | An a \\| b. |"
     )
+
+
+# --- docstrings say what each public method raises -------------------------------------
+
+RAISES = re.compile(r"\braise[sd]?\b", re.IGNORECASE)
+#: A class docstring that speaks for every method of the class: what they all
+#: raise, or where the errors any call may raise are listed (each method's own
+#: ``Raises`` then names only what is particular to it, if anything).
+EVERY_METHOD = re.compile(
+    r"(operations|every method)\s+raises?\s+only|errors\s+any\s+call\s+may\s+raise",
+    re.IGNORECASE,
+)
+
+
+def raising_classes() -> list[type]:
+    from tabby_async import (
+        AsyncLoraService,
+        AsyncModelsService,
+        AsyncSamplingService,
+        AsyncTabbyClient,
+        AsyncTemplatesService,
+        AsyncTokensService,
+        DesiredState,
+        LoadStream,
+    )
+    from tabby_async.fleet import FleetModels, TabbyFleet
+
+    return [
+        AsyncTabbyClient,
+        AsyncModelsService,
+        AsyncLoraService,
+        AsyncTemplatesService,
+        AsyncSamplingService,
+        AsyncTokensService,
+        LoadStream,
+        TabbyFleet,
+        FleetModels,
+        DesiredState,
+    ]
+
+
+@pytest.mark.parametrize("cls", raising_classes(), ids=lambda c: c.__name__)
+def test_docstrings_say_what_each_public_method_raises(cls: type) -> None:
+    class_doc = cls.__doc__ or ""
+    assert RAISES.search(class_doc), f"{cls.__name__}: the class says nothing of errors"
+    if EVERY_METHOD.search(class_doc):
+        return
+    silent = [
+        name
+        for name, value in vars(cls).items()
+        if not name.startswith("_")
+        and callable(value)
+        and not isinstance(value, property)
+        and not RAISES.search(getattr(value, "__doc__", None) or "")
+    ]
+    # ``close`` is ``aclose`` under a second name, documented once.
+    assert [n for n in silent if n != "close"] == [], f"{cls.__name__}: no word on errors"

@@ -37,6 +37,15 @@ class RstMarkup(griffe.Extension):
         for obj in objects:
             if isinstance(obj, griffe.Class) and _has_fields(obj):
                 _fields_as_table(obj)
+            if isinstance(obj, griffe.Function):
+                _public_defaults(obj)
+
+
+def _public_defaults(func: griffe.Function) -> None:
+    """Show a default by the public name a reader knows (``_DEFAULT`` is a module's alias)."""
+    for parameter in func.parameters:
+        if str(parameter.default) == "_DEFAULT":
+            parameter.default = "USE_CLIENT_DEFAULT"
 
 
 def _walk(obj: griffe.Object) -> Iterator[griffe.Object]:

@@ -80,6 +80,16 @@ class TabbyFleet:
     ``total``. The methods that mirror a client method (``health()``,
     ``fleet.models.load()``, ...) pass the value on to each node's call as
     well, so ``None`` leaves no bound anywhere.
+
+    A node's failure is never raised: it is that node's result (its typed
+    error), and :meth:`FleetResult.raise_for_errors` turns failures into a
+    :class:`~tabby_async.FleetError` when that is wanted. The operations
+    raise only :class:`~tabby_async.InvalidInputError` (a bad request or
+    option, an unknown node name, before any node is contacted) and
+    :class:`~tabby_async.ClientStateError` (a closed fleet, or one used from
+    another event loop). The constructor raises
+    :class:`~tabby_async.InvalidInputError` for a bad option, no node, or
+    two nodes of one name.
     """
 
     def __init__(
@@ -124,6 +134,11 @@ class TabbyFleet:
         Keys come from the environment variables the file names (``env``
         replaces ``os.environ``). Options given here override the file's
         ``[fleet]`` table.
+
+        Raises:
+            InvalidInputError: the file cannot be read or is not TOML, or a
+                key, value or variable in it is wrong (naming its key path),
+                or an option given here is.
         """
         check_fleet_options(options, FleetOptions.__annotations__)
         specs, file_options = read_nodes_toml(path, env=env)
@@ -229,6 +244,10 @@ class TabbyFleet:
           soon as its node is done (for live views).
 
         ``operation`` names the result.
+
+        Raises:
+            InvalidInputError: a bad option or an unknown node name.
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.run(op, operation=operation, **options)
 
@@ -295,6 +314,11 @@ class TabbyFleet:
         the plan, ``load_timeout`` for the ensure) and is passed on to the
         loads; ``on_progress(node, event)`` sees the model loads' events;
         ``fail_fast`` and ``on_result`` apply to the ensure.
+
+        Raises:
+            InvalidInputError: with ``state=None``, no chosen node declares a
+                desired state; or a bad option or node name.
+            ClientStateError: the fleet is closed.
         """
         return await apply_on_fleet(
             self._runner,
@@ -381,6 +405,12 @@ class TabbyFleet:
         ``/health`` healthy and the state's plan "none"; your own ``check``
         gets the state in place of the request. A state is always verified
         (``verify=False`` is refused).
+
+        Raises:
+            InvalidInputError: a bad request field, fields given with a
+                state, ``verify=False`` with a state, a bad ``batch_size`` or
+                ``max_failures``, or an unknown node name.
+            ClientStateError: the fleet is closed.
         """
         target: ModelLoadRequest | DesiredState
         if isinstance(request, DesiredState):

@@ -47,6 +47,11 @@ class FleetModels:
     node's call. Requests are built and checked once, before any node is
     contacted. Loads and downloads are bounded by the fleet's
     ``load_timeout`` by default, everything else by its ``node_timeout``.
+
+    A node's failure is its result, never raised. Every method raises only
+    :class:`~tabby_async.InvalidInputError` (a bad request field or option,
+    an unknown node name) and :class:`~tabby_async.ClientStateError` (a
+    closed fleet), before any node is contacted.
     """
 
     __slots__ = ("_runner",)
