@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from tabby_async.testing import EmulatedModel, TabbyEmulator, run_emulator
+from tabby_async import cli
+from tabby_async.testing import EmulatedModel, TabbyEmulator, run_emulator, serve_forever
 from tabby_async.testing import pytest_plugin as _plugin
 
 # The plugin's fixtures, also when the package is not installed (no entry point).
@@ -81,15 +83,6 @@ async def load(
 ) -> tuple[aiohttp.ClientResponse, list[bytes]]:
     async with http.post(server.url + "/v1/model/load", json=body, headers=admin(server)) as r:
         return r, await read_http_chunks(r)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Poll ``predicate`` every 5 ms until it holds (fail after ``timeout``)."""
-    for _ in range(int(timeout / 0.005)):
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
 
 
 async def get_json(
@@ -810,6 +803,7 @@ async def test_load_lock_serialises_and_503_while_loading(
     )
     s.preload("b")
     order: list[tuple[str, bytes]] = []
+    a_started = asyncio.Event()
 
     async def run(name: str) -> None:
         async with http.post(
@@ -819,9 +813,11 @@ async def test_load_lock_serialises_and_503_while_loading(
             async for data, _ in r.content.iter_chunks():
                 if data:
                     order.append((name, data))
+                    a_started.set()
 
     first = asyncio.create_task(run("a"))
-    await wait_until(lambda: s.is_loading)
+    await asyncio.wait_for(a_started.wait(), 30)  # "a"'s first frame: it holds the lock
+    assert s.is_loading
     second = asyncio.create_task(run("b"))
     await asyncio.sleep(0.1)
     assert s.loaded is None  # "b" was unloaded before "a" started
@@ -853,7 +849,7 @@ async def test_disconnect_does_not_cancel_load(
         assert first == frame("model", 1, 4, "processing")
         r.close()  # drop the connection mid-stream
     assert s.loaded is None
-    await wait_until(lambda: s.loaded == "m")
+    await s.wait_loaded("m")
     status, card = await get_json(http, s.url + "/v1/model", api(s))
     assert status == 200 and card["id"] == "m"
 
@@ -999,7 +995,7 @@ async def test_drop_stream(
             async for data, _ in r.content.iter_chunks():
                 received.append(data)
     assert b"".join(received) == b"".join(progress("model", 4)[:2])
-    await asyncio.sleep(0.3)
+    await s.wait_idle()
     assert s.loaded == (None if stop_load else "m")
     assert not s.is_loading
     # Only the next stream is affected.
@@ -1065,7 +1061,7 @@ async def test_drop_stream_with_a_clean_end(
     s.faults.drop_stream(after_events=2, clean_end=True)
     _, chunks = await load(http, s, model_name="m")  # no ClientPayloadError: an orderly end
     assert chunks == progress("model", 4)[:2]
-    await wait_until(lambda: not s.is_loading)
+    await s.wait_idle()
     assert s.loaded is None  # stop_load: the load was cancelled too
 
 
@@ -1192,3 +1188,84 @@ async def test_run_emulator_serves_until_cancelled(http: aiohttp.ClientSession) 
         await task
     with pytest.raises(aiohttp.ClientConnectionError):
         await http.get(server.url + "/health")
+
+
+async def test_serve_forever_serves_until_stop_is_set(http: aiohttp.ClientSession) -> None:
+    server = TabbyEmulator(models=["x"])
+    stop, bound = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve_forever(server, ready=lambda _e: bound.set(), stop=stop))
+    await asyncio.wait_for(bound.wait(), 30)
+    assert (await get_json(http, server.url + "/health"))[0] == 200
+    stop.set()
+    await asyncio.wait_for(task, 30)  # returns, closed
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await http.get(server.url + "/health")
+
+
+async def test_serve_forever_raises_a_bind_error_before_ready() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = TabbyEmulator(port=busy.getsockname()[1])
+        ready: list[TabbyEmulator] = []
+        with pytest.raises(OSError):
+            await serve_forever(server, ready=ready.append)
+    assert ready == []
+
+
+async def test_cli_emulator_on_a_busy_port_is_a_message_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The command serves through serve_forever: its bind error becomes a message.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = await asyncio.to_thread(cli.main, ["emulator", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+async def test_wait_loaded_is_woken_by_a_background_load(
+    tabby_emulator_factory: Factory, http: aiohttp.ClientSession
+) -> None:
+    s = await tabby_emulator_factory(models=[EmulatedModel("m", modules=3, delay=0.02), "n"])
+    s.preload("n")
+    await s.wait_loaded("n")  # already loaded: at once
+    await s.wait_idle()  # nothing queued: at once
+    async with http.post(s.url + "/v1/model/load", json={"model_name": "m"}, headers=admin(s)) as r:
+        await r.content.readuntil(b"\r\n\r\n")
+        r.close()  # the load goes on without its client
+    waiter = asyncio.create_task(s.wait_loaded("m"))
+    await s.wait_idle()
+    await asyncio.wait_for(waiter, 30)
+    assert s.loaded == "m" and not s.is_loading
+
+
+async def test_wait_loaded_times_out_when_the_model_never_loads(
+    tabby_emulator_factory: Factory, http: aiohttp.ClientSession
+) -> None:
+    s = await tabby_emulator_factory(models=[EmulatedModel("m", fail_at=1)])
+    _, chunks = await load(http, s, model_name="m")
+    assert chunks[-1] == error_frame("Emulated load failure")
+    with pytest.raises(asyncio.TimeoutError):
+        await s.wait_loaded("m", timeout=0.05)
+    s.preload("m")
+    await s.wait_loaded("m", timeout=0.05)  # no waiting when it holds
+
+
+async def test_wait_loaded_is_woken_by_the_change_it_waits_for(
+    tabby_emulator: TabbyEmulator,
+) -> None:
+    s = tabby_emulator
+    waiter = asyncio.create_task(s.wait_loaded("beta"))
+    s.preload("alpha")  # a change, but not the awaited one
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    s.preload("beta")
+    await asyncio.wait_for(waiter, 30)

@@ -13,7 +13,7 @@ import importlib.util
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -113,21 +113,34 @@ def test_an_exception_in_the_block_still_closes_everything() -> None:
     assert refuses_connections(port)
 
 
+def leave_a_load(model_name: str) -> Callable[[TabbyEmulator], Awaitable[None]]:
+    """For ``call``: start a load of ``model_name``, read its first event, leave the stream."""
+
+    async def start(emulator: TabbyEmulator) -> None:
+        async with AsyncTabbyClient(
+            emulator.url, admin_key=emulator.admin_key
+        ) as client, client.models.load_stream(model_name=model_name) as stream:
+            await anext(stream)
+
+    return start
+
+
 def test_close_cancels_a_running_load() -> None:
     # A load that would run for days: close() must cancel it, or it would wait
     # for the thread until the hang guard and raise.
     endless = EmulatedModel("endless", modules=1_000_000, delay=1.0)
     with ThreadedEmulator(models=[endless]) as server:
-
-        async def start_load(emulator: TabbyEmulator) -> None:
-            async with AsyncTabbyClient(
-                emulator.url, admin_key=emulator.admin_key
-            ) as client, client.models.load_stream(model_name="endless") as stream:
-                await anext(stream)
-
-        server.call(start_load)  # the stream is left; the server goes on loading
+        server.call(leave_a_load("endless"))  # the server goes on loading
         assert server.call(lambda e: e.is_loading)
     assert emulator_threads() == []
+
+
+def test_wait_loaded_through_call_for_a_load_left_running() -> None:
+    slow = EmulatedModel("slow", modules=5, delay=0.02)
+    with ThreadedEmulator(models=[slow]) as server:
+        server.call(leave_a_load("slow"))
+        server.call(lambda e: e.wait_loaded("slow"))
+        assert server.call(lambda e: (e.loaded, e.is_loading)) == ("slow", False)
 
 
 def test_a_failed_start_raises_in_the_caller_and_leaves_no_thread() -> None:

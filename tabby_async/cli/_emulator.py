@@ -63,7 +63,7 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 async def _emulator(args: argparse.Namespace) -> int:
-    from ..testing import TabbyEmulator
+    from ..testing import TabbyEmulator, serve_forever
 
     try:
         server = TabbyEmulator(
@@ -82,18 +82,21 @@ async def _emulator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"bad emulator option: {exc}", exit_code=EXIT_USAGE) from None
     stop = asyncio.Event()
+    serving = False
+
+    def ready(server: TabbyEmulator) -> None:
+        nonlocal serving
+        serving = True
+        _print_banner(server, args)
+
     try:
-        await server.start()
+        # Ctrl-C cancels instead where signal handlers cannot be installed.
+        with _stop_on_signals(stop), contextlib.suppress(asyncio.CancelledError):
+            await serve_forever(server, ready=ready, stop=stop)
     except OSError as exc:
+        if serving:
+            raise
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    try:
-        with _stop_on_signals(stop):
-            _print_banner(server, args)
-            # Ctrl-C cancels instead where signal handlers cannot be installed.
-            with contextlib.suppress(asyncio.CancelledError):
-                await stop.wait()
-    finally:
-        await server.close()
     print("emulator stopped", flush=True)
     return EXIT_OK
 

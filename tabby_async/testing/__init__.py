@@ -1,7 +1,7 @@
 """``tabby_async.testing``: an in-process TabbyAPI emulator for tests and benchmarks.
 
-It speaks TabbyAPI's model-management wire protocol (``PROTOCOL.md``) over real HTTP
-on a local port, records what it receives and can inject faults::
+It speaks the real TabbyAPI server's model-management wire protocol, byte for byte,
+over real HTTP on a local port, records what it receives and can inject faults::
 
     from tabby_async.testing import EmulatedModel, TabbyEmulator
 
@@ -16,8 +16,8 @@ for synchronous tests ``tabby_emulator_thread``: a :class:`ThreadedEmulator`, th
 emulator served from a background thread, which blocking clients such as FastAPI's
 ``TestClient`` can reach.
 
-Behaviour chosen where PROTOCOL.md is silent (taken from the public TabbyAPI source
-where it says something):
+Behaviour that was not seen on a live server but follows the public TabbyAPI
+source, or is the emulator's own choice:
 
 - Listings follow TabbyAPI's ``get_key_permission``: a request whose key has admin
   permission (``x-admin-key`` or ``x-api-key``/``Bearer`` holding the admin key, or
@@ -50,9 +50,11 @@ where it says something):
   ...) are 404 here.
 """
 
-from ._emulator import BACKENDS, TabbyEmulator, run_emulator, serve_forever
+from ._emulator import TabbyEmulator
 from ._faults import Fault, FaultInjector
+from ._load import BACKENDS
 from ._models import EmulatedModel, RecordedRequest
+from ._serve import run_emulator, serve_forever
 from ._thread import ThreadedEmulator
 
 __all__ = [

@@ -7,11 +7,12 @@ cheaply by test code and by the pytest plugin.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-__all__ = ["EmulatedModel", "RecordedRequest", "as_model"]
+__all__ = ["EmulatedModel", "RecordedRequest", "as_model", "redact_body"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +78,7 @@ def as_model(spec: str | EmulatedModel) -> EmulatedModel:
 
 
 _UNSET: Any = object()
+_SECRET_HEADERS = frozenset({"x-api-key", "x-admin-key", "authorization"})
 
 
 class RecordedRequest:
@@ -117,6 +119,18 @@ class RecordedRequest:
         self.query = query
         self._body: Any = _UNSET
 
+    @classmethod
+    def of(
+        cls, method: str, path: str, headers: Mapping[str, str], time: float, query: str
+    ) -> RecordedRequest:
+        """A record of a request as it arrives: header names lower-cased, the keys'
+        values redacted, no body yet (:attr:`raw` is set once it is read)."""
+        lowered: dict[str, str] = {}
+        for key, value in headers.items():
+            low = key.lower()
+            lowered[low] = "<redacted>" if low in _SECRET_HEADERS else value
+        return cls(method, path, lowered, b"", time, query)
+
     @property
     def body(self) -> Any:
         """The body parsed as JSON; ``None`` when empty; the raw ``bytes`` if not JSON."""
@@ -153,3 +167,17 @@ class RecordedRequest:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def redact_body(path: str, body: bytes) -> bytes:
+    """A body as recorded: a download's ``token`` replaced by ``"<redacted>"``."""
+    if path != "/v1/download" or b"token" not in body:
+        return body
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if isinstance(data, dict) and "token" in data:
+        data["token"] = "<redacted>"
+        return msgspec.json.encode(data)
+    return body

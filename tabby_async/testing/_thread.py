@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._emulator import TabbyEmulator
+from ._serve import serve_forever
 
 __all__ = ["ThreadedEmulator"]
 
@@ -115,15 +116,13 @@ class ThreadedEmulator:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            await self._emulator.start()
+            await serve_forever(
+                self._emulator, ready=lambda _emulator: ready.set_result(None), stop=self._stop
+            )
         except BaseException as exc:
-            ready.set_exception(exc)
-            return
-        try:
-            ready.set_result(None)
-            await self._stop.wait()
-        finally:
-            await self._emulator.close()
+            if ready.done():
+                raise
+            ready.set_exception(exc)  # start() failed: the caller of start() raises it
 
     def _request_stop(self) -> None:
         loop, stop = self._loop, self._stop
