@@ -48,6 +48,7 @@ from tests.test_readme import (
     MARK_PYTEST,
     Block,
     clean_env,
+    passes_as_pytest_module,
     readme_blocks,
     run,
 )
@@ -344,15 +345,7 @@ async def test_program_runs(
     ("page", "block"), ALL_PYTEST, ids=[f"{page}:{b.line}" for page, b in ALL_PYTEST]
 )
 async def test_pytest_module_passes(page: str, block: Block, tmp_path: Path) -> None:
-    module = tmp_path / f"test_docs_line{block.line}.py"
-    module.write_text(block.code, encoding="utf-8")
-    env = clean_env(PYTHONPATH=str(ROOT / "examples"))
-    options = ["-p", "no:cacheprovider", "-W", "error"]
-    options += ["-o", "asyncio_default_fixture_loop_scope=function"]
-    argv = [sys.executable, "-m", "pytest", "-q", *options]
-    code, out, err = await run([*argv, module.name], tmp_path, env)
-    assert code == 0, f"docs/{page} line {block.line} failed:\n{out}\n{err}"
-    assert re.search(r"^\d+ passed", out.splitlines()[-1]), out
+    await passes_as_pytest_module(block, tmp_path, f"docs/{page}")
 
 
 # --- the API reference ---------------------------------------------------------------

@@ -208,15 +208,23 @@ async def test_program_runs(
         assert any(re.search(pattern, line) for line in lines), (pattern, out)
 
 
-@pytest.mark.parametrize("block", PYTEST_BLOCKS, ids=[f"line{b.line}" for b in PYTEST_BLOCKS])
-async def test_pytest_module_passes(block: Block, tmp_path: Path) -> None:
-    module = tmp_path / f"test_readme_line{block.line}.py"
+async def passes_as_pytest_module(block: Block, folder: Path, where: str) -> None:
+    """Run ``block`` with pytest in a fresh process (``examples/`` importable); all must pass.
+
+    ``where`` names the block in a failure (``README.md``, ``docs/cli.md``).
+    """
+    module = folder / f"test_block_line{block.line}.py"
     module.write_text(block.code, encoding="utf-8")
     env = clean_env(PYTHONPATH=str(ROOT / "examples"))
     # A user's project would set the loop scope in its pytest configuration.
     options = ["-p", "no:cacheprovider", "-W", "error"]
     options += ["-o", "asyncio_default_fixture_loop_scope=function"]
     argv = [sys.executable, "-m", "pytest", "-q", *options]
-    code, out, err = await run([*argv, module.name], tmp_path, env)
-    assert code == 0, f"README.md line {block.line} failed:\n{out}\n{err}"
+    code, out, err = await run([*argv, module.name], folder, env)
+    assert code == 0, f"{where} line {block.line} failed:\n{out}\n{err}"
     assert re.search(r"^\d+ passed", out.splitlines()[-1]), out
+
+
+@pytest.mark.parametrize("block", PYTEST_BLOCKS, ids=[f"line{b.line}" for b in PYTEST_BLOCKS])
+async def test_pytest_module_passes(block: Block, tmp_path: Path) -> None:
+    await passes_as_pytest_module(block, tmp_path, "README.md")
