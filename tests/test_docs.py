@@ -211,7 +211,8 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
 }
 #: Per page: how many blocks are pytest modules, fragments, included files.
 PYTEST_MODULES: dict[str, int] = {"guides/testing.md": 4}
-FRAGMENTS: dict[str, int] = {}
+# The admin areas' programs wait for the emulator's LoRA, template and sampler routes.
+FRAGMENTS: dict[str, int] = {"guides/admin-areas.md": 5}
 INCLUDED: dict[str, int] = {"guides/web-apps.md": 2}
 
 ALL_PROGRAMS = [(page, b) for page in PAGES for b in python_blocks(page) if is_program(b)]

@@ -1,6 +1,6 @@
 """A griffe extension: every docstring the site shows, made Markdown (see ``markup.py``).
 
-It also shows the fields of a msgspec Struct or a dataclass as one table (name,
+It also shows the fields of a msgspec Struct, a TypedDict or a dataclass as one table (name,
 type, default, what it is) rather than one heading each. Only the text given to
 the site changes; the package is not touched.
 """
@@ -81,10 +81,11 @@ def _lookup(start: griffe.Object, parts: list[str]) -> str | None:
 
 
 def _has_fields(cls: griffe.Class) -> bool:
-    """True for a msgspec Struct or a dataclass."""
+    """True for a msgspec Struct, a TypedDict or a dataclass: classes made of their fields."""
     bases = [str(base) for base in cls.bases]
     decorators = [str(d.value) for d in cls.decorators]
-    return any("Struct" in base for base in bases) or any("dataclass" in d for d in decorators)
+    made_of_fields = any("Struct" in base or "TypedDict" in base for base in bases)
+    return made_of_fields or any("dataclass" in d for d in decorators)
 
 
 def _fields_as_table(cls: griffe.Class) -> None:
