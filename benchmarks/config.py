@@ -11,8 +11,11 @@ HTTPX = "httpx_pydantic"
 OPENAI = "openai"
 OLLAMA = "ollama"
 SDK = "tabby_async"
+# tabby_async in an application that imported opentelemetry-api but set no tracer provider
+# (the `SDK` worker cannot import opentelemetry at all): the cost of the SDK's own spans.
+SDK_OTEL = "tabby_async_otel"
 
-ALL_CLIENTS: tuple[str, ...] = (FLOOR, HANDWRITTEN, HTTPX, OPENAI, OLLAMA, SDK)
+ALL_CLIENTS: tuple[str, ...] = (FLOOR, HANDWRITTEN, HTTPX, OPENAI, OLLAMA, SDK, SDK_OTEL)
 CLIENT_LABELS = {
     FLOOR: "aiohttp, bytes only (floor)",
     HANDWRITTEN: "aiohttp + msgspec, hand-written",
@@ -20,6 +23,7 @@ CLIENT_LABELS = {
     OPENAI: "openai-python",
     OLLAMA: "ollama-python",
     SDK: "tabby_async",
+    SDK_OTEL: "tabby_async, opentelemetry-api imported (no provider)",
 }
 HTTP_CLIENTS: tuple[str, ...] = (FLOOR, HANDWRITTEN, HTTPX, SDK)
 
@@ -76,7 +80,7 @@ FULL = Sizes()
 
 def scenarios(sizes: Sizes) -> list[Scenario]:
     small, large = sizes.models
-    list_clients = (FLOOR, HANDWRITTEN, HTTPX, OPENAI, OLLAMA, SDK)
+    list_clients = (FLOOR, HANDWRITTEN, HTTPX, OPENAI, OLLAMA, SDK, SDK_OTEL)
     return [
         Scenario(
             f"list_k{small}",
@@ -103,7 +107,7 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
             "calls",
             "get_model",
             str(small),
-            HTTP_CLIENTS,
+            (*HTTP_CLIENTS, SDK_OTEL),
             "call",
             small,
             "GET /v1/model, one card with parameters (~2 KB template)",
@@ -123,7 +127,7 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
             "stream",
             "load_stream",
             str(small),
-            HTTP_CLIENTS,
+            (*HTTP_CLIENTS, SDK_OTEL),
             "event",
             small,
             f"POST /v1/model/load, {sizes.events} SSE events per stream, one per chunk",

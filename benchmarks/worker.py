@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.abc
 import json
 import os
 import resource
@@ -27,6 +28,7 @@ from typing import Any
 
 from benchmarks.clients import load
 from benchmarks.clients.base import BenchClient, ClientConfig
+from benchmarks.config import SDK
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -59,6 +61,15 @@ async def drive(op: Callable[[], Awaitable[int]], calls: int, concurrency: int) 
 
     await asyncio.gather(*(lane() for _ in range(max(1, min(concurrency, calls)))))
     return units
+
+
+class NoOpenTelemetry(importlib.abc.MetaPathFinder):
+    """Makes ``opentelemetry`` impossible to import: the SDK as installed without ``otel``."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "opentelemetry":
+            raise ModuleNotFoundError(f"{name} is blocked in this worker", name=name)
+        return None
 
 
 def pin(cpu: int | None) -> None:
@@ -176,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fleet-concurrency", type=int, default=64)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     args = parser.parse_args(argv)
+    if args.client == SDK:  # the plain SDK: OpenTelemetry not even importable
+        sys.meta_path.insert(0, NoOpenTelemetry())
     if args.mode == "open":
         pin(args.cpu)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -26,20 +26,21 @@ import tabby_async
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "benchmarks" / "README.md"
 
-FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK = (
+FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK, OTEL = (
     "aiohttp_raw",
     "aiohttp_msgspec",
     "httpx_pydantic",
     "openai",
     "ollama",
     "tabby_async",
+    "tabby_async_otel",
 )
 EXPECTED: dict[str, tuple[str, ...]] = {
-    "list_k3": (FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK),
-    "list_k7": (FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK),
-    "get": (FLOOR, HAND, HTTPX, SDK),
+    "list_k3": (FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK, OTEL),
+    "list_k7": (FLOOR, HAND, HTTPX, OPENAI, OLLAMA, SDK, OTEL),
+    "get": (FLOOR, HAND, HTTPX, SDK, OTEL),
     "get_props": (FLOOR, HAND, HTTPX, SDK),
-    "load_stream": (FLOOR, HAND, HTTPX, SDK),
+    "load_stream": (FLOOR, HAND, HTTPX, SDK, OTEL),
     "open_streams": (FLOOR, HAND, HTTPX, SDK),
     "import": (FLOOR, HAND, SDK),
     "fleet_status": (FLOOR, HAND, SDK),
@@ -118,7 +119,8 @@ def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
                 assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
     assert doc["sdk_source"]["measured"]
     targets = doc["targets"]
-    assert len(targets) == 15  # 14 + the fleet status sweep
+    # 14, the fleet status sweep, and the cost of the SDK's spans (list x2, get, load_stream)
+    assert len(targets) == 19
     for target in targets:
         assert target["value"] is not None, target
         assert target["status"] in ("pass", "fail"), target

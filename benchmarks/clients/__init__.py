@@ -16,6 +16,7 @@ MODULES = {
     "openai": "benchmarks.clients.openai_sdk",
     "ollama": "benchmarks.clients.ollama_sdk",
     "tabby_async": "benchmarks.clients.tabby",
+    "tabby_async_otel": "benchmarks.clients.tabby_otel",
 }
 
 
