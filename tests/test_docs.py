@@ -406,7 +406,7 @@ def test_the_errors_guide_has_the_error_tree() -> None:
     assert doc is not None
     start = doc.index("::\n") + 3
     tree = textwrap.dedent(doc[start : doc.index("\n\n", start + 2)]).strip("\n")
-    assert f"```text\n{tree}\n```" in page_text("guides/errors.md")
+    assert f"}}\n{tree}\n```" in page_text("guides/errors.md")
 
 
 def test_the_desired_state_guide_has_the_field_table() -> None:
@@ -535,6 +535,7 @@ def test_roles_become_links_or_code(text: str, expected: str) -> None:
             "Use it so:\n\n```python\nx = 1\ny = 2\n```\n\nAfter.",
         ),
         ("::\n\n    $ tabby-async models list\n", "\n```text\n$ tabby-async models list\n```\n"),
+        ("Tree::\n\n    A\n    └── B\n", "Tree:\n\n``` { .text .wide }\nA\n└── B\n```\n"),
         ("Ends with :: but no block", "Ends with :: but no block"),
         ("Items:\n- a\n- b", "Items:\n\n- a\n- b"),
         ("Items:\n\n- a\n  more\n- b", "Items:\n\n- a\n  more\n- b"),

@@ -78,17 +78,23 @@ def literal_blocks(text: str) -> str:
         if head:
             out.append(head + ":")
         code = textwrap.dedent("\n".join(block))
-        out += ["", f"```{language(code)}", *code.split("\n"), "```", ""]
+        out += ["", fence(code), *code.split("\n"), "```", ""]
         i = j
     return "\n".join(out)
 
 
-def language(code: str) -> str:
-    """``python`` unless the block is a shell session or a drawing (such as the error tree)."""
+def fence(code: str) -> str:
+    """The opening fence of a block: Python, unless it is a shell session or a drawing.
+
+    A drawing (such as the error tree) has long lines: it gets the ``wide``
+    class, which the site's stylesheet sets smaller so that it fits.
+    """
     first = code.split(maxsplit=1)[0] if code.strip() else ""
-    if first in ("$", "tabby-async", "pip", "python") or any(c in code for c in "├└│"):
-        return "text"
-    return "python"
+    if any(c in code for c in "├└│"):
+        return "``` { .text .wide }"
+    if first in ("$", "tabby-async", "pip", "python"):
+        return "```text"
+    return "```python"
 
 
 def blank_before_lists(text: str) -> str:
