@@ -98,6 +98,18 @@ PROGRAMS: list[tuple[str, list[str]]] = [
             r"2 nodes: 2 ok",
         ],
     ),
+    (
+        "trace_configs=[create_trace_config()]",
+        [r"^POST -$", r"^tabby\.load ok$", r"^tabby\.ensure_loaded ok$"],
+    ),
+    (
+        "FleetCollector.from_toml(",
+        [
+            r'^tabby_up\{node="gpu-01"\} 1\.0$',
+            r'^tabby_up\{node="gpu-02"\} 1\.0$',
+            r"^tabby_nodes 2\.0$",
+        ],
+    ),
     ("TabbyEmulator(", [r"^\['a', 'b'\]$"]),
 ]
 #: How many blocks are pytest modules, and how many are deliberate fragments.
