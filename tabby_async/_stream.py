@@ -149,7 +149,7 @@ class LoadStream:
         #: The last event seen, so a caller can tell how far the load got.
         self.last_event: ModelLoadResponse | None = None
         self._events = 0
-        #: The load's span while one records (see ``_otel``); None otherwise.
+        #: The load's OpenTelemetry span while one records; None otherwise.
         self._trace: LoadTrace | None = None
 
     async def __aenter__(self) -> Self:
