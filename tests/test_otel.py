@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -68,6 +68,16 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
 
 
+@pytest.fixture
+async def traced(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    """An admin client of ``server``, its requests traced by aiohttp's instrumentation."""
+    config = create_trace_config(tracer_provider=_provider())
+    async with AsyncTabbyClient(
+        server.url, admin_key=server.admin_key, trace_configs=[config]
+    ) as client:
+        yield client
+
+
 def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.name == name]
 
@@ -103,14 +113,10 @@ def all_text(exporter: InMemorySpanExporter) -> str:
 
 
 async def test_trace_configs_give_http_spans_for_every_call(
-    server: TabbyEmulator, spans: InMemorySpanExporter
+    server: TabbyEmulator, spans: InMemorySpanExporter, traced: AsyncTabbyClient
 ) -> None:
-    config = create_trace_config(tracer_provider=_provider())
-    async with AsyncTabbyClient(
-        server.url, admin_key=server.admin_key, trace_configs=[config]
-    ) as client:
-        await client.models.list()
-        await client.models.load(model_name="beta")  # the long-call pool is traced too
+    await traced.models.list()
+    await traced.models.load(model_name="beta")  # the long-call pool is traced too
     methods = sorted(s.name for s in http_spans(spans))
     assert methods == ["GET", "POST"], methods
     text = all_text(spans)
@@ -118,13 +124,9 @@ async def test_trace_configs_give_http_spans_for_every_call(
 
 
 async def test_the_load_span_outlives_its_http_span_and_is_its_parent(
-    server: TabbyEmulator, spans: InMemorySpanExporter
+    spans: InMemorySpanExporter, traced: AsyncTabbyClient
 ) -> None:
-    config = create_trace_config(tracer_provider=_provider())
-    async with AsyncTabbyClient(
-        server.url, admin_key=server.admin_key, trace_configs=[config]
-    ) as client:
-        await client.models.load(model_name="alpha")
+    await traced.models.load(model_name="alpha")
     load = one(spans, "tabby.load")
     (post,) = http_spans(spans)
     assert parent_of(post) == load.context.span_id
