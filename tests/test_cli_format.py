@@ -271,7 +271,10 @@ def test_argument_types_refuse(convert: Callable[[str], object], text: str, mess
 def status_error(cls: type[E.APIStatusError], message: str, route: Any = GET, **extra: Any) -> Any:
     """An error as the SDK raises it for ``route`` (status 400 unless given)."""
     status = extra.pop("status", 400)
-    return cls(message, status=status, method=route.method, path=route.path, **extra)
+    err = cls(message, status=status, method=route.method, path=route.path)
+    for name, value in extra.items():  # reason/kind: fields set from the server's words
+        setattr(err, name, value)
+    return err
 
 
 NAMED = argparse.Namespace(command_name="models load", name="m", url="http://h:5000")
