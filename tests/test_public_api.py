@@ -33,7 +33,6 @@ PUBLIC_MODULES = [
     "tabby_async",
     "tabby_async.errors",
     "tabby_async.exporter",
-    "tabby_async.exporter",
     "tabby_async.fleet",
     "tabby_async.models",
     "tabby_async.testing",
