@@ -29,7 +29,7 @@ def _sorted(names: Collection[str]) -> list[str]:
 
 
 def _limited_note(what: str, shown: str) -> str:
-    return f"\n(an api key sees only {shown}; list every {what} with the admin key)"
+    return f"\n(an api key sees {shown}; list every {what} with the admin key)"
 
 
 def lora_list_text(listing: LoraList, active: Collection[str], *, limited: bool) -> str:
@@ -38,7 +38,7 @@ def lora_list_text(listing: LoraList, active: Collection[str], *, limited: bool)
     ``limited``: read with an api key, to which the server shows only the
     active adapters; a note says so.
     """
-    note = _limited_note("adapter", "the active ones") if limited else ""
+    note = _limited_note("adapter", "only the active ones") if limited else ""
     if not listing.data:
         return f"no LoRA adapters to show{note}"
     rows = [(name, "*" if name in active else "") for name in _sorted(listing.ids)]
@@ -65,7 +65,7 @@ def template_list_text(listing: TemplateList, current: str | None, *, limited: b
     ``limited``: read with an api key, to which the server shows only the
     template in use.
     """
-    note = _limited_note("template", "the one in use") if limited else ""
+    note = _limited_note("template", "only the one in use") if limited else ""
     if not listing.data:
         return f"no prompt templates to show{note}"
     in_use = template_stem(current) if current is not None else None
