@@ -51,6 +51,7 @@ async def server() -> AsyncIterator[TabbyEmulator]:
         drafts=[EmulatedModel("draft-small", modules=2)],
         embeddings=["embed-a"],
         downloadable={"org/new-model": 0.05},
+        templates={"chatml": "{{ x }}"},  # the text a load naming "chatml" puts in use
     ) as emulator:
         yield emulator
 

@@ -261,6 +261,32 @@ async def test_malformed_json_is_422_before_auth(
         assert await r.json() == {"detail": "Please provide an admin key"}
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # No body at all is a missing body...
+        (b"", {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}),
+        # ...but a JSON null is a body: one that is not an object.
+        (
+            b"null",
+            {
+                "type": "model_attributes_type",
+                "loc": ["body"],
+                "msg": "Input should be a valid dictionary or object to extract fields from",
+                "input": None,
+            },
+        ),
+    ],
+)
+async def test_an_empty_body_is_missing_and_a_null_body_is_not_an_object(
+    tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession, raw: bytes, expected: Any
+) -> None:
+    s = tabby_emulator
+    headers = {**admin(s), "Content-Type": "application/json"}
+    async with http.post(s.url + "/v1/model/load", data=raw, headers=headers) as r:
+        assert (r.status, await r.json()) == (422, {"detail": [expected]})
+
+
 async def test_validation_errors_have_pydantic_shape(
     tabby_emulator: TabbyEmulator, http: aiohttp.ClientSession
 ) -> None:

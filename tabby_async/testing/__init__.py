@@ -1,7 +1,9 @@
 """``tabby_async.testing``: an in-process TabbyAPI emulator for tests and benchmarks.
 
-It speaks the real TabbyAPI server's model-management wire protocol, byte for byte,
-over real HTTP on a local port, records what it receives and can inject faults::
+It speaks the real TabbyAPI server's admin wire protocol (models, embeddings,
+downloads, LoRA, prompt templates, sampler overrides, tokens, health, keys, service
+info), byte for byte, over real HTTP on a local port, records what it receives and
+can inject faults::
 
     from tabby_async.testing import EmulatedModel, TabbyEmulator
 
@@ -45,9 +47,17 @@ source, or is the emulator's own choice:
   reason. The target folder is ``folder_name`` or the part after ``/`` in
   ``repo_id``; an existing model folder gives 400 ``[Errno 17] File exists:
   'models/<folder>'`` (checked after the repo lookup, before the wait).
-  ``repo_type: "lora"`` downloads to ``loras/`` and adds no model.
-- Routes other than the model-management ones (completions, templates, loras,
-  ...) are 404 here.
+  ``repo_type: "lora"`` downloads to ``loras/``: a LoRA folder, not a model.
+- LoRA: the backend applies none (the server's only backend stubs them out), so
+  every load lists every adapter under ``failure`` and none is ever active.
+- Templates, sampler presets and LoRA folders are constructor fixtures
+  (:class:`TabbyEmulator`); a missing folder is an empty fixture (``None`` for
+  LoRA). A template switch to an unknown name is the server's plain-text 500.
+- Tokens come from a toy tokenizer (UTF-8 bytes, BOS id 1) and chat messages
+  from a toy renderer (``<role>: <content>`` lines): the shapes, statuses and
+  checks are the server's, the token values are not any model's.
+- The generation routes (completions, chat, embeddings requests, the KoboldAI
+  API) are 404 here.
 """
 
 from ._emulator import TabbyEmulator

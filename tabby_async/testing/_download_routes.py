@@ -3,8 +3,8 @@
 Only the repos the emulator was given as downloadable succeed, after their
 delay; any other fails as on a server without network. The target folder is
 ``folder_name`` or the part after ``/`` in ``repo_id``; an existing model
-folder is a "file exists" 400 (checked after the repo lookup, before the
-wait). A LoRA repo goes to ``loras/`` and adds no model. One long request with
+or LoRA folder is a "file exists" 400 (checked after the repo lookup, before
+the wait). A LoRA repo goes to ``loras/``: a LoRA folder, not a model. One long request with
 no progress: a client that disconnects cancels it, and nothing is added.
 """
 
@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ._guards import Guards
 from ._models import EmulatedModel
-from ._validation import DOWNLOAD_SCHEMA
+from ._schemas import DOWNLOAD_SCHEMA
 from ._wire import MSG_OFFLINE, detail, encode, json_response
 
 __all__ = ["DownloadRoute"]
@@ -52,14 +52,16 @@ class DownloadRoute:
             if len(parts) < 2:
                 return json_response(400, detail("list index out of range"))
             folder = parts[1]
+        state = self._guards.state
         is_lora = fields["repo_type"] == "lora"
         target = f"{'loras' if is_lora else 'models'}/{folder}"
-        models = self._guards.state.models
-        if not is_lora and folder in models:
+        if folder in ((state.loras or ()) if is_lora else state.models):
             return json_response(400, detail(f"[Errno 17] File exists: '{target}'"))
         # A client disconnect cancels this handler mid-sleep: nothing gets added.
         if delay > 0:
             await asyncio.sleep(delay)
         if not is_lora:
-            models[folder] = EmulatedModel(name=folder)
+            state.models[folder] = EmulatedModel(name=folder)
+        elif state.loras is not None:
+            state.loras.append(folder)
         return json_response(200, encode({"download_path": target}))

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from ._guards import Guards
 from ._model_routes import listing
+from ._schemas import EMBEDDING_LOAD_SCHEMA
 from ._state import card_id
-from ._validation import EMBEDDING_LOAD_SCHEMA
 from ._wire import (
     BODY_EMBEDDING_DONE,
     BODY_NULL,

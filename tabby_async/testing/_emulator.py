@@ -4,7 +4,8 @@ The emulator is a bare ``aiohttp.web.Server`` (no Application, router or
 middlewares: one dispatch function and a dict of routes) so that a benchmark can
 run hundreds of them per process and push tens of thousands of requests through
 each. Each route's handler lives with its area (models, embeddings, downloads,
-the server's own routes); this module only wires them into the table.
+LoRA, templates, sampling, tokens, the server's own routes), which the route
+table wires in; this module builds the areas and dispatches to them.
 
 Only ``aiohttp`` and ``msgspec`` are used, and nothing from the SDK is imported.
 """
@@ -14,30 +15,34 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from ._auth import Keys
-from ._download import DownloadRoute
+from ._download_routes import DownloadRoute
 from ._embedding_routes import EmbeddingRoutes
 from ._fault_replies import answer_instead, break_body
 from ._faults import STAGE_BODY, STAGE_DELAY, STAGE_FAIL, FaultInjector
+from ._fixtures import DEFAULT_LORAS, DEFAULT_PRESETS, DEFAULT_TEMPLATES
 from ._guards import Guards
 from ._load import LoadJobs
+from ._lora_routes import LoraRoutes
 from ._model_routes import ModelRoutes
 from ._models import EmulatedModel, RecordedRequest, as_model, redact_body
+from ._route_table import Areas, Handler, route_table
+from ._sampling_routes import SamplingRoutes
+from ._schemas import LOAD_SCHEMA
 from ._server_routes import ServerRoutes
 from ._state import ModelState
-from ._validation import LOAD_SCHEMA, validate
+from ._template_routes import TemplateRoutes
+from ._token_routes import TokenRoutes
+from ._validation import validate
 from ._wire import BODY_NOT_ALLOWED, BODY_NOT_FOUND, json_response, redirect
 
-__all__ = ["Handler", "TabbyEmulator"]
-
-#: A route's handler: the request and its body (already read) -> the response.
-Handler = Callable[[web.BaseRequest, bytes], Awaitable[web.StreamResponse]]
+__all__ = ["TabbyEmulator"]
 
 
 class TabbyEmulator:
@@ -60,6 +65,14 @@ class TabbyEmulator:
     as on the server, a model whose folder name equals the loaded one's counts
     as already loaded.
 
+    The prompt template belongs to the loaded model: a load puts the requested
+    ``prompt_template`` in use when the template folder has it (else the
+    model's own, :attr:`EmulatedModel.prompt_template`), a no-op reload keeps
+    the one in use, a switch or an unload changes it, and unloading the model
+    drops it. The sampler overrides belong to the server: they need no model
+    and outlive loads. Token ids come from a toy tokenizer (UTF-8 bytes + 3,
+    BOS 1): only their shapes are the server's.
+
     Args:
         models: main models (``str`` is shorthand for ``EmulatedModel(name=str)``).
         drafts: draft models, listed by ``/v1/model/draft/list`` and loadable via
@@ -79,6 +92,15 @@ class TabbyEmulator:
             server takes about 23 s; the default 0 keeps tests fast).
         embeddings_available: ``False`` makes embedding loads fail like a server
             without the optional embedding packages (400, multi-line ImportError).
+        templates: the template folder, ``{name: text}`` (a name without
+            ``.jinja``); ``{}`` is a server without one. By default two small
+            templates, ``chatml`` and ``alpaca``.
+        presets: the sampler override presets, ``{name: overrides}``; ``{}`` is
+            a server without a preset folder. By default ``fast`` and ``precise``.
+        loras: the LoRA folder's adapters; ``None`` is a server without a LoRA
+            folder. By default ``lora-a`` and ``lora-b``.
+        override_preset: a preset put in force at start (a missing one is
+            ignored, as the server only logs it).
     """
 
     def __init__(
@@ -98,6 +120,10 @@ class TabbyEmulator:
         downloadable: Mapping[str, float] | None = None,
         download_failure_delay: float = 0.0,
         embeddings_available: bool = True,
+        templates: Mapping[str, str] = DEFAULT_TEMPLATES,
+        presets: Mapping[str, Mapping[str, Any]] = DEFAULT_PRESETS,
+        loras: Iterable[str] | None = DEFAULT_LORAS,
+        override_preset: str | None = None,
     ) -> None:
         api_key = api_key if api_key is not None else secrets.token_hex(16)
         admin_key = admin_key if admin_key is not None else secrets.token_hex(16)
@@ -110,35 +136,28 @@ class TabbyEmulator:
         self._faults = FaultInjector()
 
         self._state = state = ModelState(
-            map(as_model, models), map(as_model, drafts), map(as_model, embeddings)
+            map(as_model, models),
+            map(as_model, drafts),
+            map(as_model, embeddings),
+            templates,
+            loras,
         )
         self._jobs = LoadJobs(state)
         guards = Guards(self._keys, state)
-        model = ModelRoutes(guards, self._jobs, self._faults, ping_interval)
-        embedding = EmbeddingRoutes(guards, embeddings_available)
-        download = DownloadRoute(guards, downloadable or {}, download_failure_delay)
-        self._server_routes = server = ServerRoutes(guards)
+        self._areas = areas = Areas(
+            server=ServerRoutes(guards),
+            model=ModelRoutes(guards, self._jobs, self._faults, ping_interval),
+            embedding=EmbeddingRoutes(guards, embeddings_available),
+            download=DownloadRoute(guards, downloadable or {}, download_failure_delay),
+            lora=LoraRoutes(guards),
+            template=TemplateRoutes(guards),
+            sampling=SamplingRoutes(guards, presets, override_preset),
+            tokens=TokenRoutes(guards),
+        )
+        self._routes: dict[str, dict[str, Handler]] = route_table(areas)
 
         self._runner: web.ServerRunner | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
-
-        #: ``{path: {method: handler}}``: Starlette-style exact paths.
-        self._routes: dict[str, dict[str, Handler]] = {
-            "/health": {"GET": server.health},
-            "/v1/auth/permission": {"GET": server.permission},
-            "/v1/models": {"GET": model.list},
-            "/v1/model/list": {"GET": model.list},
-            "/v1/model": {"GET": model.get},
-            "/props": {"GET": model.props},
-            "/v1/model/draft/list": {"GET": model.list_drafts},
-            "/v1/model/load": {"POST": model.load},
-            "/v1/model/unload": {"POST": model.unload},
-            "/v1/download": {"POST": download.download},
-            "/v1/model/embedding/list": {"GET": embedding.list},
-            "/v1/model/embedding": {"GET": embedding.get},
-            "/v1/model/embedding/load": {"POST": embedding.load},
-            "/v1/model/embedding/unload": {"POST": embedding.unload},
-        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -257,6 +276,17 @@ class TabbyEmulator:
         return self._state.loading
 
     @property
+    def template(self) -> str | None:
+        """The loaded model's prompt template, as its card names it (``None``: none)."""
+        loaded = self._state.loaded
+        return loaded.prompt_template if loaded is not None else None
+
+    @property
+    def sampler_overrides(self) -> tuple[str | None, dict[str, Any]]:
+        """``(selected_preset, overrides)`` as ``/v1/sampling/override/list`` shows them."""
+        return self._areas.sampling.selected_preset, self._areas.sampling.overrides
+
+    @property
     def models(self) -> list[str]:
         """Names of the main models (including downloaded ones), in listing order."""
         return list(self._state.models)
@@ -295,11 +325,11 @@ class TabbyEmulator:
 
     def add_health_issue(self, description: str) -> None:
         """Make ``/health`` answer 503 unhealthy with this issue (until cleared)."""
-        self._server_routes.add_health_issue(description)
+        self._areas.server.add_health_issue(description)
 
     def clear_health_issues(self) -> None:
         """Make ``/health`` healthy again."""
-        self._server_routes.health_issues.clear()
+        self._areas.server.health_issues.clear()
 
     async def wait_loaded(self, name: str, timeout: float | None = 30.0) -> None:
         """Return once ``name`` is the loaded main model and no load is running.

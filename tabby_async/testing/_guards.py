@@ -8,14 +8,14 @@ through, or the response that refuses it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
 from ._auth import Keys, Permission, check_admin, check_api, key_permission
 from ._state import ModelState
 from ._validation import BodyError, Schema, parse_json_body, validate
-from ._wire import MSG_NO_MODEL, detail, json_response, unprocessable
+from ._wire import MSG_NO_MODEL, detail, internal_error, json_response, unprocessable
 
 __all__ = ["Guards"]
 
@@ -46,6 +46,18 @@ class Guards:
     def permission(self, request: web.BaseRequest) -> Permission:
         """The level of the request's key (see :func:`key_permission`)."""
         return key_permission(request.headers, self.keys)
+
+    def view(self, request: web.BaseRequest) -> Literal["admin", "api"] | web.Response:
+        """A listing's view: ``"admin"`` (everything) or ``"api"`` (what is in use), or
+        the refusal: the key check's 401, or the 500 of a permission lookup that
+        crashes on the server (a wrong ``x-admin-key`` beside a valid ``x-api-key``)."""
+        denied = self.api(request)
+        if denied is not None:
+            return denied
+        permission = key_permission(request.headers, self.keys)
+        if permission == "admin" or permission == "api":
+            return permission
+        return internal_error()
 
     def no_model(self) -> web.Response | None:
         """The 503 of a route that needs a model, when none is loaded (or one is loading)."""

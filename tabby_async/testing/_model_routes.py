@@ -18,15 +18,14 @@ from ._guards import Guards
 from ._load import LoadJobs
 from ._load_stream import stream_load
 from ._models import EmulatedModel
+from ._schemas import LOAD_SCHEMA
 from ._state import LoadedModel
-from ._validation import LOAD_SCHEMA
 from ._wire import (
     BODY_NULL,
     MSG_NO_NAME,
     MSG_NO_PATH,
     detail,
     encode,
-    internal_error,
     json_response,
 )
 
@@ -40,13 +39,10 @@ def listing(
     current: str | None,
 ) -> web.Response:
     """A model-folder listing (models, drafts, embedding models) for the request's key."""
-    denied = guards.api(request)
-    if denied is not None:
-        return denied
-    permission = guards.permission(request)
-    if permission != "admin" and permission != "api":
-        return internal_error()
-    return json_response(200, guards.state.listing(folder, permission == "admin", current))
+    view = guards.view(request)
+    if isinstance(view, web.Response):
+        return view
+    return json_response(200, guards.state.listing(folder, view == "admin", current))
 
 
 class ModelRoutes:

@@ -41,10 +41,12 @@ class EmulatedModel:
         max_seq_len: the model's native context, used when the request omits it.
         max_batch_size: reported ``max_batch_size`` (and ``/props`` ``total_slots``)
             when the request omits it.
-        prompt_template: name of the template reported in the card when the request
-            names none (``None``: no template).
-        chat_template: raw template text returned by ``/props`` (``""`` if none) and as
-            ``prompt_template_content`` when a template is in use.
+        prompt_template: the name of the model's own template (as if it came
+            with the model's files), in use after a load that names no template,
+            or one that does not exist (``None``: the model brings none).
+        chat_template: the text of that template: the card's
+            ``prompt_template_content`` and ``/props``' ``chat_template`` while it
+            is in use.
     """
 
     name: str

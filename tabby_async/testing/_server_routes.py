@@ -1,4 +1,4 @@
-"""The server's own routes: ``/health`` and ``/v1/auth/permission``."""
+"""The server's own routes: ``/health``, ``/v1/auth/permission`` and the service info."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiohttp import web
 from ._guards import Guards
 from ._wire import (
     BODY_HEALTHY,
+    BODY_SERVICE_INFO,
     MSG_KEY_INVALID,
     MSG_KEY_MISSING,
     detail,
@@ -54,3 +55,7 @@ class ServerRoutes:
         if permission == "malformed":
             return internal_error()
         return json_response(200, encode({"permission": permission}))
+
+    async def service_info(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
+        """GET ``/.well-known/serviceinfo``: a fixed answer; no key needed, keys ignored."""
+        return json_response(200, BODY_SERVICE_INFO)

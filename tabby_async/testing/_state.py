@@ -1,7 +1,7 @@
 """The emulated server's model state: its folders, what is loaded, and what the card reports.
 
-One :class:`ModelState` per emulator holds the model, draft and embedding
-folders, the loaded model (a :class:`LoadedModel`), whether a load is running,
+One :class:`ModelState` per emulator holds the model, draft, embedding,
+template and LoRA folders, the loaded model (a :class:`LoadedModel`), whether a load is running,
 and the loaded embedding model. Whoever changes what is loaded calls
 :meth:`ModelState.changed`, which wakes every :meth:`ModelState.wait_for`.
 """
@@ -12,12 +12,20 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 from ._models import EmulatedModel
 from ._wire import model_card, model_list
 
-__all__ = ["LoadedModel", "ModelState", "card_id", "template_name", "top_level"]
+__all__ = [
+    "LoadedModel",
+    "ModelState",
+    "card_id",
+    "find_template",
+    "template_name",
+    "top_level",
+]
 
 
 def card_id(name: str) -> str:
@@ -41,6 +49,28 @@ def template_name(value: str | None) -> str | None:
     return value
 
 
+def find_template(templates: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """``(reported name, text)`` of the template ``name`` opens, or ``None`` if none.
+
+    The server opens ``templates/<name>``, putting ``.jinja`` in place of any
+    other extension (``alpaca.txt`` opens ``alpaca.jinja``), and reports the
+    file name without a ``.jinja`` (``chatml.jinja`` is ``chatml``, ``alpaca.txt``
+    stays ``alpaca.txt``). ``templates`` maps a file's name without ``.jinja``
+    to its text.
+    """
+    try:
+        path = PurePosixPath(name)
+        if path.suffix.endswith(".jinja"):
+            reported = path.name.split(".jinja")[0]
+        else:
+            reported = path.name
+            path = path.with_suffix(".jinja")
+    except ValueError:  # "", "." or "..": no file name to open
+        return None
+    text = templates.get(str(path)[: -len(".jinja")])
+    return None if text is None else (reported, text)
+
+
 @dataclasses.dataclass(slots=True)
 class LoadedModel:
     """The loaded main model and what its card reports.
@@ -48,7 +78,8 @@ class LoadedModel:
     The card reports only what the real server reports back: rope values are
     always 1.0, ``draft`` is always null even with a draft loaded, and the
     draft's own settings are reported nowhere. ``draft_name`` is kept for the
-    emulator's own accessors, never sent.
+    emulator's own accessors, never sent. The prompt template in use belongs
+    to the loaded model: a template switch or unload changes it here.
     """
 
     name: str
@@ -60,7 +91,6 @@ class LoadedModel:
     prompt_template: str | None
     prompt_template_content: str | None
     use_vision: bool
-    chat_template: str
     draft_name: str | None = None
 
     def card(self) -> dict[str, Any]:
@@ -87,7 +117,7 @@ class LoadedModel:
         """``GET /props``'s body."""
         return {
             "total_slots": self.max_batch_size,
-            "chat_template": self.chat_template,
+            "chat_template": self.prompt_template_content or "",
             "default_generation_settings": {"n_ctx": self.max_seq_len},
         }
 
@@ -103,7 +133,9 @@ class ModelState:
         "loaded",
         "loaded_embedding",
         "loading",
+        "loras",
         "models",
+        "templates",
     )
 
     def __init__(
@@ -111,7 +143,13 @@ class ModelState:
         models: Iterable[EmulatedModel],
         drafts: Iterable[EmulatedModel],
         embeddings: Iterable[EmulatedModel],
+        templates: Mapping[str, str],
+        loras: Iterable[str] | None,
     ) -> None:
+        #: The template folder: a template's name (without ``.jinja``) -> its text.
+        self.templates = dict(templates)
+        #: The LoRA folder's sub-folders (``None``: the server has no LoRA folder).
+        self.loras: list[str] | None = None if loras is None else list(loras)
         self.models: dict[str, EmulatedModel] = {m.name: m for m in models}
         self.drafts: dict[str, EmulatedModel] = {m.name: m for m in drafts}
         self.embeddings: dict[str, EmulatedModel] = {m.name: m for m in embeddings}
@@ -166,7 +204,7 @@ class ModelState:
         # Only what the card reports is kept: the rope values, the draft's
         # settings and the split/backend fields are taken and never shown.
         max_seq_len = fields["max_seq_len"] or model.max_seq_len
-        template = template_name(fields["prompt_template"] or model.prompt_template)
+        template = self.load_template(model, fields["prompt_template"])
         return LoadedModel(
             name=model.name,
             max_seq_len=max_seq_len,
@@ -174,9 +212,17 @@ class ModelState:
             cache_mode=fields["cache_mode"] or "FP16",
             max_batch_size=fields["max_batch_size"] or model.max_batch_size,
             chunk_size=fields["chunk_size"] or 2048,
-            prompt_template=template,
-            prompt_template_content=model.chat_template if template else None,
+            prompt_template=template[0] if template else None,
+            prompt_template_content=template[1] if template else None,
             use_vision=bool(fields["vision"]) and model.vision_modules > 0,
-            chat_template=model.chat_template,
             draft_name=draft_name,
         )
+
+    def load_template(self, model: EmulatedModel, requested: str | None) -> tuple[str, str] | None:
+        """The template a load puts in use: the requested one if it exists, else the
+        model's own (a requested template that does not exist is silently unused)."""
+        found = find_template(self.templates, requested) if requested else None
+        if found is not None:
+            return found
+        own = template_name(model.prompt_template)
+        return None if own is None else (own, model.chat_template)

@@ -8,7 +8,8 @@ errors (``json_invalid``), missing fields, the lax coercions (``"2048"`` -> 2048
 list one entry per branch (``rope_alpha: float | "auto"``).
 
 It is deliberately table driven and allocation-light: the emulator validates every
-load request of a benchmark with it.
+load request of a benchmark with it. The request schemas themselves are elsewhere;
+this module is the machinery.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "DOWNLOAD_SCHEMA",
-    "EMBEDDING_LOAD_SCHEMA",
-    "LOAD_SCHEMA",
+    "NO_BODY",
     "BodyError",
+    "Field",
     "Schema",
+    "check_bool",
+    "check_dict",
+    "check_float",
+    "check_float_or_auto",
+    "check_int",
+    "check_str",
+    "list_of",
+    "literal",
     "parse_json_body",
+    "union",
     "validate",
 ]
 
@@ -37,6 +46,8 @@ ErrorEntry = dict[str, Any]
 Checker = Callable[[Any, Loc], tuple[Any, list[ErrorEntry]]]
 
 _MISSING: Any = object()
+#: What :func:`parse_json_body` returns for a request without a body.
+NO_BODY: Any = object()
 
 
 class BodyError(Exception):
@@ -59,13 +70,14 @@ def _err(
 def parse_json_body(body: bytes, content_type: str | None) -> Any:
     """Decode a request body the way FastAPI does before any dependency runs.
 
-    Returns ``None`` for an empty body and the raw text for a non-JSON content type
-    (pydantic then rejects it as not-an-object). Raises :class:`BodyError` with a
+    Returns :data:`NO_BODY` for an empty body (a JSON ``null`` is ``None``, which
+    pydantic rejects as not-an-object) and the raw text for a non-JSON content
+    type (rejected the same way). Raises :class:`BodyError` with a
     ``json_invalid`` entry (``loc ["body", <char offset>]``) for malformed JSON: that
     is the 422 the real server sends *before* checking auth.
     """
     if not body:
-        return None
+        return NO_BODY
     if content_type:
         main = content_type.split(";", 1)[0].strip().lower()
         is_json = main == "application/json" or (
@@ -237,20 +249,83 @@ def check_float_or_auto(value: Any, loc: Loc) -> tuple[Any, list[ErrorEntry]]:
     ]
 
 
+def literal(*allowed: str) -> Checker:
+    """``Literal[...]`` of strings: ``literal_error`` naming the allowed values."""
+    quoted = [repr(a) for a in allowed]
+    expected = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    message = f"Input should be {expected}"
+
+    def check(value: Any, loc: Loc) -> tuple[Any, list[ErrorEntry]]:
+        if isinstance(value, str) and value in allowed:
+            return value, []
+        return None, [_err("literal_error", loc, message, value, {"expected": expected})]
+
+    return check
+
+
+def union(*branches: tuple[str, Checker]) -> Checker:
+    """``Union[...]``: the first branch that passes; else every branch's errors, each
+    under its own label in the ``loc`` (``"str"``, ``"list[ChatCompletionMessage]"``)."""
+
+    def check(value: Any, loc: Loc) -> tuple[Any, list[ErrorEntry]]:
+        errors: list[ErrorEntry] = []
+        for label, branch in branches:
+            converted, errs = branch(value, (*loc, label))
+            if not errs:
+                return converted, []
+            errors.extend(errs)
+        return None, errors
+
+    return check
+
+
 # --------------------------------------------------------------------------- objects
+
+
+class Field:
+    """A :class:`Schema` field beyond ``(name, checker, required)``.
+
+    ``nullable=False`` is a field with a default that refuses ``null`` (a plain
+    ``bool = True`` in pydantic: absent means the default, ``null`` fails the
+    checker). ``aliases`` are further keys it may come under, tried in order
+    after ``name`` (pydantic's ``AliasChoices``); an error's ``loc`` names the
+    key that was sent.
+    """
+
+    __slots__ = ("aliases", "checker", "default", "name", "nullable", "required")
+
+    def __init__(
+        self,
+        name: str,
+        checker: Checker,
+        *,
+        required: bool = False,
+        nullable: bool = True,
+        default: Any = None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.checker = checker
+        self.required = required
+        self.nullable = nullable and not required
+        self.default = default
+        self.aliases = aliases
 
 
 class Schema:
     """An object with ordered fields; validates to a plain dict of the known fields.
 
-    ``fields`` is a sequence of ``(name, checker, required)``; optional fields accept
-    ``null`` and default to ``None``.
+    ``fields`` are ``(name, checker, required)`` tuples, where optional fields
+    accept ``null`` and default to ``None``, or :class:`Field` for the rest.
     """
 
     __slots__ = ("fields",)
 
-    def __init__(self, fields: Sequence[tuple[str, Checker, bool]]) -> None:
-        self.fields = tuple(fields)
+    def __init__(self, fields: Sequence[tuple[str, Checker, bool] | Field]) -> None:
+        self.fields = tuple(
+            spec if isinstance(spec, Field) else Field(spec[0], spec[1], required=spec[2])
+            for spec in fields
+        )
 
     def __call__(self, value: Any, loc: Loc) -> tuple[Any, list[ErrorEntry]]:
         """Validate ``value`` found at ``loc``; usable as a nested field checker."""
@@ -265,17 +340,23 @@ class Schema:
             ]
         out: dict[str, Any] = {}
         errors: list[ErrorEntry] = []
-        for name, checker, required in self.fields:
+        for field in self.fields:
+            name = key = field.name
             raw = value.get(name, _MISSING)
             if raw is _MISSING:
-                if required:
-                    errors.append(_err("missing", (*loc, name), "Field required", value))
+                for key in field.aliases:
+                    raw = value.get(key, _MISSING)
+                    if raw is not _MISSING:
+                        break
+                else:
+                    if field.required:
+                        errors.append(_err("missing", (*loc, name), "Field required", value))
+                    out[name] = field.default
+                    continue
+            if raw is None and field.nullable:
                 out[name] = None
                 continue
-            if raw is None and not required:
-                out[name] = None
-                continue
-            converted, errs = checker(raw, (*loc, name))
+            converted, errs = field.checker(raw, (*loc, key))
             if errs:
                 errors.extend(errs)
             else:
@@ -286,69 +367,13 @@ class Schema:
 def validate(schema: Schema, body: Any) -> dict[str, Any]:
     """Validate a parsed request body against ``schema``; raise :class:`BodyError` on failure.
 
-    A missing body gives pydantic's ``missing`` error at ``loc ["body"]``.
+    A missing body (:data:`NO_BODY`) gives pydantic's ``missing`` error at
+    ``loc ["body"]``.
     """
-    if body is None:
+    if body is NO_BODY:
         raise BodyError([_err("missing", ("body",), "Field required", None)])
     out, errors = schema(body, ("body",))
     if errors:
         raise BodyError(errors)
     result: dict[str, Any] = out
     return result
-
-
-_float_list = list_of(check_float)
-
-DRAFT_SCHEMA = Schema(
-    [
-        ("draft_model_name", check_str, False),
-        ("draft_rope_scale", check_float, False),
-        ("draft_rope_alpha", check_float_or_auto, False),
-        ("draft_gpu_split", _float_list, False),
-    ]
-)
-
-LOAD_SCHEMA = Schema(
-    [
-        ("model_name", check_str, True),
-        ("backend", check_str, False),
-        ("max_seq_len", check_int, False),
-        ("cache_size", check_int, False),
-        ("cache_mode", check_str, False),
-        ("tensor_parallel", check_bool, False),
-        ("tensor_parallel_backend", check_str, False),
-        ("gpu_split_auto", check_bool, False),
-        ("autosplit_reserve", _float_list, False),
-        ("gpu_split", _float_list, False),
-        ("rope_scale", check_float, False),
-        ("rope_alpha", check_float_or_auto, False),
-        ("chunk_size", check_int, False),
-        ("output_chunking", check_bool, False),
-        ("max_batch_size", check_int, False),
-        ("prompt_template", check_str, False),
-        ("vision", check_bool, False),
-        ("draft_model", DRAFT_SCHEMA, False),
-        ("skip_queue", check_bool, False),
-    ]
-)
-
-EMBEDDING_LOAD_SCHEMA = Schema(
-    [
-        ("embedding_model_name", check_str, True),
-        ("embeddings_device", check_str, False),
-    ]
-)
-
-DOWNLOAD_SCHEMA = Schema(
-    [
-        ("repo_id", check_str, True),
-        ("repo_type", check_str, False),
-        ("folder_name", check_str, False),
-        ("revision", check_str, False),
-        ("token", check_str, False),
-        ("include", list_of(check_str), False),
-        ("exclude", list_of(check_str), False),
-        ("chunk_limit", check_int, False),
-        ("timeout", check_int, False),
-    ]
-)

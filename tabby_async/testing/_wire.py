@@ -20,6 +20,7 @@ __all__ = [
     "BODY_NOT_ALLOWED",
     "BODY_NOT_FOUND",
     "BODY_NULL",
+    "BODY_SERVICE_INFO",
     "BOM",
     "FRAME_END",
     "JSON_HEADERS",
@@ -31,12 +32,17 @@ __all__ = [
     "MSG_NO_EMBEDDING",
     "MSG_NO_EMBEDDING_PACKAGES",
     "MSG_NO_EMBEDDING_PATH",
+    "MSG_NO_LORAS",
+    "MSG_NO_LORA_DIR",
     "MSG_NO_MODEL",
     "MSG_NO_NAME",
+    "MSG_NO_OVERRIDES",
     "MSG_NO_PATH",
+    "MSG_NO_TEMPLATE_NAME",
     "MSG_OFFLINE",
     "MSG_PROVIDE_ADMIN",
     "MSG_PROVIDE_API",
+    "MSG_TOKENIZE_NO_TEMPLATE",
     "SSE_HEADERS",
     "detail",
     "encode",
@@ -45,6 +51,7 @@ __all__ = [
     "json_response",
     "model_card",
     "model_list",
+    "msg_no_preset",
     "ping_frame",
     "progress_frame",
     "redirect",
@@ -79,6 +86,20 @@ MSG_MISSING_DRAFT = (
     "Could not find the draft model path for load. Check draft model name or config.yml?"
 )
 
+MSG_NO_LORAS = "List of loras to load is not found."
+MSG_NO_LORA_DIR = "A parent lora directory does not exist for load. Check your config.yml?"
+MSG_NO_TEMPLATE_NAME = "New template name not found."
+MSG_NO_OVERRIDES = "A sampler override preset or dictionary wasn't provided."
+MSG_TOKENIZE_NO_TEMPLATE = (
+    "Cannot tokenize chat completion message because a prompt template is not set."
+)
+
+
+def msg_no_preset(name: str) -> str:
+    """The 400 of a sampler override preset that does not exist."""
+    return f"Sampler override preset with name {name} does not exist. Check the spelling?"
+
+
 # ----------------------------------------------------------------------------- bytes
 
 JSON_HEADERS: dict[str, str] = {"Content-Type": "application/json", "Server": "uvicorn"}
@@ -96,6 +117,29 @@ BODY_NOT_FOUND = b'{"detail":"Not Found"}'
 BODY_NOT_ALLOWED = b'{"detail":"Method Not Allowed"}'
 BODY_HEALTHY = b'{"status":"healthy","issues":[]}'
 BODY_EMBEDDING_DONE = b'{"model_type":"embedding_model","module":1,"modules":1,"status":"finished"}'
+_DOCS = "https://theroyallab.github.io/tabbyAPI"
+_REPO = "https://github.com/theroyallab/tabbyAPI"
+#: ``GET /.well-known/serviceinfo``: a fixed answer, whatever the keys or the state.
+BODY_SERVICE_INFO = encode(
+    {
+        "version": 0.1,
+        "software": {"name": "TabbyAPI", "repository": _REPO, "homepage": _REPO},
+        "api": {
+            "openai": {
+                "name": "OpenAI API",
+                "relative_url": "/v1",
+                "documentation": _DOCS,
+                "version": 1,
+            },
+            "koboldai": {
+                "name": "KoboldAI API",
+                "relative_url": "/api",
+                "documentation": _DOCS,
+                "version": 1,
+            },
+        },
+    }
+)
 #: What ends every SSE event (the server's lines end in CRLF).
 FRAME_END = b"\r\n\r\n"
 #: A UTF-8 byte order mark.
