@@ -11,17 +11,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
+import msgspec
+import pytest
 from aiohttp import web
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
 __all__ = [
     "GUARD",
+    "CliResult",
     "ConnectionCounter",
     "RawHandler",
     "guarded",
     "raw_server",
     "reachable_text",
+    "run_cli",
     "serve_app",
 ]
 
@@ -228,3 +232,25 @@ class ConnectionCounter:
             await waiter[1].wait()
         finally:
             self._waiters.remove(waiter)
+
+
+class CliResult(msgspec.Struct):
+    """One run of the command line: its exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
+    """``tabby_async.cli.main(argv)`` in a worker thread; its exit code and output.
+
+    ``main`` runs its own event loop, so it cannot run in the test's; the
+    emulator it talks to keeps serving from the test's loop meanwhile.
+    """
+    from tabby_async import cli
+
+    capsys.readouterr()
+    code = await asyncio.to_thread(cli.main, list(argv))
+    out, err = capsys.readouterr()
+    return CliResult(code, out, err)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tabby_async import (
@@ -24,6 +26,7 @@ from tabby_async import (
     LoraLoadResponse,
     SamplerOverrides,
     TemplateList,
+    TokenDecodeResponse,
     TokenEncodeResponse,
 )
 from tabby_async.cli import common
@@ -39,6 +42,12 @@ from tabby_async.cli._commands import read_document
 from tabby_async.cli._lora import lora_item
 from tabby_async.cli._sampling import read_overrides
 from tabby_async.cli._tokens import read_messages, template_var
+from tabby_async.testing import TabbyEmulator
+from tests.helpers import CliResult, run_cli
+
+TEMPLATES = {"chatml": "{{ chatml }}", "alpaca": "{{ alpaca }}"}
+PRESETS = {"precise": {"temperature": {"override": 0.2, "force": True}}}
+LORAS = ["lora-a", "lora-b"]
 
 # --- argument types -----------------------------------------------------------------------
 
@@ -314,3 +323,298 @@ def test_sampling_text(state: SamplerOverrides, limited: bool, text: str) -> Non
 )
 def test_tokens_text(answer: TokenEncodeResponse, text: str) -> None:
     assert tokens_text(answer) == text
+
+
+# --- the commands against the emulator ------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TABBY_* from the machine running the tests."""
+    for name in ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TabbyEmulator]:
+    async with TabbyEmulator(
+        models=["m"], templates=TEMPLATES, presets=PRESETS, loras=LORAS
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def env(server: TabbyEmulator, monkeypatch: pytest.MonkeyPatch) -> TabbyEmulator:
+    """The server's URL and both keys in TABBY_URL/TABBY_API_KEY/TABBY_ADMIN_KEY."""
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    monkeypatch.setenv("TABBY_ADMIN_KEY", server.admin_key)
+    return server
+
+
+@pytest.fixture
+def api_only(server: TabbyEmulator, monkeypatch: pytest.MonkeyPatch) -> TabbyEmulator:
+    """The server's URL and its api key only."""
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    return server
+
+
+def posts(server: TabbyEmulator) -> list[str]:
+    return [r.path for r in server.requests if r.method == "POST"]
+
+
+def one_error_line(result: CliResult) -> str:
+    """The error line, checked to be the only thing on stderr."""
+    assert result.err.count("\n") == 1 and result.err.startswith("error: "), result.err
+    return result.err[len("error: ") : -1]
+
+
+async def test_lora_list_and_active(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    result = await run_cli(capsys, "lora", "list")
+    assert (result.code, result.out) == (0, "ID      ACTIVE\nlora-a\nlora-b\n")
+    result = await run_cli(capsys, "lora", "list", "--json")
+    assert sorted(msgspec.json.decode(result.out, type=LoraList).ids) == LORAS
+    result = await run_cli(capsys, "lora", "active")
+    assert result.code == common.EXIT_NOT_LOADED
+    assert one_error_line(result).startswith("no model is loaded")
+    env.preload("m")
+    result = await run_cli(capsys, "lora", "active")
+    assert (result.code, result.out) == (0, "no LoRA adapter is active\n")
+
+
+async def test_lora_list_with_an_api_key_says_what_it_cannot_see(
+    api_only: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run_cli(capsys, "lora", "list")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "no LoRA adapters to show",
+        "(an api key sees only the active ones; list every adapter with the admin key)",
+    ]
+
+
+async def test_lora_load_that_the_server_did_not_apply_exits_1_with_one_line(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.preload("m")
+    result = await run_cli(capsys, "lora", "load", "lora-a:0.5", "lora-b", "--skip-queue")
+    assert result.code == common.EXIT_ERROR
+    assert result.out == ""
+    assert one_error_line(result) == (
+        "LoRA load failed: the server did not apply 2 of 2 LoRA adapter(s): lora-a, lora-b"
+    )
+    (sent,) = [r.body for r in env.requests if r.path == "/v1/lora/load"]
+    assert sent == {
+        "loras": [{"name": "lora-a", "scaling": 0.5}, {"name": "lora-b"}],
+        "skip_queue": True,
+    }
+    # --json: the server's answer on stdout for scripts, the error line all the same.
+    result = await run_cli(capsys, "lora", "load", "lora-a", "--json")
+    assert result.code == common.EXIT_ERROR
+    assert json.loads(result.out) == {"success": [], "failure": ["lora-a"]}
+    assert one_error_line(result).startswith("LoRA load failed")
+
+
+async def test_lora_load_applied_in_full_exits_0(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.preload("m")
+    answer = b'{"success": ["lora-a"], "failure": []}'
+    env.faults.fail_next(status=200, body=answer, path="/v1/lora/load")
+    result = await run_cli(capsys, "lora", "load", "lora-a")
+    assert (result.code, result.out, result.err) == (0, "applied LoRA adapter(s): lora-a\n", "")
+
+
+async def test_lora_load_and_unload_need_the_admin_key_and_a_model(
+    server: TabbyEmulator, api_only: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.preload("m")
+    result = await run_cli(capsys, "lora", "load", "lora-a")
+    assert result.code == common.EXIT_AUTH
+    assert one_error_line(result) == (
+        "lora load needs the admin key (set --admin-key or TABBY_ADMIN_KEY)"
+    )
+    result = await run_cli(capsys, "lora", "unload", "--admin-key", server.admin_key)
+    assert (result.code, result.out) == (0, "unloaded every LoRA adapter\n")
+    unloaded = await run_cli(capsys, "models", "unload", "--admin-key", server.admin_key)
+    assert unloaded.code == 0
+    result = await run_cli(capsys, "lora", "unload", "--admin-key", server.admin_key)
+    assert result.code == common.EXIT_NOT_LOADED
+
+
+async def test_lora_load_bad_items_are_usage_errors(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["lora-a:much"], ["../up"], []):
+        result = await run_cli(capsys, "lora", "load", *argv)
+        assert result.code == common.EXIT_USAGE, argv
+    assert env.requests == []
+
+
+async def test_a_refused_admin_key_on_a_listing_names_the_admin_key(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = "not-the-admin-key-0123"
+    for group in ("lora", "templates", "sampling"):
+        result = await run_cli(capsys, group, "list", "--url", server.url, "--admin-key", bad)
+        assert result.code == common.EXIT_AUTH
+        assert one_error_line(result).startswith("the server refused the admin key")
+        assert bad not in result.out + result.err
+
+
+async def test_templates(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    result = await run_cli(capsys, "templates", "list")
+    assert (result.code, result.out) == (0, "NAME    IN USE\nalpaca\nchatml\n")
+    result = await run_cli(capsys, "templates", "switch", "chatml")
+    assert result.code == common.EXIT_NOT_LOADED
+    env.preload("m")
+    result = await run_cli(capsys, "templates", "switch", "chatml.jinja")
+    assert result.code == 0, result.err
+    assert result.out == "the loaded model now uses the prompt template 'chatml'\n"
+    result = await run_cli(capsys, "templates", "list")
+    assert result.out == "NAME    IN USE\nalpaca\nchatml  *\n"
+    result = await run_cli(capsys, "templates", "list", "--json")
+    assert sorted(msgspec.json.decode(result.out, type=TemplateList).names) == ["alpaca", "chatml"]
+    result = await run_cli(capsys, "templates", "unload")
+    assert (result.code, result.out) == (0, "the loaded model no longer uses a prompt template\n")
+    result = await run_cli(capsys, "templates", "list")
+    assert "*" not in result.out
+
+
+async def test_an_unknown_template_exits_4(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.preload("m")
+    result = await run_cli(capsys, "templates", "switch", "nope")
+    assert result.code == common.EXIT_NOT_FOUND
+    assert one_error_line(result) == (
+        "prompt template 'nope' not found on the server; see `tabby-async templates list`"
+    )
+    result = await run_cli(capsys, "templates", "switch", "")
+    assert result.code == common.EXIT_USAGE
+
+
+async def test_sampling(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    result = await run_cli(capsys, "sampling", "switch", "precise")
+    assert (result.code, result.out) == (0, "applied the sampler preset 'precise'\n")
+    result = await run_cli(capsys, "sampling", "list")
+    assert result.out.splitlines() == [
+        'overrides:           temperature={"force":true,"override":0.2}',
+        "last preset loaded:  precise (not necessarily in force)",
+        "presets:             precise",
+    ]
+    result = await run_cli(capsys, "sampling", "unload")
+    assert (result.code, result.out) == (0, "cleared the sampler overrides\n")
+    result = await run_cli(capsys, "sampling", "list", "--json")
+    state = msgspec.json.decode(result.out, type=SamplerOverrides)
+    assert (state.selected_preset, state.overrides) == ("precise", {})
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("o.json", '{"top_k": {"override": 40, "force": null}}'),
+        ("o.yml", "top_k:\n  override: 40\n  force: null\n"),
+    ],
+)
+async def test_sampling_switch_overrides_from_a_file(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, content: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    result = await run_cli(capsys, "sampling", "switch", "--overrides", str(path))
+    assert result.code == 0, result.err
+    assert result.out == f"applied 1 sampler override(s) from {path}\n"
+    result = await run_cli(capsys, "sampling", "list", "--json")
+    # The server drops the null.
+    assert msgspec.json.decode(result.out, type=SamplerOverrides).overrides == {
+        "top_k": {"override": 40}
+    }
+
+
+async def test_sampling_switch_errors(
+    server: TabbyEmulator, env: TabbyEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "o.json"
+    path.write_text('{"top_k": {"override": 40}}', encoding="utf-8")
+    for argv in ([], ["precise", "--overrides", str(path)], ["--overrides", str(tmp_path / "x")]):
+        result = await run_cli(capsys, "sampling", "switch", *argv)
+        assert result.code == common.EXIT_USAGE, argv
+        one_error_line(result)
+    assert server.requests == []
+    result = await run_cli(capsys, "sampling", "switch", "nope")
+    assert result.code == common.EXIT_NOT_FOUND
+    assert one_error_line(result) == (
+        "sampler preset 'nope' not found on the server; see `tabby-async sampling list`"
+    )
+    result = await run_cli(capsys, "sampling", "switch", "precise", "--admin-key", "")
+    assert result.code == common.EXIT_AUTH
+    assert one_error_line(result).startswith("sampling switch needs the admin key")
+
+
+async def test_tokens(env: TabbyEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    result = await run_cli(capsys, "tokens", "encode", "Hello")
+    assert result.code == common.EXIT_NOT_LOADED
+    env.preload("m")
+    result = await run_cli(capsys, "tokens", "encode", "Hello", "--no-add-bos-token", "--json")
+    assert result.code == 0, result.err
+    encoded = msgspec.json.decode(result.out, type=TokenEncodeResponse)
+    assert encoded.length == len(encoded.tokens) > 0
+    result = await run_cli(capsys, "tokens", "encode", "Hello", "--no-add-bos-token")
+    assert result.out.splitlines() == [
+        f"length:  {encoded.length}",
+        "tokens:  " + " ".join(str(t) for t in encoded.tokens),
+    ]
+    ids = [str(t) for t in encoded.tokens]
+    result = await run_cli(capsys, "tokens", "decode", *ids)
+    assert (result.code, result.out) == (0, "Hello\n")
+    result = await run_cli(capsys, "tokens", "decode", *ids, "--json")
+    assert msgspec.json.decode(result.out, type=TokenDecodeResponse).text == "Hello"
+    sent = [r.body for r in env.requests if r.path == "/v1/token/encode"]
+    assert sent[-1] == {"add_bos_token": False, "text": "Hello"}
+
+
+async def test_tokens_encode_messages(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    env.preload("m")
+    path = tmp_path / "chat.json"
+    chat = '[{"role": "system", "content": "Be brief."}, {"content": "Hi"}]'
+    path.write_text(chat, encoding="utf-8")
+    await run_cli(capsys, "templates", "unload")
+    result = await run_cli(capsys, "tokens", "encode", "--messages", str(path))
+    assert result.code == common.EXIT_ERROR
+    assert one_error_line(result) == (
+        "chat messages need a prompt template and the loaded model has none; "
+        "switch one in with `tabby-async templates switch NAME`"
+    )
+    await run_cli(capsys, "templates", "switch", "chatml")
+    result = await run_cli(
+        capsys, "tokens", "encode", "--messages", str(path), "--template-var", "tools=[]"
+    )
+    assert result.code == 0, result.err
+    assert result.out.startswith("length:  ")
+    sent = [r.body for r in env.requests if r.path == "/v1/token/encode"]
+    assert sent[-1] == {
+        "text": [{"role": "system", "content": "Be brief."}, {"content": "Hi"}],
+        "template_vars": {"tools": []},
+    }
+
+
+async def test_tokens_usage_errors_send_nothing(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "chat.json"
+    path.write_text("[]", encoding="utf-8")
+    for argv in (
+        ["encode"],
+        ["encode", "hi", "--messages", str(path)],
+        ["encode", "hi", "--template-var", "novalue"],
+        ["decode"],
+        ["decode", "-1"],
+        ["decode", "x"],
+    ):
+        result = await run_cli(capsys, "tokens", *argv)
+        assert result.code == common.EXIT_USAGE, argv
+    assert env.requests == []
