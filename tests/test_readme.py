@@ -79,6 +79,41 @@ PROGRAMS: list[tuple[str, list[str]]] = [
             r"^Llama-3-8B-exl2 4096$",
         ],
     ),
+    (
+        'client.lora.load(loras=[LoraLoadItem(name="style-lora"',
+        [r"^adapters: \['style-lora'\]$", r"^not applied: \['style-lora'\]$", r"^active: \[\]$"],
+    ),
+    (
+        'client.templates.switch("chatml.jinja")',
+        [r"^templates: \['alpaca', 'chatml'\]$", r"^in use: chatml$", r"^not_found 500$"],
+    ),
+    (
+        'client.sampling.switch(preset="precise")',
+        [
+            r"^presets: \['fast', 'precise'\] selected: precise$",
+            r"^selected: precise in force: \{'temperature': \{'override': 0\.7, 'force': True\}\}$",
+            r"^selected: precise in force: \{\}$",
+        ],
+    ),
+    (
+        'client.tokens.encode("Hello, world"',
+        [
+            r"^[1-9]\d* tokens$",
+            r"^decoded: Hello, world$",
+            r"^chat messages need a prompt template$",
+            r"^chat: [1-9]\d* tokens$",
+        ],
+    ),
+    ("client.service_info()", [r"^TabbyAPI \{'openai': '/v1', 'koboldai': '/api'\}$"]),
+    (
+        "client.ensure(state, dry_run=True)",
+        [
+            r"^plan: model: load; template: switch; sampling: switch$",
+            r"^done: model: load; template: switch; sampling: switch$",
+            r"^again: False nothing to do: model: none; template: none; sampling: none$",
+            r"^unchecked: [1-9]\d*$",
+        ],
+    ),
     ("match err.code:", [r"^no such model: no-such-model$"]),
     (
         "fleet.rollout(",
@@ -164,10 +199,14 @@ def test_the_toml_block_is_a_valid_nodes_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def servers(tabby_emulator_factory: EmulatorFactory) -> list[TabbyEmulator]:
-    """Two fresh emulators with the samples' models and the same keys (two fleet nodes)."""
+    """Two fresh emulators with the samples' models, LoRA folder and keys (two fleet nodes).
+
+    The templates (chatml, alpaca) and sampler presets (fast, precise) the
+    samples use are the emulator's own.
+    """
     models = [EmulatedModel(name, modules=3) for name in ("Llama-3-8B-exl2", "Llama-3.1-70B-exl2")]
-    keys = {"api_key": API_KEY, "admin_key": ADMIN_KEY}
-    return [await tabby_emulator_factory(models, **keys) for _ in range(2)]
+    setup = {"api_key": API_KEY, "admin_key": ADMIN_KEY, "loras": ["style-lora"]}
+    return [await tabby_emulator_factory(models, **setup) for _ in range(2)]
 
 
 def nodes_file(servers: list[TabbyEmulator], folder: Path) -> Path:
