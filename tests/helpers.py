@@ -17,12 +17,16 @@ from aiohttp import web
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
+from tabby_async import cli
+from tabby_async.testing import TabbyEmulator
+
 __all__ = [
     "GUARD",
     "CliResult",
     "ConnectionCounter",
     "RawHandler",
     "guarded",
+    "point_env_at",
     "raw_server",
     "reachable_text",
     "run_cli",
@@ -234,6 +238,17 @@ class ConnectionCounter:
             self._waiters.remove(waiter)
 
 
+def point_env_at(
+    server: TabbyEmulator, monkeypatch: pytest.MonkeyPatch, *, admin_key: bool = True
+) -> TabbyEmulator:
+    """Set TABBY_URL and TABBY_API_KEY (and TABBY_ADMIN_KEY) to ``server``'s; returns it."""
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    if admin_key:
+        monkeypatch.setenv("TABBY_ADMIN_KEY", server.admin_key)
+    return server
+
+
 class CliResult(msgspec.Struct):
     """One run of the command line: its exit code and what it printed."""
 
@@ -248,8 +263,6 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
     ``main`` runs its own event loop, so it cannot run in the test's; the
     emulator it talks to keeps serving from the test's loop meanwhile.
     """
-    from tabby_async import cli
-
     capsys.readouterr()
     code = await asyncio.to_thread(cli.main, list(argv))
     out, err = capsys.readouterr()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from tabby_async.cli._lora import lora_item
 from tabby_async.cli._sampling import read_overrides
 from tabby_async.cli._tokens import read_messages, template_var
 from tabby_async.testing import TabbyEmulator
-from tests.helpers import CliResult, run_cli
+from tests.helpers import CliResult, point_env_at, run_cli
 
 TEMPLATES = {"chatml": "{{ chatml }}", "alpaca": "{{ alpaca }}"}
 PRESETS = {"precise": {"temperature": {"override": 0.2, "force": True}}}
@@ -328,36 +327,19 @@ def test_tokens_text(answer: TokenEncodeResponse, text: str) -> None:
 # --- the commands against the emulator ------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No TABBY_* from the machine running the tests."""
-    for name in ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[TabbyEmulator]:
-    async with TabbyEmulator(
-        models=["m"], templates=TEMPLATES, presets=PRESETS, loras=LORAS
-    ) as emulator:
-        yield emulator
+pytestmark = pytest.mark.emulator(models=["m"], templates=TEMPLATES, presets=PRESETS, loras=LORAS)
 
 
 @pytest.fixture
 def env(server: TabbyEmulator, monkeypatch: pytest.MonkeyPatch) -> TabbyEmulator:
     """The server's URL and both keys in TABBY_URL/TABBY_API_KEY/TABBY_ADMIN_KEY."""
-    monkeypatch.setenv("TABBY_URL", server.url)
-    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
-    monkeypatch.setenv("TABBY_ADMIN_KEY", server.admin_key)
-    return server
+    return point_env_at(server, monkeypatch)
 
 
 @pytest.fixture
 def api_only(server: TabbyEmulator, monkeypatch: pytest.MonkeyPatch) -> TabbyEmulator:
     """The server's URL and its api key only."""
-    monkeypatch.setenv("TABBY_URL", server.url)
-    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
-    return server
+    return point_env_at(server, monkeypatch, admin_key=False)
 
 
 def posts(server: TabbyEmulator) -> list[str]:
