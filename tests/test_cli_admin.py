@@ -520,10 +520,16 @@ async def test_sampling_switch_errors(
 ) -> None:
     path = tmp_path / "o.json"
     path.write_text('{"top_k": {"override": 40}}', encoding="utf-8")
-    for argv in ([], ["precise", "--overrides", str(path)], ["--overrides", str(tmp_path / "x")]):
+    for argv, problem in (
+        ([], "one of the arguments PRESET --overrides is required"),
+        (["precise", "--overrides", str(path)], "argument --overrides: not allowed with"),
+    ):
         result = await run_cli(capsys, "sampling", "switch", *argv)
         assert result.code == common.EXIT_USAGE, argv
-        one_error_line(result)
+        assert problem in result.err  # argparse's usage error
+    result = await run_cli(capsys, "sampling", "switch", "--overrides", str(tmp_path / "x"))
+    assert result.code == common.EXIT_USAGE
+    assert "expected a .json, .yml or .yaml file" in one_error_line(result)
     assert server.requests == []
     result = await run_cli(capsys, "sampling", "switch", "nope")
     assert result.code == common.EXIT_NOT_FOUND
@@ -590,8 +596,8 @@ async def test_tokens_usage_errors_send_nothing(
     path = tmp_path / "chat.json"
     path.write_text("[]", encoding="utf-8")
     for argv in (
-        ["encode"],
-        ["encode", "hi", "--messages", str(path)],
+        ["encode"],  # neither
+        ["encode", "hi", "--messages", str(path)],  # both
         ["encode", "hi", "--template-var", "novalue"],
         ["decode"],
         ["decode", "-1"],

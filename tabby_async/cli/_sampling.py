@@ -43,8 +43,6 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _switch(args: argparse.Namespace) -> int:
-    if (args.name is None) == (args.overrides is None):
-        raise CliError("give a PRESET or --overrides FILE, exactly one of the two", EXIT_USAGE)
     overrides = read_overrides(args.overrides) if args.overrides is not None else None
     done = (
         f"applied the sampler preset {args.name!r}"
@@ -82,8 +80,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Apply a sampler override preset by name, or (--overrides) a dict of overrides "
         "from a JSON or YAML file: exactly one of the two.",
     )
-    switch.add_argument("name", nargs="?", metavar="PRESET", help="the preset's name")
-    switch.add_argument(
+    one = switch.add_mutually_exclusive_group(required=True)
+    one.add_argument("name", nargs="?", metavar="PRESET", help="the preset's name")
+    one.add_argument(
         "--overrides",
         metavar="FILE",
         help="a .json or .yml file mapping sampler names to overrides, "

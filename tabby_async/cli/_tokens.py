@@ -65,8 +65,6 @@ def _options(args: argparse.Namespace) -> dict[str, bool]:
 
 
 async def _encode(args: argparse.Namespace) -> int:
-    if (args.text is None) == (args.messages is None):
-        raise CliError("give a TEXT or --messages FILE, exactly one of the two", EXIT_USAGE)
     subject: str | list[ChatMessage] = (
         args.text if args.text is not None else read_messages(args.messages)
     )
@@ -110,8 +108,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "The token ids of a text, or of chat messages rendered with the loaded "
         "model's prompt template (without a generation prompt).",
     )
-    encode.add_argument("text", nargs="?", metavar="TEXT", help="the text to tokenize")
-    encode.add_argument(
+    one = encode.add_mutually_exclusive_group(required=True)
+    one.add_argument("text", nargs="?", metavar="TEXT", help="the text to tokenize")
+    one.add_argument(
         "--messages",
         metavar="FILE",
         help='a .json or .yml list of chat messages, e.g. [{"role": "user", "content": "hi"}]',
