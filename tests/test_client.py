@@ -34,7 +34,7 @@ from tabby_async import (
     Timeout,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.helpers import ConnectionCounter
+from tests.helpers import GUARD, ConnectionCounter
 
 LOAD = "/v1/model/load"
 
@@ -328,10 +328,7 @@ async def test_leaving_early_closes_the_response(
     assert stream.closed
     assert connections.held == 0
     # The server goes on loading after the client left: a load is not cancelled by a disconnect.
-    for _ in range(200):
-        await asyncio.sleep(0.05)
-        if server.loaded == "slow":
-            break
+    await server.wait_loaded("slow", timeout=GUARD)
     assert (await client.models.get()).id == "slow"
 
 
@@ -349,10 +346,7 @@ async def test_aclose_and_cancellation_close_the_response(
     # The load went on in the background: let it end and unload, so that the
     # next load is a real one and the cancel lands while it streams (a no-op
     # load's two frames can be read in one go, ending the stream first).
-    for _ in range(600):  # a hang guard of 30 s
-        if server.loaded == "slow":
-            break
-        await asyncio.sleep(0.05)
+    await server.wait_loaded("slow", timeout=GUARD)
     await client.models.unload()
     started = asyncio.Event()
 
