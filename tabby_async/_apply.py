@@ -9,6 +9,7 @@ look. A second call with the same state sends no write.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
@@ -99,18 +100,36 @@ async def _apply(
         await client.templates.switch(state.template)
         done.append(part)
     part = plan.part("sampling")
+    preset_switched = False
     if state.sampling_preset is not None and part is not None and part.changes:
         await client.sampling.switch(preset=state.sampling_preset)
         done.append(part)
+        preset_switched = True
     part = plan.part("embedding")
     if state.embedding is not None and part is not None and part.changes:
         await client.models.load_embedding(state.embedding, timeout=timeout)
         done.append(part)
     after = plan_state(state, await observe(client, state))
+    if preset_switched:
+        after = _preset_taken(after)
     result = StateResult(plan, tuple(done), model_result, after)
     if after.changes:
         raise StateMismatchError(result)
     return result
+
+
+def _preset_taken(after: StatePlan) -> StatePlan:
+    """The look after switching the preset, with an empty preset counted as taken.
+
+    A preset that sets no overrides leaves none in force, which the plan
+    cannot tell from an unload; right after the switch, the server naming it
+    as the preset loaded is the evidence that it was.
+    """
+    part = after.part("sampling")
+    if part is None or not part.changes or part.current != part.wanted:
+        return after
+    taken = replace(part, action="none", reason="switched; the preset sets no overrides")
+    return replace(after, parts=tuple(taken if p is part else p for p in after.parts))
 
 
 def _template_in_use(wanted: str, card: ModelCard | None) -> bool:

@@ -631,6 +631,18 @@ async def test_ensure_switches_the_preset_again_once_its_overrides_are_gone(
     assert (await client.sampling.list()).overrides == PRESETS["creative"]
 
 
+@pytest.mark.emulator(models=["m"], presets={"neutral": {}})
+async def test_ensure_takes_a_preset_that_sets_no_overrides(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # No overrides in force after the switch, as after an unload: the server
+    # naming the preset right after the switch counts.
+    result = await client.ensure(DesiredState(sampling_preset="neutral"))
+    assert [p.part for p in result.done] == ["sampling"]
+    assert result.mismatches == ()
+    assert (await client.sampling.list()).selected_preset == "neutral"
+
+
 async def test_ensure_looks_before_loading_the_embedding_model(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
