@@ -582,3 +582,31 @@ def test_a_state_result_row() -> None:
     assert state_row(StateResult(after, after=after)) == ("nothing to do", "template: none")
     header, _ = table_rows([NodeResult("a", StateResult(plan, (CHATML,), None, after))])
     assert header == ["node", "result", "time", "done", "now"]
+
+
+async def test_apply_switches_template_and_preset_and_notes_the_preset(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n0"].preload("m", prompt_template="alpaca")
+    head = '[desired]\nmodel = "m"\ntemplate = "chatml"\nsampling_preset = "precise"\n'
+    path = with_desired(nodes, head)
+    result = await run(capsys, "fleet", "apply", "--nodes", path)
+    assert result.code == 0, result.out + result.err
+    lines = result.out.splitlines()
+    n0 = lines.index("n0: 2 to change")
+    assert lines[n0 + 1 : n0 + 3] == [
+        "  template: switch chatml ('alpaca' in use)",
+        "  sampling: switch precise (no preset loaded)",
+    ]
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(notes) == 1 and "sampling_preset" in notes[0]
+    assert all(
+        (s.template, s.sampler_overrides[0]) == ("chatml", "precise")
+        for s in nodes.servers.values()
+    )
+    for server in nodes.servers.values():
+        server.reset_requests()
+    again = await run(capsys, "fleet", "apply", "--nodes", path)
+    assert again.code == 0
+    assert again.out.count("up to date (model: none; template: none; sampling: none)") == 5
+    assert _posts(nodes) == 0

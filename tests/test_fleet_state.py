@@ -388,3 +388,65 @@ async def test_ensure_through_the_generic_run(nodes: Nodes) -> None:
         again = await fleet.run(lambda _node, client: client.ensure(STATE), nodes=["a", "b"])
         assert [r.unwrap().changed for r in again] == [False, False]
     assert nodes.posts() == 0
+
+
+# --- template and sampler preset ----------------------------------------------------------
+
+FULL = DesiredState(
+    model=ModelLoadRequest(model_name="m"), template="chatml", sampling_preset="fast"
+)
+FULL_TOML = '[desired]\nmodel = "m"\ntemplate = "chatml"\nsampling_preset = "fast"'
+
+
+async def test_ensure_switches_template_and_preset_only_where_they_differ(nodes: Nodes) -> None:
+    servers = nodes.servers
+    servers["a"].preload("m", prompt_template="alpaca")  # the model right, another template
+    servers["c"].preload("m", prompt_template="chatml")  # right, and its preset set below
+    # d had the preset, then its overrides were cleared: the server still
+    # names "fast" as selected, but nothing is in force.
+    async with nodes.fleet(["c", "d"]) as fleet:
+        await fleet.run(lambda _n, client: client.sampling.switch(preset="fast"))
+        await fleet.run(lambda _n, client: client.sampling.unload(), nodes=["d"])
+    assert servers["d"].sampler_overrides == ("fast", {})
+    nodes.reset()
+    async with TabbyFleet.from_toml(nodes.file(FULL_TOML), env={}) as fleet:
+        report = await fleet.ensure()
+    assert report.ok, report.summary()
+    plans = {r.node: r.unwrap().summary() for r in report.plans}
+    assert plans == {
+        "a": "model: none; template: switch; sampling: switch",
+        "b": "model: load; template: switch; sampling: switch",
+        "c": "model: none; template: none; sampling: none",
+        "d": "model: load; template: switch; sampling: switch",
+    }
+    assert report.changed == ["a", "b", "d"]
+    for server in servers.values():
+        assert (server.loaded, server.template, server.sampler_overrides[0]) == (
+            "m",
+            "chatml",
+            "fast",
+        )
+        assert server.sampler_overrides[1]  # the preset's overrides are in force
+    assert nodes.posts(["c"]) == 0
+    assert servers["a"].count("POST", "/v1/model/load") == 0
+    # Whether the overrides in force are still the preset's cannot be read back.
+    assert any(u.startswith("sampling_preset") for u in report.unchecked)
+
+    nodes.reset()
+    async with TabbyFleet.from_toml(nodes.file(FULL_TOML), env={}) as fleet:
+        again = await fleet.ensure()
+        rolled = await fleet.rollout(FULL, batch_size=2)  # the default check passes
+    assert again.ok and again.changed == [] and rolled.ok
+    assert nodes.posts() == 0
+
+
+async def test_a_model_load_replaces_the_template_so_it_is_switched_after(nodes: Nodes) -> None:
+    nodes.servers["a"].preload("n", prompt_template="chatml")
+    state = DesiredState(model=ModelLoadRequest(model_name="m"), template="chatml")
+    async with nodes.fleet(["a"]) as fleet:
+        report = await fleet.ensure(state)
+    assert report.results is not None
+    done = report.results["a"].unwrap().done
+    assert [(p.part, p.action) for p in done] == [("model", "load"), ("template", "switch")]
+    assert (nodes.servers["a"].loaded, nodes.servers["a"].template) == ("m", "chatml")
+    assert nodes.servers["a"].count("POST", "/v1/template/switch") == 1
