@@ -13,7 +13,7 @@
     templates list | switch NAME | unload
     sampling list | switch PRESET | switch --overrides FILE.json|.yml | unload
     tokens encode TEXT | encode --messages FILE.json | decode ID...
-    fleet status | load NAME | ensure NAME | rollout NAME  [--nodes nodes.toml ...]
+    fleet status | load NAME | ensure NAME | rollout NAME | apply | exporter  --nodes FILE
     emulator [--port 5000 --models a,b ...]
     demo
 
