@@ -9,7 +9,7 @@ retried and how its answer decodes; the resource resolves the per-call
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -84,22 +84,23 @@ class Resource:
         self._transport = transport
         self._defaults = defaults
 
-    async def _call(
+    def _call(
         self,
         route: Route[T],
         body: msgspec.Struct | None = None,
         *,
         timeout: TimeoutArg = USE_CLIENT_DEFAULT,
         max_retries: RetriesArg = USE_CLIENT_DEFAULT,
-    ) -> T:
-        """Send ``route`` (with ``body``) and return its decoded answer.
+    ) -> Coroutine[Any, Any, T]:
+        """The call of ``route`` (with ``body``), to await for its decoded answer.
 
-        Both per-call settings are resolved and checked before anything is
-        sent. Retries apply to read-only routes only: a write is never sent
-        twice.
+        Both per-call settings are resolved and checked now, before anything
+        is sent. Retries apply to read-only routes only: a write is never
+        sent twice. (A plain function returning the transport's coroutine:
+        one frame less on every resume of the request.)
         """
         defaults = self._defaults
-        return await self._transport.call(
+        return self._transport.call(
             route,
             body,
             defaults.timeout_for(timeout, route.kind),

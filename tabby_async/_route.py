@@ -44,8 +44,10 @@ class Route(Generic[T]):
     ok_statuses: frozenset[int] = field(default_factory=frozenset)
     answer_shape: msgspec.json.Decoder[Any] | None = None
 
-    @property
-    def long_running(self) -> bool:
-        """Runs for minutes: sent on the client's second connection pool, so
-        that many of them never starve the control calls."""
-        return self.kind != "control"
+    #: Runs for minutes: sent on the client's second connection pool, so
+    #: that many of them never starve the control calls. (Set from ``kind``;
+    #: a field rather than a property, as it is read on every call.)
+    long_running: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "long_running", self.kind != "control")

@@ -98,7 +98,22 @@ class Transport:
 
         A route without a decoder returns None (its answer is ``null``).
         """
-        _, data = await self.send(route, body, timeout, retries, read=True)
+        payload = msgspec.json.encode(body) if body is not None else None
+        started = time.monotonic()
+        try:
+            # The first try is awaited here, not through send(): one coroutine
+            # less on every resume of the hottest path.
+            _, data = await self._attempt(route, payload, timeout, None, True)
+        except E.TabbyError as err:
+            deadline = _deadline(timeout, started)
+            delay = self._next_delay(route, err, 0, retries, deadline)
+            if delay is None:
+                raise
+            # Retried after the except: the next error must not carry this one.
+        else:
+            delay = None
+        if delay is not None:
+            _, data = await self._retry(route, payload, timeout, retries, True, deadline, delay)
         decoder = route.decoder
         if decoder is None:
             return cast(T, None)
@@ -124,37 +139,74 @@ class Transport:
         """
         payload = msgspec.json.encode(body) if body is not None else None
         started = time.monotonic()
-        deadline = None if timeout.total is None else started + timeout.total
-        attempt = 0
+        try:
+            return await self._attempt(route, payload, timeout, None, read)
+        except E.TabbyError as err:
+            deadline = _deadline(timeout, started)
+            delay = self._next_delay(route, err, 0, retries, deadline)
+            if delay is None:
+                raise
+        return await self._retry(route, payload, timeout, retries, read, deadline, delay)
+
+    async def _retry(
+        self,
+        route: Route[Any],
+        payload: bytes | None,
+        timeout: Timeout,
+        retries: int,
+        read: bool,
+        deadline: float | None,
+        delay: float,
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """The tries after a first one that failed, the first after ``delay`` seconds.
+
+        The first try got the whole total (and the cached timeout); each
+        later one gets what is left of it. Each error is raised inside its
+        own ``except``, so that it carries no other as its context.
+        """
+        attempt = 1
         while True:
+            await asyncio.sleep(delay)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise E.TabbyTimeoutError(
+                    f"{route.method} {route.path}: the total timeout of "
+                    f"{secs(timeout.total)} passed",
+                    kind="total",
+                )
             try:
-                # The first try gets the whole total (and the cached timeout).
-                left = None if deadline is None or not attempt else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise E.TabbyTimeoutError(
-                        f"{route.method} {route.path}: the total timeout of "
-                        f"{secs(timeout.total)} passed",
-                        kind="total",
-                    )
                 return await self._attempt(route, payload, timeout, left, read)
             except E.TabbyError as err:
-                delay = self._retry_delay(route, err, attempt, retries)
-                if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
-                    if attempt:
-                        _say_tries(err, attempt + 1)
+                next_delay = self._next_delay(route, err, attempt, retries, deadline)
+                if next_delay is None:
+                    _say_tries(err, attempt + 1)
                     raise
-                attempt += 1
-                logger.debug(
-                    "retry %d/%d of %s %s in %.2f s after %s",
-                    attempt,
-                    retries,
-                    route.method,
-                    route.path,
-                    delay,
-                    err.code,
-                    extra=log_extra(),
-                )
-                await asyncio.sleep(delay)
+                delay = next_delay
+            attempt += 1
+
+    def _next_delay(
+        self,
+        route: Route[Any],
+        err: E.TabbyError,
+        attempt: int,
+        retries: int,
+        deadline: float | None,
+    ) -> float | None:
+        """Seconds before try ``attempt + 2`` after ``err`` (logged), or None to give up."""
+        delay = self._retry_delay(route, err, attempt, retries)
+        if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
+            return None
+        logger.debug(
+            "retry %d/%d of %s %s in %.2f s after %s",
+            attempt + 1,
+            retries,
+            route.method,
+            route.path,
+            delay,
+            err.code,
+            extra=log_extra(),
+        )
+        return delay
 
     async def _attempt(
         self,
@@ -200,8 +252,13 @@ class Transport:
         if mapped is not None:
             # Raised outside the except block, so that aiohttp's exception
             # (whose request record holds the key headers) is neither the
-            # cause nor the context of what the caller gets.
-            raise mapped
+            # cause nor the context of what the caller gets; and let go of
+            # here, or the error and this frame (its traceback) hold each
+            # other until the next garbage collection.
+            try:
+                raise mapped
+            finally:
+                del mapped
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms",
@@ -248,6 +305,11 @@ class Transport:
             has_admin_key=self._has_admin_key,
             headers=kept_headers(response.headers),
         )
+
+
+def _deadline(timeout: Timeout, started: float) -> float | None:
+    """When the total bound of a call started at ``started`` runs out (None: no total)."""
+    return None if timeout.total is None else started + timeout.total
 
 
 def _has_shape(shape: msgspec.json.Decoder[Any] | None, data: bytes) -> bool:

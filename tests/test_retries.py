@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import pytest
 from aiohttp import web
@@ -49,6 +51,40 @@ async def test_retries_stop_at_max_retries(server: TabbyEmulator, client: AsyncT
     with pytest.raises(ServerError):
         await client.models.list(max_retries=0)
     assert server.count("GET", LIST) == 1
+
+
+async def test_a_retried_calls_error_stands_alone(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # The last try's error is raised, saying how often the call was tried,
+    # with neither an earlier try's error nor aiohttp's as its context.
+    server.faults.fail_next(3, status=502, detail="outage", path=LIST)
+    with pytest.raises(ServerError) as info:
+        await client.models.list(max_retries=2)
+    assert "tried 3 times" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert server.count("GET", LIST) == 3
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_failed_calls_error_is_freed_without_the_cycle_collector(
+    server: TabbyEmulator, client: AsyncTabbyClient, retries: int
+) -> None:
+    # An error that holds the frames it passed through in a reference cycle
+    # lives until the next garbage collection; a monitoring sweep that gets
+    # "not loaded" from every node would make that garbage on every probe.
+    if retries:
+        server.faults.fail_next(1, status=502, path="/v1/model")
+    gc.collect()
+    gc.disable()
+    try:
+        try:
+            await client.models.get(max_retries=retries)
+        except ModelNotLoadedError as err:
+            ref = weakref.ref(err)
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 async def test_no_model_loaded_is_an_answer_not_retried(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from .._client import AsyncTabbyClient
@@ -30,6 +31,11 @@ from ._results import FleetResult, NodeResult
 __all__ = ["NodeOp", "ResultCallback", "fan_out"]
 
 T = TypeVar("T")
+
+#: ``asyncio.timeout`` (Python 3.11+), or None on 3.10.
+_timeout_scope: Callable[[float], AbstractAsyncContextManager[object]] | None = getattr(
+    asyncio, "timeout", None
+)
 
 #: An operation on one node: ``(node name, its client) -> awaitable value``.
 NodeOp = Callable[[str, AsyncTabbyClient], Awaitable[T]]
@@ -45,7 +51,11 @@ async def run_node(
     try:
         if timeout is None:
             value = await op(name, client)
-        else:
+        elif _timeout_scope is not None:
+            # A timer in the worker's own task: wait_for would start a task per node.
+            async with _timeout_scope(timeout):
+                value = await op(name, client)
+        else:  # pragma: no cover - Python 3.10
             value = await asyncio.wait_for(op(name, client), timeout)
     except TabbyError as err:
         return NodeResult(name, None, err, time.perf_counter() - started)
@@ -126,9 +136,11 @@ async def fan_out(
     finally:
         # The caller was cancelled (gather cancelled the workers): wait for
         # them so that no stream or connection outlives this call.
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        running_yet = [task for task in workers if not task.done()]
+        if running_yet:
+            for task in running_yet:
+                task.cancel()
+            await asyncio.gather(*running_yet, return_exceptions=True)
     bug = next(
         (o for o in outcomes if isinstance(o, BaseException) and not _is_cancel(o)),
         None,

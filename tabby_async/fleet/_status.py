@@ -20,6 +20,9 @@ from ..types import HealthResponse, ModelCard
 
 __all__ = ["NodeStatus", "probe_status"]
 
+#: The probes, in the order a NodeStatus lists their problems.
+_PROBES = ("health", "permission", "model", "embedding")
+
 T = TypeVar("T")
 
 
@@ -86,13 +89,17 @@ class NodeStatus:
         return ", ".join(f"{probe}: {err.code}" for probe, err in self.problems.items())
 
 
+def _problem(name: str, err: TabbyError, problems: dict[str, TabbyError]) -> None:
+    """Note a failed probe; a "not loaded" answer is a state, not a problem."""
+    if not isinstance(err, ModelNotLoadedError):
+        problems[name] = err
+
+
 async def _probe(name: str, awaitable: Awaitable[T], problems: dict[str, TabbyError]) -> T | None:
     try:
         return await awaitable
-    except ModelNotLoadedError:
-        return None
     except TabbyError as err:
-        problems[name] = err
+        _problem(name, err, problems)
         return None
 
 
@@ -128,13 +135,23 @@ async def probe_status(
     models = client.models
     started = time.perf_counter()
     if not concurrent:
+        # The probes are awaited here rather than through _probe(): one
+        # coroutine less on every resume, which a sweep of many nodes feels.
         health = await _health(client, problems, timeout)
         latency = time.perf_counter() - started
-        permission = await _probe("permission", client.permission(timeout=timeout), problems)
-        model = await _probe("model", models.get(max_retries=0, timeout=timeout), problems)
-        embedding = await _probe(
-            "embedding", models.get_embedding(max_retries=0, timeout=timeout), problems
-        )
+        permission = model = embedding = None
+        try:
+            permission = await client.permission(timeout=timeout)
+        except TabbyError as err:
+            _problem("permission", err, problems)
+        try:
+            model = await models.get(max_retries=0, timeout=timeout)
+        except TabbyError as err:
+            _problem("model", err, problems)
+        try:
+            embedding = await models.get_embedding(max_retries=0, timeout=timeout)
+        except TabbyError as err:
+            _problem("embedding", err, problems)
     else:
         health_task = asyncio.ensure_future(_health(client, problems, timeout))
         try:
@@ -152,8 +169,7 @@ async def probe_status(
                 await asyncio.gather(health_task, return_exceptions=True)
         latency = time.perf_counter() - started
     # Order the problems as the probes are listed, whatever order they failed in.
-    order = ("health", "permission", "model", "embedding")
-    ordered = {k: problems[k] for k in order if k in problems}
+    ordered = {k: problems[k] for k in _PROBES if k in problems} if problems else problems
     return NodeStatus(
         url=str(client.base_url),
         health=health,
