@@ -59,6 +59,8 @@ class Sizes:
     fleet_concurrency: int = 64  # nodes probed at once (TabbyFleet's max_concurrency)
     warmup: int = 0  # calls before each timed round; 0 means "concurrency"
     fresh_workers: bool = True  # new client processes every round (see run.py)
+    workers: int = 3  # processes per client and round, each with an equal share of the calls
+    min_seconds: float = 0.5  # CPU each process's timed section takes at least (calls repeated)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +76,8 @@ QUICK = Sizes(
     import_reps=4,
     fleet_sweeps=10,
     fresh_workers=False,
+    workers=1,
+    min_seconds=0.0,
 )
 FULL = Sizes()
 

@@ -262,15 +262,20 @@ UNIT_WORDS = {
 
 def _sizes_line(scen: str, entry: dict[str, Any], sizes: dict[str, Any]) -> str:
     large = sizes["models"][1]
+    # Results written before the runner split a round over several processes lack the key.
+    procs = sizes.get("workers", 1) if sizes.get("fresh_workers") else 1
+    split = f", split over {procs} fresh processes per client" if procs > 1 else ""
+    if sizes.get("min_seconds"):
+        split += f" (repeated until a process has used {sizes['min_seconds']:g} s of CPU)"
     if entry["kind"] == "calls":
         r = sizes["calls_large"] if scen == f"list_k{large}" else sizes["calls"]
         if scen.startswith("fleet"):
-            return f"{sizes['fleet_sweeps']} sweeps per round, one after the other"
-        return f"R = {r:,} calls per round at C = {sizes['concurrency']}"
+            return f"{sizes['fleet_sweeps']} sweeps per round, one after the other{split}"
+        return f"R = {r:,} calls per round at C = {sizes['concurrency']}{split}"
     if entry["kind"] == "stream":
         return (
             f"{sizes['streams']:,} streams of M = {sizes['events']} events per round, "
-            f"{sizes['stream_concurrency']} at once"
+            f"{sizes['stream_concurrency']} at once{split}"
         )
     if entry["kind"] == "open":
         return f"{sizes['open_streams']:,} streams open at once, a fresh process per round"

@@ -201,6 +201,18 @@ class Worker:
                 self.proc.wait()
 
 
+def combined(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One round from the shares its processes ran: times and counts add up, peaks don't."""
+    round_: dict[str, Any] = {
+        key: sum(p[key] for p in parts) for key in ("wall", "cpu", "calls", "units")
+    }
+    peaks = [p["maxrss_kib"] for p in parts if "maxrss_kib" in p]
+    if peaks:
+        round_["maxrss_kib"] = max(peaks)
+    round_["processes"] = len(parts)
+    return round_
+
+
 def rotated(items: Sequence[str], by: int) -> list[str]:
     if not items:
         return []
@@ -215,7 +227,8 @@ class Runner:
         self.server_cpu, self.client_cpu = cpus
         self.server: Server | None = None
 
-    def worker_argv(self, scen: Scenario, mode: str) -> list[str]:
+    def worker_argv(self, scen: Scenario, mode: str, share_of: int = 1) -> list[str]:
+        """The worker's arguments; with ``share_of`` = n it makes 1/n of the round's calls."""
         s = self.sizes
         assert self.server is not None
         if scen.kind == "stream":
@@ -228,6 +241,7 @@ class Runner:
             calls, conc = s.fleet_sweeps, 1
         else:
             calls, conc = s.calls, s.concurrency
+        calls = -(-calls // share_of)  # rounded up: a round never does fewer calls
         pool = s.open_streams + 16 if scen.kind == "open" else conc
         fleet = scen.profile == "fleet"
         url = self.server.fleet_urls[0] if fleet else self.server.url(scen.profile)
@@ -246,6 +260,8 @@ class Runner:
             str(s.events),
             "--calls",
             str(calls),
+            "--min-seconds",
+            str(s.min_seconds),
             "--concurrency",
             str(conc),
             "--warmup",
@@ -264,42 +280,57 @@ class Runner:
     def run_rounds(self, scen: Scenario, clients: list[str]) -> dict[str, Any]:
         """Interleaved rounds; with ``fresh_workers`` every round has new processes.
 
-        Two processes of one client can differ by several percent (memory
-        layout, hash seeds) while one process is steady from round to round;
-        fresh processes per round put that variation into the rounds, where
-        the median deals with it, instead of into a bias for the whole run.
+        Two processes of one client can differ by 10-25% (memory layout, hash
+        seeds, the shared VM) while one process is steady from round to round.
+        So in a full run every round starts ``workers`` fresh processes per
+        client, each doing an equal share of the round's calls, and runs the
+        shares client by client in turn (A B C, then B C A, ...): a round's
+        figure is the sum over its processes, which averages that variation
+        within the round, and the median over rounds deals with the rest.
         """
         out: dict[str, Any] = {c: {"rounds": []} for c in clients}
-        workers: dict[str, Worker] = {}
+        procs = self.sizes.workers if self.sizes.fresh_workers else 1
+        workers: dict[str, list[Worker]] = {}
+
+        def drop(c: str, exc: WorkerError) -> None:
+            out[c]["error"] = str(exc)
+            for w in workers.pop(c, []):
+                w.close()
 
         def start() -> None:
+            argv = {c: self.worker_argv(scen, "rounds", procs) for c in clients}
             for c in clients:
                 if "error" not in out[c]:
-                    workers[c] = Worker(c, self.worker_argv(scen, "rounds"))
+                    workers[c] = [Worker(c, argv[c]) for _ in range(procs)]
             for c in list(workers):  # every warm-up is done before anything is timed
                 try:
-                    workers[c].answer("start")
+                    for w in workers[c]:
+                        w.answer("start")
                 except WorkerError as exc:
-                    out[c]["error"] = str(exc)
-                    workers.pop(c).close()
+                    drop(c, exc)
 
         def stop() -> None:
             for c in list(workers):
-                workers.pop(c).close()
+                for w in workers.pop(c):
+                    w.close()
 
         try:
             for r in range(self.sizes.rounds):
                 if r == 0 or self.sizes.fresh_workers:
                     stop()
                     start()
-                for c in rotated(clients, r):
-                    if c not in workers:
-                        continue
-                    try:
-                        out[c]["rounds"].append(workers[c].run())
-                    except WorkerError as exc:
-                        out[c]["error"] = str(exc)
-                        workers.pop(c).close()
+                shares: dict[str, list[dict[str, Any]]] = {c: [] for c in workers}
+                for i in range(procs):
+                    for c in rotated(clients, r + i):
+                        if c not in workers:
+                            continue
+                        try:
+                            shares[c].append(workers[c][i].run())
+                        except WorkerError as exc:
+                            drop(c, exc)
+                for c, parts in shares.items():
+                    if c in workers:
+                        out[c]["rounds"].append(combined(parts))
                 progress(f"  {scen.name}: round {r + 1}/{self.sizes.rounds}")
         finally:
             stop()
@@ -554,6 +585,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fleet-concurrency", type=int, help="nodes probed at once")
     p.add_argument("--warmup", type=int, help="calls before each timed round (default C)")
     p.add_argument(
+        "--workers",
+        type=int,
+        help="client processes per round, each doing an equal share (default 3; 1 with --quick)",
+    )
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        help="least CPU seconds of each process's timed section (default 0.5; 0 with --quick)",
+    )
+    p.add_argument(
         "--fresh-workers",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -592,6 +633,7 @@ def build_sizes(args: argparse.Namespace) -> Sizes:
         "fleet_nodes": args.fleet_nodes,
         "fleet_sweeps": args.fleet_sweeps,
         "fleet_concurrency": args.fleet_concurrency,
+        "workers": args.workers,
     }
     for key, value in overrides.items():
         if value is not None:
@@ -600,6 +642,10 @@ def build_sizes(args: argparse.Namespace) -> Sizes:
             setattr(sizes, key, value)
     if args.fresh_workers is not None:
         sizes.fresh_workers = args.fresh_workers
+    if args.min_seconds is not None:
+        if args.min_seconds < 0:
+            raise SystemExit("--min-seconds must be 0 or more")
+        sizes.min_seconds = args.min_seconds
     if args.models:
         ks = tuple(int(x) for x in args.models.split(","))
         if len(ks) != 2 or min(ks) < 1 or ks[0] == ks[1]:

@@ -58,6 +58,7 @@ TINY = [
     "--import-reps", "1",
     "--fleet-nodes", "3",
     "--fleet-sweeps", "2",
+    "--min-seconds", "0.02",
 ]  # fmt: skip
 
 
@@ -114,6 +115,12 @@ def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
                 assert summary["peak_rss_mib"] > 0, (scen, client)
             if scen == "open_streams":
                 assert summary["kib"] is not None, (scen, client)
+            elif scen != "import":
+                # A full run splits each round over three fresh processes per client.
+                (round_,) = data["rounds"]
+                assert round_["processes"] == doc["sizes"]["workers"] == 3, (scen, client)
+                assert round_["calls"] >= 2, (scen, client, round_)
+                assert round_["units"] >= round_["calls"], (scen, client, round_)
             if client != FLOOR:
                 ratios = summary[f"vs_{FLOOR}"]
                 assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
