@@ -1,7 +1,8 @@
 """The one request path: send, retry what is safe, map errors, decode.
 
-Every call of the SDK, the load stream included, goes through
-:meth:`Transport.send`. It knows each route's key kind (api or admin) and
+Every call of the SDK goes through :meth:`Transport.call` (read and decode
+the whole answer) or, for the load stream, :meth:`Transport.send` (the
+answer left open); both take the same tries. It knows each route's key kind (api or admin) and
 whether the route may be retried, and turns every aiohttp failure and every
 error status into a :class:`~tabby_async.TabbyError` (through the mapping
 functions of ``_mapping``, the one place that does).
@@ -168,12 +169,17 @@ class Transport:
         while True:
             await asyncio.sleep(delay)
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise E.TabbyTimeoutError(
+            if left is not None and left <= 0:  # the wait overran what was left
+                late = E.TabbyTimeoutError(
                     f"{route.method} {route.path}: the total timeout of "
                     f"{secs(timeout.total)} passed",
                     kind="total",
                 )
+                _say_tries(late, attempt)
+                try:
+                    raise late
+                finally:
+                    del late  # or it and this frame (its traceback) hold each other
             try:
                 return await self._attempt(route, payload, timeout, left, read)
             except E.TabbyError as err:
@@ -325,7 +331,7 @@ def _has_shape(shape: msgspec.json.Decoder[Any] | None, data: bytes) -> bool:
 
 def _say_tries(err: E.TabbyError, tries: int) -> None:
     """Add to a retried call's last error how often it was tried."""
-    err.message = f"{err.message} (tried {tries} times)"
+    err.message = f"{err.message} (tried {'once' if tries == 1 else f'{tries} times'})"
     err.args = (err.message,)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import weakref
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -20,6 +22,7 @@ from tabby_async import (
     TabbyConnectionError,
     TabbyTimeoutError,
 )
+from tabby_async import _transport as transport_module
 from tabby_async._mapping import kept_headers
 from tabby_async.testing import TabbyEmulator
 from tests.helpers import ConnectionCounter, guarded, serve_app
@@ -64,6 +67,58 @@ async def test_a_retried_calls_error_stands_alone(
     assert "tried 3 times" in str(info.value)
     assert info.value.__cause__ is None and info.value.__context__ is None
     assert server.count("GET", LIST) == 3
+
+
+async def test_a_total_that_runs_out_in_the_backoff_ends_the_call(
+    server: TabbyEmulator, client: AsyncTabbyClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait before the second try was short enough to fit in the total,
+    # but took longer (a busy loop): the call ends with the total's timeout,
+    # saying it was tried once, without sending again.
+    class Clock:
+        skew = 0.0
+
+        def monotonic(self) -> float:
+            return time.monotonic() + self.skew
+
+    clock = Clock()
+
+    async def overrunning_sleep(delay: float) -> None:
+        clock.skew += 60.0
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(transport_module, "time", clock)
+    monkeypatch.setattr(transport_module, "asyncio", SimpleNamespace(sleep=overrunning_sleep))
+    server.faults.fail_next(1, status=502, path=LIST)
+    with pytest.raises(TabbyTimeoutError) as info:
+        await client.models.list(timeout=30.0, max_retries=3)
+    assert info.value.kind == "total"
+    assert "(tried once)" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert server.count("GET", LIST) == 1
+
+
+async def test_cancelling_during_the_backoff_leaves_nothing_behind(
+    server: TabbyEmulator,
+    client: AsyncTabbyClient,
+    connections: ConnectionCounter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waiting = asyncio.Event()
+
+    async def noted_sleep(delay: float) -> None:
+        waiting.set()
+        await asyncio.sleep(delay)
+
+    monkeypatch.setattr(transport_module, "asyncio", SimpleNamespace(sleep=noted_sleep))
+    server.faults.fail_next(1, status=503, detail="busy", headers={"Retry-After": "20"}, path=LIST)
+    task = asyncio.create_task(client.models.list())
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert server.count("GET", LIST) == 1
+    assert connections.held == 0
 
 
 @pytest.mark.parametrize("retries", [0, 2])
