@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import config, report
-from benchmarks.config import FLOOR, HANDWRITTEN, SDK, Scenario, Sizes
+from benchmarks.config import FLOOR, HANDWRITTEN, SDK, SDK_OTEL, Scenario, Sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
@@ -675,6 +675,50 @@ def check_clients(clients: list[str]) -> None:
             )
 
 
+def count_otel_cost(
+    sizes: Sizes, clients: list[str], results: dict[str, Any]
+) -> dict[str, Any] | None:
+    """``benchmarks.otel_cost``'s exact counts, when the run measured the OpenTelemetry rows.
+
+    The CPU ratio of two processes moves by more than the 3% to be shown
+    (see benchmarks/README.md); the bytecode count does not, so it decides.
+    """
+    if SDK not in clients or SDK_OTEL not in clients:
+        return None
+    if not any(SDK_OTEL in entry.get("clients", {}) for entry in results.values()):
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tabby-otel-cost-") as out:
+        progress("otel_cost: bytecodes per call, opentelemetry imported vs absent")
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.otel_cost",
+                "--calls",
+                str(min(20, sizes.calls)),
+                "--events",
+                str(sizes.events),
+                "--models",
+                ",".join(str(k) for k in sizes.models),
+                "--out-dir",
+                out,
+            ],
+            cwd=SNAPSHOT.root,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        path = Path(out) / "otel_cost.json"
+        if proc.returncode not in (0, 1) or not path.exists():  # 1: a row over its limit
+            progress(f"otel_cost failed:\n{proc.stderr[-2000:]}")
+            return None
+        counts: dict[str, Any] = json.loads(path.read_text())
+    return counts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -700,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_clients(clients)
         results = Runner(sizes, clients, cpus).run(scens)
+        otel_cost = count_otel_cost(sizes, clients, results)
     finally:
         SNAPSHOT.drop()
     doc: dict[str, Any] = {
@@ -715,6 +760,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenarios": results,
         "sdk_source": {"measured": measured, "tree_at_end": sdk_fingerprint(ROOT)},
     }
+    if otel_cost is not None:
+        doc["otel_cost"] = otel_cost
     if measured != doc["sdk_source"]["tree_at_end"]:
         progress("note: tabby_async changed in the tree during the run; the run used its snapshot")
     return publish(args, doc, rerun=False)

@@ -126,9 +126,47 @@ def test_runner_reports_every_client_and_scenario(tmp_path: Path) -> None:
                 assert all(v is not None and v > 0 for v in ratios.values()), (scen, client)
     assert doc["sdk_source"]["measured"]
     targets = doc["targets"]
-    # 14, the fleet status sweep, and the cost of the SDK's spans (list x2, get, load_stream)
-    assert len(targets) == 19
+    # 14, the fleet status sweep, and the cost of the SDK's spans (list x2, get, load_stream),
+    # as CPU (shown) and as exact bytecode counts (deciding)
+    assert len(targets) == 23
+    assert {row["scenario"] for row in doc["otel_cost"]["rows"]} == {
+        "list_k3",
+        "list_k7",
+        "get",
+        "load_stream",
+    }
     for target in targets:
         assert target["value"] is not None, target
-        assert target["status"] in ("pass", "fail"), target
+        shown = "CPU" in target["target"] and "opentelemetry" in target["target"]
+        assert target["status"] in (("info",) if shown else ("pass", "fail")), target
         assert target["decisive"] is False, target  # one tiny round decides nothing
+
+
+def test_otel_cost_counts_bytecodes_of_both_variants(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.otel_cost",
+            "--calls",
+            "1",
+            "--events",
+            "5",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-4000:]  # 1: a row over its limit
+    doc: dict[str, Any] = json.loads((tmp_path / "otel_cost.json").read_text())
+    rows = {row["scenario"]: row for row in doc["rows"]}
+    assert set(rows) == {"list_k50", "list_k1000", "get", "load_stream"}
+    for row in rows.values():
+        assert row["absent"] > 0 and row["imported"] > 0, row
+        assert row["ratio"] == row["imported"] / row["absent"]
+        assert row["status"] == ("pass" if row["ratio"] <= row["limit"] else "fail")
+    assert rows["load_stream"]["unit"] == "event" and rows["get"]["unit"] == "call"
