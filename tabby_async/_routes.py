@@ -11,7 +11,6 @@ import msgspec
 from ._route import Route
 from .types import (
     DownloadResponse,
-    HealthResponse,
     LoraList,
     LoraLoadResponse,
     ModelCard,
@@ -25,7 +24,7 @@ from .types import (
     TokenDecodeResponse,
     TokenEncodeResponse,
 )
-from .types._server import HealthShape
+from .types._server import HealthShape, UnhealthyShape
 
 _model_list = msgspec.json.Decoder(ModelList)
 _model_card = msgspec.json.Decoder(ModelCard)
@@ -65,16 +64,18 @@ UNLOAD_EMBEDDING: Route[None] = Route(
 )
 
 # --- the server ------------------------------------------------------------------
-# The server's own "unhealthy" 503 is an answer; a proxy's 503 is not.
+# The server's own "unhealthy" 503 is an answer; a proxy's 503 is not. Both
+# answers decode strictly (client.health() turns them into a HealthResponse):
+# a 200 of another shape is not TabbyAPI either.
 HEALTH = Route(
     "health",
     "GET",
     "/health",
     "none",
     True,
-    msgspec.json.Decoder(HealthResponse),
+    msgspec.json.Decoder(HealthShape),
     ok_statuses=frozenset({503}),
-    answer_shape=msgspec.json.Decoder(HealthShape),
+    answer_shape=msgspec.json.Decoder(UnhealthyShape),
 )
 PERMISSION = Route(
     "permission",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import _routes as R
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
 from ._resource import Resource
+from .errors import ResponseDecodeError
 from .types import HealthResponse, PermissionResponse, ServiceInfo
 
 __all__ = ["AsyncServerService"]
@@ -24,8 +25,20 @@ class AsyncServerService(Resource):
     async def health(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> HealthResponse:
-        """``GET /health`` (see :meth:`AsyncTabbyClient.health`)."""
-        return await self._call(R.HEALTH, timeout=timeout, max_retries=max_retries)
+        """``GET /health`` (see :meth:`AsyncTabbyClient.health`).
+
+        Only TabbyAPI's own answers come back (its 200 "healthy" with no
+        issues, its 503 "unhealthy" with some); a 200 of any other shape
+        (a proxy's page, another service's JSON) is a ResponseDecodeError.
+        """
+        shape = await self._call(R.HEALTH, timeout=timeout, max_retries=max_retries)
+        answer = shape.answer()
+        if answer is None:
+            raise ResponseDecodeError(
+                f"GET /health: not TabbyAPI's health answer (status {shape.status!r} "
+                f"with {len(shape.issues)} issues)"
+            )
+        return answer
 
     async def permission(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT

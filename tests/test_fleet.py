@@ -494,10 +494,18 @@ async def test_rollout_halts_when_failures_pass_the_threshold(cluster: Cluster) 
 
 
 async def test_rollout_checks_each_batch_and_resumes(cluster: Cluster) -> None:
-    cluster.servers["ok-01"].add_health_issue("ECC errors")
     order = HEALTHY[:5]
+    failed: list[str] = []
+
+    def fails_during_its_load(node: str, event: ModelLoadResponse) -> None:
+        if node == "ok-01" and not failed:  # a new issue: the check fails the node
+            failed.append(node)
+            cluster.servers[node].add_health_issue("ECC errors")
+
     async with cluster.fleet() as fleet:
-        first = await fleet.rollout(model_name="m", nodes=order, batch_size=2)
+        first = await fleet.rollout(
+            model_name="m", nodes=order, batch_size=2, on_progress=fails_during_its_load
+        )
         assert first.halted
         assert isinstance(first.failed["ok-01"], VerificationError)
         assert "ECC errors" in str(first.failed["ok-01"])

@@ -268,7 +268,8 @@ async def test_ensure_with_unreported_fields_converges_and_notes_them(
 async def test_rollout_halts_and_lists_untouched_nodes(
     nodes: Nodes, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nodes.servers["n2"].add_health_issue("thermal throttling")
+    # n2 loads, then its /health is a proxy's 502 page: its check fails.
+    nodes.servers["n2"].faults.fail_next(None, status=502, detail="Bad Gateway", path="/health")
     result = await run(
         capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--batch-size", "2", "--json"
     )
@@ -398,7 +399,7 @@ TABLES: list[tuple[list[NodeResult[Any]], list[str], list[list[str]]]] = [
         ["node", "result", "time", *STATUS_COLUMNS],
         [
             ["a", "ok", "0.50s", "healthy", "admin", "m", "2048", "-", ""],
-            ["b", "ok", "1.00s", "unhealthy (1 issues)", "admin", "-", "-", "-",
+            ["b", "ok", "1.00s", "unhealthy (1 issues), last: hot", "admin", "-", "-", "-",
              "permission: authentication_error"],
             ["c", "connection_error", "0.25s", "-", "-", "-", "-", "-", "connection refused"],
         ],

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TextIO
 from .._desired import EnsureResult, LoadPlan, unchecked_note
 from .._state import PartPlan, StatePlan, StateResult
 from ..fleet import FleetResult, NodeResult, NodeStatus
+from ..fleet._status import health_text
 from ..types import ModelLoadResponse
 from ._format import (
     CELL_LIMIT,
@@ -62,12 +63,9 @@ STATUS_COLUMNS: tuple[str, ...] = ("health", "permission", "model", "ctx", "embe
 
 
 def status_row(status: NodeStatus) -> tuple[str, ...]:
-    """A node's status as a table row: health (with its issue count), key, models, problems."""
-    health = status.health.status if status.health is not None else "?"
-    if status.health is not None and status.health.issues:
-        health += f" ({len(status.health.issues)} issues)"
+    """A node's status as a table row: health (since when, the last issue), key, models."""
     return (
-        health,
+        health_text(status.health),
         status.permission or "-",
         status.model_name or "-",
         str(status.max_seq_len) if status.max_seq_len else "-",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic
 
 from .._checks import check_count
@@ -18,6 +19,7 @@ from .._client import AsyncTabbyClient
 from .._defaults import TimeoutArg
 from .._desired import EnsureResult, in_table_order, plan_for, unreported_fields
 from .._ensure import loaded_card
+from .._log import logger
 from .._otel import use_span
 from .._state import DesiredState, StateResult
 from ..errors import InvalidInputError, NodeSkippedError, TabbyError, VerificationError
@@ -27,6 +29,7 @@ from ._fanout import NodeOp, ResultCallback
 from ._observe import RolloutTrace
 from ._results import FleetResult, NodeResult
 from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
+from ._status import health_text
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
@@ -61,20 +64,43 @@ StateCheck = Callable[[str, AsyncTabbyClient, DesiredState], Awaitable[None]]
 BatchCallback = Callable[[int, FleetResult[Any]], object]
 
 
-async def _check_health(name: str, client: AsyncTabbyClient) -> None:
+async def _check_health(name: str, client: AsyncTabbyClient, since: datetime | None) -> None:
+    """Fail the node when ``/health`` lists an issue from ``since`` on (None: any issue).
+
+    TabbyAPI says "unhealthy" from its first failed generation until it is
+    restarted, while it goes on serving: issues from before the node's step
+    of the rollout (by their UTC time, against this machine's clock) only
+    make it degraded, which is logged, not a failure.
+    """
     health = await client.health()
-    if not health.healthy:
-        issues = "; ".join(i.description for i in health.issues) or "no reason given"
-        raise VerificationError(f"{name}: /health says {health.status}: {issues}")
+    if health.healthy:
+        return
+    times = [i.at for i in health.issues]
+    if since is not None and all(t is not None and t < since for t in times):
+        logger.warning(
+            "%s: %s (from before this rollout; a restart clears it)", name, health_text(health)
+        )
+        return
+    raise VerificationError(f"{name}: /health says {health_text(health)}")
 
 
 async def default_check(name: str, client: AsyncTabbyClient, request: ModelLoadRequest) -> None:
     """The rollout's check of a node: ``/health`` is healthy and ``get()`` shows the request.
 
+    Called by a rollout, an "unhealthy" ``/health`` whose issues all date
+    from before the node's step only logs a warning (the node is degraded,
+    still serving); called directly, any issue fails the check.
+
     "Shows the request" is the same comparison as ensure (model name,
     context and every other reported field the request sets).
     """
-    await _check_health(name, client)
+    await _model_check(name, client, request, None)
+
+
+async def _model_check(
+    name: str, client: AsyncTabbyClient, request: ModelLoadRequest, since: datetime | None
+) -> None:
+    await _check_health(name, client, since)
     card = await loaded_card(client.models)
     plan = plan_for(request, card)
     if plan.action != "none":
@@ -84,10 +110,18 @@ async def default_check(name: str, client: AsyncTabbyClient, request: ModelLoadR
 async def default_state_check(name: str, client: AsyncTabbyClient, state: DesiredState) -> None:
     """The check of a node in a rollout of a state: healthy, and the state's plan is "none".
 
+    Health as for :func:`default_check`.
+
     The plan is the one ``client.ensure(state, dry_run=True)`` makes from a
     fresh look: every managed part as wanted.
     """
-    await _check_health(name, client)
+    await _state_check(name, client, state, None)
+
+
+async def _state_check(
+    name: str, client: AsyncTabbyClient, state: DesiredState, since: datetime | None
+) -> None:
+    await _check_health(name, client, since)
     plan = await state_plan(client, state)
     if plan.changes:
         differs = "; ".join(p.summary() for p in plan.parts if p.changes)
@@ -198,6 +232,8 @@ class _Batch:
 
 #: A rollout's check of one node, for either kind of request.
 _AnyCheck = Callable[[str, AsyncTabbyClient, Any], Awaitable[None]]
+#: A default check, given when the node's step began.
+_SinceCheck = Callable[[str, AsyncTabbyClient, Any, datetime | None], Awaitable[None]]
 
 
 def _node_ops(
@@ -209,24 +245,28 @@ def _node_ops(
 ) -> tuple[NodeOp[Any], NodeOp[None] | None]:
     """What a rollout runs on each node: its ensure, and its check (None: no check)."""
     ensure: NodeOp[Any]
-    default: _AnyCheck
+    default: _SinceCheck
+    # When each node's step began: the default check's line between old and new issues.
+    starts: dict[str, datetime] = {}
     if isinstance(request, DesiredState):
         if not verify:
             raise InvalidInputError(
                 "verify", "a DesiredState is always verified: ensure reads the node again"
             )
         state = request
-        default = default_state_check
+        default = _state_check
 
         def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[StateResult]:
+            starts[name] = datetime.now(timezone.utc)
             progress = node_progress(on_progress, name)
             return client.ensure(state, on_progress=progress, timeout=timeout)
 
     else:
         model = request
-        default = default_check
+        default = _model_check
 
         def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[EnsureResult]:
+            starts[name] = datetime.now(timezone.utc)
             progress = node_progress(on_progress, name)
             return client.models.ensure_loaded(
                 model, on_progress=progress, timeout=timeout, verify=verify
@@ -234,10 +274,14 @@ def _node_ops(
 
     if check is False:
         return ensure, None
-    checker: _AnyCheck = default if check is True else check
+    custom: _AnyCheck | None = None if check is True else check
+    wanted: Any = request  # the check that goes with the request's kind was picked above
 
     async def check_one(name: str, client: AsyncTabbyClient) -> None:
-        await checker(name, client, request)
+        if custom is not None:
+            await custom(name, client, wanted)
+        else:
+            await default(name, client, wanted, starts.get(name))
 
     return ensure, check_one
 

@@ -6,19 +6,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from ..errors import (
-    ModelNotLoadedError,
-    TabbyConnectionError,
-    TabbyError,
-    TabbyTimeoutError,
-)
-from ..types import HealthResponse, ModelCard
+from ..errors import ModelNotLoadedError, TabbyError
+from ..types import HealthIssue, HealthResponse, ModelCard
 
-__all__ = ["NodeStatus", "probe_status"]
+__all__ = ["NodeStatus", "health_text", "probe_status"]
 
 #: The probes, in the order a NodeStatus lists their problems.
 _PROBES = ("health", "permission", "model", "embedding")
@@ -30,13 +26,21 @@ T = TypeVar("T")
 class NodeStatus:
     """What one node looked like when :meth:`TabbyFleet.status` asked.
 
-    A node that could not be reached at all has no NodeStatus: its
-    NodeResult holds the connection error or timeout instead.
+    A node is up only when TabbyAPI itself answered ``/health`` (its 200
+    "healthy" or its 503 "unhealthy"). A node that could not be reached, or
+    whose ``/health`` got anything else (a proxy's 502/503/504 page, HTML,
+    another service's JSON) has no NodeStatus: its NodeResult holds that
+    error instead, the reason it is down.
+
+    A node that says "unhealthy" is up but *degraded*: TabbyAPI records
+    each failed generation and says "unhealthy" until it is restarted, while
+    it goes on serving. :attr:`unhealthy_since` and :attr:`last_issue` say
+    when that started and what the latest issue was.
 
     ``permission`` is what the configured key may do (``"api"``/``"admin"``;
     None when the server refused the key). ``model`` is the loaded card (None
     when nothing is loaded *or* a load is running: the server says the same
-    for both). ``problems`` maps each probe that failed (``health``,
+    for both). ``problems`` maps each other probe that failed
     ``permission``, ``model``, ``embedding``) to its error; "not loaded"
     answers are states, not problems. ``latency`` is the seconds the health
     probe took (all four probes with ``concurrent_probes``).
@@ -61,6 +65,21 @@ class NodeStatus:
         return self.health is not None and self.health.healthy
 
     @property
+    def degraded(self) -> bool:
+        """Up, but ``/health`` says "unhealthy" (the server still answers)."""
+        return self.health is not None and not self.health.healthy
+
+    @property
+    def unhealthy_since(self) -> datetime | None:
+        """When the oldest issue ``/health`` still lists happened (None: healthy)."""
+        return self.health.since if self.health is not None else None
+
+    @property
+    def last_issue(self) -> HealthIssue | None:
+        """The latest issue ``/health`` lists (None: healthy)."""
+        return self.health.last_issue if self.health is not None else None
+
+    @property
     def model_name(self) -> str | None:
         """The loaded model's id (None: nothing loaded, or a load is running)."""
         return self.model.id if self.model is not None else None
@@ -79,7 +98,7 @@ class NodeStatus:
 
     def summary(self) -> str:
         """One line: health, the key's permission, the model and context, any problems."""
-        health = self.health.status if self.health is not None else "?"
+        health = health_text(self.health)
         model = self.model_name or "no model"
         ctx = f" @{self.max_seq_len}" if self.max_seq_len else ""
         issues = f"; problems: {self._problems_text()}" if self.problems else ""
@@ -87,6 +106,24 @@ class NodeStatus:
 
     def _problems_text(self) -> str:
         return ", ".join(f"{probe}: {err.code}" for probe, err in self.problems.items())
+
+
+def health_text(health: HealthResponse | None) -> str:
+    """``healthy``, or ``unhealthy (N issues) since <UTC time>, last: <latest issue>``.
+
+    One line: the issue's text without control characters, bounded.
+    """
+    if health is None:
+        return "?"
+    if health.healthy:
+        return health.status
+    since, last = health.since, health.last_issue
+    text = f"{health.status} ({len(health.issues)} issues)"
+    if since is not None:
+        text += f" since {since:%Y-%m-%d %H:%M:%S}Z"
+    if last is not None and last.description:
+        text += f", last: {last.summary()}"
+    return text
 
 
 def _problem(name: str, err: TabbyError, problems: dict[str, TabbyError]) -> None:
@@ -103,19 +140,6 @@ async def _probe(name: str, awaitable: Awaitable[T], problems: dict[str, TabbyEr
         return None
 
 
-async def _health(
-    client: AsyncTabbyClient, problems: dict[str, TabbyError], timeout: TimeoutArg
-) -> HealthResponse | None:
-    """``/health``; unreachable (connection error, timeout) raises, anything else is a problem."""
-    try:
-        return await client.health(timeout=timeout)
-    except (TabbyConnectionError, TabbyTimeoutError):
-        raise
-    except TabbyError as err:
-        problems["health"] = err
-        return None
-
-
 async def probe_status(
     client: AsyncTabbyClient, *, concurrent: bool = False, timeout: TimeoutArg = USE_CLIENT_DEFAULT
 ) -> NodeStatus:
@@ -128,8 +152,9 @@ async def probe_status(
     node on a slow network, more sockets and CPU).
 
     ``timeout`` is each probe's, as for the client's own calls. Raises the
-    health probe's connection error or timeout when the node cannot be
-    reached (that is the node's result, not a NodeStatus).
+    health probe's error when TabbyAPI did not answer ``/health`` itself
+    (unreachable, a timeout, a proxy's page, another shape): the node is
+    down, and that error is its result, not a NodeStatus.
     """
     problems: dict[str, TabbyError] = {}
     models = client.models
@@ -137,7 +162,7 @@ async def probe_status(
     if not concurrent:
         # The probes are awaited here rather than through _probe(): one
         # coroutine less on every resume, which a sweep of many nodes feels.
-        health = await _health(client, problems, timeout)
+        health = await client.health(timeout=timeout)
         latency = time.perf_counter() - started
         permission = model = embedding = None
         try:
@@ -153,7 +178,7 @@ async def probe_status(
         except TabbyError as err:
             _problem("embedding", err, problems)
     else:
-        health_task = asyncio.ensure_future(_health(client, problems, timeout))
+        health_task = asyncio.ensure_future(client.health(timeout=timeout))
         try:
             permission, model, embedding = await asyncio.gather(
                 _probe("permission", client.permission(timeout=timeout), problems),

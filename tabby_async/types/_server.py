@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Literal
+
 import msgspec
 
 from ._base import ResponseStruct
@@ -14,14 +17,45 @@ __all__ = [
     "ServiceApi",
     "ServiceInfo",
     "ServiceSoftware",
+    "UnhealthyShape",
 ]
 
 
+#: The longest issue description :meth:`HealthIssue.summary` gives (a generation
+#: error's text can be a whole traceback line).
+ISSUE_TEXT_LIMIT = 200
+
+
 class HealthIssue(ResponseStruct, frozen=True, kw_only=True, gc=False):
-    """One reason the server calls itself unhealthy."""
+    """One reason the server calls itself unhealthy: when (UTC, ISO 8601) and what.
+
+    The server records one per failed generation (and goes on serving, with
+    a new generator) and lists them, the last 100, until it is restarted.
+    """
 
     time: str = ""
     description: str = ""
+
+    @property
+    def at(self) -> datetime | None:
+        """``time`` as an aware UTC datetime (None when missing or not ISO 8601)."""
+        try:
+            parsed = datetime.fromisoformat(self.time)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:  # the server writes UTC
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+
+    def summary(self, limit: int = ISSUE_TEXT_LIMIT) -> str:
+        """The description on one line: control characters dropped, at most ``limit`` chars."""
+        return _clean_line(self.description, limit)
+
+
+def _clean_line(text: str, limit: int) -> str:
+    """``text`` without control characters (runs of whitespace one space), cut to ``limit``."""
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "\u2026"
 
 
 class HealthResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
@@ -35,16 +69,54 @@ class HealthResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
         """True when the server says ``healthy`` (which does not mean a model is loaded)."""
         return self.status == "healthy"
 
+    @property
+    def since(self) -> datetime | None:
+        """When the oldest issue still listed happened (None: healthy, or no time given).
+
+        The server keeps the last 100 issues: past that, the first ones drop out.
+        """
+        times = [t for t in (i.at for i in self.issues) if t is not None]
+        return min(times) if times else None
+
+    @property
+    def last_issue(self) -> HealthIssue | None:
+        """The latest issue the server lists (it lists them oldest first), if any."""
+        return self.issues[-1] if self.issues else None
+
+
+class _WireIssue(msgspec.Struct, frozen=True):
+    """An issue as the server writes it: both fields, always."""
+
+    time: str
+    description: str
+
 
 class HealthShape(msgspec.Struct, frozen=True):
-    """The server's own 503 on ``/health``: both fields present, ``issues`` a list.
+    """The server's own ``/health`` answer: ``status`` and ``issues``, both present.
 
-    A proxy's 503 (an HTML page, ``{"detail": ...}``, ``{"status": "error"}``)
-    lacks one of them and is an outage, not the server's answer.
+    Only TabbyAPI's answer has this shape: a proxy's page (HTML,
+    ``{"detail": ...}``, ``{"status": "error"}``, a gateway's own
+    ``{"status": "healthy"}``) lacks a field or has another value, and is
+    an outage, not an answer. :meth:`answer` also refuses a status that
+    contradicts the issues (healthy with issues, unhealthy without).
     """
 
-    status: str
-    issues: list[HealthIssue]
+    status: Literal["healthy", "unhealthy"]
+    issues: list[_WireIssue]
+
+    def answer(self) -> HealthResponse | None:
+        """The answer as a :class:`HealthResponse` (None: status and issues disagree)."""
+        if (self.status == "healthy") == bool(self.issues):
+            return None
+        issues = [HealthIssue(time=i.time, description=i.description) for i in self.issues]
+        return HealthResponse(status=self.status, issues=issues)
+
+
+class UnhealthyShape(msgspec.Struct, frozen=True):
+    """The server's own 503 on ``/health``: ``unhealthy`` with a list of issues."""
+
+    status: Literal["unhealthy"]
+    issues: list[_WireIssue]
 
 
 class PermissionResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
