@@ -16,8 +16,8 @@ from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureResult
 from ._ensure import ensure_loaded, loaded_card
 from ._otel import Attributes, operation_span, server_attributes, set_plan
-from ._state import DesiredState, Observed, PartPlan, StatePlan, StateResult, plan_state
-from .errors import ModelNotLoadedError, StateMismatchError
+from ._state import DesiredState, Observed, Part, PartPlan, StatePlan, StateResult, plan_state
+from .errors import AlreadyLoadedError, ModelNotLoadedError, StateMismatchError
 from .types import ModelCard
 
 if TYPE_CHECKING:
@@ -27,8 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["ensure_state", "observe"]
 
 
-async def observe(client: AsyncTabbyClient, state: DesiredState) -> Observed:
-    """Read what ``state`` needs to be planned: only the parts it manages."""
+async def observe(
+    client: AsyncTabbyClient, state: DesiredState, proven: frozenset[Part] = frozenset()
+) -> Observed:
+    """Read what ``state`` needs to be planned: only the parts it manages.
+
+    ``proven`` names the parts whose folder the server confirmed during this
+    ensure (see :class:`~tabby_async.Observed`).
+    """
     card: ModelCard | None = None
     if state.model is not None or state.template is not None:
         card = await loaded_card(client.models)
@@ -37,7 +43,11 @@ async def observe(client: AsyncTabbyClient, state: DesiredState) -> Observed:
     if state.embedding is not None:
         with contextlib.suppress(ModelNotLoadedError):
             embedding = await client.models.get_embedding()
-    return Observed(card, sampling, embedding)
+    produced = None
+    if state.model is not None:
+        memory = client.models._memory
+        produced = memory.produced.get(memory.key(state.model))
+    return Observed(card, sampling, embedding, produced, proven)
 
 
 async def ensure_state(
@@ -76,8 +86,15 @@ async def _apply(
     timeout: TimeoutArg,
 ) -> StateResult:
     """Carry out ``plan`` (see :func:`ensure_state`)."""
-    if dry_run or not plan.changes:
-        return StateResult(plan, after=None if dry_run else plan)
+    if dry_run:
+        return StateResult(plan)
+    if plan.refused and not plan.changes:
+        # The server left these parts as it did the last time they were asked
+        # for: writing them again would give the same answer.
+        raise StateMismatchError(StateResult(plan, after=plan))
+    if not plan.changes:
+        return StateResult(plan, after=plan)
+    proven: set[Part] = set()
     done: list[PartPlan] = []
     model_result: EnsureResult | None = None
     part = plan.part("model")
@@ -85,7 +102,11 @@ async def _apply(
         model_result = await ensure_loaded(
             client.models, state.model, on_progress=on_progress, timeout=timeout
         )
-        done.append(part)
+        # ensure_loaded has checked the card it left (its load or the
+        # server's "already loaded" answer proved the folder).
+        proven.add("model")
+        if model_result.changed:
+            done.append(part)
     part = plan.part("template")
     # After a load, look again first: the load may have set the template itself.
     if (
@@ -107,9 +128,15 @@ async def _apply(
         preset_switched = True
     part = plan.part("embedding")
     if state.embedding is not None and part is not None and part.changes:
-        await client.models.load_embedding(state.embedding, timeout=timeout)
-        done.append(part)
-    after = plan_state(state, await observe(client, state))
+        try:
+            await client.models.load_embedding(state.embedding, timeout=timeout)
+            done.append(part)
+        except AlreadyLoadedError:
+            # The server compares full paths: this very folder is loaded.
+            if part.verified:
+                raise
+        proven.add("embedding")
+    after = plan_state(state, await observe(client, state, frozenset(proven)))
     if preset_switched:
         after = _preset_taken(after)
     result = StateResult(plan, tuple(done), model_result, after)

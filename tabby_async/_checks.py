@@ -235,14 +235,18 @@ def check_model_name(field: str, value: object) -> None:
         raise InvalidInputError(field, "must not contain a NUL character")
 
 
-def check_positive_int(field: str, value: object) -> None:
-    """An optional integer > 0 (bools refused)."""
+def check_positive_int(field: str, value: object, *, own: int | None = None) -> None:
+    """An optional integer > 0 (bools refused); ``own`` is one more value allowed.
+
+    (``max_seq_len=-1`` asks the server for the model's own context length.)
+    """
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(field, f"must be an integer, not {type(value).__name__}")
-    if value <= 0:
-        raise InvalidInputError(field, f"must be greater than 0, got {value}")
+    if value <= 0 and value != own:
+        also = "" if own is None else f" (or {own})"
+        raise InvalidInputError(field, f"must be greater than 0{also}, got {value}")
 
 
 def check_positive_float(field: str, value: object, *, allow_auto: bool = False) -> None:
@@ -256,16 +260,19 @@ def check_positive_float(field: str, value: object, *, allow_auto: bool = False)
         raise InvalidInputError(field, f"must be a finite number greater than 0, got {value}")
 
 
-def check_gpu_split(field: str, value: object) -> None:
-    """An optional list of GB per GPU: finite numbers >= 0."""
+def check_gpu_split(
+    field: str, value: object, *, unit: str = "GB", negative_ok: bool = False
+) -> None:
+    """An optional list of amounts per GPU (``unit`` each): finite numbers, >= 0 unless
+    ``negative_ok`` (``autosplit_reserve``: a negative reserve leaves that GPU out)."""
     if value is None:
         return
     if not isinstance(value, (list, tuple)):
-        raise InvalidInputError(field, "must be a list of numbers (GB per GPU)")
+        raise InvalidInputError(field, f"must be a list of numbers ({unit} per GPU)")
     for i, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
             raise InvalidInputError(f"{field}[{i}]", f"must be a number, not {item!r}")
-        if item < 0:
+        if item < 0 and not negative_ok:
             raise InvalidInputError(f"{field}[{i}]", f"must not be negative, got {item}")
 
 

@@ -1,40 +1,67 @@
-"""Desired state, the pure part: what the loaded card reports back, and the comparison.
+"""Desired state for one model, the pure part: the plan from what the server says, the result.
 
-Why this exists: a desired-state check compares a load request with the
-card of the loaded model (``GET /v1/model``). The server does not report
-every load parameter back. A draft model is loaded but the card's ``draft``
-stays null; ``rope_scale`` and ``rope_alpha`` always read 1.0 whatever was
-asked; the GPU split, backend and tensor-parallel settings appear nowhere; a
-prompt template asked for as ``chatml.jinja`` reads ``chatml``. Treating
-any of that as a difference would unload and reload a working model on every
-call. :data:`FIELD_RULES` says, for every field of a load request, whether
-the card reports it and how the two are compared. That one table drives the
-comparison, :attr:`LoadPlan.unchecked`, :data:`NOT_COMPARED`, the CLI's note
-and the README's table (:func:`rules_markdown`).
+A desired-state check compares a load request with the card of the loaded
+model (``GET /v1/model``), field by field as the load fields' table says
+(:data:`~tabby_async.FIELD_RULES`, in ``_compare``): only the fields the
+request sets count, and a field the server never reports back is never a
+difference.
 
-A request field that is not set means "the server's default", which the
-loaded model is assumed to have: only the fields the request sets count.
+What the card cannot prove is never claimed. The card's ``id`` is only the
+folder's last path segment, while the server tells folders apart by their
+full path: a nested name (``org/model/4.0bpw``) whose last segment is the
+card id may be another folder of that name, so the plan leaves the question
+to the server (a load, which it answers with its "already loaded" no-op for
+the same folder and with a real load otherwise) and never unloads on that
+evidence alone (see :func:`identity`).
+
+A request the server cannot satisfy reaches a fixed point: once a load of a
+request has left a card on which some field still differs (a context capped
+at the cache size, vision on a model without a vision component, a template
+replaced by the model's own), a plan against that same card says the server
+refuses those fields (:attr:`LoadPlan.refused`) instead of loading again.
 No I/O here: ``client.models.plan_load()`` and ``ensure_loaded()`` read the card and act.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from .types import ModelCard, ModelCardParameters, ModelLoadRequest, ModelLoadResponse
+# The table's names are also reachable from here, where the plans that use
+# them live (the CLI and the fleet import both from one place).
+from ._compare import (
+    FIELD_RULES,
+    NOT_COMPARED,
+    DraftSeen,
+    FieldDiff,
+    FieldRule,
+    card_id,
+    compare,
+    in_table_order,
+    reasons_text,
+    rules_markdown,
+    same_card,
+    same_template,
+    unchecked_note,
+    unreported_fields,
+)
+from .errors import InvalidInputError
+from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 __all__ = [
     "FIELD_RULES",
     "NOT_COMPARED",
+    "DraftSeen",
     "EnsureAction",
     "EnsureResult",
     "FieldDiff",
     "FieldRule",
+    "Identity",
     "LoadPlan",
     "card_id",
+    "check_reachable",
     "compare",
+    "identity",
     "in_table_order",
     "plan_for",
     "reasons_text",
@@ -47,208 +74,57 @@ __all__ = [
 ]
 
 #: What ensure does: nothing, a plain load (nothing or another model was
-#: loaded; the server swaps models itself), or unload then load.
+#: loaded, or the card cannot say which folder is loaded; the server swaps
+#: models itself), or unload then load.
 EnsureAction = Literal["none", "load", "reload"]
-
-#: How a request field meets the card: ``name`` (the card id is the last
-#: path segment of the requested name), ``exact``, ``nocase`` (text in any
-#: case), ``template`` (a trailing ``.jinja`` ignored on both sides),
-#: ``chunk`` (equal, or the server's rounding of the request), or
-#: ``unreported`` (the card never shows the value: not compared).
-How = Literal["name", "exact", "nocase", "template", "chunk", "unreported"]
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRule:
-    """How one load request field is checked against the loaded model's card.
-
-    ``field`` is the request field (a draft's settings as
-    ``draft_model.<name>``); ``reported`` is where the card shows it (None:
-    nowhere useful); ``note`` says what the server does with it, for docs.
-    """
-
-    field: str
-    how: How
-    reported: str | None = None
-    note: str = ""
-
-    @property
-    def compared(self) -> bool:
-        """True when the card reports the field, so that it is compared."""
-        return self.how != "unreported"
-
-
-#: Every field of a load request, in the request's order, and how it is checked.
-FIELD_RULES: tuple[FieldRule, ...] = (
-    FieldRule("model_name", "name", "id", "as the card id: a nested name's last segment"),
-    FieldRule("backend", "unreported"),
-    FieldRule("max_seq_len", "exact", "parameters.max_seq_len"),
-    FieldRule("cache_size", "exact", "parameters.cache_size", "not rounded"),
-    FieldRule("cache_mode", "nocase", "parameters.cache_mode", "in any case"),
-    FieldRule("tensor_parallel", "unreported"),
-    FieldRule("tensor_parallel_backend", "unreported"),
-    FieldRule("gpu_split_auto", "unreported"),
-    FieldRule("autosplit_reserve", "unreported"),
-    FieldRule("gpu_split", "unreported"),
-    FieldRule("rope_scale", "unreported", None, "always reported as 1.0"),
-    FieldRule("rope_alpha", "unreported", None, "always reported as 1.0"),
-    FieldRule(
-        "chunk_size",
-        "chunk",
-        "parameters.chunk_size",
-        "the server may round it up to a multiple of 256, at least 256",
-    ),
-    FieldRule("output_chunking", "unreported"),
-    FieldRule(
-        "prompt_template",
-        "template",
-        "parameters.prompt_template",
-        "with or without .jinja: the card drops it",
-    ),
-    FieldRule("vision", "exact", "parameters.use_vision", "as use_vision"),
-    FieldRule(
-        "draft_model.draft_model_name",
-        "unreported",
-        None,
-        "the card's draft is always null, even with a draft loaded",
-    ),
-    FieldRule("draft_model.draft_rope_scale", "unreported"),
-    FieldRule("draft_model.draft_rope_alpha", "unreported"),
-    FieldRule("draft_model.draft_gpu_split", "unreported"),
-    FieldRule(
-        "draft_model.draft_cache_mode",
-        "unreported",
-        None,
-        "not a field of the server's load request",
-    ),
-    FieldRule("skip_queue", "unreported"),
-)
-
-_RULES = {rule.field: rule for rule in FIELD_RULES}
-
-#: Request fields the server does not report back, so never compared.
-NOT_COMPARED: tuple[str, ...] = tuple(r.field for r in FIELD_RULES if not r.compared)
-
 
 # --- names -------------------------------------------------------------------------
 
+#: What the card's id says of a requested folder: it is that folder (``same``:
+#: a flat name equal to the id), it cannot be (``other``), or it may be
+#: another folder with the same last segment (``unproven``).
+Identity = Literal["same", "unproven", "other"]
 
-def card_id(model_name: str) -> str:
-    """The card id the server gives a loaded model: the folder's last path segment."""
-    return model_name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+def identity(wanted: str, loaded_id: str) -> Identity:
+    """What a loaded card's id proves about the requested folder ``wanted``.
+
+    The server names the card after the folder's last segment but compares
+    full paths, so only a flat name equal to the id is taken as proven. A
+    nested name whose last segment is the id is ``unproven``: another folder
+    of that name looks the same. (A flat name cannot tell its folder from a
+    nested one of the same name either; the card gives no path.)
+    """
+    path = wanted.replace("\\", "/").strip("/")
+    if card_id(path) != loaded_id:
+        return "other"
+    return "unproven" if "/" in path else "same"
 
 
 def same_model(wanted: str, loaded_id: str) -> bool:
-    """True when a card id is that of the requested model name (nested names too)."""
-    return wanted == loaded_id or card_id(wanted) == loaded_id
+    """True when a card id may be that of the requested model name (nested names too)."""
+    return identity(wanted, loaded_id) != "other"
 
 
-# --- comparing ----------------------------------------------------------------------
+def check_reachable(request: ModelLoadRequest) -> None:
+    """Refuse a request whose own fields say the server cannot run it as asked.
 
+    The server caps ``max_seq_len`` at ``cache_size``, so a request asking
+    for more context than cache could never be "as requested".
 
-def _strip_jinja(name: str) -> str:
-    return name[: -len(".jinja")] if name.endswith(".jinja") else name
-
-
-def same_template(wanted: str, reported: str) -> bool:
-    """True when two template names mean the same template (a ``.jinja`` suffix ignored)."""
-    return _strip_jinja(wanted) == _strip_jinja(reported)
-
-
-def _server_chunk(size: int) -> int:
-    # The server takes at least 256 and rounds up to a multiple of 256.
-    return max(256, -(-size // 256) * 256)
-
-
-_SAME: dict[How, Callable[[Any, Any], bool]] = {
-    "exact": lambda wanted, loaded: bool(wanted == loaded),
-    "nocase": lambda wanted, loaded: str(wanted).strip().lower() == str(loaded).strip().lower(),
-    "template": lambda wanted, loaded: same_template(str(wanted), str(loaded)),
-    "chunk": lambda wanted, loaded: loaded in (wanted, _server_chunk(wanted)),
-}
-
-
-def _requested(request: ModelLoadRequest, field: str) -> object:
-    """The value ``request`` sets for a table field (None: not set)."""
-    owner: object = request
-    if field.startswith("draft_model."):
-        owner = request.draft_model
-        field = field.removeprefix("draft_model.")
-    return None if owner is None else getattr(owner, field)
-
-
-def _reported(card: ModelCard, where: str) -> object:
-    """The card's value at ``id`` or ``parameters.<name>`` (None: not in the card)."""
-    if where == "id":
-        return card.id
-    params = card.parameters or ModelCardParameters()
-    return getattr(params, where.removeprefix("parameters."))
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDiff:
-    """One field whose loaded value is not the wanted one (``loaded`` None: nothing)."""
-
-    field: str
-    wanted: object
-    loaded: object
-
-    def __str__(self) -> str:
-        return f"{self.field}: wanted {self.wanted!r}, loaded {self.loaded!r}"
-
-
-def unreported_fields(request: ModelLoadRequest) -> tuple[str, ...]:
-    """The fields ``request`` sets that the server never reports back (table order)."""
-    return tuple(
-        r.field for r in FIELD_RULES if not r.compared and _requested(request, r.field) is not None
-    )
-
-
-def compare(
-    request: ModelLoadRequest, card: ModelCard
-) -> tuple[tuple[FieldDiff, ...], tuple[str, ...]]:
-    """The parameter differences between a request and the loaded card of the same model.
-
-    Returns ``(diffs, unchecked)``: ``unchecked`` names every field the
-    request sets that could not be compared (the server never reports it, or
-    this card leaves it out). The model name is not compared here (see
-    :func:`plan_for`).
+    Raises:
+        InvalidInputError: naming ``max_seq_len``.
     """
-    diffs: list[FieldDiff] = []
-    unchecked: list[str] = []
-    for rule in FIELD_RULES:
-        wanted = _requested(request, rule.field)
-        if wanted is None or rule.how == "name":
-            continue
-        loaded = None if rule.reported is None else _reported(card, rule.reported)
-        if rule.how == "unreported" or loaded is None:
-            unchecked.append(rule.field)
-        elif not _SAME[rule.how](wanted, loaded):
-            diffs.append(FieldDiff(rule.field, wanted, loaded))
-    return tuple(diffs), tuple(unchecked)
+    context, cache = request.max_seq_len, request.cache_size
+    if context is not None and cache is not None and context > cache:
+        raise InvalidInputError(
+            "max_seq_len",
+            f"is {context}, above cache_size {cache}: the server caps the context at the "
+            "cache size, so ask for cache_size >= max_seq_len",
+        )
 
 
 # --- plans ----------------------------------------------------------------------------
-
-
-def reasons_text(reasons: Iterable[FieldDiff]) -> str:
-    """The reasons of a plan on one line."""
-    return "; ".join(str(r) for r in reasons)
-
-
-def in_table_order(fields: Iterable[str]) -> tuple[str, ...]:
-    """``fields`` once each, in the table's order (for merging several plans' lists)."""
-    wanted = set(fields)
-    order = [r.field for r in FIELD_RULES if r.field in wanted]
-    return (*order, *sorted(wanted.difference(order)))
-
-
-def unchecked_note(fields: Iterable[str]) -> str:
-    """The one line that names fields not compared ("" when there are none)."""
-    shown = in_table_order(fields)
-    if not shown:
-        return ""
-    return "note: not reported by the server, not compared: " + ", ".join(shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +134,13 @@ class LoadPlan:
     ``loaded`` is the card read when planning (None: nothing loaded, or a
     load was running). ``unchecked`` names the fields the request sets that
     cannot be compared (see :data:`FIELD_RULES`); they never cause a load.
+    ``verified`` is False when the card cannot prove which folder is loaded
+    (a nested name whose last segment is the card id): the plan is then a
+    ``load`` that the server answers with its "already loaded" no-op if it
+    is the same folder. ``refused`` holds what the server did not apply the
+    last time this very request was loaded, when the card is still the one
+    that load produced: the plan is then ``none`` (loading again would give
+    the same card) and ensure raises the same mismatch at once.
     """
 
     action: EnsureAction
@@ -265,45 +148,74 @@ class LoadPlan:
     request: ModelLoadRequest
     loaded: ModelCard | None
     unchecked: tuple[str, ...] = ()
+    verified: bool = True
+    refused: tuple[FieldDiff, ...] = ()
 
     @property
     def changes(self) -> bool:
         """True when the plan loads something."""
         return self.action != "none"
 
+    @property
+    def met(self) -> bool | None:
+        """Whether the server runs the request: True, False, or None when the card cannot tell."""
+        if self.refused or self.reasons:
+            return False
+        if not self.verified:
+            return None
+        return self.action == "none"
+
     def summary(self) -> str:
         """One line: the action and its reasons."""
+        if self.refused:
+            return "none: the server did not apply " + reasons_text(self.refused)
+        if not self.verified:
+            shown = self.loaded.id if self.loaded is not None else "?"
+            why = (
+                f"the card shows {shown!r}, which another folder of that name would show too: "
+                "the server decides"
+            )
+            extra = reasons_text(self.reasons)
+            return f"{self.action}: {why}" + (f"; {extra}" if extra else "")
         if not self.reasons:
             return f"{self.action}: {self.request.model_name} already loaded as requested"
         return f"{self.action}: " + reasons_text(self.reasons)
 
 
-def plan_for(request: ModelLoadRequest, card: ModelCard | None) -> LoadPlan:
-    """The plan for ``request`` given the loaded ``card`` (None: nothing loaded); no I/O."""
-    if card is None or not same_model(request.model_name, card.id):
+def plan_for(
+    request: ModelLoadRequest,
+    card: ModelCard | None,
+    *,
+    proven: bool = False,
+    produced: ModelCard | None = None,
+    draft: DraftSeen | None = None,
+) -> LoadPlan:
+    """The plan for ``request`` given the loaded ``card`` (None: nothing loaded); no I/O.
+
+    ``proven``: the server has shown that the loaded folder is the requested
+    one (its "already loaded" answer), so a nested name's card counts as
+    ours. ``produced``: the card the last load of this same request left
+    (None: not known); when the card is still that one, what differs is what
+    the server refuses to apply (:attr:`LoadPlan.refused`). ``draft``: the
+    loaded draft, when it could be read.
+
+    Raises:
+        InvalidInputError: the request cannot be met by any server (see
+            :func:`check_reachable`).
+    """
+    check_reachable(request)
+    who: Identity = "other" if card is None else identity(request.model_name, card.id)
+    if card is None or who == "other":
         # The server unloads another model itself before loading the new one.
         loaded_id = None if card is None else card.id
         reason = FieldDiff("model_name", request.model_name, loaded_id)
         return LoadPlan("load", (reason,), request, card, unreported_fields(request))
-    diffs, unchecked = compare(request, card)
+    diffs, unchecked = compare(request, card, draft)
+    if who == "unproven" and not proven:
+        return LoadPlan("load", diffs, request, card, unchecked, verified=False)
+    if diffs and produced is not None and same_card(card, produced):
+        return LoadPlan("none", (), request, card, unchecked, refused=diffs)
     return LoadPlan("reload" if diffs else "none", diffs, request, card, unchecked)
-
-
-# --- docs -------------------------------------------------------------------------------
-
-
-def rules_markdown() -> str:
-    """:data:`FIELD_RULES` as the two Markdown bullets the README shows."""
-
-    def shown(rule: FieldRule) -> str:
-        return f"`{rule.field}`" + (f" ({rule.note})" if rule.note else "")
-
-    compared = ", ".join(shown(r) for r in FIELD_RULES if r.compared)
-    unreported = ", ".join(shown(r) for r in FIELD_RULES if not r.compared)
-    return (
-        f"- Compared with the loaded card: {compared}.\n"
-        f"- Not reported back, so never a difference (listed in `unchecked`): {unreported}."
-    )
 
 
 # --- results ----------------------------------------------------------------------------

@@ -8,13 +8,16 @@ first (``GET /v1/model``), compare it with the request, and unload before
 loading when a parameter differs.
 
 What is compared, and what cannot be because the server never reports it
-back (a draft model, the rope values, the GPU split, the backend, ...), is
-one table: :data:`~tabby_async.FIELD_RULES` (the README shows it).
-Only the fields the request sets count. A field that cannot be compared is
-never a difference: it is listed in :attr:`LoadPlan.unchecked` and
-:attr:`EnsureResult.unchecked` instead, and a change of only such fields
-needs an explicit ``unload()`` then ``load()``. Nested model names
-(``org/exl3/4.0bpw``) match the card id ``4.0bpw``, the folder's last segment.
+back (the rope values, the GPU split, the backend, ...), is one table:
+:data:`~tabby_async.FIELD_RULES`. Only the fields the request sets count. A
+field that cannot be compared is never a difference: it is listed in
+:attr:`LoadPlan.unchecked` and :attr:`EnsureResult.unchecked` instead.
+
+Which folder is loaded: the card's id is the folder's last segment, so a
+nested name (``org/exl3/4.0bpw``) whose last segment is the id is left to the
+server. Ensure sends the load; the server answers it with its "already
+loaded" no-op when that very folder is loaded (then the card is ours and is
+compared), and loads ours otherwise. It never unloads on the id alone.
 
 Races: while another client's load runs, ``GET /v1/model`` answers 503 "No
 models are currently loaded." exactly as when nothing is loaded, and our load
@@ -22,17 +25,24 @@ then queues behind the running one. If that one was the same model, our load
 is a no-op that ignores our parameters (its stream is exactly ``processing
 1/1``, ``finished 1/1``). :func:`ensure_loaded` therefore reads the card
 again after acting. When our load was that no-op and either a reported field
-differs or the request sets fields the card cannot confirm (a draft, say), it
-unloads and loads once more. Whatever still differs after that is a value
-the server itself changed (a clamped context, say): it raises
-:class:`EnsureMismatchError` rather than loop.
+differs or the request sets fields the card cannot confirm, it unloads and
+loads once more. Whatever still differs after that is a value the server
+itself changed (a clamped context, say): it raises
+:class:`EnsureMismatchError` rather than loop, and the client remembers the
+card that load left. An ensure of the same request that finds that same card
+raises the same mismatch at once, with no unload and no load: loading again
+would only give the same card (a fixed point). Concurrent ensures of the same
+request on one client share one run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureAction, EnsureResult, LoadPlan, plan_for, unchanged
@@ -45,7 +55,40 @@ if TYPE_CHECKING:
     from ._stream import ProgressCallback
     from .models import AsyncModelsService
 
-__all__ = ["ensure_loaded", "loaded_card", "plan_load"]
+__all__ = ["EnsureMemory", "ensure_loaded", "loaded_card", "plan_load"]
+
+#: How many requests' outcomes a client keeps (one model runs per server;
+#: a few requests cover a node whose desired state is switched back and forth).
+_REMEMBERED = 16
+
+
+class EnsureMemory:
+    """What one client's ensures know beyond a single look at the server.
+
+    ``produced`` maps a request to the card its own last load left when that
+    card still differed from it (what the server refused to apply); an entry
+    goes once the same request is met. ``flights`` holds the ensure of each
+    request under way, which concurrent callers of the same request join.
+    """
+
+    __slots__ = ("flights", "produced")
+
+    def __init__(self) -> None:
+        self.produced: dict[bytes, ModelCard] = {}
+        self.flights: dict[bytes, asyncio.Future[EnsureResult]] = {}
+
+    @staticmethod
+    def key(request: ModelLoadRequest) -> bytes:
+        """The request's identity: its encoded fields."""
+        return msgspec.json.encode(request)
+
+    def remember(self, key: bytes, card: ModelCard | None) -> None:
+        """Keep (or, with None, forget) the card a load of ``key`` left."""
+        self.produced.pop(key, None)
+        if card is not None:
+            self.produced[key] = card
+            while len(self.produced) > _REMEMBERED:
+                del self.produced[next(iter(self.produced))]
 
 
 # --- acting ------------------------------------------------------------------
@@ -59,9 +102,15 @@ async def loaded_card(service: AsyncModelsService) -> ModelCard | None:
         return None
 
 
+def _plan(
+    memory: EnsureMemory, request: ModelLoadRequest, card: ModelCard | None, proven: bool = False
+) -> LoadPlan:
+    return plan_for(request, card, proven=proven, produced=memory.produced.get(memory.key(request)))
+
+
 async def plan_load(service: AsyncModelsService, request: ModelLoadRequest) -> LoadPlan:
     """Read the loaded card and plan; loads nothing (the dry-run form)."""
-    return plan_for(request, await loaded_card(service))
+    return _plan(service._memory, request, await loaded_card(service))
 
 
 async def _unload(service: AsyncModelsService) -> None:
@@ -118,39 +167,118 @@ async def ensure_loaded(
     ``timeout`` bounds each load (the client's stream timeout by default);
     the reads and the unload use the client's control timeout. With
     ``verify`` (the default) the card is read again afterwards and compared
-    on the fields it reports. If the server answered our load with its
-    "already loaded" no-op (another client's load of the same model ran
-    meanwhile) and a reported field differs, or the request sets fields the
-    card cannot confirm, it unloads and loads once more. Any reported
-    difference left is one the server made itself:
-    :class:`EnsureMismatchError`.
+    on the fields it reports. Any reported difference left is one the server
+    made itself: :class:`EnsureMismatchError`. Calls with the same request
+    on one client while one is under way share its outcome (its
+    ``on_progress`` and ``timeout`` apply).
     """
+    memory = service._memory
+    key = memory.key(request)
+    while (flight := memory.flights.get(key)) is not None:
+        try:
+            return await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            if not flight.cancelled() or _cancelling():
+                raise
+            # The caller that ran it was cancelled, not us: run it ourselves.
+    flight = asyncio.get_running_loop().create_future()
+    flight.add_done_callback(_retrieve)
+    memory.flights[key] = flight
+    try:
+        result = await _ensure_once(service, request, key, on_progress, timeout, verify)
+    except asyncio.CancelledError:
+        flight.cancel()
+        raise
+    except BaseException as exc:
+        flight.set_exception(exc)
+        raise
+    else:
+        flight.set_result(result)
+        return result
+    finally:
+        if memory.flights.get(key) is flight:
+            del memory.flights[key]
+
+
+def _cancelling() -> bool:
+    """True when the current task itself is being cancelled (3.11+; else assumed not)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
+
+
+def _retrieve(flight: asyncio.Future[EnsureResult]) -> None:
+    # The leader raises the error itself; no follower may be waiting, so
+    # mark it seen rather than have asyncio report it as never retrieved.
+    if not flight.cancelled():
+        flight.exception()
+
+
+async def _ensure_once(
+    service: AsyncModelsService,
+    request: ModelLoadRequest,
+    key: bytes,
+    on_progress: ProgressCallback | None,
+    timeout: TimeoutArg,
+    verify: bool,
+) -> EnsureResult:
     name = request.model_name
     with operation_span("tabby.ensure_loaded", lambda: {"tabby.model.name": name}) as span:
         plan = await plan_load(service, request)
         if span is not None:
             set_plan(span, plan.action, plan.reasons, plan.unchecked)
-        result = await _act(service, request, plan, on_progress, timeout, verify)
+        result = await _act(service, request, key, plan, on_progress, timeout, verify)
         if span is not None:
             span.set_attribute("tabby.ensure.done", result.action)
         return result
 
 
+def _mismatch(plan: LoadPlan, action: EnsureAction, loaded: _LoadOutcome | None) -> EnsureResult:
+    """The result of a plan that found what the server refused, without acting again."""
+    return EnsureResult(
+        action,
+        plan.reasons,
+        plan,
+        None if loaded is None else loaded.event,
+        plan.loaded,
+        plan.refused,
+        plan.unchecked,
+        None if loaded is None else loaded.draft_evidence,
+    )
+
+
 async def _act(
     service: AsyncModelsService,
     request: ModelLoadRequest,
+    key: bytes,
     plan: LoadPlan,
     on_progress: ProgressCallback | None,
     timeout: TimeoutArg,
     verify: bool,
 ) -> EnsureResult:
     """Carry out ``plan`` (see :func:`ensure_loaded`)."""
+    memory = service._memory
+    if plan.refused:
+        raise EnsureMismatchError(_mismatch(plan, "none", None))
     if plan.action == "none":
         return unchanged(plan)
     action: EnsureAction = plan.action
     if action == "reload":
         await _unload(service)
     loaded = await _load(service, request, on_progress, timeout)
+    if not plan.verified and loaded.ignored:
+        # The server says the folder it runs is ours, as the card was when
+        # planning: compare that card now, as if the name had proved it.
+        settled = _plan(memory, request, await loaded_card(service), proven=True)
+        if settled.refused:
+            raise EnsureMismatchError(_mismatch(settled, "none", loaded))
+        if settled.action == "none":
+            return EnsureResult(
+                "none", (), plan, loaded.event, settled.loaded, (), settled.unchecked, None
+            )
+        action = "reload"
+        await _unload(service)
+        loaded = await _load(service, request, on_progress, timeout)
     if not verify:
         return EnsureResult(
             action,
@@ -162,7 +290,7 @@ async def _act(
             draft_loaded=loaded.draft_evidence,
         )
     card = await loaded_card(service)
-    after = plan_for(request, card)
+    after = plan_for(request, card, proven=True)
     unconfirmed = after.action == "none" and bool(after.unchecked)
     if loaded.ignored and (after.action == "reload" or unconfirmed):
         # The right model, and our load was the server's no-op: a concurrent
@@ -172,17 +300,22 @@ async def _act(
         await _unload(service)
         loaded = await _load(service, request, on_progress, timeout)
         card = await loaded_card(service)
-        after = plan_for(request, card)
+        after = plan_for(request, card, proven=True)
+    mismatches = after.reasons if after.action != "none" else ()
+    # Our own load left this card: if it still differs, that is what the
+    # server does with this request, and the next ensure need not load again.
+    if not loaded.ignored:
+        memory.remember(key, card if mismatches else None)
     result = EnsureResult(
         action,
         plan.reasons,
         plan,
         loaded.event,
         card,
-        after.reasons if after.action != "none" else (),
+        mismatches,
         after.unchecked,
         loaded.draft_evidence,
     )
-    if after.action != "none":
+    if mismatches:
         raise EnsureMismatchError(result)
     return result

@@ -25,7 +25,15 @@ What counts as evidence, part by part:
   part is listed as unchecked to say so.
 * **embedding**: the loaded embedding model's card id (the folder's name);
   ``embeddings_device`` is never reported. The server refuses to load the
-  embedding model already loaded, so this part is only loaded when it differs.
+  embedding model already loaded ("already loaded", for that very folder
+  only), so this part is loaded when it differs, and for a nested name whose
+  last segment is the card id the load is what decides: that refusal proves
+  the folder is ours.
+
+A part matched only by a name the card cannot prove (a nested model or
+embedding name) is not ``verified``: :attr:`StatePlan.met` is then None
+("cannot tell") rather than True, and ensure leaves the question to the
+server.
 """
 
 from __future__ import annotations
@@ -34,7 +42,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._checks import check_model_name
-from ._desired import EnsureResult, LoadPlan, card_id, plan_for, same_template
+from ._desired import (
+    EnsureResult,
+    LoadPlan,
+    check_reachable,
+    identity,
+    plan_for,
+    same_template,
+)
 from .errors import InvalidInputError
 from .types import EmbeddingModelLoadRequest, ModelCard, ModelLoadRequest, SamplerOverrides
 
@@ -82,9 +97,9 @@ class DesiredState:
     def __post_init__(self) -> None:
         if self.model is not None and not isinstance(self.model, ModelLoadRequest):
             raise InvalidInputError("model", "must be a ModelLoadRequest or None")
-        if self.embedding is not None and not isinstance(
-            self.embedding, EmbeddingModelLoadRequest
-        ):
+        if self.model is not None:
+            check_reachable(self.model)
+        if self.embedding is not None and not isinstance(self.embedding, EmbeddingModelLoadRequest):
             raise InvalidInputError("embedding", "must be an EmbeddingModelLoadRequest or None")
         if self.template is not None:
             check_model_name("template", self.template)
@@ -108,17 +123,29 @@ class Observed:
     """What the server reported: the loaded card, the sampler state, the embedding card.
 
     ``None`` means nothing of that kind is loaded (or, for ``sampling``, that
-    it was not read because the state does not manage it).
+    it was not read because the state does not manage it). ``produced`` is
+    the card the model request's own last load left, when that card still
+    differed from it (see :attr:`~tabby_async.LoadPlan.refused`). ``proven``
+    names the parts whose folder the server itself has confirmed (a load it
+    answered "already loaded", or our own load), so that their card id counts.
     """
 
     card: ModelCard | None = None
     sampling: SamplerOverrides | None = None
     embedding: ModelCard | None = None
+    produced: ModelCard | None = None
+    proven: frozenset[Part] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class PartPlan:
-    """One part's plan: the action, what is wanted and what is there, and why."""
+    """One part's plan: the action, what is wanted and what is there, and why.
+
+    ``verified`` is False when the verdict rests on a name the card cannot
+    prove (the write is then the server's to decide); ``refused`` is True when
+    the server did not apply this part the last time it was asked for it, and
+    the node still shows what it did then.
+    """
 
     part: Part
     action: PartAction
@@ -126,11 +153,22 @@ class PartPlan:
     current: str | None
     reason: str
     unchecked: tuple[str, ...] = ()
+    verified: bool = True
+    refused: bool = False
 
     @property
     def changes(self) -> bool:
         """True when the part needs a write."""
         return self.action != "none"
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the node has this part as wanted: True, False, or None when it cannot be told."""
+        if self.refused:
+            return False
+        if not self.verified:
+            return None
+        return not self.changes
 
     def summary(self) -> str:
         """One line: ``part: action (reason)``."""
@@ -159,6 +197,18 @@ class StatePlan:
         """What could not be compared, over all parts."""
         return tuple(u for p in self.parts for u in p.unchecked)
 
+    @property
+    def met(self) -> bool | None:
+        """Whether the node runs the state: True, False, or None when the server's answers
+        cannot tell (a part matched only by an unprovable name, and none proven wrong)."""
+        seen = {p.met for p in self.parts}
+        return False if False in seen else None if None in seen else True
+
+    @property
+    def refused(self) -> tuple[PartPlan, ...]:
+        """The parts the server did not apply when last asked, and still does not show."""
+        return tuple(p for p in self.parts if p.refused)
+
     def part(self, name: Part) -> PartPlan | None:
         """The plan of one part (None when it is not managed)."""
         return next((p for p in self.parts if p.part == name), None)
@@ -175,22 +225,39 @@ def plan_state(state: DesiredState, observed: Observed) -> StatePlan:
     parts: list[PartPlan] = []
     model_plan: LoadPlan | None = None
     if state.model is not None:
-        model_plan = plan_for(state.model, observed.card)
+        model_plan = plan_for(
+            state.model,
+            observed.card,
+            proven="model" in observed.proven,
+            produced=observed.produced,
+        )
         parts.append(_model_part(model_plan))
     if state.template is not None:
         parts.append(_template_part(state.template, state.model, model_plan, observed.card))
     if state.sampling_preset is not None:
         parts.append(_sampling_part(state.sampling_preset, observed.sampling))
     if state.embedding is not None:
-        parts.append(_embedding_part(state.embedding, observed.embedding))
+        parts.append(
+            _embedding_part(state.embedding, observed.embedding, "embedding" in observed.proven)
+        )
     return StatePlan(state, tuple(parts), model_plan)
 
 
 def _model_part(plan: LoadPlan) -> PartPlan:
     loaded = plan.loaded.id if plan.loaded is not None else None
-    reason = "; ".join(str(r) for r in plan.reasons) or "loaded as requested"
+    if plan.refused or not plan.verified:
+        reason = plan.summary().split(": ", 1)[1]
+    else:
+        reason = "; ".join(str(r) for r in plan.reasons) or "loaded as requested"
     return PartPlan(
-        "model", plan.action, plan.request.model_name, loaded, reason, plan.unchecked
+        "model",
+        plan.action,
+        plan.request.model_name,
+        loaded,
+        reason,
+        plan.unchecked,
+        verified=plan.met is not None,
+        refused=bool(plan.refused),
     )
 
 
@@ -234,12 +301,21 @@ def _sampling_part(wanted: str, seen: SamplerOverrides | None) -> PartPlan:
     return PartPlan("sampling", "switch", wanted, current, reason, unchecked)
 
 
-def _embedding_part(wanted: EmbeddingModelLoadRequest, seen: ModelCard | None) -> PartPlan:
+def _embedding_part(
+    wanted: EmbeddingModelLoadRequest, seen: ModelCard | None, proven: bool
+) -> PartPlan:
     name = wanted.embedding_model_name
     unchecked = ("embedding.embeddings_device",) if wanted.embeddings_device else ()
     current = seen.id if seen is not None else None
-    if current is not None and current in (name, card_id(name)):
+    who = "other" if current is None else identity(name, current)
+    if who == "same" or (who == "unproven" and proven):
         return PartPlan("embedding", "none", name, current, "loaded", unchecked)
+    if who == "unproven":
+        reason = (
+            f"{current!r} loaded, which another folder of that name would show too: "
+            "the server decides"
+        )
+        return PartPlan("embedding", "load", name, current, reason, unchecked, verified=False)
     reason = "none loaded" if current is None else f"{current!r} loaded"
     return PartPlan("embedding", "load", name, current, reason, unchecked)
 
@@ -273,7 +349,9 @@ class StateResult:
     @property
     def mismatches(self) -> tuple[PartPlan, ...]:
         """The parts that still differ after acting (empty when converged)."""
-        return tuple(p for p in self.after.parts if p.changes) if self.after else ()
+        if self.after is None:
+            return ()
+        return tuple(p for p in self.after.parts if p.changes or p.refused)
 
     def summary(self) -> str:
         """One line: what was done, or that nothing was needed."""

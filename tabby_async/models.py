@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING
 
 from . import _ensure
 from . import _routes as R
-from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
-from ._desired import EnsureResult, LoadPlan, same_model
+from ._checks import check_seconds
+from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
+from ._desired import EnsureResult, LoadPlan, identity
 from ._resource import Resource, build_request
 from ._stream import LoadStream, ProgressCallback, follow
-from .errors import InvalidInputError, ModelNotLoadedError
+from ._transport import Transport
+from .errors import ModelNotLoadedError
 from .types import (
     DownloadRequest,
     DownloadResponse,
@@ -72,7 +74,13 @@ class AsyncModelsService(Resource):
     ...) are listed on :class:`~tabby_async.AsyncTabbyClient`.
     """
 
-    __slots__ = ()
+    __slots__ = ("_memory",)
+
+    def __init__(self, transport: Transport, defaults: ClientDefaults) -> None:
+        super().__init__(transport, defaults)
+        # What this client's ensures learnt: the cards the server left for
+        # requests it would not fully apply, and the ensures under way.
+        self._memory = _ensure.EnsureMemory()
 
     async def list(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
@@ -132,8 +140,12 @@ class AsyncModelsService(Resource):
         mid-load, poll ``GET /v1/model`` until the model shows up (the server
         keeps loading after a disconnect) or the time runs out, and end with a
         ``finished`` event (``stream.reattached`` is then True). The load is
-        never sent again. A nested name (``org/model/4.0bpw``) is found by its
-        folder's name (``4.0bpw``), the card id the server gives it. A poll
+        never sent again, with one exception: a nested name
+        (``org/model/4.0bpw``) shows on the card only as its folder's last
+        segment (``4.0bpw``), which another folder of that name shows too, so
+        once that id shows up the load is sent once more and the server
+        decides (its "already loaded" no-op for our folder; otherwise it loads
+        ours, as asked, within the time left). A poll
         answered 429, 502, 503 or 504 (a busy proxy, or "no model loaded"
         while the load runs), a connection error or a timeout does not end the
         polling; each poll is bounded by the time left, so the window is kept.
@@ -158,23 +170,25 @@ class AsyncModelsService(Resource):
         body = build_request(ModelLoadRequest, request, fields)
         if reattach_within is None:
             return self._stream(R.LOAD, body, timeout=timeout)
-        if isinstance(reattach_within, bool) or not isinstance(reattach_within, (int, float)):
-            raise InvalidInputError("reattach_within", "must be seconds")
-        if reattach_within <= 0:
-            raise InvalidInputError("reattach_within", f"must be > 0, got {reattach_within}")
+        window = check_seconds("reattach_within", reattach_within)
         name = body.model_name
 
         async def model_is_loaded(left: float) -> bool:
             # One poll, bounded by what is left of the window.
             card = await self.get(max_retries=0, timeout=left)
-            return same_model(name, card.id)
+            who = identity(name, card.id)
+            if who == "unproven":
+                # Only the server can tell our folder from another of that
+                # name: the same load again is its no-op if ours is loaded.
+                await follow(self.load_stream(body, timeout=left), None)
+            return who != "other"
 
         return self._stream(
             R.LOAD,
             body,
             timeout=timeout,
             reattach=model_is_loaded,
-            reattach_within=float(reattach_within),
+            reattach_within=window or 0.0,
         )
 
     async def load(

@@ -30,8 +30,10 @@ from tabby_async import (
 from tabby_async._desired import (
     NOT_COMPARED,
     FieldDiff,
+    Identity,
     card_id,
     compare,
+    identity,
     plan_for,
     rules_markdown,
     same_model,
@@ -85,7 +87,7 @@ async def test_same_model_same_parameters_does_nothing(
 ) -> None:
     server.preload("m", max_seq_len=2048, cache_mode="Q4")
     server.reset_requests()
-    result = await client.models.ensure_loaded(model_name="m", max_seq_len=2048, cache_mode="q4")
+    result = await client.models.ensure_loaded(model_name="m", max_seq_len=2048, cache_mode="4,4")
     assert result.action == "none"
     assert not result.changed
     assert result.reasons == ()
@@ -179,10 +181,16 @@ async def test_a_second_ensure_sends_nothing(
         again = await client.models.ensure_loaded(model_name=name, **fields)
         assert again.action == "none", again.reasons
         assert again.unchecked == first.unchecked
-        assert set(again.unchecked) <= set(NOT_COMPARED)
-    assert _posts(server) == 0  # no load, no unload
+        assert set(again.unchecked) <= {*NOT_COMPARED, DRAFT}
+    nested = "/" in name
+    # No unload ever; a nested name's card cannot prove the folder, so each
+    # ensure lets the server decide with a load it answers as a no-op.
+    assert [r.path for r in server.requests if r.method == "POST"] == (
+        ["/v1/model/load"] * 2 if nested else []
+    )
     plan = await client.models.plan_load(model_name=name, **fields)
-    assert plan.action == "none"
+    assert plan.action == ("load" if nested else "none")
+    assert plan.met is (None if nested else True)
     assert plan.unchecked == first.unchecked
 
 
@@ -359,7 +367,10 @@ async def test_nested_names_compare_by_card_id(
 ) -> None:
     await client.models.load(model_name="org/nested/4.0bpw")
     assert (await client.models.get()).id == "4.0bpw"
-    assert (await client.models.plan_load(model_name="org/nested/4.0bpw")).action == "none"
+    plan = await client.models.plan_load(model_name="org/nested/4.0bpw")
+    # The card's id is the folder's last segment: it cannot prove the folder.
+    assert (plan.action, plan.verified, plan.met) == ("load", False, None)
+    assert "the server decides" in plan.summary()
 
 
 # --- the table ----------------------------------------------------------------------
@@ -380,7 +391,6 @@ def test_not_compared_is_the_unreported_rows() -> None:
         *PLACEMENT,
         "rope_scale",
         "rope_alpha",
-        "draft_model.draft_model_name",
         "draft_model.draft_rope_scale",
         "draft_model.draft_rope_alpha",
         "draft_model.draft_gpu_split",
@@ -389,6 +399,7 @@ def test_not_compared_is_the_unreported_rows() -> None:
     compared = {r.field for r in FIELD_RULES if r.compared}
     assert compared == {
         "model_name",
+        "draft_model.draft_model_name",  # through the draft listing, where it can be read
         "max_seq_len",
         "cache_size",
         "cache_mode",
@@ -451,14 +462,23 @@ def test_unset_fields_accept_the_loaded_value() -> None:
 DRAFT = "draft_model.draft_model_name"
 
 # (request fields, card parameters) -> (diff fields, unchecked)
-COMPARE_TABLE: list[tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple[str, ...]]] = [
+COMPARE_TABLE: list[
+    tuple[dict[str, Any], dict[str, Any] | None, tuple[str, ...], tuple[str, ...]]
+] = [
     ({"max_seq_len": 4096}, {"max_seq_len": 4096}, (), ()),
     ({"max_seq_len": 4096}, {"max_seq_len": 2048}, ("max_seq_len",), ()),
     ({"max_seq_len": 4096}, {}, (), ("max_seq_len",)),  # a card without the field
     ({"cache_size": 1024}, {"cache_size": 1024}, (), ()),
     ({"cache_size": 1024}, {"cache_size": 1280}, ("cache_size",), ()),  # not rounded
-    ({"cache_mode": "q8"}, {"cache_mode": "Q8"}, (), ()),
+    ({"cache_mode": "Q8"}, {"cache_mode": "Q8"}, (), ()),
+    ({"cache_mode": "Q8"}, {"cache_mode": "8,8"}, (), ()),  # the server's own spelling
+    ({"cache_mode": "4, 6"}, {"cache_mode": "4,6"}, (), ()),
+    ({"cache_mode": "q8"}, {"cache_mode": "Q8"}, ("cache_mode",), ()),  # q8 is FP16
+    ({"cache_mode": "q4"}, {"cache_mode": "FP16"}, (), ()),  # ... as the server reads it
+    ({"cache_mode": "FP16"}, {"cache_mode": "fp16"}, (), ()),
+    ({"cache_mode": "9,9"}, {"cache_mode": "FP16"}, (), ()),  # out of range: FP16
     ({"cache_mode": "Q8"}, {"cache_mode": "Q4"}, ("cache_mode",), ()),
+    ({"max_seq_len": -1}, {"max_seq_len": 131072}, (), ("max_seq_len",)),  # the model's own
     ({"chunk_size": 512}, {"chunk_size": 512}, (), ()),
     ({"chunk_size": 1000}, {"chunk_size": 1024}, (), ()),  # rounded up by the server
     ({"chunk_size": 1000}, {"chunk_size": 1000}, (), ()),
@@ -468,7 +488,8 @@ COMPARE_TABLE: list[tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple
     ({"prompt_template": "chatml"}, {"prompt_template": "chatml"}, (), ()),
     ({"prompt_template": "chatml"}, {"prompt_template": "chatml.jinja"}, (), ()),
     ({"prompt_template": "chatml.jinja"}, {"prompt_template": "llama3"}, ("prompt_template",), ()),
-    ({"prompt_template": "chatml"}, {}, (), ("prompt_template",)),
+    ({"prompt_template": "chatml"}, {}, ("prompt_template",), ()),  # null: no template
+    ({"prompt_template": "chatml"}, None, (), ("prompt_template",)),  # no parameters
     ({"vision": True}, {"use_vision": True}, (), ()),
     ({"vision": True}, {"use_vision": False}, ("vision",), ()),
     ({"rope_alpha": 2.0}, {"rope_alpha": 1.0}, (), ("rope_alpha",)),
@@ -494,12 +515,13 @@ COMPARE_TABLE: list[tuple[dict[str, Any], dict[str, Any], tuple[str, ...], tuple
 @pytest.mark.parametrize(("wanted", "params", "diffs", "unchecked"), COMPARE_TABLE)
 def test_compare_table(
     wanted: dict[str, Any],
-    params: dict[str, Any],
+    params: dict[str, Any] | None,
     diffs: tuple[str, ...],
     unchecked: tuple[str, ...],
 ) -> None:
     request = msgspec.convert({"model_name": "m", **wanted}, ModelLoadRequest)
     card = msgspec.convert({"id": "m", "parameters": params}, ModelCard)
+    assert (card.parameters is None) is (params is None)
     found, not_compared = compare(request, card)
     assert tuple(d.field for d in found) == diffs
     assert not_compared == unchecked
@@ -508,22 +530,39 @@ def test_compare_table(
     assert plan.unchecked == unchecked
 
 
-NAME_TABLE = [
-    ("m", "m", True),
-    ("org/exl3/4.0bpw", "4.0bpw", True),
-    ("org/exl3/4.0bpw/", "4.0bpw", True),
-    ("org\\exl3\\4.0bpw", "4.0bpw", True),
-    ("org/exl3/4.0bpw", "5.0bpw", False),
-    ("org/exl3/4.0bpw", "exl3", False),
-    ("m", "m2", False),
+# (wanted, card id) -> what the card proves, the plan's action, verified, met
+NAME_TABLE: list[tuple[str, str, Identity, str, bool, bool | None]] = [
+    ("m", "m", "same", "none", True, True),
+    ("m/", "m", "same", "none", True, True),
+    ("org/exl3/4.0bpw", "4.0bpw", "unproven", "load", False, None),
+    ("org/exl3/4.0bpw/", "4.0bpw", "unproven", "load", False, None),
+    ("org\\exl3\\4.0bpw", "4.0bpw", "unproven", "load", False, None),
+    ("org/exl3/4.0bpw", "5.0bpw", "other", "load", True, False),
+    ("org/exl3/4.0bpw", "exl3", "other", "load", True, False),
+    ("m", "m2", "other", "load", True, False),
 ]
 
 
-@pytest.mark.parametrize(("wanted", "loaded", "same"), NAME_TABLE)
-def test_names_match_by_last_path_segment(wanted: str, loaded: str, same: bool) -> None:
-    assert same_model(wanted, loaded) is same
-    action = plan_for(ModelLoadRequest(model_name=wanted), _card(loaded)).action
-    assert action == ("none" if same else "load")
+@pytest.mark.parametrize(("wanted", "loaded", "who", "action", "verified", "met"), NAME_TABLE)
+def test_names_match_by_last_path_segment(
+    wanted: str, loaded: str, who: Identity, action: str, verified: bool, met: bool | None
+) -> None:
+    assert identity(wanted, loaded) == who
+    assert same_model(wanted, loaded) is (who != "other")
+    plan = plan_for(ModelLoadRequest(model_name=wanted), _card(loaded))
+    assert (plan.action, plan.verified, plan.met) == (action, verified, met)
+    # Once the server has said the folder is ours, the card counts.
+    proven = plan_for(ModelLoadRequest(model_name=wanted), _card(loaded), proven=True)
+    assert proven.action == ("load" if who == "other" else "none")
+
+
+def test_an_unproven_name_with_other_parameters_is_unmet_whatever_the_folder() -> None:
+    plan = plan_for(
+        ModelLoadRequest(model_name="org/m/4.0bpw", max_seq_len=8192),
+        _card("4.0bpw", max_seq_len=4096),
+    )
+    assert (plan.action, plan.verified, plan.met) == ("load", False, False)
+    assert plan.reasons == (FieldDiff("max_seq_len", 8192, 4096),)
 
 
 def test_card_id_is_the_last_segment() -> None:
@@ -562,7 +601,7 @@ def _reported_card(request: ModelLoadRequest) -> ModelCard:
         card_id(request.model_name),
         max_seq_len=request.max_seq_len or 4096,
         cache_size=request.cache_size or 4096,
-        cache_mode=(request.cache_mode or "FP16").upper(),
+        cache_mode=request.cache_mode or "FP16",  # echoed as sent
         rope_scale=1.0,
         rope_alpha=1.0,
         chunk_size=max(256, -(-chunk // 256) * 256),
@@ -572,21 +611,30 @@ def _reported_card(request: ModelLoadRequest) -> ModelCard:
     )
 
 
-@given(_requests)
+def _reachable(request: ModelLoadRequest) -> bool:
+    return not (
+        request.max_seq_len and request.cache_size and request.max_seq_len > request.cache_size
+    )
+
+
+@given(_requests.filter(_reachable))
 def test_the_reported_card_of_a_request_needs_no_action(request: ModelLoadRequest) -> None:
-    plan = plan_for(request, _reported_card(request))
+    plan = plan_for(request, _reported_card(request), proven=True)
     assert plan.action == "none", plan.reasons
     assert plan.unchecked == unreported_fields(request)
+    unproven = plan_for(request, _reported_card(request))
+    nested = "/" in request.model_name
+    assert (unproven.action, unproven.met) == (("load", None) if nested else ("none", True))
 
 
-@given(_requests, st.integers(1, 1 << 20))
+@given(_requests.filter(_reachable), st.integers(1, 1 << 20))
 def test_a_different_context_always_reloads(request: ModelLoadRequest, other: int) -> None:
     card = _reported_card(request)
     assert card.parameters is not None
     changed = msgspec.structs.replace(
         card, parameters=msgspec.structs.replace(card.parameters, max_seq_len=other)
     )
-    plan = plan_for(request, changed)
+    plan = plan_for(request, changed, proven=True)
     if request.max_seq_len is None or request.max_seq_len == other:
         assert plan.action == "none"
     else:

@@ -158,9 +158,7 @@ class DraftModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defau
     def __post_init__(self) -> None:
         check_model_name("draft_model.draft_model_name", self.draft_model_name)
         check_positive_float("draft_model.draft_rope_scale", self.draft_rope_scale)
-        check_positive_float(
-            "draft_model.draft_rope_alpha", self.draft_rope_alpha, allow_auto=True
-        )
+        check_positive_float("draft_model.draft_rope_alpha", self.draft_rope_alpha, allow_auto=True)
         check_gpu_split("draft_model.draft_gpu_split", self.draft_gpu_split)
         check_str("draft_model.draft_cache_mode", self.draft_cache_mode)
 
@@ -168,8 +166,15 @@ class DraftModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defau
 class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
     """Everything ``POST /v1/model/load`` takes; only ``model_name`` is required.
 
-    ``cache_size`` counts tokens and must be a multiple of 256. ``cache_mode``
-    and ``backend`` are passed through unchecked (the server knows its own).
+    ``max_seq_len`` and ``cache_size`` count tokens; ``max_seq_len=-1`` asks
+    for the model's own context length, and the server caps the context at
+    ``cache_size`` (which defaults to the context). ``cache_size`` must be a
+    multiple of 256. ``cache_mode`` is read by the server as ``Q4``, ``Q6``,
+    ``Q8`` or ``"k,v"`` (k and v from 2 to 8); any other text, ``q4``
+    included, gives an FP16 cache. ``gpu_split`` is gigabytes per GPU;
+    ``autosplit_reserve`` is megabytes per GPU, and a negative value there
+    leaves that GPU out. ``backend`` is passed through unchecked (the server
+    knows its own).
     """
 
     model_name: str
@@ -194,7 +199,7 @@ class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=T
     def __post_init__(self) -> None:
         check_model_name("model_name", self.model_name)
         check_str("backend", self.backend)
-        check_positive_int("max_seq_len", self.max_seq_len)
+        check_positive_int("max_seq_len", self.max_seq_len, own=-1)
         check_positive_int("cache_size", self.cache_size)
         if self.cache_size is not None and self.cache_size % 256:
             raise InvalidInputError(
@@ -204,7 +209,7 @@ class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=T
         check_bool("tensor_parallel", self.tensor_parallel)
         check_str("tensor_parallel_backend", self.tensor_parallel_backend)
         check_bool("gpu_split_auto", self.gpu_split_auto)
-        check_gpu_split("autosplit_reserve", self.autosplit_reserve)
+        check_gpu_split("autosplit_reserve", self.autosplit_reserve, unit="MB", negative_ok=True)
         check_gpu_split("gpu_split", self.gpu_split)
         check_positive_float("rope_scale", self.rope_scale)
         check_positive_float("rope_alpha", self.rope_alpha, allow_auto=True)

@@ -1,0 +1,310 @@
+"""The load fields' rules: what the server reports back of each, and how it is compared.
+
+One table, :data:`FIELD_RULES`, says for every field of a load request
+whether the server reports it back (mostly on the loaded card, ``GET
+/v1/model``) and how the two values are compared, as the server reads them:
+``Q4`` and ``4,4`` are one cache mode, ``chatml.jinja`` and ``chatml`` one
+template, ``max_seq_len=-1`` means the model's own context. The same table
+drives :attr:`~tabby_async.LoadPlan.unchecked`, :data:`NOT_COMPARED`, the
+CLI's note and the docs' table (:func:`rules_markdown`). No I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .types import ModelCard, ModelLoadRequest
+
+__all__ = [
+    "FIELD_RULES",
+    "NOT_COMPARED",
+    "DraftSeen",
+    "FieldDiff",
+    "FieldRule",
+    "cache_mode_bits",
+    "card_id",
+    "compare",
+    "in_table_order",
+    "reasons_text",
+    "rules_markdown",
+    "same_card",
+    "same_template",
+    "unchecked_note",
+    "unreported_fields",
+]
+
+#: How a request field meets the card: ``name`` (the card id is the last
+#: path segment of the requested name), ``exact``, ``context`` (exact, but
+#: ``-1``, the model's own context, is not compared), ``cache_mode`` (as the
+#: server reads it: ``Q4`` is ``4,4``), ``template`` (a trailing ``.jinja``
+#: ignored on both sides; a null template is an answer), ``chunk`` (equal, or
+#: the server's rounding of the request), ``draft`` (compared with the draft
+#: listing a plain api key sees, when the client has one), or ``unreported``
+#: (the card never shows the value: not compared).
+How = Literal["name", "exact", "context", "cache_mode", "template", "chunk", "draft", "unreported"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """How one load request field is checked against the loaded model's card.
+
+    ``field`` is the request field (a draft's settings as
+    ``draft_model.<name>``); ``reported`` is where the server shows it (None:
+    nowhere useful); ``note`` says what the server does with it, for docs.
+    """
+
+    field: str
+    how: How
+    reported: str | None = None
+    note: str = ""
+
+    @property
+    def compared(self) -> bool:
+        """True when the server reports the field, so that it can be compared."""
+        return self.how != "unreported"
+
+
+#: Every field of a load request, in the request's order, and how it is checked.
+FIELD_RULES: tuple[FieldRule, ...] = (
+    FieldRule(
+        "model_name",
+        "name",
+        "id",
+        "as the card id, the folder's last segment: a nested name is left to the server",
+    ),
+    FieldRule("backend", "unreported"),
+    FieldRule(
+        "max_seq_len",
+        "context",
+        "parameters.max_seq_len",
+        "-1 (the model's own context) is not compared",
+    ),
+    FieldRule("cache_size", "exact", "parameters.cache_size", "not rounded"),
+    FieldRule(
+        "cache_mode",
+        "cache_mode",
+        "parameters.cache_mode",
+        "as the server reads it: Q4, Q6, Q8 or 'k,v' with k and v from 2 to 8; "
+        "anything else is FP16",
+    ),
+    FieldRule("tensor_parallel", "unreported"),
+    FieldRule("tensor_parallel_backend", "unreported"),
+    FieldRule("gpu_split_auto", "unreported"),
+    FieldRule("autosplit_reserve", "unreported", None, "megabytes per GPU"),
+    FieldRule("gpu_split", "unreported", None, "gigabytes per GPU"),
+    FieldRule("rope_scale", "unreported", None, "always reported as 1.0"),
+    FieldRule("rope_alpha", "unreported", None, "always reported as 1.0"),
+    FieldRule(
+        "chunk_size",
+        "chunk",
+        "parameters.chunk_size",
+        "the server may round it up to a multiple of 256, at least 256",
+    ),
+    FieldRule("output_chunking", "unreported"),
+    FieldRule(
+        "prompt_template",
+        "template",
+        "parameters.prompt_template",
+        "with or without .jinja: the card drops it; null when the server found no template",
+    ),
+    FieldRule("vision", "exact", "parameters.use_vision", "as use_vision"),
+    FieldRule(
+        "draft_model.draft_model_name",
+        "draft",
+        "draft list",
+        "the card's draft is always null; the draft listing seen with a plain api key "
+        "(not the admin key) names the loaded draft",
+    ),
+    FieldRule("draft_model.draft_rope_scale", "unreported"),
+    FieldRule("draft_model.draft_rope_alpha", "unreported"),
+    FieldRule("draft_model.draft_gpu_split", "unreported"),
+    FieldRule(
+        "draft_model.draft_cache_mode",
+        "unreported",
+        None,
+        "not a field of the server's load request",
+    ),
+    FieldRule("skip_queue", "unreported"),
+)
+
+#: Request fields the server does not report back, so never compared.
+NOT_COMPARED: tuple[str, ...] = tuple(r.field for r in FIELD_RULES if not r.compared)
+
+
+def card_id(model_name: str) -> str:
+    """The card id the server gives a loaded model: the folder's last path segment."""
+    return model_name.replace("\\", "/").strip("/").rsplit("/", 1)[-1]
+
+
+# --- what the server does with a value --------------------------------------------------
+
+_PAIR = re.compile(r"^([2-8])\s*,\s*([2-8])$")
+_NAMED_MODES = {"Q4": "4,4", "Q6": "6,6", "Q8": "8,8"}
+
+
+def cache_mode_bits(mode: str) -> tuple[int, int] | None:
+    """The (key, value) bits a cache mode gives as the server reads it; None is FP16.
+
+    Exactly ``Q4``, ``Q6`` and ``Q8`` (case matters) are ``4,4``, ``6,6``
+    and ``8,8``; ``k,v`` with both from 2 to 8 is that pair; anything else,
+    ``q4`` included, is an FP16 cache.
+    """
+    found = _PAIR.match(_NAMED_MODES.get(mode, mode))
+    return None if found is None else (int(found.group(1)), int(found.group(2)))
+
+
+def _strip_jinja(name: str) -> str:
+    return name[: -len(".jinja")] if name.endswith(".jinja") else name
+
+
+def same_template(wanted: str, reported: str) -> bool:
+    """True when two template names mean the same template (a ``.jinja`` suffix ignored)."""
+    return _strip_jinja(wanted) == _strip_jinja(reported)
+
+
+def _server_chunk(size: int) -> int:
+    # The server takes at least 256 and rounds up to a multiple of 256.
+    return max(256, -(-size // 256) * 256)
+
+
+# --- comparing ----------------------------------------------------------------------
+
+_SAME: dict[How, Callable[[Any, Any], bool]] = {
+    "exact": lambda wanted, loaded: bool(wanted == loaded),
+    "context": lambda wanted, loaded: bool(wanted == loaded),
+    "cache_mode": lambda wanted, loaded: (
+        cache_mode_bits(str(wanted)) == cache_mode_bits(str(loaded))
+    ),
+    "template": lambda wanted, loaded: (
+        loaded is not None and same_template(str(wanted), str(loaded))
+    ),
+    "chunk": lambda wanted, loaded: loaded in (wanted, _server_chunk(wanted)),
+    "draft": lambda wanted, loaded: loaded is not None and card_id(str(wanted)) == loaded,
+}
+
+
+def _requested(request: ModelLoadRequest, field: str) -> object:
+    """The value ``request`` sets for a table field (None: not set)."""
+    owner: object = request
+    if field.startswith("draft_model."):
+        owner = request.draft_model
+        field = field.removeprefix("draft_model.")
+    return None if owner is None else getattr(owner, field)
+
+
+@dataclass(frozen=True, slots=True)
+class DraftSeen:
+    """The loaded draft as the draft listing with a plain api key shows it (None: no draft)."""
+
+    id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    """One field whose loaded value is not the wanted one (``loaded`` None: nothing)."""
+
+    field: str
+    wanted: object
+    loaded: object
+
+    def __str__(self) -> str:
+        return f"{self.field}: wanted {self.wanted!r}, loaded {self.loaded!r}"
+
+
+def unreported_fields(request: ModelLoadRequest) -> tuple[str, ...]:
+    """The fields ``request`` sets that the card never reports (table order)."""
+    return tuple(
+        r.field
+        for r in FIELD_RULES
+        if r.how in ("unreported", "draft") and _requested(request, r.field) is not None
+    )
+
+
+def _loaded_value(rule: FieldRule, card: ModelCard, draft: DraftSeen | None) -> tuple[bool, object]:
+    """``(known, value)``: what the server reports for ``rule``'s field."""
+    if rule.how == "draft":
+        return (False, None) if draft is None else (True, draft.id)
+    params = card.parameters
+    if params is None or rule.reported is None:
+        return False, None
+    value = getattr(params, rule.reported.removeprefix("parameters."))
+    # A null template is the server's answer "no template in use"; any other
+    # null means the server did not say.
+    return value is not None or rule.how == "template", value
+
+
+def compare(
+    request: ModelLoadRequest, card: ModelCard, draft: DraftSeen | None = None
+) -> tuple[tuple[FieldDiff, ...], tuple[str, ...]]:
+    """The parameter differences between a request and the loaded card of the same model.
+
+    Returns ``(diffs, unchecked)``: ``unchecked`` names every field the
+    request sets that could not be compared (the server never reports it,
+    this card leaves it out, or ``max_seq_len`` is ``-1``). ``draft`` is
+    the loaded draft when it could be read (None: not read, so a requested
+    draft is unchecked). The model name is not compared here (see
+    :func:`plan_for`).
+    """
+    diffs: list[FieldDiff] = []
+    unchecked: list[str] = []
+    for rule in FIELD_RULES:
+        wanted = _requested(request, rule.field)
+        if wanted is None or rule.how == "name":
+            continue
+        if rule.how == "unreported" or (rule.how == "context" and wanted == -1):
+            unchecked.append(rule.field)
+            continue
+        known, loaded = _loaded_value(rule, card, draft)
+        if not known:
+            unchecked.append(rule.field)
+        elif not _SAME[rule.how](wanted, loaded):
+            diffs.append(FieldDiff(rule.field, wanted, loaded))
+    return tuple(diffs), tuple(unchecked)
+
+
+def same_card(a: ModelCard, b: ModelCard) -> bool:
+    """True when two cards report the same folder name and parameters (``created`` aside)."""
+    return a.id == b.id and a.parameters == b.parameters
+
+
+# --- notes ----------------------------------------------------------------------------
+
+
+def reasons_text(reasons: Iterable[FieldDiff]) -> str:
+    """The reasons of a plan on one line."""
+    return "; ".join(str(r) for r in reasons)
+
+
+def in_table_order(fields: Iterable[str]) -> tuple[str, ...]:
+    """``fields`` once each, in the table's order (for merging several plans' lists)."""
+    wanted = set(fields)
+    order = [r.field for r in FIELD_RULES if r.field in wanted]
+    return (*order, *sorted(wanted.difference(order)))
+
+
+def unchecked_note(fields: Iterable[str]) -> str:
+    """The one line that names fields not compared ("" when there are none)."""
+    shown = in_table_order(fields)
+    if not shown:
+        return ""
+    return "note: not reported by the server, not compared: " + ", ".join(shown)
+
+
+# --- docs -------------------------------------------------------------------------------
+
+
+def rules_markdown() -> str:
+    """:data:`FIELD_RULES` as the two Markdown bullets the docs show."""
+
+    def shown(rule: FieldRule) -> str:
+        return f"`{rule.field}`" + (f" ({rule.note})" if rule.note else "")
+
+    compared = ", ".join(shown(r) for r in FIELD_RULES if r.compared)
+    unreported = ", ".join(shown(r) for r in FIELD_RULES if not r.compared)
+    return (
+        f"- Compared with what the server reports: {compared}.\n"
+        f"- Not reported back, so never a difference (listed in `unchecked`): {unreported}."
+    )
