@@ -205,6 +205,11 @@ class StatePlan:
         return False if False in seen else None if None in seen else True
 
     @property
+    def verified(self) -> bool:
+        """False when some part's verdict rests on a name the card cannot prove."""
+        return all(p.verified for p in self.parts)
+
+    @property
     def refused(self) -> tuple[PartPlan, ...]:
         """The parts the server did not apply when last asked, and still does not show."""
         return tuple(p for p in self.parts if p.refused)
