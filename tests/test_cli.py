@@ -28,6 +28,7 @@ import pytest
 from tabby_async import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse, cli
 from tabby_async.cli import common
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tests.helpers import point_env_at, raw_server
 
 ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "HF_TOKEN")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals and ptys")
@@ -139,6 +140,23 @@ async def test_draft_and_embedding_lists(
 
     result = await run(capsys, "models", "embedding", "list", "--json")
     assert msgspec.json.decode(result.out, type=ModelList).ids == ["embed-a"]
+
+
+async def test_draft_list_with_an_api_key_marks_the_loaded_draft(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An api key is shown only the loaded draft, so that one row is the loaded one.
+    point_env_at(server, monkeypatch, admin_key=False)
+    result = await run(capsys, "models", "draft", "list")
+    assert result.out.splitlines()[0] == "no draft models to show"
+    server.preload("alpha", draft_model={"draft_model_name": "draft-small"})
+    result = await run(capsys, "models", "draft", "list")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "ID           LOADED",
+        "draft-small  *",
+        "(an api key sees only the loaded one; list all draft models with the admin key)",
+    ]
 
 
 # --- get / props / not loaded ---------------------------------------------------------
@@ -431,6 +449,87 @@ async def test_listing_with_only_an_api_key_shows_the_loaded_model_and_says_so(
     result = await run(capsys, "models", "list", "--admin-key", "bad-admin-key")
     assert result.code == common.EXIT_AUTH
     assert result.err.startswith("error: the server refused the admin key")
+
+
+#: Terminal controls a hostile server puts in ids and error details: an OSC 52
+#: clipboard write ended by BEL, a screen clear, NUL, a C1 CSI and DEL.
+HOSTILE = "evil\x1b]52;c;aGVsbG8=\x07\x1b[2J\x00\x9b\x7f"
+RAW_CONTROLS = ("\x1b", "\x07", "\x00", "\x9b", "\x7f")
+
+
+async def hostile_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An HTTP server whose every id, name and error detail holds terminal controls."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    path = head.split(b" ")[1].decode()
+    card = {"id": HOSTILE, "object": "model", "created": 1, "owned_by": HOSTILE}
+    status, body = 200, {"object": "list", "data": [card]}
+    if path == "/v1/model":
+        body = card
+    elif path == "/v1/template/list":
+        body = {"object": "list", "data": [HOSTILE]}
+    elif path == "/v1/model/unload":
+        status, body = 500, {"detail": HOSTILE}
+    data = json.dumps(body).encode()
+    writer.write(
+        f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
+    )
+    await writer.drain()
+
+
+async def test_control_characters_from_a_server_never_reach_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with raw_server(hostile_answers) as url:
+        keys = ("--url", url, "--api-key", "k" * 16, "--admin-key", "a" * 16)
+        outputs: list[Result] = []
+        for argv in (["models", "list"], ["models", "get"], ["templates", "list"]):
+            result = await run(capsys, *argv, *keys)
+            assert result.code == 0, result.err
+            assert "\\x1b]52;c;aGVsbG8=\\x07\\x1b[2J\\x00\\x9b\\x7f" in result.out
+            outputs.append(result)
+        error = await run(capsys, "models", "unload", *keys)
+        assert error.code == common.EXIT_ERROR
+        assert "\\x1b]52" in error.err
+        outputs.append(error)
+        # JSON escapes them: the document decodes to exactly the server's text.
+        listing = await run(capsys, "models", "list", "--json", *keys)
+        assert json.loads(listing.out)["data"][0]["id"] == HOSTILE
+        failure = await run(capsys, "models", "unload", "--json", *keys)
+        assert HOSTILE in json.loads(failure.out)["error"]["message"]
+        outputs += [listing, failure]
+    for output in outputs:
+        for control in RAW_CONTROLS:
+            assert control not in output.out + output.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "exit_code"),
+    [
+        (["models", "get"], "model_not_loaded", common.EXIT_NOT_LOADED),
+        (["models", "props"], "model_not_loaded", common.EXIT_NOT_LOADED),
+        (["models", "load", "nope"], "not_found", common.EXIT_NOT_FOUND),
+        (["templates", "switch", "chatml"], "model_not_loaded", common.EXIT_NOT_LOADED),
+        (["tokens", "decode", "1"], "model_not_loaded", common.EXIT_NOT_LOADED),
+        (["lora", "active"], "model_not_loaded", common.EXIT_NOT_LOADED),
+        (["models", "list", "--admin-key", "wrong-admin-key"], "authentication_error", 3),
+        (["fleet", "status"], "usage_error", common.EXIT_USAGE),
+    ],
+)
+async def test_json_failures_are_a_json_document_with_the_same_exit_code(
+    env: TabbyEmulator,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    code: str,
+    exit_code: int,
+) -> None:
+    result = await run(capsys, *argv, "--json")
+    error = json.loads(result.out)["error"]
+    assert result.err.startswith("error: ")
+    assert error["message"] == result.err.removeprefix("error: ").strip()
+    assert (result.code, error["code"]) == (exit_code, code)
+    assert_no_secrets(result, env.api_key, env.admin_key, "wrong-admin-key")
 
 
 async def test_unreachable_server_exits_6(capsys: pytest.CaptureFixture[str]) -> None:

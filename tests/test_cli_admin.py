@@ -40,6 +40,7 @@ from tabby_async.cli._admin_format import (
 from tabby_async.cli._commands import read_document
 from tabby_async.cli._lora import lora_item
 from tabby_async.cli._sampling import read_overrides
+from tabby_async.cli._templates import reported_name
 from tabby_async.cli._tokens import read_messages, template_var
 from tabby_async.testing import TabbyEmulator
 from tests.helpers import CliResult, point_env_at, run_cli
@@ -391,10 +392,13 @@ async def test_lora_load_that_the_server_did_not_apply_exits_1_with_one_line(
         "loras": [{"name": "lora-a", "scaling": 0.5}, {"name": "lora-b"}],
         "skip_queue": True,
     }
-    # --json: the server's answer on stdout for scripts, the error line all the same.
+    # --json: one document on stdout with the server's answer and the error, for
+    # scripts; the error line all the same.
     result = await run_cli(capsys, "lora", "load", "lora-a", "--json")
     assert result.code == common.EXIT_ERROR
-    assert json.loads(result.out) == {"success": [], "failure": ["lora-a"]}
+    document = json.loads(result.out)
+    assert document.pop("error")["code"] == "lora_load_failed"
+    assert document == {"success": [], "failure": ["lora-a"]}
     assert one_error_line(result).startswith("LoRA load failed")
 
 
@@ -462,6 +466,28 @@ async def test_templates(env: TabbyEmulator, capsys: pytest.CaptureFixture[str])
     assert (result.code, result.out) == (0, "the loaded model no longer uses a prompt template\n")
     result = await run_cli(capsys, "templates", "list")
     assert "*" not in result.out
+
+
+async def test_template_switch_prints_the_name_the_model_card_reports(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "alpaca.txt" opens alpaca.jinja, and the card reports it as given.
+    env.preload("m")
+    result = await run_cli(capsys, "templates", "switch", "alpaca.txt")
+    assert result.code == 0, result.err
+    assert result.out == "the loaded model now uses the prompt template 'alpaca.txt'\n"
+    card = await run_cli(capsys, "models", "get", "--json")
+    assert json.loads(card.out)["parameters"]["prompt_template"] == "alpaca.txt"
+    result = await run_cli(capsys, "templates", "switch", "alpaca.txt", "--json")
+    assert (result.code, result.out) == (0, "null\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "reported"),
+    [("chatml", "chatml"), ("chatml.jinja", "chatml"), ("alpaca.txt", "alpaca.txt")],
+)
+def test_reported_template_name(name: str, reported: str) -> None:
+    assert reported_name(name) == reported
 
 
 async def test_an_unknown_template_exits_4(

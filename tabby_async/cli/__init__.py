@@ -78,6 +78,7 @@ from typing import TypeVar
 
 from .. import errors as E
 from .._version import __version__
+from ._output import visible_output
 from .common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -86,7 +87,9 @@ from .common import (
     CliError,
     add_global_options,
     describe_error,
+    error_document,
     exit_code_for,
+    print_json,
 )
 
 __all__ = ["GROUPS", "CommandGroup", "build_parser", "main", "parse_args"]
@@ -238,9 +241,19 @@ async def _interruptible(awaitable: Awaitable[T]) -> T:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``tabby-async`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    """Run ``tabby-async`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Everything it prints shows control characters as escapes (a server's
+    text may hold terminal controls). With ``--json`` a failure is also a
+    JSON document on stdout (see :func:`~tabby_async.cli.common.error_document`).
+    """
+    with visible_output():
+        return _run(sys.argv[1:] if argv is None else argv)
+
+
+def _run(argv: list[str]) -> int:
     try:
-        parser, args = parse_args(sys.argv[1:] if argv is None else argv)
+        parser, args = parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (argparse said why)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     handler = getattr(args, "handler", None)
@@ -254,10 +267,18 @@ def main(argv: list[str] | None = None) -> int:
         if inspect.isawaitable(result):
             result = asyncio.run(_interruptible(result))
         return int(result)
-    except KeyboardInterrupt:
-        print(f"\n{interrupt_message(args)}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        message = interrupt_message(args)
+        if getattr(args, "json", False):
+            document = error_document(exc, args)
+            document["error"]["message"] = message
+            document["error"].update(getattr(args, "interrupt_details", None) or {})
+            print_json(document)
+        print(f"\n{message}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (E.TabbyError, CliError) as exc:
+        if getattr(args, "json", False):
+            print_json(error_document(exc, args))
         print(f"error: {describe_error(exc, args)}", file=sys.stderr)
         return exit_code_for(exc)
     except BrokenPipeError:

@@ -31,6 +31,7 @@ from ._format import (
     plan_row,
     value_text,
 )
+from ._output import terminal_stream, visible
 from ._progress import Display, NullView, View
 from .common import live_display
 
@@ -248,14 +249,16 @@ def print_table(results: Iterable[NodeResult[Any]], title: str = "") -> None:
     if live_display(json_output=False):
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         header, cells = table_rows(rows)
-        table = Table(title=title or None)
+        table = Table(title=visible(title) or None)
         for name in header:
             table.add_column(name, overflow="fold")
         for row, result in zip(cells, rows, strict=True):
-            table.add_row(*row, style=None if result.ok else "red")
-        Console().print(table)
+            # Text, not str: a server's "[bold]" is shown, not read as markup.
+            table.add_row(*(Text(visible(c)) for c in row), style=None if result.ok else "red")
+        Console(file=terminal_stream()).print(table)
         return
     if title:
         print(title)

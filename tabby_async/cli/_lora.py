@@ -2,7 +2,7 @@
 
 A load the server answers with adapters it did not apply is a failure (exit
 1), though the server says 200: with ``--json`` its answer (``success`` and
-``failure``) is printed all the same, for scripts.
+``failure``) is printed all the same, for scripts, beside the ``error``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import math
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
-from ..types import LoraList, LoraLoadItem, LoraLoadResponse
+from ..types import LoraList, LoraLoadItem
 from ._admin_format import lora_active_text, lora_list_text, lora_load_text
 from ._commands import group, leaf, show, show_listing
-from .common import print_json
 
 __all__ = ["lora_item", "register"]
 
@@ -64,15 +63,13 @@ async def _active(args: argparse.Namespace) -> int:
 
 
 async def _load(args: argparse.Namespace) -> int:
-    async def load(client: AsyncTabbyClient) -> LoraLoadResponse:
-        try:
-            return await client.lora.load(loras=args.loras, skip_queue=args.skip_queue)
-        except E.LoraLoadFailedError as err:
-            if args.json:  # the server's answer, for scripts; the error line follows
-                print_json({"success": list(err.success), "failure": list(err.failure)})
-            raise
-
-    return await show(args, load, lora_load_text)
+    # A LoraLoadFailedError's --json document carries the server's success and
+    # failure lists (cli.common.error_document).
+    return await show(
+        args,
+        lambda c: c.lora.load(loras=args.loras, skip_queue=args.skip_queue),
+        lora_load_text,
+    )
 
 
 async def _unload(args: argparse.Namespace) -> int:

@@ -51,10 +51,18 @@ async def _listing(
     fetch: Callable[[AsyncTabbyClient], Awaitable[ModelList]],
     loaded: Callable[[AsyncTabbyClient], Awaitable[str | None]],
     what: str,
+    *,
+    limited_shows_loaded: bool = False,
 ) -> int:
-    """A listing (the admin key, when set, is the one sent: it alone sees every folder)."""
+    """A listing (the admin key, when set, is the one sent: it alone sees every folder).
+
+    ``limited_shows_loaded``: what an api key is shown is the loaded one
+    itself, so its rows are marked loaded even when ``loaded`` cannot tell.
+    """
 
     def text(listing: ModelList, current: str | None, limited: bool) -> str:
+        if current is None and limited and limited_shows_loaded and listing.data:
+            current = listing.data[0].id
         return model_list_text(listing, current, what, limited=limited)
 
     return await show_listing(args, fetch, loaded, text)
@@ -81,7 +89,15 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _draft_list(args: argparse.Namespace) -> int:
-    return await _listing(args, lambda c: c.models.list_draft(), _loaded_draft, "draft models")
+    # The card's ``draft`` is null even while a draft runs; but an api key is
+    # shown only the loaded draft (or none), so its one row is the loaded one.
+    return await _listing(
+        args,
+        lambda c: c.models.list_draft(),
+        _loaded_draft,
+        "draft models",
+        limited_shows_loaded=True,
+    )
 
 
 async def _embedding_list(args: argparse.Namespace) -> int:

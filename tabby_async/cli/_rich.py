@@ -3,12 +3,14 @@
 Imported only when rich is installed and the output is a terminal (see
 :func:`tabby_async.cli.common.live_display`), so the SDK and the plain CLI
 never need it. It does not import the fleet package either: the model
-commands use it too.
+commands use it too. rich writes its own escape sequences, so its consoles
+get the unfiltered stream (:func:`~tabby_async.cli._output.terminal_stream`)
+and every text from a server goes through
+:func:`~tabby_async.cli._output.visible` before rich sees it.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -26,6 +28,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ..types import ModelLoadResponse
+from ._output import terminal_stream, visible
 from ._progress import View
 
 if TYPE_CHECKING:
@@ -65,7 +68,7 @@ class RichLoadProgress(_Live):
     """
 
     def __init__(self, *, stderr: bool = False) -> None:
-        console = Console(file=sys.stderr if stderr else sys.stdout)
+        console = Console(file=terminal_stream(stderr=stderr))
         self._progress = Progress(
             TextColumn("{task.description:<6}"),
             BarColumn(),
@@ -80,7 +83,7 @@ class RichLoadProgress(_Live):
     def update(self, event: ModelLoadResponse) -> None:
         task = self._tasks.get(event.model_type)
         if task is None:
-            task = self._progress.add_task(event.model_type, total=event.modules)
+            task = self._progress.add_task(visible(event.model_type), total=event.modules)
             self._tasks[event.model_type] = task
         self._progress.update(task, total=event.modules, completed=event.module)
         if event.status == "finished":
@@ -91,7 +94,7 @@ class RichDownloadProgress(_Live):
     """A spinner with the elapsed time, for the whole download."""
 
     def __init__(self, repo_id: str, *, stderr: bool = False) -> None:
-        console = Console(file=sys.stderr if stderr else sys.stdout)
+        console = Console(file=terminal_stream(stderr=stderr))
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -104,7 +107,7 @@ class RichDownloadProgress(_Live):
     def start(self) -> None:
         super().start()
         self._progress.add_task(
-            f"downloading {self._repo_id} (the server reports no progress)", total=None
+            visible(f"downloading {self._repo_id} (the server reports no progress)"), total=None
         )
 
 
@@ -114,7 +117,7 @@ class RichFleetView(_Live):
     def __init__(
         self, total: int, title: str, *, stderr: bool = False, max_node_bars: int = 30
     ) -> None:
-        self._console = Console(file=sys.stderr if stderr else sys.stdout)
+        self._console = Console(file=terminal_stream(stderr=stderr))
         self._progress = Progress(
             TextColumn("{task.description:<24}"),
             BarColumn(),
@@ -125,7 +128,7 @@ class RichFleetView(_Live):
         )
         self._title = title
         self._total = total
-        self._overall = self._progress.add_task(title, total=total, state="")
+        self._overall = self._progress.add_task(visible(title), total=total, state="")
         self._nodes: dict[str, TaskID] = {}
         self._max_node_bars = max_node_bars
         self._ok = 0
@@ -138,7 +141,7 @@ class RichFleetView(_Live):
     def _node_bar(self, node: str, total: int) -> TaskID | None:
         task = self._nodes.get(node)
         if task is None and self._total <= self._max_node_bars:
-            task = self._progress.add_task(f"  {node}", total=total, state="")
+            task = self._progress.add_task(visible(f"  {node}"), total=total, state="")
             self._nodes[node] = task
         return task
 
@@ -149,7 +152,7 @@ class RichFleetView(_Live):
                 task,
                 total=event.modules,
                 completed=event.module,
-                state=f"{event.model_type} {event.status}",
+                state=visible(f"{event.model_type} {event.status}"),
             )
 
     def done(self, result: NodeResult[object]) -> None:
@@ -161,8 +164,8 @@ class RichFleetView(_Live):
         self._progress.update(self._overall, advance=1, state=state)
         task = self._nodes.get(result.node)
         if task is not None:
-            self._progress.update(task, state=result.status)
+            self._progress.update(task, state=visible(result.status))
             self._progress.stop_task(task)
 
     def note(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
+        self._console.print(visible(text), markup=False, highlight=False)

@@ -11,12 +11,12 @@ import argparse
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
-from .._templates import template_stem
 from ..types import TemplateList
 from ._admin_format import template_list_text
-from ._commands import group, leaf, show, show_listing
+from ._commands import admin_key_named, group, leaf, show, show_listing
+from .common import EXIT_OK, client_from_args, print_json
 
-__all__ = ["register"]
+__all__ = ["register", "reported_name"]
 
 
 async def _in_use(client: AsyncTabbyClient) -> str | None:
@@ -34,12 +34,33 @@ async def _list(args: argparse.Namespace) -> int:
     return await show_listing(args, lambda c: c.templates.list(), _in_use, text)
 
 
+def reported_name(name: str) -> str:
+    """The name the server reports for a template switched in as ``name``.
+
+    It drops a ``.jinja`` suffix only: ``chatml.jinja`` reads ``chatml``, but
+    ``alpaca.txt`` (which opens ``alpaca.jinja``) reads ``alpaca.txt``.
+    """
+    return name[: -len(".jinja")] if name.endswith(".jinja") else name
+
+
 async def _switch(args: argparse.Namespace) -> int:
-    return await show(
-        args,
-        lambda c: c.templates.switch(args.name),
-        lambda _: f"the loaded model now uses the prompt template {template_stem(args.name)!r}",
-    )
+    async def switch(client: AsyncTabbyClient) -> str | None:
+        await client.templates.switch(args.name)
+        try:  # what the card says now, rather than what we expect it to say
+            return await _in_use(client)
+        except E.TabbyError:
+            return reported_name(args.name)
+
+    with admin_key_named(args):
+        async with client_from_args(args) as client:
+            now = await switch(client)
+    if args.json:
+        print_json(None)  # the switch's own answer: the server's null
+    elif now is None:
+        print("the server took the switch, but the loaded model reports no prompt template")
+    else:
+        print(f"the loaded model now uses the prompt template {now!r}")
+    return EXIT_OK
 
 
 async def _unload(args: argparse.Namespace) -> int:

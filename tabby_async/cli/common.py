@@ -29,6 +29,7 @@ from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, env_value
 from .._routes import LOAD_EMBEDDING
 from .._timeouts import Timeout
 from ._args import positive_seconds
+from ._output import print_json
 
 __all__ = [
     "DEFAULT_URL",
@@ -50,6 +51,7 @@ __all__ = [
     "connection_from_args",
     "connection_options",
     "describe_error",
+    "error_document",
     "exit_code_for",
     "live_display",
     "one_line",
@@ -89,13 +91,28 @@ exit codes:
 """
 
 
-class CliError(Exception):
-    """A failure the CLI reports itself: ``message`` goes to stderr, ``exit_code`` out."""
+#: The ``code`` of a :class:`CliError` that names none, by its exit code.
+_CLI_CODES = {
+    EXIT_USAGE: "usage_error",
+    EXIT_AUTH: "authentication_error",
+    EXIT_NOT_FOUND: "not_found",
+    EXIT_NOT_LOADED: "model_not_loaded",
+    EXIT_CONNECTION: "connection_error",
+}
 
-    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+
+class CliError(Exception):
+    """A failure the CLI reports itself: ``message`` goes to stderr, ``exit_code`` out.
+
+    ``code`` is its word in a ``--json`` error document (by default one that
+    matches the exit code: ``usage_error`` for 2...).
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR, *, code: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+        self.code = code or _CLI_CODES.get(exit_code, "error")
 
 
 # --- options and connection -----------------------------------------------------
@@ -246,6 +263,28 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
     return one_line(_describe(exc, args), ERROR_LINE_LIMIT)
 
 
+def error_document(exc: BaseException, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """The ``--json`` form of a failure: ``{"error": {"code", "message", "type"}}``.
+
+    ``message`` is the line :func:`describe_error` gives (so it holds no
+    secret either), ``code`` the error's stable code (``interrupted`` for
+    Ctrl-C), ``type`` its class's name. A LoRA load the server did not apply
+    in full also has the server's ``success`` and ``failure`` lists.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        code = "interrupted"
+    elif isinstance(exc, (E.TabbyError, CliError)):
+        code = exc.code
+    else:
+        code = "error"
+    message = describe_error(exc, args) if not isinstance(exc, KeyboardInterrupt) else ""
+    document: dict[str, Any] = {}
+    if isinstance(exc, E.LoraLoadFailedError):  # the server's answer, for scripts
+        document = {"success": list(exc.success), "failure": list(exc.failure)}
+    document["error"] = {"code": code, "message": message, "type": type(exc).__name__}
+    return document
+
+
 def one_line(text: str, limit: int) -> str:
     """``text`` on one line (whitespace runs become one space), cut to ``limit``."""
     line = " ".join(text.split())
@@ -383,20 +422,3 @@ def live_display(*, json_output: bool) -> bool:
     """
     terminal = stderr_is_terminal() if json_output else stdout_is_terminal()
     return terminal and rich_available()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, E.TabbyError):  # a fleet node's error
-        return {"code": value.code, "message": value.message}
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def print_json(value: Any, file: TextIO | None = None) -> None:
-    """Print ``value`` (a Struct, list, dict, None...) as one line of JSON.
-
-    A :class:`~tabby_async.TabbyError` inside it (a fleet node's failure)
-    becomes ``{"code": ..., "message": ...}``.
-    """
-    out = file if file is not None else sys.stdout
-    out.write(msgspec.json.encode(value, enc_hook=_json_default).decode() + "\n")
-    out.flush()
