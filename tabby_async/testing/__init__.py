@@ -31,13 +31,21 @@ source, or is the emulator's own choice:
   invalid.`` / ``... is missing.``
 - Bodies are validated after auth, like FastAPI; only malformed JSON is a 422
   before auth. Unknown keys are ignored; lax pydantic coercions apply.
-- A ``draft_model`` block without ``draft_model_name`` means no draft. An unknown
+- A ``draft_model`` block needs a ``draft_model_name`` (a 422 without one). An unknown
   draft name fails the load in-stream with ``MSG_MISSING_DRAFT``; an unknown
   ``backend`` (not exllamav2/exllamav3) with TabbyAPI's "Invalid backend" text. The
   previous model is unloaded before either check, so nothing is loaded afterwards.
-- ``rope_alpha: "auto"`` is reported as ``1.0``; ``cache_size`` defaults to
-  ``max_seq_len``; ``cache_mode`` ``"FP16"``; ``chunk_size`` 2048;
-  ``max_batch_size`` (and ``/props`` ``total_slots``) ``EmulatedModel.max_batch_size``.
+- The card (from the source): ``rope_alpha: "auto"`` is reported as ``1.0``;
+  ``max_seq_len`` absent or 0 is the model's own (``EmulatedModel.max_seq_len``,
+  8192 if it has none), ``-1`` the model's own (4096 if none); ``cache_size``
+  absent or 0 is that ``max_seq_len``, and a ``max_seq_len`` above
+  ``cache_size`` is cut to it; ``cache_mode`` is echoed as sent (``"FP16"`` when
+  absent); ``chunk_size`` (2048 when absent) is raised to at least 256 and
+  rounded up to a multiple of 256; ``max_batch_size`` (and ``/props``
+  ``total_slots``) is ``EmulatedModel.max_batch_size``: the load request has no
+  such field. ``vision: true`` on a model without a vision component is off.
+  A model folder's ``tabby_config.yml`` (``EmulatedModel.folder_config``) wins
+  over the request on every real load.
 - A load request is queued as soon as its head is sent; it runs even if its client
   disconnects while waiting for the lock.
 - Loading the embedding model that is already loaded: 400 ``Embeddings model "X" is

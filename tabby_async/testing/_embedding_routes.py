@@ -1,8 +1,9 @@
 """The embedding model's routes: listing, card, load and unload.
 
 An embedding load is one plain JSON request, not a stream, and is not behind
-the model load lock. Loading the embedding model that is already loaded is a
-400 on the server, unlike the main model's no-op, and a client that
+the model load lock. Loading the embedding model that is already loaded (the same
+folder, by resolved path) is a 400 on the server, unlike the main model's
+no-op; another folder replaces it, the old one unloaded first; and a client that
 disconnects cancels the load (this handler is cancelled), leaving none loaded.
 """
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from ._guards import Guards
 from ._model_routes import listing
 from ._schemas import EMBEDDING_LOAD_SCHEMA
-from ._state import card_id
+from ._state import card_id, resolve_name
 from ._wire import (
     BODY_EMBEDDING_DONE,
     BODY_NULL,
@@ -68,20 +69,22 @@ class EmbeddingRoutes:
         name: str = fields["embedding_model_name"]
         if not name:
             return json_response(400, detail(MSG_NO_NAME))
-        model = state.embeddings.get(name)
-        if model is None:
+        folder = resolve_name(name, state.embeddings)
+        if folder is None:
             return json_response(400, detail(MSG_NO_EMBEDDING_PATH))
+        model = state.embeddings[folder]
         if not self._available:
             return json_response(400, detail(MSG_NO_EMBEDDING_PACKAGES))
         loaded = state.loaded_embedding
-        if loaded is not None and card_id(loaded) == card_id(name):
+        # Same resolved folder only: another with the same last segment replaces it.
+        if loaded is not None and loaded == folder:
             message = f'Embeddings model "{card_id(loaded)}" is already loaded! Aborting.'
             return json_response(400, detail(message))
         state.loaded_embedding = None  # the previous embedding model goes first
         total = model.delay * model.modules
         if total > 0:
             await asyncio.sleep(total)
-        state.loaded_embedding = name
+        state.loaded_embedding = folder
         return json_response(200, BODY_EMBEDDING_DONE)
 
     async def unload(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:

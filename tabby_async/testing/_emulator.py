@@ -36,7 +36,7 @@ from ._route_table import Areas, Handler, route_table
 from ._sampling_routes import SamplingRoutes
 from ._schemas import LOAD_SCHEMA
 from ._server_routes import ServerRoutes
-from ._state import ModelState
+from ._state import ModelState, apply_folder_config, resolve_name
 from ._template_routes import TemplateRoutes
 from ._token_routes import TokenRoutes
 from ._validation import validate
@@ -61,9 +61,10 @@ class TabbyEmulator:
     draft's settings and the split, backend and queue fields appear nowhere,
     ``cache_size`` is reported as given, ``prompt_template`` without
     ``.jinja``, and a nested model (``org/model/4.0bpw``) gets the card id of
-    its own folder (``4.0bpw``). Listings show the top-level folders only, and,
-    as on the server, a model whose folder name equals the loaded one's counts
-    as already loaded.
+    its own folder (``4.0bpw``). Listings show the top-level folders only.
+    Loads compare resolved folder paths, as the server does: loading the
+    loaded folder again (however it is spelt) is a no-op, and another folder
+    with the same last segment is swapped in.
 
     The prompt template belongs to the loaded model: a load puts the requested
     ``prompt_template`` in use when the template folder has it (else the
@@ -309,17 +310,20 @@ class TabbyEmulator:
         """Mark ``name`` as loaded without a load stream (test setup shortcut).
 
         ``params`` are load-request fields (``max_seq_len``, ``cache_mode``, ...,
-        ``draft_model={"draft_model_name": ...}``), validated like a request.
+        ``draft_model={"draft_model_name": ...}``), validated like a request;
+        the folder's own config (:attr:`EmulatedModel.folder_config`) wins over
+        them, as on a real load.
         """
         state = self._state
         if state.loading:
             raise RuntimeError("a load is in progress")
         model = state.models[name]
-        fields = validate(LOAD_SCHEMA, {"model_name": name, **params})
+        fields = apply_folder_config(model, validate(LOAD_SCHEMA, {"model_name": name, **params}))
         draft = fields.get("draft_model") or {}
-        draft_name = draft.get("draft_model_name")
-        if draft_name is not None and draft_name not in state.drafts:
-            raise KeyError(draft_name)
+        requested = draft.get("draft_model_name")
+        draft_name = None if requested is None else resolve_name(requested, state.drafts)
+        if requested is not None and draft_name is None:
+            raise KeyError(requested)
         state.loaded = state.make_loaded(model, fields, draft_name)
         state.changed()
 

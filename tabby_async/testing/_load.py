@@ -6,12 +6,16 @@ progress goes out through an ``emit`` callback as ready-made SSE frames.
 
 What a load does, in order, once it holds the lock:
 
-1. if a model with the same folder name is loaded: ``processing 1/1`` and
-   ``finished 1/1``, nothing else (the new parameters are ignored);
+1. if the same folder is loaded (the server compares resolved paths, so
+   ``a/exl3/4.0bpw`` and ``b/exl3/4.0bpw`` are different models):
+   ``processing 1/1`` and ``finished 1/1``, nothing else (the new parameters
+   and the folder's own config are ignored);
 2. otherwise the loaded model is unloaded first, so that a failure below leaves
    nothing loaded;
-3. a model with a ``config_error`` or an unknown ``backend`` fails at once;
-4. the components load in the order vision (with ``vision: true`` and a model
+3. the folder's own config (``EmulatedModel.folder_config``) is merged over the
+   request's fields;
+4. a model with a ``config_error`` or an unknown ``backend`` fails at once;
+5. the components load in the order vision (with ``vision: true`` and a model
    that has vision modules), draft (when named), model; an unknown draft, or a
    component's ``fail_at``, ends the load with an error frame.
 """
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._models import EmulatedModel
-from ._state import ModelState, card_id
+from ._state import ModelState, apply_folder_config, resolve_name
 from ._wire import MSG_MISSING_DRAFT, error_frame, progress_frame
 
 __all__ = ["BACKENDS", "Emit", "LoadJobs"]
@@ -70,9 +74,9 @@ class LoadJobs:
         state = self._state
         async with self._lock:
             current = state.loaded
-            # The server compares folder names only: a nested model whose last
-            # segment matches the loaded one's counts as already loaded.
-            if current is not None and card_id(current.name) == card_id(model.name):
+            # ``model`` is the resolved folder (resolve_name), so equal names are
+            # equal paths: a folder that only shares the last segment is swapped in.
+            if current is not None and current.name == model.name:
                 emit(progress_frame("model", 1, 1, "processing"))
                 emit(progress_frame("model", 1, 1, "finished"))
                 return
@@ -90,6 +94,7 @@ class LoadJobs:
                 state.changed()
 
     async def _load(self, model: EmulatedModel, fields: dict[str, Any], emit: Emit) -> None:
+        fields = apply_folder_config(model, fields)
         if model.config_error is not None:
             emit(error_frame(model.config_error))
             return
@@ -107,12 +112,14 @@ class LoadJobs:
             emit(progress_frame("vision", n, n, "finished"))
 
         draft_fields = fields["draft_model"] or {}
-        draft_name: str | None = draft_fields.get("draft_model_name") or None
-        if draft_name is not None:
-            draft = self._state.drafts.get(draft_name)
-            if draft is None:
+        requested: str | None = draft_fields.get("draft_model_name") or None
+        draft_name: str | None = None
+        if requested is not None:
+            draft_name = resolve_name(requested, self._state.drafts)
+            if draft_name is None:
                 emit(error_frame(MSG_MISSING_DRAFT))
                 return
+            draft = self._state.drafts[draft_name]
             if not await _load_component("draft", draft, emit):
                 return
 

@@ -19,7 +19,7 @@ from ._load import LoadJobs
 from ._load_stream import stream_load
 from ._models import EmulatedModel
 from ._schemas import LOAD_SCHEMA
-from ._state import LoadedModel
+from ._state import LoadedModel, resolve_name
 from ._wire import (
     BODY_NULL,
     MSG_NO_NAME,
@@ -107,7 +107,8 @@ class ModelRoutes:
         name: str = fields["model_name"]
         if not name:
             return json_response(400, detail(MSG_NO_NAME))
-        model = self._state.models.get(name)
+        folder = resolve_name(name, self._state.models)
+        model = None if folder is None else self._state.models[folder]
         if model is None:
             return json_response(400, detail(MSG_NO_PATH))
         return await stream_load(

@@ -24,7 +24,11 @@ class EmulatedModel:
     ``name``, ``modules`` and ``delay``).
 
     Attributes:
-        name: folder name, i.e. the ``id`` in listings and the ``model_name`` to load.
+        name: folder path under the model folder, i.e. the ``model_name`` to load.
+            It may be nested (``org/model/4.0bpw``); the card's ``id`` (and an api
+            key's listing) use its last segment, so two folders may share one
+            (``a/exl3/4.0bpw`` and ``b/exl3/4.0bpw``): loads tell them apart by
+            their full path, as the server compares resolved paths.
         modules: number of modules the load reports (``processing 1..N``, ``finished N/N``).
         delay: seconds spent on each module before its ``processing`` frame is sent.
         fail_at: when set to ``k``, modules ``1..k`` are reported and then the load
@@ -36,17 +40,34 @@ class EmulatedModel:
         vision_modules: size of the vision component. When ``> 0`` and the load
             request has ``"vision": true``, the component loads first and reports its
             own ``processing``/``finished`` frames with ``model_type "vision"``; the
-            loaded card then shows ``use_vision: true``. With ``0`` (or without
-            ``vision: true``) no vision frames are sent and ``use_vision`` is false.
-        max_seq_len: the model's native context, used when the request omits it.
-        max_batch_size: reported ``max_batch_size`` (and ``/props`` ``total_slots``)
-            when the request omits it.
-        prompt_template: the name of the model's own template (as if it came
-            with the model's files), in use after a load that names no template,
-            or one that does not exist (``None``: the model brings none).
+            loaded card then shows ``use_vision: true``. With ``0`` (a model without
+            a vision component: ``vision: true`` is then silently off) or without
+            ``vision: true`` no vision frames are sent and ``use_vision`` is false.
+        max_seq_len: the model's native context (its config's
+            ``max_position_embeddings``): used when the request's ``max_seq_len`` is
+            absent or 0, and for ``-1``. ``None``: the config has none, and the
+            server falls back to 8192 (absent or 0) or 4096 (``-1``).
+        max_batch_size: reported ``max_batch_size`` (and ``/props`` ``total_slots``).
+            The load request cannot set it (the server drops the key); only
+            ``folder_config`` can.
+        prompt_template: the name the card reports for the model's own template,
+            in use after a load that names no template, or one that does not
+            exist (``None``: the model brings none, and the card shows ``null``).
+            The server names it after where it found it: ``"tabby_template"``
+            (``tabby_template.jinja``), ``"chat_template"``
+            (``chat_template.jinja``), ``"from_tokenizer_config"`` (a
+            ``chat_template`` string in ``chat_template.json`` or
+            ``tokenizer_config.json``), or the first entry's ``name`` of a
+            template list there.
         chat_template: the text of that template: the card's
             ``prompt_template_content`` and ``/props``' ``chat_template`` while it
             is in use.
+        folder_config: the ``model:`` section of the folder's own
+            ``tabby_config.yml``. Its values win over the load request's on every
+            real load (not on the no-op reload of the loaded folder), unvalidated,
+            and may set keys the request cannot (``max_batch_size``); a
+            ``draft_model`` mapping in it is merged into the request's
+            ``draft_model``. ``None``: the folder has no such file.
     """
 
     name: str
@@ -56,10 +77,12 @@ class EmulatedModel:
     fail_message: str = "Emulated load failure"
     config_error: str | None = None
     vision_modules: int = 0
-    max_seq_len: int = 4096
+    max_seq_len: int | None = 4096
     max_batch_size: int = 1
     prompt_template: str | None = None
     chat_template: str = ""
+    # Not hashed: a mapping is not hashable, and the name already identifies a folder.
+    folder_config: Mapping[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -70,6 +93,13 @@ class EmulatedModel:
             raise ValueError("EmulatedModel.delay must be >= 0")
         if self.vision_modules < 0:
             raise ValueError("EmulatedModel.vision_modules must be >= 0")
+        if self.folder_config is not None:
+            # A private copy, so that the caller's dict can change without changing us.
+            config = {
+                key: dict(value) if isinstance(value, Mapping) else value
+                for key, value in self.folder_config.items()
+            }
+            object.__setattr__(self, "folder_config", config)
 
 
 def as_model(spec: str | EmulatedModel) -> EmulatedModel:

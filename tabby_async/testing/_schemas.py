@@ -1,7 +1,12 @@
 """What each route of the emulated server accepts: its request body as a :class:`Schema`.
 
 Field order, types, defaults and aliases follow the real server's request
-models, so that a bad body gets the same 422 entries, in the same order.
+models, so that a bad body gets the same 422 entries, in the same order; only
+their declared fields are here (a key the server's model lacks, such as
+``max_batch_size`` or ``draft_cache_mode``, is dropped as the server drops it),
+and only their declared constraints: the load request's ints have no bounds
+(``max_seq_len: -1``, a ``cache_size`` of 1000) and ``autosplit_reserve``
+takes negatives.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ _float_list = list_of(check_float)
 
 DRAFT_SCHEMA = Schema(
     [
-        ("draft_model_name", check_str, False),
+        ("draft_model_name", check_str, True),
         ("draft_rope_scale", check_float, False),
         ("draft_rope_alpha", check_float_or_auto, False),
         ("draft_gpu_split", _float_list, False),
@@ -60,7 +65,6 @@ LOAD_SCHEMA = Schema(
         ("rope_alpha", check_float_or_auto, False),
         ("chunk_size", check_int, False),
         ("output_chunking", check_bool, False),
-        ("max_batch_size", check_int, False),
         ("prompt_template", check_str, False),
         ("vision", check_bool, False),
         ("draft_model", DRAFT_SCHEMA, False),

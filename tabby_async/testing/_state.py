@@ -21,11 +21,16 @@ from ._wire import model_card, model_list
 __all__ = [
     "LoadedModel",
     "ModelState",
+    "apply_folder_config",
     "card_id",
     "find_template",
+    "resolve_name",
+    "round_chunk_size",
     "template_name",
     "top_level",
 ]
+
+_PATH_STEPS = frozenset({"", ".", ".."})
 
 
 def card_id(name: str) -> str:
@@ -40,6 +45,63 @@ def card_id(name: str) -> str:
 def top_level(names: Iterable[str]) -> list[str]:
     """What a listing shows: the model folder's direct sub-folders, once each."""
     return list(dict.fromkeys(n.replace("\\", "/").split("/", 1)[0] for n in names))
+
+
+def resolve_name(name: str, folders: Mapping[str, object]) -> str | None:
+    """The folder of ``folders`` that ``name`` resolves to, or ``None`` if none.
+
+    The server joins the name to its model folder, checks that the path exists
+    and compares resolved paths: ``org/model/../model/4.0bpw`` and
+    ``org//model/./4.0bpw`` are ``org/model/4.0bpw``. A ``..`` must step out of
+    a folder that exists (the file system resolves it only then), and a name
+    that leaves the model folder or is absolute finds nothing here.
+    """
+    if name in folders and not _PATH_STEPS.intersection(name.split("/")):
+        return name  # the common case: already a folder's own name
+    if name.startswith("/"):
+        return None
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts or not _is_folder("/".join(parts), folders):
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    resolved = "/".join(parts)
+    return resolved if resolved in folders else None
+
+
+def _is_folder(path: str, folders: Mapping[str, object]) -> bool:
+    """Whether ``path`` is a folder: one of ``folders`` or a parent of one."""
+    prefix = path + "/"
+    return path in folders or any(name.startswith(prefix) for name in folders)
+
+
+def apply_folder_config(model: EmulatedModel, fields: dict[str, Any]) -> dict[str, Any]:
+    """The load fields after the folder's ``tabby_config.yml`` (``model.folder_config``).
+
+    The server merges, lowest to highest: the request, then the folder's file;
+    nested mappings (``draft_model``) merge key by key, other values replace.
+    """
+    config = model.folder_config
+    if not config:
+        return fields
+    merged = dict(fields)
+    for key, value in config.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = {**current, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def round_chunk_size(value: int) -> int:
+    """The chunk size the server uses: at least 256, rounded up to a multiple of 256."""
+    return (max(256, value) + 255) // 256 * 256
 
 
 def template_name(value: str | None) -> str | None:
@@ -203,15 +265,28 @@ class ModelState:
         """What a load with these (validated) request fields leaves loaded."""
         # Only what the card reports is kept: the rope values, the draft's
         # settings and the split/backend fields are taken and never shown.
-        max_seq_len = fields["max_seq_len"] or model.max_seq_len
+        # ``fields`` already holds the folder config's values (apply_folder_config).
+        native = model.max_seq_len
+        requested = fields["max_seq_len"]
+        if requested == -1:
+            requested = 4096 if native is None else native
+        # 0 counts as not set, like an absent value.
+        max_seq_len = requested or (8192 if native is None else native)
+        cache_size = fields["cache_size"] or max_seq_len
+        # A context longer than the cache is cut down to the cache's size.
+        max_seq_len = min(max_seq_len, cache_size)
+        cache_mode = fields["cache_mode"]
+        chunk_size = fields["chunk_size"]
+        max_batch_size = fields.get("max_batch_size")
         template = self.load_template(model, fields["prompt_template"])
         return LoadedModel(
             name=model.name,
             max_seq_len=max_seq_len,
-            cache_size=fields["cache_size"] or max_seq_len,
-            cache_mode=fields["cache_mode"] or "FP16",
-            max_batch_size=fields["max_batch_size"] or model.max_batch_size,
-            chunk_size=fields["chunk_size"] or 2048,
+            cache_size=cache_size,
+            # Reported as sent ("q4" stays "q4"), only a missing one is FP16.
+            cache_mode="FP16" if cache_mode is None else cache_mode,
+            max_batch_size=model.max_batch_size if max_batch_size is None else max_batch_size,
+            chunk_size=round_chunk_size(2048 if chunk_size is None else chunk_size),
             prompt_template=template[0] if template else None,
             prompt_template_content=template[1] if template else None,
             use_vision=bool(fields["vision"]) and model.vision_modules > 0,
