@@ -17,7 +17,12 @@ from ._desired import EnsureResult
 from ._ensure import ensure_loaded, loaded_card
 from ._otel import Attributes, operation_span, server_attributes, set_plan
 from ._state import DesiredState, Observed, Part, PartPlan, StatePlan, StateResult, plan_state
-from .errors import AlreadyLoadedError, ModelNotLoadedError, StateMismatchError
+from .errors import (
+    AlreadyLoadedError,
+    EnsureMismatchError,
+    ModelNotLoadedError,
+    StateMismatchError,
+)
 from .types import ModelCard
 
 if TYPE_CHECKING:
@@ -99,9 +104,14 @@ async def _apply(
     model_result: EnsureResult | None = None
     part = plan.part("model")
     if state.model is not None and part is not None and part.changes:
-        model_result = await ensure_loaded(
-            client.models, state.model, on_progress=on_progress, timeout=timeout
-        )
+        try:
+            model_result = await ensure_loaded(
+                client.models, state.model, on_progress=on_progress, timeout=timeout
+            )
+        except EnsureMismatchError as err:
+            # The server did not apply the whole request; the other parts
+            # still go on, and the look at the end reports the model part.
+            model_result = err.result
         # ensure_loaded has checked the card it left (its load or the
         # server's "already loaded" answer proved the folder).
         proven.add("model")
@@ -140,7 +150,7 @@ async def _apply(
     if preset_switched:
         after = _preset_taken(after)
     result = StateResult(plan, tuple(done), model_result, after)
-    if after.changes:
+    if after.changes or after.refused:
         raise StateMismatchError(result)
     return result
 

@@ -30,7 +30,6 @@ __all__ = [
     "in_table_order",
     "reasons_text",
     "rules_markdown",
-    "same_card",
     "same_template",
     "unchecked_note",
     "unreported_fields",
@@ -263,11 +262,6 @@ def compare(
         elif not _SAME[rule.how](wanted, loaded):
             diffs.append(FieldDiff(rule.field, wanted, loaded))
     return tuple(diffs), tuple(unchecked)
-
-
-def same_card(a: ModelCard, b: ModelCard) -> bool:
-    """True when two cards report the same folder name and parameters (``created`` aside)."""
-    return a.id == b.id and a.parameters == b.parameters
 
 
 # --- notes ----------------------------------------------------------------------------

@@ -40,7 +40,6 @@ from ._compare import (
     in_table_order,
     reasons_text,
     rules_markdown,
-    same_card,
     same_template,
     unchecked_note,
     unreported_fields,
@@ -213,7 +212,14 @@ def plan_for(
     diffs, unchecked = compare(request, card, draft)
     if who == "unproven" and not proven:
         return LoadPlan("load", diffs, request, card, unchecked, verified=False)
-    if diffs and produced is not None and same_card(card, produced):
+    # The card is still what the request's own last load left, as far as
+    # this request can see: loading again would give the same differences.
+    if (
+        diffs
+        and produced is not None
+        and produced.id == card.id
+        and compare(request, produced, draft)[0] == diffs
+    ):
         return LoadPlan("none", (), request, card, unchecked, refused=diffs)
     return LoadPlan("reload" if diffs else "none", diffs, request, card, unchecked)
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from ._desired import EnsureAction, EnsureResult, LoadPlan, plan_for, unchanged
+from ._desired import EnsureAction, EnsureResult, LoadPlan, check_reachable, plan_for, unchanged
 from ._otel import operation_span, set_plan
 from ._stream import follow
 from .errors import EnsureMismatchError, ModelNotLoadedError
@@ -110,6 +110,7 @@ def _plan(
 
 async def plan_load(service: AsyncModelsService, request: ModelLoadRequest) -> LoadPlan:
     """Read the loaded card and plan; loads nothing (the dry-run form)."""
+    check_reachable(request)  # before anything is sent
     return _plan(service._memory, request, await loaded_card(service))
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT
 from .._state import DesiredState, StatePlan, StateResult
+from .._words import counted
 from ..errors import InvalidInputError, StateMismatchError
 from ._ensure import PlanReport, plan_then_act
 from ._results import FleetResult
@@ -78,7 +79,8 @@ class FleetStateReport(PlanReport[StatePlan, StateResult]):
         failed = ", ".join(f"{n} {code}" for code, n in counts if code != "ok")
         unchanged = len(results.succeeded) - len(self.changed)
         return (
-            f"apply: {len(results)} nodes: {len(self.changed)} changed, {unchanged} unchanged, "
+            f"apply: {counted(len(results), 'node')}: {len(self.changed)} changed, "
+            f"{unchanged} unchanged, "
             f"{len(results.failed)} failed{f' ({failed})' if failed else ''} "
             f"in {results.elapsed:.2f} s{unmanaged}"
         )
@@ -122,7 +124,7 @@ async def apply_on_fleet(
         lambda name, client: client.ensure(
             states[name], on_progress=node_progress(on_progress, name), timeout=timeout
         ),
-        changes=lambda plan: plan.changes,
+        changes=lambda plan: plan.changes or bool(plan.refused),
         unchanged=lambda plan: StateResult(plan, after=plan),
         dry_run=dry_run,
         on_plan=on_plan,

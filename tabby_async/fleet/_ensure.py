@@ -156,7 +156,9 @@ async def ensure_on_fleet(
         lambda name, c: c.models.ensure_loaded(
             request, on_progress=node_progress(on_progress, name), timeout=timeout, verify=verify
         ),
-        changes=lambda plan: plan.changes,
+        # A plan that found what the server refused acts too: its ensure
+        # raises that mismatch at once, without loading again.
+        changes=lambda plan: plan.changes or bool(plan.refused),
         unchanged=unchanged,
         dry_run=dry_run,
         on_plan=on_plan,

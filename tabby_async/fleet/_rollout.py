@@ -22,6 +22,7 @@ from .._ensure import loaded_card
 from .._log import logger
 from .._otel import use_span
 from .._state import DesiredState, StateResult
+from .._words import counted
 from ..errors import InvalidInputError, NodeSkippedError, TabbyError, VerificationError
 from ..types import ModelLoadRequest
 from ._apply import state_label, state_plan
@@ -102,7 +103,10 @@ async def _model_check(
 ) -> None:
     await _check_health(name, client, since)
     card = await loaded_card(client.models)
-    plan = plan_for(request, card)
+    # Checked right after this rollout's own ensure of the node, which proved
+    # the folder (its load, or the server's "already loaded" answer), so a
+    # nested name's card id counts as ours here.
+    plan = plan_for(request, card, proven=True)
     if plan.action != "none":
         raise VerificationError(f"{name}: after loading, {plan.summary()}")
 
@@ -123,8 +127,11 @@ async def _state_check(
 ) -> None:
     await _check_health(name, client, since)
     plan = await state_plan(client, state)
-    if plan.changes:
-        differs = "; ".join(p.summary() for p in plan.parts if p.changes)
+    # A part only the server can prove (a nested name) was proved by the
+    # rollout's own ensure just before: only a part shown to differ fails.
+    wrong = [p for p in plan.parts if p.met is False]
+    if wrong:
+        differs = "; ".join(p.summary() for p in wrong)
         raise VerificationError(f"{name}: after applying, {differs}")
 
 
@@ -186,7 +193,7 @@ class RolloutReport(Generic[Q, R]):
         what = self.request
         label = what.model_name if isinstance(what, ModelLoadRequest) else state_label(what)
         return (
-            f"rollout of {label} {state} after {len(self.batches)} batches: "
+            f"rollout of {label} {state} after {counted(len(self.batches), 'batch', 'batches')}: "
             f"{len(self.done)} done, {len(self.failed)} failed, "
             f"{len(self.not_touched)} not touched (max_failures={self.max_failures})"
         )
@@ -293,7 +300,7 @@ def _skipped(order: Iterable[str], failures: int, max_failures: int) -> list[Nod
             name,
             None,
             NodeSkippedError(
-                f"{name}: not touched: the rollout halted after {failures} failures "
+                f"{name}: not touched: the rollout halted after {counted(failures, 'failure')} "
                 f"(max_failures={max_failures})"
             ),
             0.0,
