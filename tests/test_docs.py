@@ -149,9 +149,9 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
         (
             "fleet.rollout(",
             [
-                r"^rollout batch 2: 1 nodes: 1 ok ",
+                r"^rollout batch 2: 1 node: 1 ok ",
                 r"^rollout of Llama-3.1-70B-exl2 complete after 2 batches: 2 done, 0 failed",
-                r"^rollout of Llama-3.1-70B-exl2 complete after 1 batches: 2 done, 0 failed",
+                r"^rollout of Llama-3.1-70B-exl2 complete after 1 batch: 2 done, 0 failed",
             ],
         ),
         (

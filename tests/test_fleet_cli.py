@@ -34,13 +34,16 @@ from tabby_async import (
     cli,
 )
 from tabby_async.cli._fleet_output import (
+    PROBLEMS_LIMIT,
     STATUS_COLUMNS,
+    results_json,
     fleet_table,
     state_plan_text,
     state_row,
     table_rows,
 )
-from tabby_async.fleet import FieldDiff, LoadPlan, NodeResult, NodeStatus
+from tabby_async.cli._output import json_text
+from tabby_async.fleet import FieldDiff, FleetResult, LoadPlan, NodeResult, NodeStatus
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 
@@ -279,6 +282,8 @@ async def test_rollout_halts_and_lists_untouched_nodes(
     assert document["done"] == ["n0", "n1", "n3"]
     assert document["failed"] == ["n2"]
     assert document["not_touched"] == ["n4"]
+    (skipped,) = [n for n in document["nodes"] if n["node"] == "n4"]
+    assert skipped["error"]["message"].endswith("halted after 1 failure (max_failures=0)")
     assert nodes.servers["n4"].count("POST", "/v1/model/load") == 0
 
     plain = await run(
@@ -428,6 +433,27 @@ def test_fleet_tables(
     assert len(text) == len(rows) + 2
 
 
+def test_the_problems_cell_is_bounded_and_json_keeps_every_problem() -> None:
+    refused = {f"probe-{i}": TabbyConnectionError("refused") for i in range(12)}
+    result = NodeResult("a", _status(problems=refused), None, 0.1)
+    problems = table_rows([result])[1][0][-1]
+    assert len(problems) == PROBLEMS_LIMIT and problems.endswith("…")
+    document = json.loads(json_text(results_json(FleetResult([result]))))
+    assert len(document[0]["value"]["problems"]) == 12
+
+
+async def test_counts_in_the_fleet_lines_are_singular_for_one(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = await run(capsys, "fleet", "status", "--nodes", nodes.path, "--only", "n0")
+    assert status.code == 0, status.out + status.err
+    assert status.out.splitlines()[-1].startswith("1 node: 1 ok, 0 unreachable")
+    load = await run(capsys, "fleet", "load", "--nodes", nodes.path, "--only", "n0", "m")
+    assert "load: 1 node: 1 ok in " in load.out
+    rollout = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "--only", "n1", "m")
+    assert "complete after 1 batch: 1 done, 0 failed" in rollout.out
+
+
 # --- fleet apply ----------------------------------------------------------------------
 
 DESIRED = '[desired]\nmodel = { model_name = "m", max_seq_len = 4096 }\n'
@@ -448,9 +474,9 @@ async def test_apply_prints_the_plan_then_acts_and_a_second_apply_writes_nothing
     assert first.code == 0, first.out + first.err
     lines = first.out.splitlines()
     # The plan: a line per node, then one per part that changes.
-    assert lines[lines.index("n0: 1 to change") + 1] == "  model: load m (nothing loaded)"
-    assert "n1: up to date (model: none)" in lines
-    assert lines[lines.index("n2: 1 to change") + 1] == (
+    assert lines[lines.index("n0: 1 part to change") + 1] == "  model: load m (nothing loaded)"
+    assert "n1: up to date (checked: model)" in lines
+    assert lines[lines.index("n2: 1 part to change") + 1] == (
         "  model: reload m (max_seq_len: wanted 4096, loaded 2048)"
     )
     assert "apply: 5 nodes: 4 changed, 1 unchanged, 0 failed" in first.out
@@ -466,7 +492,7 @@ async def test_apply_prints_the_plan_then_acts_and_a_second_apply_writes_nothing
         again = await run(capsys, "fleet", "apply", "--nodes", path, *argv)
         assert again.code == 0, again.out + again.err
         if argv != ("--json",):
-            assert again.out.count("up to date (model: none)") == 5
+            assert again.out.count("up to date (checked: model)") == 5
     assert _posts(nodes) == 0
 
 
@@ -511,7 +537,7 @@ async def test_apply_exits_1_when_a_node_fails_or_a_node_is_down(
     only = await run(capsys, "fleet", "apply", "--nodes", path, "--only", "n0,n1", "--dry-run")
     assert only.code == 0, only.err
     assert only.out.splitlines()[:2] == [
-        "n0: up to date (model: none)",
+        "n0: up to date (checked: model)",
         "not managed (no desired state declared): n1",
     ]
     assert "n3" not in only.out and "not managed: n1" in only.out
@@ -553,13 +579,13 @@ PRESET = PartPlan(
         (
             [NodeResult("a", _plan(PRESET))],
             (),
-            "a: up to date (sampling: none)\n"
+            "a: up to date (checked: sampling)\n"
             "note: not reported by the server, not compared: sampling_preset (why)",
         ),
         (
             [NodeResult("a", _plan(CHATML, PRESET)), NodeResult("b", None, TabbyError("boom"))],
             ("c", "d"),
-            "a: 1 to change\n  template: switch chatml ('alpaca' in use)\n"
+            "a: 1 part to change\n  template: switch chatml ('alpaca' in use)\n"
             "b: cannot plan: tabby_error: boom\n"
             "not managed (no desired state declared): c, d\n"
             "note: not reported by the server, not compared: sampling_preset (why)",
@@ -578,11 +604,17 @@ def test_a_state_result_row() -> None:
     after = _plan(replace(CHATML, action="none", reason="in use"))
     assert state_row(StateResult(plan, (CHATML,), None, after)) == (
         "template switch",
-        "template: none",
+        "up to date",
     )
-    assert state_row(StateResult(after, after=after)) == ("nothing to do", "template: none")
+    assert state_row(StateResult(after, after=after)) == ("nothing to do", "up to date")
+    # A part that still differs says so; a dry run (no fresh look) has it still to change.
+    assert state_row(StateResult(plan, (CHATML,), None, plan)) == (
+        "template switch",
+        "still differs: template switch",
+    )
+    assert state_row(StateResult(plan)) == ("nothing to do", "to change: template switch")
     header, _ = table_rows([NodeResult("a", StateResult(plan, (CHATML,), None, after))])
-    assert header == ["node", "result", "time", "done", "now"]
+    assert header == ["node", "result", "time", "done", "after"]
 
 
 async def test_apply_switches_template_and_preset_and_notes_the_preset(
@@ -594,7 +626,7 @@ async def test_apply_switches_template_and_preset_and_notes_the_preset(
     result = await run(capsys, "fleet", "apply", "--nodes", path)
     assert result.code == 0, result.out + result.err
     lines = result.out.splitlines()
-    n0 = lines.index("n0: 2 to change")
+    n0 = lines.index("n0: 2 parts to change")
     assert lines[n0 + 1 : n0 + 3] == [
         "  template: switch chatml ('alpaca' in use)",
         "  sampling: switch precise (no preset loaded)",
@@ -609,5 +641,5 @@ async def test_apply_switches_template_and_preset_and_notes_the_preset(
         server.reset_requests()
     again = await run(capsys, "fleet", "apply", "--nodes", path)
     assert again.code == 0
-    assert again.out.count("up to date (model: none; template: none; sampling: none)") == 5
+    assert again.out.count("up to date (checked: model, template, sampling)") == 5
     assert _posts(nodes) == 0

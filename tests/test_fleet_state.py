@@ -329,7 +329,7 @@ async def test_rollout_of_a_state_batches_checks_and_halts(nodes: Nodes) -> None
         assert first.halted and first.batches == (("a", "b"),)
         assert list(first.failed) == ["a"] and first.done == ["b"]
         assert first.not_touched == ["c", "d"]
-        assert "rollout of model m, embedding e halted after 1 batches" in first.summary()
+        assert "rollout of model m, embedding e halted after 1 batch" in first.summary()
 
         second = await fleet.rollout(STATE, batch_size=2)  # a re-run resumes
         assert second.ok and not second.halted

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TextIO
 
 from .._desired import EnsureResult, LoadPlan, unchecked_note
 from .._state import PartPlan, StatePlan, StateResult
+from .._words import counted
 from ..fleet import FleetResult, NodeResult, NodeStatus
 from ..fleet._status import health_text
 from ..types import ModelLoadResponse
@@ -37,6 +38,7 @@ from .common import live_display
 
 __all__ = [
     "MAX_NODE_BARS",
+    "PROBLEMS_LIMIT",
     "ROW_FORMATS",
     "STATE_COLUMNS",
     "STATUS_COLUMNS",
@@ -59,6 +61,9 @@ MAX_NODE_BARS = 30
 
 # --- tables -----------------------------------------------------------------------
 
+#: The longest ``problems`` cell of a status table (``--json`` has every problem in full).
+PROBLEMS_LIMIT = 60
+
 #: The columns of :func:`status_row`.
 STATUS_COLUMNS: tuple[str, ...] = ("health", "permission", "model", "ctx", "embedding", "problems")
 
@@ -71,7 +76,10 @@ def status_row(status: NodeStatus) -> tuple[str, ...]:
         status.model_name or "-",
         str(status.max_seq_len) if status.max_seq_len else "-",
         status.embedding_model.id if status.embedding_model is not None else "-",
-        ", ".join(f"{probe}: {err.code}" for probe, err in status.problems.items()),
+        cell(
+            ", ".join(f"{probe}: {err.code}" for probe, err in status.problems.items()),
+            PROBLEMS_LIMIT,
+        ),
     )
 
 
@@ -99,9 +107,11 @@ def state_plan_text(plans: Iterable[NodeResult[StatePlan]], unmanaged: Sequence[
         unchecked += r.value.unchecked
         changing = [p for p in r.value.parts if p.changes]
         if not changing:
-            lines.append(f"{r.node}: up to date ({r.value.summary()})")
+            managed = ", ".join(p.part for p in r.value.parts)
+            checked = f"checked: {managed}" if managed else "nothing managed"
+            lines.append(f"{r.node}: up to date ({checked})")
             continue
-        lines.append(f"{r.node}: {len(changing)} to change")
+        lines.append(f"{r.node}: {counted(len(changing), 'part')} to change")
         lines += [f"  {part_line(p)}" for p in changing]
     if unmanaged:
         lines.append(f"not managed (no desired state declared): {', '.join(unmanaged)}")
@@ -110,13 +120,24 @@ def state_plan_text(plans: Iterable[NodeResult[StatePlan]], unmanaged: Sequence[
 
 
 #: The columns of :func:`state_row`.
-STATE_COLUMNS: tuple[str, ...] = ("done", "now")
+STATE_COLUMNS: tuple[str, ...] = ("done", "after")
 
 
 def state_row(result: StateResult) -> tuple[str, ...]:
-    """A state's result as a table row: the parts written, and each part's plan now."""
+    """A state's result as a table row: the parts written, and whether the node is up to date.
+
+    ``after`` reads ``up to date`` when no part differs any more, else the
+    parts that still do (``still differs: model reload``; ``to change:`` for
+    a dry run, which takes no fresh look): never a bare
+    ``model: none``, which would read as "no model loaded".
+    """
     done = ", ".join(f"{p.part} {p.action}" for p in result.done) or "nothing to do"
-    return (done, (result.after or result.plan).summary())
+    pending = [p for p in (result.after or result.plan).parts if p.changes]
+    if not pending:
+        return (done, "up to date")
+    # No fresh look (a dry run): the plan's parts are still to be written.
+    label = "still differs" if result.after is not None else "to change"
+    return (done, f"{label}: " + ", ".join(f"{p.part} {p.action}" for p in pending))
 
 
 #: Per value type, the columns and the row its nodes get in a fleet table.

@@ -35,6 +35,7 @@ from typing import Any
 
 from .._desired import LoadPlan, unchecked_note, unreported_fields
 from .._state import StatePlan
+from .._words import counted
 from ..fleet import (
     FleetOptions,
     FleetResult,
@@ -98,7 +99,7 @@ async def _status(args: argparse.Namespace) -> int:
         print_table(result)
         healthy = sum(1 for r in result if isinstance(r.value, NodeStatus) and r.value.ok)
         print(
-            f"{len(result)} nodes: {healthy} ok, {len(result.failed)} unreachable, "
+            f"{counted(len(result), 'node')}: {healthy} ok, {len(result.failed)} unreachable, "
             f"{len(result) - healthy - len(result.failed)} with problems "
             f"({result.elapsed:.2f} s)"
         )

@@ -27,6 +27,7 @@ from .._otel import (
     start_span,
     use_span,
 )
+from .._words import counted
 from ._results import NodeResult
 
 __all__ = ["FleetTrace", "RolloutTrace", "log_node_result", "span_name"]
@@ -170,7 +171,7 @@ class RolloutTrace(Traced):
         span.set_attribute("tabby.rollout.not_touched", not_touched)
         span.set_attribute("tabby.rollout.halted", halted)
         if halted:
-            set_error(span, "rollout_halted", f"halted after {failed} failed nodes")
+            set_error(span, "rollout_halted", f"halted after {counted(failed, 'failed node')}")
             end_span(span, "error")
         else:
             end_span(span, "partial" if failed else "ok")

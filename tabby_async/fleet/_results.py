@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast, overload
 
+from .._words import counted
 from ..errors import FleetError, TabbyError
 
 __all__ = ["FleetResult", "NodeResult"]
@@ -142,4 +143,7 @@ class FleetResult(Generic[T]):
     def summary(self) -> str:
         """One line: counts per status and the total time."""
         parts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
-        return f"{self.operation or 'fleet'}: {len(self)} nodes: {parts} in {self.elapsed:.2f} s"
+        return (
+            f"{self.operation or 'fleet'}: {counted(len(self), 'node')}: {parts} "
+            f"in {self.elapsed:.2f} s"
+        )
