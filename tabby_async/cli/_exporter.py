@@ -2,43 +2,40 @@
 
 ::
 
-    tabby-async fleet exporter --nodes nodes.toml [--host 127.0.0.1] [--port 9464]
+    tabby-async fleet exporter --nodes nodes.toml [--host 127.0.0.1] [--port 10157]
 
-Serves ``/metrics`` until Ctrl-C or SIGTERM; each scrape sweeps the fleet
-(or reuses a sweep less than ``--min-interval`` seconds old). Needs the
-extra ``exporter`` (prometheus-client), imported only when the command runs.
+Serves ``/metrics`` (the whole fleet) and ``/probe?target=NODE`` (one node)
+until Ctrl-C or SIGTERM, with :func:`tabby_async.exporter.exporter_app` on
+one event loop. Needs the extra ``exporter`` (prometheus-client), imported
+only when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import asyncio
 import os
-import signal
-import threading
-from collections.abc import Iterator
 
 from ._args import non_negative_seconds, positive_int, positive_seconds
+from ._emulator import _stop_on_signals
 from .common import EXIT_OK, EXIT_USAGE, CliError
 from .fleet import ENV_NODES
 
-__all__ = ["add_exporter"]
+__all__ = ["add_exporter", "port_number"]
 
-DEFAULT_PORT = 9464  # what OpenTelemetry's Prometheus exporters use too
+#: The default port (tabby_async.exporter.DEFAULT_PORT, which needs the extra to import).
+DEFAULT_PORT = 10157
 
 
-@contextlib.contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM sets ``stop`` (as Ctrl-C ends the wait), where a handler can be set."""
+def port_number(text: str) -> int:
+    """A TCP port for argparse: 1-65535, or 0 for any free port."""
     try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    except ValueError:  # not the main thread: the caller stops it otherwise
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 1-65535 (0: any free port), got {port}")
+    return port
 
 
 def _url(host: str, port: int) -> str:
@@ -46,47 +43,46 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/metrics"
 
 
-def _exporter(args: argparse.Namespace) -> int:
+async def _exporter(args: argparse.Namespace) -> int:
     path = args.nodes or os.environ.get(ENV_NODES)
     if not path:
         raise CliError(f"give --nodes nodes.toml (or set {ENV_NODES})", exit_code=EXIT_USAGE)
     try:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from aiohttp import web
 
-        from ..exporter import FleetCollector
+        from ..exporter import AsyncFleetCollector, exporter_app
     except ImportError:
         raise CliError(
             "the exporter needs prometheus-client: pip install 'tabby-async[exporter]'",
             exit_code=EXIT_USAGE,
         ) from None
-    collector = FleetCollector.from_toml(
+    collector = AsyncFleetCollector.from_toml(
         path,
         min_interval=args.min_interval,
         node_timeout=args.node_timeout,
         max_concurrency=args.concurrency,
     )
-    with collector:
-        registry = CollectorRegistry()
-        registry.register(collector)
+    async with collector:
+        runner = web.AppRunner(exporter_app(collector), access_log=None)
+        await runner.setup()
         try:
-            server, thread = start_http_server(args.port, args.host, registry)
-        except OSError as exc:
-            problem = exc.strerror or exc
-            raise CliError(f"cannot listen on {args.host}:{args.port}: {problem}") from None
-        host, port = server.server_address[:2]
-        print(
-            f"serving the metrics of {len(collector.nodes)} nodes on {_url(str(host), port)}"
-            "  (Ctrl-C to stop)",
-            flush=True,
-        )
-        stop = threading.Event()
-        try:
-            with _stop_on_sigterm(stop), contextlib.suppress(KeyboardInterrupt):
-                stop.wait()
+            site = web.TCPSite(runner, args.host, args.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                problem = exc.strerror or exc
+                raise CliError(f"cannot listen on {args.host}:{args.port}: {problem}") from None
+            host, port = runner.addresses[0][:2]
+            print(
+                f"serving the metrics of {len(collector.nodes)} nodes on {_url(str(host), port)}"
+                "  (Ctrl-C to stop)",
+                flush=True,
+            )
+            stop = asyncio.Event()
+            with _stop_on_signals(stop):
+                await stop.wait()
         finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+            await runner.cleanup()
     print("exporter stopped", flush=True)
     return EXIT_OK
 
@@ -96,10 +92,11 @@ def add_exporter(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     exporter = sub.add_parser(
         "exporter",
         help="serve Prometheus metrics of every node (needs the extra 'exporter')",
-        description="Serve /metrics for Prometheus: per node whether it is up and healthy, "
-        "its loaded model and embedding model, and whether it is in the desired state the "
-        "nodes file declares. Each scrape sweeps the fleet, or reuses a sweep less than "
-        "--min-interval seconds old.",
+        description="Serve /metrics for Prometheus: per node whether TabbyAPI answers and is "
+        "healthy (and since when not), its loaded model and embedding model, and whether it "
+        "is in the desired state the nodes file declares. Each scrape sweeps the fleet, or "
+        "reuses a sweep less than --min-interval seconds old. /probe?target=NODE probes one "
+        "node, for Prometheus's multi-target pattern.",
     )
     exporter.add_argument(
         "--nodes", metavar="FILE", default=None, help=f"the nodes file (TOML; env {ENV_NODES})"
@@ -109,9 +106,9 @@ def add_exporter(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     exporter.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=DEFAULT_PORT,
-        help=f"the port to listen on (default {DEFAULT_PORT}; 0: any free port)",
+        help=f"the port to listen on, 1-65535 (default {DEFAULT_PORT}; 0: any free port)",
     )
     exporter.add_argument(
         "--min-interval",
@@ -125,7 +122,7 @@ def add_exporter(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=positive_seconds,
         default=5.0,
         metavar="SECONDS",
-        help="bound of each node's probes (default 5)",
+        help="bound of each node's probes (default 5; a /probe takes the scrape's timeout)",
     )
     exporter.add_argument(
         "--concurrency",

@@ -56,8 +56,9 @@ async def sweep(
     *,
     node_timeout: float,
     max_concurrency: int,
+    nodes: list[str] | None = None,
 ) -> FleetSnapshot:
-    """One sweep of every node of ``fleet`` (each bounded by ``node_timeout`` seconds)."""
+    """One sweep of ``nodes`` of ``fleet`` (default all), each within ``node_timeout`` seconds."""
     started = time.monotonic()
 
     async def look(name: str, client: AsyncTabbyClient) -> tuple[NodeStatus, StatePlan | None]:
@@ -66,15 +67,19 @@ async def sweep(
         return status, None if state is None else await _plan(client, state, status)
 
     result = await fleet.run(
-        look, timeout=node_timeout, max_concurrency=max_concurrency, operation="scrape"
+        look,
+        nodes=nodes,
+        timeout=node_timeout,
+        max_concurrency=max_concurrency,
+        operation="scrape",
     )
-    nodes = tuple(
+    swept = tuple(
         NodeSnapshot(r.node, None, r.error, r.elapsed)
         if r.value is None
         else NodeSnapshot(r.node, r.value[0], None, r.elapsed, r.value[1])
         for r in result
     )
-    return FleetSnapshot(nodes, time.monotonic() - started, started)
+    return FleetSnapshot(swept, time.monotonic() - started, started)
 
 
 class SweepCache:
