@@ -20,7 +20,14 @@ from ._checks import (
     check_trace_configs,
     normalise_base_url,
 )
-from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
+from ._defaults import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    USE_CLIENT_DEFAULT,
+    ClientDefaults,
+    RetriesArg,
+    TimeoutArg,
+    check_max_response_bytes,
+)
 from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
 from ._lora import AsyncLoraService
 from ._sampling import AsyncSamplingService
@@ -92,6 +99,14 @@ class AsyncTabbyClient:
     keeps its own trace configs: give them to that session, not here (both
     at once is an :class:`InvalidInputError`).
 
+    ``max_response_bytes`` (default 16 MiB, counted after decompression) is
+    the most the client reads of one answer: a JSON answer, an error body,
+    or one event of a load stream (which also has its own 1 MiB bound per
+    event; the stream as a whole may run as long as the load). Past it the
+    call raises :class:`~tabby_async.ResponseTooLargeError` and the
+    connection is closed, so a broken or hostile server cannot exhaust the
+    client's memory. ``None`` means no bound at all.
+
     Every argument is checked here, before anything is sent: a bad value
     raises :class:`InvalidInputError` naming it (and never showing a key or
     a header value).
@@ -126,6 +141,7 @@ class AsyncTabbyClient:
         ssl: _ssl.SSLContext | bool = True,
         connection_limit: int = 100,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         # Not given: from TABBY_URL / TABBY_API_KEY / TABBY_ADMIN_KEY.
         url, url_source = resolve_url(base_url)
@@ -142,6 +158,7 @@ class AsyncTabbyClient:
             check_max_retries(max_retries),
         )
         limit = check_connection_limit(connection_limit)
+        max_bytes = check_max_response_bytes(max_response_bytes)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidInputError("session", "must be an aiohttp.ClientSession")
         traces = check_trace_configs(trace_configs)
@@ -168,6 +185,7 @@ class AsyncTabbyClient:
             headers={"User-Agent": USER_AGENT, **check_headers(headers)},
             sessions=self._sessions,
             ssl=ssl,
+            max_response_bytes=max_bytes,
         )
         self._server = AsyncServerService(transport, self._defaults)
         defaults = self._defaults

@@ -13,15 +13,23 @@ from typing import Final, Literal
 
 from ._checks import check_max_retries
 from ._timeouts import Timeout, TimeoutLike, resolve_timeout
+from .errors import InvalidInputError
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "USE_CLIENT_DEFAULT",
     "CallKind",
     "ClientDefaults",
     "RetriesArg",
     "TimeoutArg",
     "UseClientDefault",
+    "check_max_response_bytes",
 ]
+
+#: The most bytes (after decompression) the client reads of one answer. The
+#: largest real answers are model lists: a folder costs about 100 bytes, so
+#: this holds well over a hundred thousand of them.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 16 << 20
 
 
 class UseClientDefault:
@@ -99,3 +107,14 @@ class ClientDefaults:
         if isinstance(value, UseClientDefault):
             return self.max_retries
         return check_max_retries(value)
+
+
+def check_max_response_bytes(value: object) -> int | None:
+    """A client's ``max_response_bytes``: a positive number of bytes, or None for no bound."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInputError(
+            "max_response_bytes", "must be a positive number of bytes, or None for no bound"
+        )
+    return value

@@ -6,6 +6,11 @@ asyncio failure becomes a :class:`~tabby_async.TabbyConnectionError` or
 :class:`~tabby_async.TabbyTimeoutError` (:func:`translate_exception`); a 2xx
 body of the wrong shape becomes a :class:`~tabby_async.ResponseDecodeError`
 (:func:`decode`). Nothing else in the SDK maps errors.
+
+Whatever a server's answer puts into an error passes a :class:`Redactor`
+first: a proxy's page, a debug endpoint or a plain-text 502 that echoes the
+request would otherwise carry the client's keys into ``err.body`` and
+``str(err)``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import html
 import http
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -26,9 +31,85 @@ from ._checks import redact_url
 from ._route import Route
 from ._timeouts import Timeout
 
-__all__ = ["decode", "kept_headers", "secs", "status_error", "translate_exception"]
+__all__ = [
+    "NO_SECRETS",
+    "REDACTED",
+    "Redactor",
+    "decode",
+    "kept_headers",
+    "secs",
+    "size_text",
+    "status_error",
+    "translate_exception",
+]
 
 T = TypeVar("T")
+_Err = TypeVar("_Err", bound=BaseException)
+
+#: What stands in for a secret found in a server's answer.
+REDACTED = "<redacted>"
+#: Deeper than this, a part of a decoded answer is dropped whole rather than
+#: walked (a JSON body nests at most about a thousand levels, past Python's
+#: recursion limit); no real error body comes close.
+_MAX_DEPTH = 64
+
+
+class Redactor:
+    """Replaces the client's own secrets in what a server's answer puts into an error.
+
+    Built from the keys (and, per call, the Hugging Face token); it never
+    shows them, not even in its repr.
+    """
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        # Longest first: a key that holds another as a part is replaced whole.
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secrets)"
+
+    def adding(self, secret: str | None) -> Redactor:
+        """This redactor with one more secret (itself when there is none to add)."""
+        if not secret or secret in self._secrets:
+            return self
+        return Redactor((*self._secrets, secret))
+
+    def text(self, text: str) -> str:
+        """``text`` with every secret replaced by :data:`REDACTED`."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """A decoded answer (or a part) with every string in it redacted, keys included."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, (dict, list, tuple)) and depth >= _MAX_DEPTH:
+            return REDACTED
+        if isinstance(value, dict):
+            return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, depth + 1) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.value(v, depth + 1) for v in value)
+        return value
+
+    def error(self, err: _Err) -> _Err:
+        """``err`` with its args and every attribute redacted, in place; returns it."""
+        if self._secrets:
+            for name, value in list(vars(err).items()):
+                setattr(err, name, self.value(value))
+            err.args = self.value(err.args)
+        return err
+
+
+#: The redactor of a client without keys.
+NO_SECRETS = Redactor()
 
 #: The server's texts that decide an error's class.
 _NOT_LOADED = {
@@ -66,14 +147,27 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def decode(route: Route[Any], decoder: msgspec.json.Decoder[T], data: bytes) -> T:
-    """Decode an answer; a body of the wrong shape is a ResponseDecodeError."""
+def decode(
+    route: Route[Any],
+    decoder: msgspec.json.Decoder[T],
+    data: bytes,
+    redact: Redactor = NO_SECRETS,
+) -> T:
+    """Decode an answer; a body of the wrong shape is a ResponseDecodeError.
+
+    msgspec's message may quote a value of the answer (an enum's), hence ``redact``.
+    """
     try:
         return decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise E.ResponseDecodeError(
-            f"{route.method} {route.path}: unexpected answer from the server: {exc}"
-        ) from None
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    # Raised outside the except: msgspec's error (which may quote the answer)
+    # must not be its context either.
+    raise redact.error(
+        E.ResponseDecodeError(
+            f"{route.method} {route.path}: unexpected answer from the server: {problem}"
+        )
+    )
 
 
 def status_error(
@@ -83,17 +177,23 @@ def status_error(
     *,
     has_admin_key: bool,
     headers: dict[str, str] | None = None,
+    redact: Redactor = NO_SECRETS,
 ) -> E.APIStatusError:
     """The typed error for an error answer, from its status and body.
 
     The message is the server's ``detail``. An answer not from TabbyAPI (a
     proxy's HTML page, other JSON, plain text, nothing) gets a short message:
-    an HTML page is summed up by its title and size, never pasted.
+    an HTML page is summed up by its title and size, never pasted. The body
+    and the kept headers are redacted before anything is cut from them, so
+    no part of a secret is left at a cut either.
     """
     try:
         body: Any = _detail_decoder.decode(data) if data else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         body = data.decode("utf-8", "replace")
+    body = redact.value(body)
+    if headers:
+        headers = redact.value(headers)
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, str):
         message = detail
@@ -103,7 +203,7 @@ def status_error(
         # download holds the HF token: the caller has its input anyway.
         body["detail"] = [_without_input(e) for e in detail]
     else:
-        message = _foreign_message(status, body, len(data), headers)
+        message = _foreign_message(status, body, len(data), headers, redact)
     kwargs: dict[str, Any] = {
         "status": status,
         "body": body,
@@ -154,7 +254,7 @@ def status_error(
     err = cls(message, **kwargs)
     for name, value in fields.items():
         setattr(err, name, value)
-    return err
+    return redact.error(err)  # the message too: an unescaped HTML title, say
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -162,7 +262,7 @@ _HTML_START = ("<!doctype html", "<html", "<head", "<body", "<center", "<h1")
 
 
 def _foreign_message(
-    status: int, body: Any, size: int, headers: Mapping[str, str] | None
+    status: int, body: Any, size: int, headers: Mapping[str, str] | None, redact: Redactor
 ) -> str:
     """A message for an error answer without TabbyAPI's ``detail``."""
     if isinstance(body, dict):
@@ -178,7 +278,7 @@ def _foreign_message(
     content_type = (headers or {}).get("Content-Type", "")
     if "html" in content_type.lower() or text[:20].lower().startswith(_HTML_START):
         match = _TITLE.search(text)
-        title = " ".join(html.unescape(match.group(1)).split())[:100] if match else ""
+        title = " ".join(redact.text(html.unescape(match.group(1))).split())[:100] if match else ""
         named = f" {title!r}" if title else ""
         return f"{reason}: an HTML page{named} ({size} bytes), not TabbyAPI's answer"
     return text[:500]
@@ -206,7 +306,11 @@ def _field_error(entry: object) -> str:
 
 
 def translate_exception(
-    exc: BaseException, route: Route[Any], timeout: Timeout, got_head: bool
+    exc: BaseException,
+    route: Route[Any],
+    timeout: Timeout,
+    got_head: bool,
+    redact: Redactor = NO_SECRETS,
 ) -> E.TabbyError | None:
     """The TabbyError for an aiohttp or asyncio failure; None to let it through.
 
@@ -215,9 +319,17 @@ def translate_exception(
     caught ``exc`` (or ``from None`` and clear its context) so that it is not
     chained either. ``exc`` itself is scrubbed: an aiohttp error that records
     the request loses the request's headers (the keys), in case the caller
-    keeps it anyway.
+    keeps it anyway. The message is redacted: aiohttp's parser errors quote
+    what the server sent.
     """
     _scrub(exc)
+    mapped = _translated(exc, route, timeout, got_head)
+    return None if mapped is None else redact.error(mapped)
+
+
+def _translated(
+    exc: BaseException, route: Route[Any], timeout: Timeout, got_head: bool
+) -> E.TabbyError | None:
     what = f"{route.method} {route.path}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return E.TabbyTimeoutError(
@@ -264,3 +376,8 @@ def _scrub(exc: BaseException) -> None:
 def secs(value: float | None) -> str:
     """Seconds for a message: ``30 s``, or ``(none)`` for no bound."""
     return "(none)" if value is None else f"{value:g} s"
+
+
+def size_text(limit: int) -> str:
+    """A byte count for a message: ``16 MiB``, or ``1000 bytes`` when not whole MiB."""
+    return f"{limit >> 20} MiB" if limit and limit % (1 << 20) == 0 else f"{limit} bytes"

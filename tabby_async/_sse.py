@@ -21,20 +21,26 @@ The parsing follows the SSE rules of the HTML standard:
   stream that is never re-requested has no use for ids or retry times;
 * whatever follows the last blank line when the body ends is dropped.
 
-A line, or an event's data, longer than :data:`MAX_LINE` bytes is a
-:class:`~tabby_async.StreamError`: a broken or hostile server cannot make
-the client buffer without bound. An unfinished line is kept as a list of
-pieces and joined once, so a long line costs time linear in its length.
+A line, or an event's data, longer than the cap (:data:`MAX_LINE` bytes, or
+the client's ``max_response_bytes`` if smaller) is a
+:class:`~tabby_async.ResponseTooLargeError` (a
+:class:`~tabby_async.StreamError`): a broken or hostile server cannot make
+the client buffer without bound, while the stream as a whole may run as long
+as the load does. An unfinished line is kept as a list of pieces and joined
+once, so a long line costs time linear in its length. What an error quotes
+from the body is redacted first.
 """
 
 from __future__ import annotations
 
 import collections
+import sys
 from typing import Protocol
 
 from aiohttp_sse_client.client import MessageEvent
 
-from .errors import StreamError
+from ._mapping import NO_SECRETS, Redactor, size_text
+from .errors import ResponseTooLargeError, StreamError
 
 __all__ = ["MAX_LINE", "EventParser", "EventReader", "MessageEvent"]
 
@@ -61,20 +67,27 @@ class EventParser:
         "_data",
         "_data_size",
         "_head",
+        "_max",
         "_origin",
         "_parts",
+        "_redact",
         "_size",
         "error",
         "events",
         "max_line",
     )
 
-    def __init__(self, origin: str = "", max_line: int = MAX_LINE) -> None:
+    def __init__(
+        self, origin: str = "", max_line: int | None = MAX_LINE, redact: Redactor = NO_SECRETS
+    ) -> None:
         #: Complete events, oldest first; the reader pops them.
         self.events: collections.deque[MessageEvent] = collections.deque()
         #: Set once the body cannot be parsed further.
         self.error: StreamError | None = None
+        #: The longest line and the largest event data, in bytes; None: no bound.
         self.max_line = max_line
+        self._max = sys.maxsize if max_line is None else max_line
+        self._redact = redact
         self._origin = origin
         self._parts: list[bytes] = []  # the unfinished line, in pieces
         self._size = 0  # bytes in _parts
@@ -108,7 +121,7 @@ class EventParser:
             and not self._data
             and chunk[:6] == _FRAME_HEAD
             and chunk[-4:] == _FRAME_END
-            and len(chunk) <= self.max_line
+            and len(chunk) <= self._max
         ):
             payload = chunk[6:-4]
             if b"\n" not in payload and b"\r" not in payload:
@@ -135,12 +148,12 @@ class EventParser:
         if tail:
             parts.append(tail)
             self._size += len(tail)
-            if self._size > self.max_line:
-                self._fail(f"an SSE line is longer than the {_size(self.max_line)} cap")
+            if self._size > self._max:
+                self._too_large("an SSE line is longer")
 
     def _line(self, line: bytes) -> None:
-        if len(line) > self.max_line:
-            self._fail(f"an SSE line is longer than the {_size(self.max_line)} cap")
+        if len(line) > self._max:
+            self._too_large("an SSE line is longer")
         elif not line:
             self._dispatch()
         elif line[:5] == b"data:":
@@ -153,8 +166,8 @@ class EventParser:
     def _add_data(self, value: bytes) -> None:
         self._data.append(value)
         self._data_size += len(value) + 1
-        if self._data_size > self.max_line:
-            self._fail(f"an SSE event is larger than the {_size(self.max_line)} cap")
+        if self._data_size > self._max:
+            self._too_large("an SSE event is larger")
 
     def _dispatch(self) -> None:
         data = self._data
@@ -168,20 +181,22 @@ class EventParser:
         except UnicodeDecodeError:
             text = None
         if text is None:
-            self._fail(f"an SSE event is not valid UTF-8: {raw[:80]!r}")
+            shown = self._redact.text(raw.decode("utf-8", "backslashreplace"))[:80]
+            self._fail(StreamError(f"an SSE event is not valid UTF-8: {shown!r}"))
             return
         self.events.append(
             MessageEvent(type=None, message="", data=text, origin=self._origin, last_event_id="")
         )
 
-    def _fail(self, problem: str) -> None:
-        self.error = StreamError(problem)
+    def _too_large(self, what: str) -> None:
+        error = ResponseTooLargeError(f"{what} than the {size_text(self._max)} cap")
+        error.limit = self._max
+        self._fail(error)
+
+    def _fail(self, error: StreamError) -> None:
+        self.error = error
         self._parts.clear()
         self._data.clear()
-
-
-def _size(limit: int) -> str:
-    return f"{limit // (1 << 20)} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
 
 
 class _Content(Protocol):
@@ -197,9 +212,15 @@ class EventReader:
 
     __slots__ = ("_content", "_events", "_parser")
 
-    def __init__(self, content: _Content, origin: str = "", max_line: int = MAX_LINE) -> None:
+    def __init__(
+        self,
+        content: _Content,
+        origin: str = "",
+        max_line: int | None = MAX_LINE,
+        redact: Redactor = NO_SECRETS,
+    ) -> None:
         self._content = content
-        self._parser = EventParser(origin, max_line)
+        self._parser = EventParser(origin, max_line, redact)
         self._events = self._parser.events
 
     async def next(self) -> MessageEvent | None:

@@ -29,6 +29,7 @@ import aiohttp
 import msgspec
 
 from . import errors as E
+from ._frames import event_decoder, event_reader, frame_error
 from ._mapping import translate_exception
 from ._otel import LoadTrace
 from ._route import Route
@@ -55,19 +56,6 @@ ProgressCallback = Callable[[ModelLoadResponse], Awaitable[None] | None]
 Reattach = Callable[[float], Awaitable[bool]]
 
 _Exc = TypeVar("_Exc", bound=BaseException)
-
-
-class _FrameError(msgspec.Struct, frozen=True):
-    message: str = "the server reported a failed load"
-    trace: Any = None
-
-
-class _ErrorFrame(msgspec.Struct, frozen=True):
-    error: _FrameError
-
-
-_event_decoder = msgspec.json.Decoder(ModelLoadResponse)
-_error_decoder = msgspec.json.Decoder(_ErrorFrame)
 
 
 def _keeps_polling(err: E.TabbyError) -> bool:
@@ -244,7 +232,13 @@ class LoadStream:
             not_a_stream = self._fail(E.StreamError(f"{self._route.path}: {problem}"))
             await self.aclose()
             raise not_a_stream
-        self._reader = EventReader(response.content, str(response.url.origin()))
+        transport = self._transport
+        self._reader = event_reader(
+            response.content,
+            str(response.url.origin()),
+            transport.max_response_bytes,
+            transport.redact,
+        )
 
     async def __anext__(self) -> ModelLoadResponse:
         reader = self._reader
@@ -265,7 +259,9 @@ class LoadStream:
         except E.TabbyError as err:
             failure = err
         except Exception as exc:
-            failure = translate_exception(exc, self._route, self._timeout, got_head=True)
+            failure = translate_exception(
+                exc, self._route, self._timeout, True, self._transport.redact
+            )
             if failure is None:
                 self._fail(exc)
                 await self.aclose()
@@ -284,11 +280,13 @@ class LoadStream:
                 return await self._recover(E.StreamError(f"{self._ended_early()}: {failure}"))
             raise self._fail(failure)
         try:
-            event = _event_decoder.decode(message.data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            bad_frame = self._fail(_frame_error(message.data))
+            event = event_decoder.decode(message.data)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            event = None  # raised below: msgspec's error must not be the context
+        if event is None:
+            bad_frame = self._fail(frame_error(message.data, self._transport.redact))
             await self.aclose()
-            raise bad_frame from None
+            raise bad_frame
         self.last_event = event
         self._events += 1
         trace = self._trace
@@ -420,15 +418,6 @@ def _not_a_stream(response: aiohttp.ClientResponse) -> str | None:
     if response.content_type != "text/event-stream":
         return f"expected an event stream, got {response.content_type!r}"
     return None
-
-
-def _frame_error(data: str) -> E.TabbyError:
-    """The error for a frame that is not a progress event: the server's failure, or junk."""
-    try:
-        failure = _error_decoder.decode(data).error
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return E.StreamError(f"unexpected frame in the load stream: {data[:200]!r}")
-    return E.LoadFailedError(failure.message, trace=failure.trace)
 
 
 async def follow(stream: LoadStream, on_progress: ProgressCallback | None) -> ModelLoadResponse:

@@ -6,6 +6,13 @@ answer left open); both take the same tries. It knows each route's key kind (api
 whether the route may be retried, and turns every aiohttp failure and every
 error status into a :class:`~tabby_async.TabbyError` (through the mapping
 functions of ``_mapping``, the one place that does).
+
+No answer is read without bound: a body is read whole at once only when its
+``Content-Length`` (uncompressed) is within ``max_response_bytes``; any
+other is read in chunks and counted after decompression, and the count
+passing the cap raises :class:`~tabby_async.ResponseTooLargeError` and
+closes the connection. An endless body or a gzip bomb costs at most about
+the cap in memory.
 """
 
 from __future__ import annotations
@@ -22,11 +29,20 @@ import msgspec
 from yarl import URL
 
 from . import errors as E
+from ._body import CONTENT_ENCODING, read_body
 from ._log import log_extra, logger
-from ._mapping import decode, kept_headers, secs, status_error, translate_exception
+from ._mapping import (
+    Redactor,
+    decode,
+    kept_headers,
+    secs,
+    status_error,
+    translate_exception,
+)
 from ._route import AuthKind, Route
 from ._session import Sessions
 from ._timeouts import Timeout
+from .types import DownloadRequest
 
 __all__ = ["RETRY_STATUSES", "Transport"]
 
@@ -53,10 +69,15 @@ class Transport:
         headers: Mapping[str, str],
         sessions: Sessions,
         ssl: Any,
+        max_response_bytes: int | None,
     ) -> None:
         self._base_url = base_url
         self.sessions = sessions
         self._ssl = ssl
+        #: The most bytes of one answer read (decompressed); None: no bound.
+        self.max_response_bytes = max_response_bytes
+        #: Takes the client's keys out of what an answer puts into an error.
+        self.redact = Redactor((api_key, admin_key))
         self._urls: dict[str, URL] = {}
         base = dict(headers)
         api: dict[str, str] = dict(base)
@@ -100,11 +121,12 @@ class Transport:
         A route without a decoder returns None (its answer is ``null``).
         """
         payload = msgspec.json.encode(body) if body is not None else None
+        redact = self._redactor(body)
         started = time.monotonic()
         try:
             # The first try is awaited here, not through send(): one coroutine
             # less on every resume of the hottest path.
-            _, data = await self._attempt(route, payload, timeout, None, True)
+            _, data = await self._attempt(route, payload, timeout, None, True, redact)
         except E.TabbyError as err:
             deadline = _deadline(timeout, started)
             delay = self._next_delay(route, err, 0, retries, deadline)
@@ -114,11 +136,13 @@ class Transport:
         else:
             delay = None
         if delay is not None:
-            _, data = await self._retry(route, payload, timeout, retries, True, deadline, delay)
+            _, data = await self._retry(
+                route, payload, timeout, retries, True, deadline, delay, redact
+            )
         decoder = route.decoder
         if decoder is None:
             return cast(T, None)
-        return decode(route, decoder, data)
+        return decode(route, decoder, data, redact)
 
     async def send(
         self,
@@ -139,15 +163,22 @@ class Transport:
         the caller, before anything is sent.
         """
         payload = msgspec.json.encode(body) if body is not None else None
+        redact = self._redactor(body)
         started = time.monotonic()
         try:
-            return await self._attempt(route, payload, timeout, None, read)
+            return await self._attempt(route, payload, timeout, None, read, redact)
         except E.TabbyError as err:
             deadline = _deadline(timeout, started)
             delay = self._next_delay(route, err, 0, retries, deadline)
             if delay is None:
                 raise
-        return await self._retry(route, payload, timeout, retries, read, deadline, delay)
+        return await self._retry(route, payload, timeout, retries, read, deadline, delay, redact)
+
+    def _redactor(self, body: msgspec.Struct | None) -> Redactor:
+        """The call's redactor: the keys, and the Hugging Face token a download carries."""
+        if isinstance(body, DownloadRequest):
+            return self.redact.adding(body.token)
+        return self.redact
 
     async def _retry(
         self,
@@ -158,6 +189,7 @@ class Transport:
         read: bool,
         deadline: float | None,
         delay: float,
+        redact: Redactor,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """The tries after a first one that failed, the first after ``delay`` seconds.
 
@@ -181,7 +213,7 @@ class Transport:
                 finally:
                     del late  # or it and this frame (its traceback) hold each other
             try:
-                return await self._attempt(route, payload, timeout, left, read)
+                return await self._attempt(route, payload, timeout, left, read, redact)
             except E.TabbyError as err:
                 next_delay = self._next_delay(route, err, attempt, retries, deadline)
                 if next_delay is None:
@@ -221,8 +253,10 @@ class Transport:
         timeout: Timeout,
         total_left: float | None,
         read: bool,
+        redact: Redactor,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         sessions = self.sessions
+        limit = self.max_response_bytes
         session = sessions.long() if route.long_running else sessions.control()
         started = time.monotonic()
         response: aiohttp.ClientResponse | None = None
@@ -240,19 +274,32 @@ class Transport:
             )
             status = response.status
             if status >= 300:
-                data = await response.read()
+                data = await read_body(response, limit, route)
                 if status not in route.ok_statuses or not _has_shape(route.answer_shape, data):
-                    raise self._status_error(route, response, data)
+                    raise self._status_error(route, response, data, redact)
+            elif not read:
+                data = b""
+            elif limit is None or (
+                # The hot path: a plain body of known size within the cap is read whole.
+                (length := response.content_length) is not None
+                and length <= limit
+                and CONTENT_ENCODING not in response.headers
+            ):
+                data = await response.read()
             else:
-                data = await response.read() if read else b""
+                data = await read_body(response, limit, route)
         except E.TabbyError:
             if response is not None:
-                response.release()
+                # Read to its end (an error answer): the connection may be reused.
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    response.close()
             raise
         except BaseException as exc:
             if response is not None:
                 response.close()
-            mapped = translate_exception(exc, route, timeout, response is not None)
+            mapped = translate_exception(exc, route, timeout, response is not None, redact)
             if mapped is None:
                 raise
         if mapped is not None:
@@ -302,7 +349,11 @@ class Transport:
         return backoff
 
     def _status_error(
-        self, route: Route[Any], response: aiohttp.ClientResponse, data: bytes
+        self,
+        route: Route[Any],
+        response: aiohttp.ClientResponse,
+        data: bytes,
+        redact: Redactor,
     ) -> E.APIStatusError:
         return status_error(
             response.status,
@@ -310,6 +361,7 @@ class Transport:
             route,
             has_admin_key=self._has_admin_key,
             headers=kept_headers(response.headers),
+            redact=redact,
         )
 
 

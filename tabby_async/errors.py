@@ -8,6 +8,7 @@
     ├── TabbyConnectionError            connection_error  unreachable, cut, not HTTP; .sent
     ├── TabbyTimeoutError               timeout           .kind: connect | read | total
     ├── ResponseDecodeError             decode_error      a 2xx body of the wrong shape
+    │   └── ResponseTooLargeError       response_too_large  over max_response_bytes; .limit
     ├── StreamError                     stream_error      the load stream ended early
     ├── LoadFailedError                 load_failed       the server's failed load; .trace
     ├── LoraLoadFailedError             lora_load_failed  adapters not applied; .success .failure
@@ -84,6 +85,7 @@ __all__ = [
     "PresetNotFoundError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "ServerError",
     "StateMismatchError",
     "StreamError",
@@ -98,8 +100,8 @@ __all__ = [
 
 #: Every error's stable ``code``.
 ErrorCode = Literal[
-    "tabby_error", "invalid_input", "client_state", "connection_error", "timeout",
-    "decode_error", "stream_error", "load_failed", "lora_load_failed", "no_template",
+    "tabby_error", "invalid_input", "client_state", "connection_error", "timeout", "decode_error",
+    "response_too_large", "stream_error", "load_failed", "lora_load_failed", "no_template",
     "http_error", "invalid_request", "not_found", "already_loaded", "authentication_error",
     "permission_error", "validation_error", "rate_limited", "server_error", "model_not_loaded",
     "ensure_mismatch", "verify_failed", "skipped", "cancelled", "fleet_error",
@@ -191,6 +193,14 @@ class StreamError(TabbyError):
     code: ClassVar[ErrorCode] = "stream_error"
 
 
+class ResponseTooLargeError(ResponseDecodeError, StreamError):
+    """An answer (or one load-stream event) over ``max_response_bytes``; a StreamError too."""
+
+    code: ClassVar[ErrorCode] = "response_too_large"
+    #: The cap that was passed, in bytes (counted after decompression).
+    limit: int = 0
+
+
 class LoadFailedError(TabbyError):
     """The server reported a failed load inside the progress stream."""
 
@@ -262,7 +272,6 @@ class AuthenticationError(APIStatusError):
     reason: KeyProblem = "unknown"
 
 
-
 class PermissionDeniedError(APIStatusError):
     """The route needs the admin key, and the client did not send a valid one.
 
@@ -274,7 +283,6 @@ class PermissionDeniedError(APIStatusError):
     code: ClassVar[ErrorCode] = "permission_error"
     #: Set from the server's answer when it says which.
     reason: KeyProblem = "unknown"
-
 
 
 class NotFoundError(APIStatusError):
@@ -368,7 +376,6 @@ class ModelNotLoadedError(APIStatusError):
     code: ClassVar[ErrorCode] = "model_not_loaded"
     #: Which model is not loaded, from the server's answer.
     kind: Literal["model", "embedding"] = "model"
-
 
 
 # --- desired state and fleets ----------------------------------------------------
