@@ -175,7 +175,21 @@ PLAN_COLUMNS: tuple[str, ...] = ("action", "loaded", "why")
 
 def plan_row(plan: LoadPlan) -> tuple[str, ...]:
     """An ensure plan as a table row: what it would do, what is loaded, and why."""
-    return (plan.action, card_text(plan.loaded), reasons_text(plan.reasons))
+    return (plan.action, card_text(plan.loaded), plan_why(plan))
+
+
+def plan_why(plan: LoadPlan) -> str:
+    """Why a plan does what it does, in a few words (its reasons, or what it cannot tell)."""
+    if plan.refused:
+        return "the server did not apply " + reasons_text(plan.refused)
+    why = reasons_text(plan.reasons)
+    if plan.verified or plan.loaded is None:
+        return why
+    shown = (
+        f"the card shows only {plan.loaded.id!r}, as any folder of that name would: "
+        "the server decides"
+    )
+    return f"{shown}; {why}" if why else shown
 
 
 #: The columns of :func:`ensure_row`.

@@ -12,7 +12,7 @@ import aiohttp
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from .._desired import EnsureResult
+from .._desired import EnsureResult, check_reachable
 from .._resource import build_request
 from .._state import DesiredState, StatePlan, StateResult
 from ..errors import InvalidInputError
@@ -421,6 +421,7 @@ class TabbyFleet:
             target = request
         else:
             target = build_request(ModelLoadRequest, request, fields)
+            check_reachable(target)  # once, before any node is touched
         return await rollout_on_fleet(
             self._runner,
             target,

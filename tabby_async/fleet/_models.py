@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from .._desired import LoadPlan
+from .._desired import LoadPlan, check_reachable
 from .._resource import build_request
 from ..types import (
     DownloadRequest,
@@ -214,6 +214,7 @@ class FleetModels:
         Loads nothing: one ``GET /v1/model`` per node and a comparison.
         """
         body = build_request(ModelLoadRequest, request, fields)
+        check_reachable(body)  # once, before any node is asked
         options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(lambda c, _t: c.models.plan_load(body), "plan", options)
 
@@ -246,6 +247,7 @@ class FleetModels:
         for the ensure).
         """
         body = build_request(ModelLoadRequest, request, fields)
+        check_reachable(body)  # once, before any node is asked
         return await ensure_on_fleet(
             self._runner,
             body,
