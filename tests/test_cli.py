@@ -317,6 +317,19 @@ async def test_load_of_the_loaded_model_says_new_parameters_are_ignored(
     assert card.parameters is not None and card.parameters.max_seq_len == 1024
 
 
+async def test_load_with_vision_of_a_model_without_it_warns(
+    env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = await run(capsys, "models", "load", "alpha", "--vision")
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        "warning: the server loaded 'alpha' without vision, though --vision was given "
+        "(the model has no vision component)"
+    ]
+    json_output = await run(capsys, "models", "load", "beta", "--vision", "--json")
+    assert (json_output.code, json_output.err) == (0, "")  # beta has a vision component
+
+
 async def test_the_loaded_note_knows_a_nested_name(
     env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

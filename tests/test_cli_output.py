@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tabby_async import errors as E
-from tabby_async.cli import _fleet_output, _output, common
+from tabby_async.cli import _fleet_output, _format, _output, common
 from tabby_async.fleet import NodeResult
 from tabby_async.types import ModelLoadResponse
 
@@ -69,6 +69,48 @@ def test_rich_views_show_control_characters_as_escapes(
     assert "\x1b" not in out
     assert "\\x1b]52" in out
     assert "[bold]" in out  # shown, not read as rich markup
+
+
+@pytest.mark.parametrize(
+    ("sdk", "cli"),
+    [
+        (
+            "m was already loaded: the server ignored this load's parameters "
+            "(unload first, or use reload=True or ensure_loaded)",
+            "m was already loaded: the server ignored this load's parameters "
+            "(unload first, or use `tabby-async fleet ensure`, which reloads when they differ)",
+        ),
+        (
+            "n2: cancelled because n1 failed (fail_fast)",
+            "n2: cancelled because n1 failed (--fail-fast)",
+        ),
+        (
+            "n4: not touched: the rollout halted after 1 failure (max_failures=0)",
+            "n4: not touched: the rollout halted after 1 failure (--max-failures 0)",
+        ),
+        ("nothing of the SDK's API here", "nothing of the SDK's API here"),
+    ],
+)
+def test_cli_words(sdk: str, cli: str) -> None:
+    assert _format.cli_words(sdk) == cli
+
+
+def test_sdk_warnings_are_lines_naming_the_node(capsys: pytest.CaptureFixture[str]) -> None:
+    from tabby_async._log import NODE, logger
+
+    with _output.sdk_warnings():
+        logger.warning("%s: degraded", "n1")  # already names its node
+        token = NODE.set("n2")
+        try:
+            logger.warning("m was already loaded (use reload=True or ensure_loaded)")
+            logger.info("not shown")
+        finally:
+            NODE.reset(token)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: n1: degraded",
+        "warning: n2: m was already loaded "
+        "(use `tabby-async fleet ensure`, which reloads when they differ)",
+    ]
 
 
 # --- failures as JSON --------------------------------------------------------------------

@@ -36,8 +36,8 @@ from tabby_async import (
 from tabby_async.cli._fleet_output import (
     PROBLEMS_LIMIT,
     STATUS_COLUMNS,
-    results_json,
     fleet_table,
+    results_json,
     state_plan_text,
     state_row,
     table_rows,
@@ -184,6 +184,49 @@ async def test_load_reports_each_node_and_fails_when_one_fails(
     document = json.loads(failing.out)
     assert {n["status"] for n in document["nodes"]} == {"load_failed"}
     assert document["nodes"][0]["error"] == {"code": "load_failed", "message": "CUDA OOM"}
+
+
+async def test_a_load_of_the_loaded_model_warns_naming_the_node_in_the_cli_words(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes.servers["n1"].preload("m", max_seq_len=2048)
+    result = await run(
+        capsys,
+        "fleet",
+        "load",
+        "--nodes",
+        nodes.path,
+        "--only",
+        "n0,n1",
+        "m",
+        "--max-seq-len",
+        "4096",
+    )
+    assert result.code == 0, result.out + result.err
+    assert result.err.splitlines() == [
+        "warning: n1: m was already loaded: the server ignored this load's parameters "
+        "(unload first, or use `tabby-async fleet ensure`, which reloads when they differ)"
+    ]
+
+
+async def test_fleet_load_with_vision_warns_for_each_node_that_loaded_without_it(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for server in nodes.servers.values():
+        server.add_model(EmulatedModel("seeing", modules=2, vision_modules=1))
+    blind = await run(
+        capsys, "fleet", "load", "--nodes", nodes.path, "--only", "n0,n2", "m", "--vision"
+    )
+    assert blind.code == 0, blind.out + blind.err
+    assert sorted(blind.err.splitlines()) == [
+        f"warning: {node}: the server loaded 'm' without vision, though --vision was given "
+        "(the model has no vision component)"
+        for node in ("n0", "n2")
+    ]
+    seeing = await run(
+        capsys, "fleet", "load", "--nodes", nodes.path, "--only", "n0", "seeing", "--vision"
+    )
+    assert (seeing.code, seeing.err) == (0, "")
 
 
 async def test_ensure_prints_the_plan_then_acts(
@@ -404,8 +447,17 @@ TABLES: list[tuple[list[NodeResult[Any]], list[str], list[list[str]]]] = [
         ["node", "result", "time", *STATUS_COLUMNS],
         [
             ["a", "ok", "0.50s", "healthy", "admin", "m", "2048", "-", ""],
-            ["b", "ok", "1.00s", "unhealthy (1 issues), last: hot", "admin", "-", "-", "-",
-             "permission: authentication_error"],
+            [
+                "b",
+                "ok",
+                "1.00s",
+                "unhealthy (1 issues), last: hot",
+                "admin",
+                "-",
+                "-",
+                "-",
+                "permission: authentication_error",
+            ],
             ["c", "connection_error", "0.25s", "-", "-", "-", "-", "-", "connection refused"],
         ],
     ),
@@ -554,7 +606,10 @@ async def test_apply_without_a_declared_state_is_a_usage_error(
 ) -> None:
     result = await run(capsys, "fleet", "apply", "--nodes", nodes.path)
     assert result.code == 2
-    assert "no chosen node declares a desired state" in result.err
+    assert result.err.splitlines() == [
+        "error: no chosen node declares a desired state: declare it in the nodes file "
+        "([desired], or desired in a node's table)"
+    ]
     assert _posts(nodes) == 0
     bad = tmp_path / "bad.toml"
     bad.write_text('[desired]\nmodel = { max_seq_len = 4096 }\n[[nodes]]\nurl = "http://h:1"\n')

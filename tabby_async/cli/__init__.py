@@ -78,7 +78,7 @@ from typing import TypeVar
 
 from .. import errors as E
 from .._version import __version__
-from ._output import visible_output
+from ._output import sdk_warnings, visible_output
 from .common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -244,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``tabby-async`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
 
     Everything it prints shows control characters as escapes (a server's
-    text may hold terminal controls). With ``--json`` a failure is also a
+    text may hold terminal controls), and the SDK's warnings are
+    ``warning: ...`` lines on stderr. With ``--json`` a failure is also a
     JSON document on stdout (see :func:`~tabby_async.cli.common.error_document`).
     """
-    with visible_output():
+    with visible_output(), sdk_warnings():
         return _run(sys.argv[1:] if argv is None else argv)
 
 

@@ -27,6 +27,7 @@ from ._format import (
     ENSURE_COLUMNS,
     PLAN_COLUMNS,
     cell,
+    cli_words,
     ensure_row,
     format_table,
     plan_row,
@@ -102,7 +103,7 @@ def state_plan_text(plans: Iterable[NodeResult[StatePlan]], unmanaged: Sequence[
     unchecked: list[str] = []
     for r in plans:
         if r.value is None:
-            lines.append(f"{r.node}: cannot plan: {r.status}: {r.error}")
+            lines.append(f"{r.node}: cannot plan: {r.status}: {cli_words(str(r.error))}")
             continue
         unchecked += r.value.unchecked
         changing = [p for p in r.value.parts if p.changes]
@@ -165,7 +166,7 @@ def table_rows(results: Sequence[NodeResult[Any]]) -> tuple[list[str], list[list
     rows: list[list[str]] = []
     for r in results:
         if r.error is not None:
-            cells: Sequence[str] = ["-"] * (len(columns) - 1) + [str(r.error)]
+            cells: Sequence[str] = ["-"] * (len(columns) - 1) + [cli_words(str(r.error))]
         else:
             cells = row_of(r.value)
         rows.append([r.node, r.status, f"{r.elapsed:.2f}s", *(cell(c, CELL_LIMIT) for c in cells)])
@@ -221,7 +222,9 @@ class PlainView(View):
         self._done += 1
         if not self._per_node:
             return
-        detail = str(result.error) if result.error is not None else value_text(result.value)
+        detail = (
+            cli_words(str(result.error)) if result.error is not None else value_text(result.value)
+        )
         out = self._out()
         out.write(
             f"[{self._done:>{self._width}}/{self._total}] {result.node}  {result.status}  "

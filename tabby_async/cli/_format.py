@@ -32,11 +32,14 @@ from ..types import (
 
 __all__ = [
     "CELL_LIMIT",
+    "CLI_WORDS",
     "ENSURE_COLUMNS",
+    "NO_VISION_WARNING",
     "PLAN_COLUMNS",
     "card_fields",
     "card_text",
     "cell",
+    "cli_words",
     "ensure_row",
     "format_fields",
     "format_table",
@@ -44,6 +47,7 @@ __all__ = [
     "plan_row",
     "props_fields",
     "value_text",
+    "vision_refused",
 ]
 
 #: The longest text of one table cell; an error message or a server's note can be long.
@@ -200,6 +204,43 @@ def ensure_row(result: EnsureResult) -> tuple[str, ...]:
     """An ensure result as a table row: what was done, the model loaded now, and why."""
     card = result.card if result.card is not None else result.plan.loaded
     return (result.action, card_text(card), reasons_text(result.reasons) or "as requested")
+
+
+def vision_refused(card: ModelCard | None) -> bool:
+    """True when a load that asked for vision left a card that says ``use_vision: false``.
+
+    The server loads a model without a vision component all the same, without
+    vision and without a word: the CLI says so (:data:`NO_VISION_WARNING`).
+    """
+    return card is not None and card.parameters is not None and card.parameters.use_vision is False
+
+
+#: The warning for a load with ``--vision`` that the server did without vision.
+NO_VISION_WARNING = (
+    "warning: {where}the server loaded {name!r} without vision, though --vision was given "
+    "(the model has no vision component)"
+)
+
+
+# --- the CLI's words ----------------------------------------------------------------------
+
+#: The SDK's words for its own API in the texts it gives (warnings, node
+#: errors, summaries), and what the CLI says instead: its flags and commands.
+CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (
+        "use reload=True or ensure_loaded",
+        "use `tabby-async fleet ensure`, which reloads when they differ",
+    ),
+    ("(fail_fast)", "(--fail-fast)"),
+    ("max_failures=", "--max-failures "),
+)
+
+
+def cli_words(text: str) -> str:
+    """``text`` (from the SDK) with its Python parameters named as the CLI's flags and commands."""
+    for sdk, cli in CLI_WORDS:
+        text = text.replace(sdk, cli)
+    return text
 
 
 # --- any value --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ load options are the same as the fleet commands'.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,7 +24,14 @@ from ..types import (
     ModelLoadResponse,
 )
 from ._commands import group, leaf, show, show_listing
-from ._format import card_fields, format_fields, model_list_text, props_fields
+from ._format import (
+    NO_VISION_WARNING,
+    card_fields,
+    format_fields,
+    model_list_text,
+    props_fields,
+    vision_refused,
+)
 from ._load_options import (
     add_download_options,
     add_load_options,
@@ -177,6 +185,9 @@ async def _load(args: argparse.Namespace) -> int:
                 flush=True,
             )
         final, seconds = await load_with_progress(client, request, json_output=args.json)
+        if request.vision and vision_refused(await _loaded(client.models.get)):
+            warning = NO_VISION_WARNING.format(where="", name=request.model_name)
+            print(warning, file=sys.stderr, flush=True)
     if args.json:
         print_json(final)
         return EXIT_OK

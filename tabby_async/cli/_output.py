@@ -18,6 +18,7 @@ already safe: :func:`print_json` writes control characters as JSON escapes
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -26,8 +27,17 @@ from typing import Any, TextIO, cast
 import msgspec
 
 from .. import errors as E
+from .._log import NODE, logger
+from ._format import cli_words
 
-__all__ = ["json_text", "print_json", "terminal_stream", "visible", "visible_output"]
+__all__ = [
+    "json_text",
+    "print_json",
+    "sdk_warnings",
+    "terminal_stream",
+    "visible",
+    "visible_output",
+]
 
 #: C0 controls but the newline, DEL, and C1 controls: what a terminal may act on.
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -75,6 +85,38 @@ def visible_output() -> Iterator[None]:
         yield
     finally:
         sys.stdout, sys.stderr = out, err
+
+
+class _WarningLines(logging.Handler):
+    """The SDK's warnings as ``warning: NODE: message`` lines on stderr, in the CLI's words."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(cli_words(record.getMessage()).split())
+            # A record logged inside a fleet operation knows its node; the
+            # handler runs in the logging task, so the context var does too.
+            node = getattr(record, "tabby_node", None) or NODE.get()
+            if node and not message.startswith(f"{node}: "):
+                message = f"{node}: {message}"
+            sys.stderr.write(f"warning: {message}\n")
+            sys.stderr.flush()
+        except Exception:  # a broken stream must not fail the command
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def sdk_warnings() -> Iterator[None]:
+    """While the block runs, the SDK's warnings are ``warning: ...`` lines on stderr.
+
+    Each names its fleet node, if any, and the CLI's flags and commands
+    instead of the SDK's parameters (:func:`~tabby_async.cli._format.cli_words`).
+    """
+    handler = _WarningLines(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def terminal_stream(*, stderr: bool = False) -> TextIO:

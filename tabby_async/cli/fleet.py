@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .. import errors as E
 from .._desired import LoadPlan, unchecked_note, unreported_fields
 from .._state import StatePlan
 from .._words import counted
@@ -47,6 +48,7 @@ from ..fleet import (
 from ..fleet._ensure import PlanReport
 from ._args import name_list, non_negative_int, positive_int, positive_seconds
 from ._fleet_output import fleet_table, make_view, print_table, results_json, state_plan_text
+from ._format import NO_VISION_WARNING, cli_words, vision_refused
 from ._load_options import add_load_options, build_load_request
 from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, print_json
 
@@ -118,12 +120,25 @@ async def _load(args: argparse.Namespace) -> int:
                 on_progress=view.event,
                 on_result=view.done,
             )
+        if request.vision and result.succeeded:
+            await _warn_without_vision(
+                fleet, request.model_name, [r.node for r in result.succeeded]
+            )
     if args.json:
         print_json({"operation": "load", "nodes": results_json(result)})
     else:
         print_table(result)
-        print(result.summary())
+        print(cli_words(result.summary()))
     return _exit_code(not result.ok)
+
+
+async def _warn_without_vision(fleet: TabbyFleet, name: str, loaded: list[str]) -> None:
+    """A warning line per node whose card says ``use_vision: false`` after a ``--vision`` load."""
+    cards = await fleet.models.get(nodes=loaded)
+    for r in cards:
+        if vision_refused(r.value):
+            where = f"{r.node}: "
+            print(NO_VISION_WARNING.format(where=where, name=name), file=sys.stderr, flush=True)
 
 
 def _plan_text(plans: FleetResult[LoadPlan]) -> str:
@@ -182,7 +197,7 @@ async def _plan_then_act(
     else:
         if report.results is not None:
             print_table(report.results)
-        print(report.summary())
+        print(cli_words(report.summary()))
     return _exit_code(not report.ok)
 
 
@@ -202,9 +217,19 @@ async def _apply(args: argparse.Namespace) -> int:
         chosen = args.only or fleet.nodes
         return state_plan_text(plans, [n for n in chosen if n not in fleet.desired])
 
-    return await _plan_then_act(
-        args, "apply", "apply", plan_text, lambda fleet, options: fleet.ensure(**options)
-    )
+    try:
+        return await _plan_then_act(
+            args, "apply", "apply", plan_text, lambda fleet, options: fleet.ensure(**options)
+        )
+    except E.InvalidInputError as exc:
+        if exc.field != "state":
+            raise
+        # The SDK's message names its own API (fleet.ensure(state)); say the CLI's way.
+        raise CliError(
+            "no chosen node declares a desired state: declare it in the nodes file "
+            "([desired], or desired in a node's table)",
+            EXIT_USAGE,
+        ) from None
 
 
 async def _rollout(args: argparse.Namespace) -> int:
@@ -247,7 +272,7 @@ async def _rollout(args: argparse.Namespace) -> int:
         )
     else:
         print_table(report.results)
-        print(report.summary())
+        print(cli_words(report.summary()))
     return _exit_code(not report.ok)
 
 
