@@ -145,3 +145,30 @@ async def test_a_context_above_the_cache_is_refused_before_anything_is_sent(
     assert "max_seq_len" in applied.err
     assert len(applied.err.strip().splitlines()) == 1
     assert node.requests == []
+
+
+async def test_cache_mode_and_the_models_own_context_as_the_server_reads_them(
+    node: TabbyEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = nodes_file(tmp_path, node)
+    node.preload("novision", cache_mode="q4")  # an FP16 cache, whatever it looks like
+    node.reset_requests()
+    dry = await run_cli(
+        capsys, "fleet", "ensure", "--nodes", path, "novision", "--cache-mode", "Q4", "--dry-run"
+    )
+    assert dry.code == 0, dry.err
+    assert "plan: 1 reload" in dry.out
+    assert "cache_mode: wanted 'Q4', loaded 'q4'" in dry.out
+
+    same = await run_cli(
+        capsys, "fleet", "ensure", "--nodes", path, "novision", "--cache-mode", "FP16"
+    )
+    assert same.code == 0, same.err
+    assert writes(node) == []  # q4 is read as FP16: nothing to do
+
+    own = await run_cli(
+        capsys, "fleet", "ensure", "--nodes", path, "novision", "--max-seq-len", "-1"
+    )
+    assert own.code == 0, own.err
+    assert "max_seq_len" in own.out  # named as not compared
+    assert writes(node) == []
