@@ -214,6 +214,10 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
                 r'^tabby_desired_state_info\{action="load",node="gpu-01"\} 1.0$',
             ],
         ),
+        (
+            "exporter_app(collector)",
+            [r'^probe: tabby_up\{node="gpu-01"\} 1.0$', r"^unknown path: 404$"],
+        ),
     ],
     "guides/admin-areas.md": [
         (
