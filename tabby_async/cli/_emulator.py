@@ -24,7 +24,7 @@ from .common import EXIT_OK, EXIT_USAGE, CliError
 if TYPE_CHECKING:
     from ..testing import EmulatedModel, TabbyEmulator
 
-__all__ = ["register"]
+__all__ = ["register", "stop_on_signals"]
 
 
 # --- tabby-async emulator -------------------------------------------------------------
@@ -45,7 +45,7 @@ def _build_models(names: list[str], modules: int, delay: float) -> list[Emulated
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     """Ctrl-C and SIGTERM set ``stop`` instead of raising (where the loop allows)."""
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -91,7 +91,7 @@ async def _emulator(args: argparse.Namespace) -> int:
 
     try:
         # Ctrl-C cancels instead where signal handlers cannot be installed.
-        with _stop_on_signals(stop), contextlib.suppress(asyncio.CancelledError):
+        with stop_on_signals(stop), contextlib.suppress(asyncio.CancelledError):
             await serve_forever(server, ready=ready, stop=stop)
     except OSError as exc:
         if serving:

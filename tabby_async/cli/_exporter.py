@@ -17,7 +17,7 @@ import asyncio
 import os
 
 from ._args import non_negative_seconds, positive_int, positive_seconds
-from ._emulator import _stop_on_signals
+from ._emulator import stop_on_signals
 from .common import EXIT_OK, EXIT_USAGE, CliError
 from .fleet import ENV_NODES
 
@@ -79,7 +79,7 @@ async def _exporter(args: argparse.Namespace) -> int:
                 flush=True,
             )
             stop = asyncio.Event()
-            with _stop_on_signals(stop):
+            with stop_on_signals(stop):
                 await stop.wait()
         finally:
             await runner.cleanup()

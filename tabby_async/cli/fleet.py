@@ -7,7 +7,7 @@
     tabby-async fleet ensure  --nodes nodes.toml NAME [--max-seq-len N ...] [--dry-run]
     tabby-async fleet rollout --nodes nodes.toml NAME [--batch-size 4 --max-failures 1]
     tabby-async fleet apply   --nodes nodes.toml [--dry-run]
-    tabby-async fleet exporter --nodes nodes.toml [--host 127.0.0.1 --port 9464]
+    tabby-async fleet exporter --nodes nodes.toml [--host 127.0.0.1 --port 10157]
 
 The nodes file is described in :func:`tabby_async.fleet.read_nodes_toml`
 (keys come from the environment variables it names). ``apply`` brings each
