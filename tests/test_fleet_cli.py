@@ -404,6 +404,50 @@ async def test_ctrl_c_closes_every_stream_and_the_loads_go_on(nodes: Nodes) -> N
     assert all(s.loaded == "slow" for s in servers)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+async def test_ctrl_c_during_a_rollout_says_which_nodes_changed(nodes: Nodes) -> None:
+    servers = list(nodes.servers.values())
+    for i, server in enumerate(servers):  # n0 and n1 load at once; n2 and n3 take long
+        server.add_model(
+            EmulatedModel("x", modules=40 if i >= 2 else 2, delay=0.05 if i >= 2 else 0)
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TABBY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tabby_async", "fleet", "rollout", "--nodes", nodes.path),
+        *("x", "--batch-size", "2", "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    for _ in range(400):  # until the second batch loads (a hang guard, not a timing check)
+        if servers[2].is_loading and servers[3].is_loading:
+            break
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130, err.decode()
+    assert err.decode().strip().splitlines() == [
+        "the rollout was interrupted:",
+        "  already changed: n0, n1",
+        "  already as requested (not changed): -",
+        "  failed: -",
+        "  in progress (a load under way may still finish on its own): n2, n3",
+        "  not touched: n4",
+        "",
+        "interrupted: stopped following the loads; nodes that had started one may still "
+        "finish it (check with `tabby-async fleet status`)",
+    ]
+    error = json.loads(out)["error"]
+    assert error["code"] == "interrupted"
+    assert (error["changed"], error["in_progress"], error["not_touched"]) == (
+        ["n0", "n1"],
+        ["n2", "n3"],
+        ["n4"],
+    )
+    assert servers[4].count("POST", "/v1/model/load") == 0
+
+
 async def test_rollout_no_check_skips_the_check(
     nodes: Nodes, capsys: pytest.CaptureFixture[str]
 ) -> None:

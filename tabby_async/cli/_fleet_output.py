@@ -45,6 +45,7 @@ __all__ = [
     "STATUS_COLUMNS",
     "FleetView",
     "PlainView",
+    "RolloutTracker",
     "fleet_table",
     "make_view",
     "part_line",
@@ -248,6 +249,59 @@ def make_view(args: argparse.Namespace, total: int, title: str, *, per_node: boo
     if json_output:
         return NullView()  # stdout is kept for the document
     return PlainView(total, per_node=per_node)
+
+
+# --- an interrupted rollout -----------------------------------------------------------
+
+
+class RolloutTracker:
+    """Which nodes a rollout has changed, is working on, and has not touched yet.
+
+    Fed with the rollout's results (:meth:`done`: a batch's, once it is over);
+    a rollout takes its nodes in order, ``batch_size`` at a time, so the nodes
+    after those with a result, one batch of them, are the batch under way.
+    What Ctrl-C must tell: :meth:`groups` and :meth:`text`.
+    """
+
+    def __init__(self, order: Sequence[str], batch_size: int) -> None:
+        self._order = list(dict.fromkeys(order))
+        self._batch_size = batch_size
+        self._results: dict[str, NodeResult[Any]] = {}
+
+    def done(self, result: NodeResult[Any]) -> None:
+        """A node's final result."""
+        self._results[result.node] = result
+
+    def groups(self) -> dict[str, list[str]]:
+        """The nodes by what happened to them (changed, unchanged, failed, in progress...)."""
+        found: dict[str, list[str]] = {"changed": [], "unchanged": [], "failed": []}
+        for node in self._order:
+            r = self._results.get(node)
+            if r is None:
+                continue
+            if r.error is not None:
+                found["failed"].append(node)
+            else:
+                found["changed" if getattr(r.value, "changed", True) else "unchanged"].append(node)
+        rest = [node for node in self._order if node not in self._results]
+        found["in_progress"] = rest[: self._batch_size]
+        found["not_touched"] = rest[self._batch_size :]
+        return found
+
+    def text(self) -> str:
+        """What the rollout had done when it was interrupted, one line per kind of node."""
+        labels = {
+            "changed": "already changed",
+            "unchanged": "already as requested (not changed)",
+            "failed": "failed",
+            "in_progress": "in progress (a load under way may still finish on its own)",
+            "not_touched": "not touched",
+        }
+        lines = ["the rollout was interrupted:"]
+        lines += [
+            f"  {labels[kind]}: {', '.join(nodes) or '-'}" for kind, nodes in self.groups().items()
+        ]
+        return "\n".join(lines)
 
 
 # --- output -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ usage error (such as a nodes file that declares no desired state).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -41,20 +42,29 @@ from ..fleet import (
     FleetOptions,
     FleetResult,
     FleetStateReport,
+    NodeResult,
     NodeStatus,
     RolloutReport,
     TabbyFleet,
 )
 from ..fleet._ensure import PlanReport
-from ._args import name_list, non_negative_int, positive_int, positive_seconds
-from ._fleet_output import fleet_table, make_view, print_table, results_json, state_plan_text
+from ..types import ModelLoadRequest
+from ._args import non_negative_int, positive_int
+from ._fleet_args import ENV_NODES, add_load_flags, add_load_timeout, fleet_options
+from ._fleet_output import (
+    RolloutTracker,
+    fleet_table,
+    make_view,
+    print_table,
+    results_json,
+    state_plan_text,
+)
 from ._format import NO_VISION_WARNING, cli_words, vision_refused
-from ._load_options import add_load_options, build_load_request
+from ._load_options import build_load_request
 from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, print_json
 
-__all__ = ["main", "register"]
+__all__ = ["ENV_NODES", "main", "register"]
 
-ENV_NODES = "TABBY_FLEET_NODES"
 #: What Ctrl-C prints for the load commands (closing a stream does not stop a load).
 INTERRUPT_NOTE = (
     "stopped following the loads; nodes that had started one may still finish it "
@@ -232,32 +242,55 @@ async def _apply(args: argparse.Namespace) -> int:
         ) from None
 
 
+async def _roll_out(
+    args: argparse.Namespace,
+    fleet: TabbyFleet,
+    request: ModelLoadRequest,
+    nodes: list[str] | None,
+    total: int,
+    tracker: RolloutTracker,
+) -> RolloutReport:
+    """The rollout itself, with its live view; ``tracker`` sees every node's result."""
+    started = time.monotonic()
+    with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
+
+        def on_batch(index: int, batch: FleetResult[Any]) -> None:
+            view.note(
+                f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
+                f"({time.monotonic() - started:.1f} s)"
+            )
+
+        def on_result(result: NodeResult[Any]) -> None:
+            tracker.done(result)
+            view.done(result)
+
+        note = unchecked_note(unreported_fields(request))
+        if note:
+            view.note(note)
+        return await fleet.rollout(
+            request,
+            nodes=nodes,
+            batch_size=args.batch_size,
+            max_failures=args.max_failures,
+            check=not args.no_check,
+            on_progress=view.event,
+            on_result=on_result,
+            on_batch=on_batch,
+        )
+
+
 async def _rollout(args: argparse.Namespace) -> int:
     request = build_load_request(args)
     async with _fleet_from_args(args) as fleet:
         nodes, total = _node_count(args, fleet)
-        started = time.monotonic()
-        with make_view(args, total, f"rollout {request.model_name}", per_node=True) as view:
-
-            def on_batch(index: int, batch: FleetResult[Any]) -> None:
-                view.note(
-                    f"batch {index + 1}: {len(batch.succeeded)} ok, {len(batch.failed)} failed "
-                    f"({time.monotonic() - started:.1f} s)"
-                )
-
-            note = unchecked_note(unreported_fields(request))
-            if note:
-                view.note(note)
-            report: RolloutReport = await fleet.rollout(
-                request,
-                nodes=nodes,
-                batch_size=args.batch_size,
-                max_failures=args.max_failures,
-                check=not args.no_check,
-                on_progress=view.event,
-                on_result=view.done,
-                on_batch=on_batch,
-            )
+        tracker = RolloutTracker(nodes or fleet.nodes, args.batch_size)
+        try:
+            report = await _roll_out(args, fleet, request, nodes, total, tracker)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C: say where the rollout stood (the view is stopped by now).
+            print(tracker.text(), file=sys.stderr, flush=True)
+            args.interrupt_details = tracker.groups()  # into the --json error document
+            raise
     if args.json:
         print_json(
             {
@@ -279,64 +312,6 @@ async def _rollout(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------
 
 
-def _fleet_options() -> argparse.ArgumentParser:
-    """Options every fleet command takes (defaults suppressed where the top level has them)."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("fleet")
-    group.add_argument(
-        "--nodes",
-        metavar="FILE",
-        default=None,
-        help=f"the nodes file (TOML; env {ENV_NODES})",
-    )
-    group.add_argument(
-        "--only",
-        type=name_list,
-        metavar="NAME,NAME",
-        default=None,
-        help="run on these nodes of the file only",
-    )
-    group.add_argument(
-        "--concurrency",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="nodes worked on at once (default: the file's [fleet] max_concurrency, or 64)",
-    )
-    group.add_argument(
-        "--node-timeout",
-        type=positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="bound of each node's control calls (default 60)",
-    )
-    group.add_argument(
-        "--plain", action="store_true", help="plain lines even on a terminal (no live bars)"
-    )
-    parent.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print one JSON document with every node's result instead of a table",
-    )
-    return parent
-
-
-def _add_load_flags(parser: argparse.ArgumentParser) -> None:
-    add_load_options(parser)
-    _add_load_timeout(parser)
-
-
-def _add_load_timeout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--load-timeout",
-        type=positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="bound of each node's whole load (default: none)",
-    )
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``fleet status|load|ensure|rollout|apply`` to the top-level parser."""
     fleet = subparsers.add_parser(
@@ -346,7 +321,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     fleet.set_defaults(group_parser=fleet)
     sub = fleet.add_subparsers(title="commands", metavar="COMMAND")
-    parents = [_fleet_options()]
+    parents = [fleet_options()]
 
     status = sub.add_parser(
         "status",
@@ -364,7 +339,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="load a model on every node (the server ignores new parameters for a model "
         "it already runs: see ensure)",
     )
-    _add_load_flags(load)
+    add_load_flags(load)
     load.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     load.set_defaults(handler=_load, command_name="fleet load", interrupt_note=INTERRUPT_NOTE)
 
@@ -375,7 +350,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Compare each node's loaded model with the request, print the plan, "
         "then load or unload-and-reload only where needed.",
     )
-    _add_load_flags(ensure)
+    add_load_flags(ensure)
     ensure.add_argument("--dry-run", action="store_true", help="print the plan only")
     ensure.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     ensure.set_defaults(handler=_ensure, command_name="fleet ensure", interrupt_note=INTERRUPT_NOTE)
@@ -385,7 +360,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parents=parents,
         help="a rolling ensure, batch by batch, each batch verified before the next",
     )
-    _add_load_flags(rollout)
+    add_load_flags(rollout)
     rollout.add_argument(
         "--batch-size", type=positive_int, default=1, metavar="N", help="nodes per batch"
     )
@@ -414,7 +389,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "preset, embedding model: [desired] in the nodes file), print the plan, then write "
         "only the parts that differ. Exit 1 if any node failed or did not converge.",
     )
-    _add_load_timeout(apply)
+    add_load_timeout(apply)
     apply.add_argument("--dry-run", action="store_true", help="print the plan only")
     apply.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     apply.set_defaults(handler=_apply, command_name="fleet apply", interrupt_note=INTERRUPT_NOTE)
