@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureResult
-from ._ensure import ensure_loaded, loaded_card
+from ._ensure import ensure_loaded, loaded_card, loaded_draft
 from ._otel import Attributes, operation_span, server_attributes, set_plan
 from ._state import DesiredState, Observed, Part, PartPlan, StatePlan, StateResult, plan_state
 from .errors import (
@@ -48,11 +48,13 @@ async def observe(
     if state.embedding is not None:
         with contextlib.suppress(ModelNotLoadedError):
             embedding = await client.models.get_embedding()
-    produced = None
+    produced = draft = None
     if state.model is not None:
         memory = client.models._memory
         produced = memory.produced.get(memory.key(state.model))
-    return Observed(card, sampling, embedding, produced, proven)
+        if card is not None:
+            draft = await loaded_draft(client.models, state.model)
+    return Observed(card, sampling, embedding, produced, proven, draft)
 
 
 async def ensure_state(

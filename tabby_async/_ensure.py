@@ -45,17 +45,25 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from ._desired import EnsureAction, EnsureResult, LoadPlan, check_reachable, plan_for, unchanged
+from ._desired import (
+    DraftSeen,
+    EnsureAction,
+    EnsureResult,
+    LoadPlan,
+    check_reachable,
+    plan_for,
+    unchanged,
+)
 from ._otel import operation_span, set_plan
 from ._stream import follow
-from .errors import EnsureMismatchError, ModelNotLoadedError
+from .errors import ClientStateError, EnsureMismatchError, ModelNotLoadedError
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 if TYPE_CHECKING:
     from ._stream import ProgressCallback
     from .models import AsyncModelsService
 
-__all__ = ["EnsureMemory", "ensure_loaded", "loaded_card", "plan_load"]
+__all__ = ["EnsureMemory", "ensure_loaded", "loaded_card", "loaded_draft", "plan_load"]
 
 #: How many requests' outcomes a client keeps (one model runs per server;
 #: a few requests cover a node whose desired state is switched back and forth).
@@ -71,11 +79,14 @@ class EnsureMemory:
     request under way, which concurrent callers of the same request join.
     """
 
-    __slots__ = ("flights", "produced")
+    __slots__ = ("api_view", "flights", "produced")
 
     def __init__(self) -> None:
         self.produced: dict[bytes, ModelCard] = {}
         self.flights: dict[bytes, asyncio.Future[EnsureResult]] = {}
+        #: Whether the server gives the client's plain api key api permission
+        #: (None: not asked yet), which decides if the draft can be read.
+        self.api_view: bool | None = None
 
     @staticmethod
     def key(request: ModelLoadRequest) -> bytes:
@@ -102,16 +113,33 @@ async def loaded_card(service: AsyncModelsService) -> ModelCard | None:
         return None
 
 
-def _plan(
-    memory: EnsureMemory, request: ModelLoadRequest, card: ModelCard | None, proven: bool = False
+async def loaded_draft(service: AsyncModelsService, request: ModelLoadRequest) -> DraftSeen | None:
+    """The loaded draft, when ``request`` names one and the client can read it (else None)."""
+    if request.draft_model is None:
+        return None
+    try:
+        return DraftSeen(await service.loaded_draft())
+    except ClientStateError:
+        return None  # no plain api key, or it sees every folder: the draft stays unchecked
+
+
+async def _plan(
+    service: AsyncModelsService,
+    request: ModelLoadRequest,
+    card: ModelCard | None,
+    proven: bool = False,
 ) -> LoadPlan:
-    return plan_for(request, card, proven=proven, produced=memory.produced.get(memory.key(request)))
+    """The plan against ``card``, with what the client knows and the loaded draft."""
+    memory = service._memory
+    draft = None if card is None else await loaded_draft(service, request)
+    produced = memory.produced.get(memory.key(request))
+    return plan_for(request, card, proven=proven, produced=produced, draft=draft)
 
 
 async def plan_load(service: AsyncModelsService, request: ModelLoadRequest) -> LoadPlan:
     """Read the loaded card and plan; loads nothing (the dry-run form)."""
     check_reachable(request)  # before anything is sent
-    return _plan(service._memory, request, await loaded_card(service))
+    return await _plan(service, request, await loaded_card(service))
 
 
 async def _unload(service: AsyncModelsService) -> None:
@@ -234,6 +262,14 @@ async def _ensure_once(
         return result
 
 
+async def _after(
+    service: AsyncModelsService, request: ModelLoadRequest, card: ModelCard | None
+) -> LoadPlan:
+    """The look after our own load: the folder is proved, no memory applies."""
+    draft = None if card is None else await loaded_draft(service, request)
+    return plan_for(request, card, proven=True, draft=draft)
+
+
 def _mismatch(plan: LoadPlan, action: EnsureAction, loaded: _LoadOutcome | None) -> EnsureResult:
     """The result of a plan that found what the server refused, without acting again."""
     return EnsureResult(
@@ -270,7 +306,7 @@ async def _act(
     if not plan.verified and loaded.ignored:
         # The server says the folder it runs is ours, as the card was when
         # planning: compare that card now, as if the name had proved it.
-        settled = _plan(memory, request, await loaded_card(service), proven=True)
+        settled = await _plan(service, request, await loaded_card(service), proven=True)
         if settled.refused:
             raise EnsureMismatchError(_mismatch(settled, "none", loaded))
         if settled.action == "none":
@@ -291,7 +327,7 @@ async def _act(
             draft_loaded=loaded.draft_evidence,
         )
     card = await loaded_card(service)
-    after = plan_for(request, card, proven=True)
+    after = await _after(service, request, card)
     unconfirmed = after.action == "none" and bool(after.unchecked)
     if loaded.ignored and (after.action == "reload" or unconfirmed):
         # The right model, and our load was the server's no-op: a concurrent
@@ -301,7 +337,7 @@ async def _act(
         await _unload(service)
         loaded = await _load(service, request, on_progress, timeout)
         card = await loaded_card(service)
-        after = plan_for(request, card, proven=True)
+        after = await _after(service, request, card)
     mismatches = after.reasons if after.action != "none" else ()
     # Our own load left this card: if it still differs, that is what the
     # server does with this request, and the next ensure need not load again.

@@ -12,8 +12,10 @@ __all__ = ["AuthKind", "CallKind", "Route"]
 T = TypeVar("T")
 
 #: Which key a route needs: ``api`` (an api key or the admin key), ``admin``,
-#: or ``none``.
-AuthKind = Literal["api", "admin", "none"]
+#: ``none``, or ``api_key``: the client's plain api key only, never the admin
+#: key, for the view the server gives api permission (a listing of what is
+#: loaded rather than of every folder).
+AuthKind = Literal["api", "admin", "none", "api_key"]
 
 #: How long a route's calls run, which picks their default timeout and pool:
 #: ``control`` answers at once; ``stream`` sends events for minutes (a load);

@@ -34,6 +34,8 @@ LIST = Route("list", "GET", "/v1/model/list", "api", True, _model_list)
 GET = Route("get", "GET", "/v1/model", "api", True, _model_card)
 PROPS = Route("get_props", "GET", "/props", "api", True, msgspec.json.Decoder(ModelPropsResponse))
 LIST_DRAFT = Route("list_draft", "GET", "/v1/model/draft/list", "api", True, _model_list)
+# With api permission the draft listing holds only the loaded draft.
+LOADED_DRAFT = Route("loaded_draft", "GET", "/v1/model/draft/list", "api_key", True, _model_list)
 # An event stream: read by LoadStream, not decoded here.
 LOAD: Route[None] = Route("load", "POST", "/v1/model/load", "admin", False, None, "stream")
 UNLOAD: Route[None] = Route("unload", "POST", "/v1/model/unload", "admin", False)
@@ -82,6 +84,15 @@ PERMISSION = Route(
     "GET",
     "/v1/auth/permission",
     "api",
+    True,
+    msgspec.json.Decoder(PermissionResponse),
+)
+# The permission of the plain api key itself (the admin key is not sent).
+API_KEY_PERMISSION = Route(
+    "api_key_permission",
+    "GET",
+    "/v1/auth/permission",
+    "api_key",
     True,
     msgspec.json.Decoder(PermissionResponse),
 )

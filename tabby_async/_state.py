@@ -43,6 +43,7 @@ from typing import Literal
 
 from ._checks import check_model_name
 from ._desired import (
+    DraftSeen,
     EnsureResult,
     LoadPlan,
     check_reachable,
@@ -128,6 +129,8 @@ class Observed:
     differed from it (see :attr:`~tabby_async.LoadPlan.refused`). ``proven``
     names the parts whose folder the server itself has confirmed (a load it
     answered "already loaded", or our own load), so that their card id counts.
+    ``draft`` is the loaded draft when the model part names one and the
+    client could read it (None: not read, so the draft is unchecked).
     """
 
     card: ModelCard | None = None
@@ -135,6 +138,7 @@ class Observed:
     embedding: ModelCard | None = None
     produced: ModelCard | None = None
     proven: frozenset[Part] = frozenset()
+    draft: DraftSeen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +239,7 @@ def plan_state(state: DesiredState, observed: Observed) -> StatePlan:
             observed.card,
             proven="model" in observed.proven,
             produced=observed.produced,
+            draft=observed.draft,
         )
         parts.append(_model_part(model_plan))
     if state.template is not None:

@@ -92,8 +92,13 @@ class Transport:
             api["x-api-key"] = admin_key or api_key or ""
         if admin_key:
             admin["x-admin-key"] = admin_key
+        # The api view: only the plain api key (an api-key route of a client
+        # without one is never called; see ``has_api_key``).
+        api_key_only = {**base, "x-api-key": api_key} if api_key else dict(base)
+        #: True when the client holds a plain api key (for ``api_key`` routes).
+        self.has_api_key = bool(api_key)
         self._headers: dict[tuple[AuthKind, bool], dict[str, str]] = {}
-        for kind, h in (("api", api), ("admin", admin), ("none", base)):
+        for kind, h in (("api", api), ("admin", admin), ("none", base), ("api_key", api_key_only)):
             self._headers[(kind, False)] = h  # type: ignore[index]
             self._headers[(kind, True)] = {**h, "Content-Type": "application/json"}  # type: ignore[index]
         self._has_admin_key = bool(admin_key)

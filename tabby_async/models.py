@@ -28,7 +28,7 @@ from ._desired import EnsureResult, LoadPlan, identity
 from ._resource import Resource, build_request
 from ._stream import LoadStream, ProgressCallback, follow
 from ._transport import Transport
-from .errors import ModelNotLoadedError
+from .errors import ClientStateError, ModelNotLoadedError
 from .types import (
     DownloadRequest,
     DownloadResponse,
@@ -118,6 +118,36 @@ class AsyncModelsService(Resource):
     ) -> ModelList:
         """The draft model folders (``GET /v1/model/draft/list``)."""
         return await self._call(R.LIST_DRAFT, timeout=timeout, max_retries=max_retries)
+
+    async def loaded_draft(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> str | None:
+        """The loaded draft model's folder name (its last segment), or None for no draft.
+
+        The loaded card never names the draft; the draft listing does, to a
+        key with api permission only (to the admin key it lists every draft
+        folder). So this asks with the client's plain api key, and first
+        checks that the server gives that key api permission (once per
+        client).
+
+        Raises:
+            ClientStateError: the client holds no plain api key, or the
+                server gives it admin permission (the key is an admin key,
+                or the server's auth is off), so the listing cannot say.
+        """
+        if not self._transport.has_api_key:
+            raise ClientStateError("the loaded draft can be read only with a plain api key")
+        memory = self._memory
+        if memory.api_view is None:
+            seen = await self._call(R.API_KEY_PERMISSION, timeout=timeout, max_retries=max_retries)
+            memory.api_view = seen.permission == "api"
+        if not memory.api_view:
+            raise ClientStateError(
+                "the server gives this client's api key admin permission: "
+                "its draft listing names every draft folder, not the loaded one"
+            )
+        found = await self._call(R.LOADED_DRAFT, timeout=timeout, max_retries=max_retries)
+        return found.data[0].id if found.data else None
 
     def load_stream(
         self,

@@ -14,9 +14,19 @@ import math
 
 import pytest
 
-from tabby_async import AsyncTabbyClient, DesiredState, EmbeddingModelLoadRequest
+from tabby_async import (
+    AsyncTabbyClient,
+    DesiredState,
+    DraftModelLoadRequest,
+    EmbeddingModelLoadRequest,
+)
 from tabby_async import ModelLoadRequest as Req
-from tabby_async.errors import EnsureMismatchError, InvalidInputError, StateMismatchError
+from tabby_async.errors import (
+    ClientStateError,
+    EnsureMismatchError,
+    InvalidInputError,
+    StateMismatchError,
+)
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 LOAD = "/v1/model/load"
@@ -353,3 +363,77 @@ def test_reattach_within_must_be_finite_seconds(client: AsyncTabbyClient, bad: f
     with pytest.raises(InvalidInputError) as caught:
         client.models.load_stream(model_name="flat", reattach_within=bad)
     assert caught.value.field == "reattach_within"
+
+
+# --- the draft, through the listing a plain api key sees ------------------------------------
+
+DRAFTED = pytest.mark.emulator(models=["m"], drafts=["d1", "d2"])
+
+
+@DRAFTED
+async def test_the_loaded_draft_is_read_with_the_plain_api_key(server: TabbyEmulator) -> None:
+    async with AsyncTabbyClient(
+        server.url, api_key=server.api_key, admin_key=server.admin_key
+    ) as both:
+        assert await both.models.loaded_draft() is None
+        server.preload("m", draft_model={"draft_model_name": "d1"})
+        assert await both.models.loaded_draft() == "d1"
+        # Another draft than the one loaded is now a difference, not "unchecked".
+        plan = await both.models.plan_load(model_name="m", draft_model={"draft_model_name": "d2"})
+        assert plan.action == "reload"
+        assert [str(d) for d in plan.reasons] == [
+            "draft_model.draft_model_name: wanted 'd2', loaded 'd1'"
+        ]
+        result = await both.models.ensure_loaded(
+            model_name="m", draft_model={"draft_model_name": "d2"}
+        )
+        assert result.action == "reload"
+        assert "draft_model.draft_model_name" not in result.unchecked
+        assert server.loaded_draft == "d2"
+        server.reset_requests()
+        again = await both.models.ensure_loaded(
+            model_name="m", draft_model={"draft_model_name": "d2"}
+        )
+        assert again.action == "none"
+        assert _writes(server) == []
+        # The permission of the api key is asked once per client.
+        assert server.count("GET", "/v1/auth/permission") == 0
+
+
+@DRAFTED
+async def test_without_a_plain_api_key_the_draft_stays_unchecked(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    with pytest.raises(ClientStateError):
+        await client.models.loaded_draft()
+    plan = await client.models.plan_load(model_name="m", draft_model={"draft_model_name": "d2"})
+    assert plan.action == "none"
+    assert "draft_model.draft_model_name" in plan.unchecked
+
+
+@pytest.mark.emulator(models=["m"], drafts=["d1", "d2"], auth=False)
+async def test_with_auth_off_every_key_is_admin_and_the_draft_stays_unchecked(
+    server: TabbyEmulator,
+) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    async with AsyncTabbyClient(server.url, api_key="anything") as anyone:
+        with pytest.raises(ClientStateError, match="admin permission"):
+            await anyone.models.loaded_draft()
+        plan = await anyone.models.plan_load(model_name="m", draft_model={"draft_model_name": "d2"})
+        assert "draft_model.draft_model_name" in plan.unchecked
+
+
+@DRAFTED
+async def test_client_ensure_compares_the_draft_too(server: TabbyEmulator) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    async with AsyncTabbyClient(
+        server.url, api_key=server.api_key, admin_key=server.admin_key
+    ) as both:
+        draft = DraftModelLoadRequest(draft_model_name="d2")
+        state = DesiredState(model=Req(model_name="m", draft_model=draft))
+        dry = await both.ensure(state, dry_run=True)
+        assert dry.plan.met is False
+        result = await both.ensure(state)
+        assert [p.part for p in result.done] == ["model"]
+        assert server.loaded_draft == "d2"
