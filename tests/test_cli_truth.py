@@ -1,4 +1,4 @@
-"""The CLI's desired state tells the truth: ``fleet ensure`` and ``fleet apply`` against an emulator.
+"""The CLI's desired state tells the truth: ``fleet ensure`` and ``fleet apply``, emulated.
 
 A nested name whose last segment is the card id is never "up to date" on
 the card alone, requests the server does not apply end in a mismatch that a
