@@ -229,6 +229,29 @@ async def test_fleet_load_with_vision_warns_for_each_node_that_loaded_without_it
     assert (seeing.code, seeing.err) == (0, "")
 
 
+async def test_control_characters_in_model_names_never_reach_the_terminal(
+    nodes: Nodes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evil = "evil\x1b]52;c;aGk=\x07\x1b[2J\x7f"
+    for server in nodes.servers.values():
+        server.add_model(EmulatedModel(evil, modules=2))
+    outputs = [
+        await run(capsys, "fleet", "load", "--nodes", nodes.path, "--only", "n0,n1", evil),
+        await run(capsys, "fleet", "status", "--nodes", nodes.path, "--only", "n0,n1"),
+        await run(capsys, "fleet", "ensure", "--nodes", nodes.path, "--only", "n0", evil),
+    ]
+    assert nodes.servers["n0"].loaded == evil
+    for shown in outputs[1:]:  # the status table and the ensure plan name the model
+        assert "evil\\x1b]52;c;aGk=\\x07\\x1b[2J\\x7f" in shown.out
+    for result in outputs:
+        assert result.code == 0, result.out + result.err
+        assert not any(c in result.out + result.err for c in "\x1b\x07\x7f")
+    document = json.loads(
+        (await run(capsys, "fleet", "status", "--nodes", nodes.path, "--json")).out
+    )
+    assert {n["value"]["model"]["id"] for n in document["nodes"] if n["value"]["model"]} == {evil}
+
+
 async def test_ensure_prints_the_plan_then_acts(
     nodes: Nodes, capsys: pytest.CaptureFixture[str]
 ) -> None:
