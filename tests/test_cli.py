@@ -132,10 +132,13 @@ async def test_draft_and_embedding_lists(
     assert msgspec.json.decode(result.out, type=ModelList).ids == ["draft-small"]
 
     # The server's card never says which draft is loaded (its draft is always
-    # null), so no draft is marked even with one loaded.
+    # null); the draft listing read with the plain api key does.
     env.preload("alpha", draft_model={"draft_model_name": "draft-small"})
     assert env.loaded_draft == "draft-small"
     result = await run(capsys, "models", "draft", "list")
+    assert result.out.split() == ["ID", "LOADED", "draft-small", "*"]
+    # With the admin key alone nothing can say which draft is loaded.
+    result = await run(capsys, "models", "draft", "list", "--api-key", "")
     assert result.out.split() == ["ID", "LOADED", "draft-small"]
 
     result = await run(capsys, "models", "embedding", "list", "--json")

@@ -39,7 +39,7 @@ from ._load_options import (
     build_load_request,
 )
 from ._progress import download_progress, load_progress
-from .common import EXIT_OK, client_from_args, print_json
+from .common import EXIT_OK, client_from_args, connection_from_args, print_json
 
 __all__ = ["load_with_progress", "register"]
 
@@ -97,14 +97,21 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _draft_list(args: argparse.Namespace) -> int:
-    # The card's ``draft`` is null even while a draft runs; but an api key is
-    # shown only the loaded draft (or none), so its one row is the loaded one.
+    # The card's ``draft`` is null even while a draft runs; but the draft
+    # listing shows a plain api key the loaded draft alone. So the listing's
+    # mark is read with the api key, when there is one (the admin listing
+    # shows every folder); an api-key-only listing's one row is the loaded one.
+    async def loaded(_listing_client: AsyncTabbyClient) -> str | None:
+        if connection_from_args(args).api_key is None:
+            return await _loaded_draft(_listing_client)
+        try:
+            async with client_from_args(args) as plain:  # the api key on reads
+                return await plain.models.loaded_draft()
+        except E.TabbyError:
+            return None  # the server gives the key admin permission, or auth is off
+
     return await _listing(
-        args,
-        lambda c: c.models.list_draft(),
-        _loaded_draft,
-        "draft models",
-        limited_shows_loaded=True,
+        args, lambda c: c.models.list_draft(), loaded, "draft models", limited_shows_loaded=True
     )
 
 
