@@ -120,7 +120,8 @@ class AsyncTabbyClient:
     call needs the admin key), :class:`~tabby_async.RateLimitError`,
     :class:`~tabby_async.ServerError` and the other
     :class:`~tabby_async.APIStatusError` answers,
-    :class:`~tabby_async.ResponseDecodeError` (an answer of the wrong shape),
+    :class:`~tabby_async.ResponseDecodeError` (an answer of the wrong shape;
+    :class:`~tabby_async.ResponseTooLargeError` for one over ``max_response_bytes``),
     :class:`~tabby_async.InvalidInputError` (a bad argument, refused before
     sending) and :class:`~tabby_async.ClientStateError` (a closed client, or
     one used from another event loop). Reads are retried first where that

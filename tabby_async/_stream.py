@@ -105,7 +105,7 @@ class LoadStream:
             reason.
         StreamError: the body ended or broke before the model's ``finished``,
             was not a ``200`` event stream (a 204, an empty body), or had a
-            line over 1 MiB.
+            line over 1 MiB (a :class:`~tabby_async.ResponseTooLargeError`).
         ClientStateError: entering a closed stream, or one another task opens.
     """
 

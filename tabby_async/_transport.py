@@ -381,7 +381,7 @@ def _has_shape(shape: msgspec.json.Decoder[Any] | None, data: bytes) -> bool:
         return False
     try:
         shape.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return False
     return True
 

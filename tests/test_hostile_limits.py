@@ -28,6 +28,7 @@ from tabby_async import (
     InvalidInputError,
     ResponseDecodeError,
     ResponseTooLargeError,
+    ServerError,
     StreamError,
     TabbyError,
 )
@@ -497,7 +498,32 @@ def test_a_decoded_value_quoted_by_msgspec_is_redacted() -> None:
     assert "Invalid enum value '<redacted>'" in str(info.value)
 
 
+# --- answers nested past the decoder's depth ---------------------------------------
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
 def test_a_deeply_nested_error_body_is_still_a_typed_error() -> None:
-    deep = b"[" * 5000 + b"]" * 5000
-    err = status_error(502, deep, LIST, has_admin_key=False, redact=Redactor([API_KEY]))
+    err = status_error(502, DEEP, LIST, has_admin_key=False, redact=Redactor([API_KEY]))
     assert err.status == 502
+
+
+async def deep_answers(request: Request, writer: asyncio.StreamWriter) -> bool:
+    """A 503 on /health and a 200 model list, each with a field nested 5000 deep."""
+    if request.path == "/health":
+        writer.write(answer(503, b'{"status":"unhealthy","x":' + DEEP + b"}"))
+    else:
+        writer.write(answer(200, b'{"object":"list","data":[],"x":' + DEEP + b"}"))
+    await writer.drain()
+    return True
+
+
+async def test_a_deeply_nested_answer_is_a_typed_error() -> None:
+    async with (
+        raw_server(serving(deep_answers)) as url,
+        AsyncTabbyClient(url, api_key=API_KEY, max_retries=0) as client,
+    ):
+        with pytest.raises(ServerError):
+            await guarded(client.health())
+        with pytest.raises(ResponseDecodeError, match="nested too deeply"):
+            await guarded(client.models.list())
