@@ -81,11 +81,15 @@ class AsyncLoraService(Resource):
         body = build_request(LoraLoadRequest, request, fields)
         answer = await self._call(R.LORA_LOAD, body, timeout=timeout)
         if answer.failure:
+            # The names come from the server's answer: a reflecting proxy could
+            # put the client's keys there.
+            redact = self._transport.redact.text
+            failure = tuple(redact(name) for name in answer.failure)
             raise LoraLoadFailedError(
-                f"the server did not apply {len(answer.failure)} of {len(body.loras)} "
-                f"LoRA adapter(s): {', '.join(answer.failure)}",
-                success=tuple(answer.success),
-                failure=tuple(answer.failure),
+                f"the server did not apply {len(failure)} of {len(body.loras)} "
+                f"LoRA adapter(s): {', '.join(failure)}",
+                success=tuple(redact(name) for name in answer.success),
+                failure=failure,
             )
         return answer
 

@@ -518,7 +518,7 @@ TABLES: list[tuple[list[NodeResult[Any]], list[str], list[list[str]]]] = [
                 "b",
                 "ok",
                 "1.00s",
-                "unhealthy (1 issues), last: hot",
+                "unhealthy (1 issue), last: hot",
                 "admin",
                 "-",
                 "-",

@@ -100,7 +100,7 @@ async def test_fleet_status_shows_since_when_and_the_last_issue(
         result = await fleet.status()
     status = result["n"].unwrap()
     assert status.degraded
-    assert "unhealthy (1 issues) since " in status.summary()
+    assert "unhealthy (1 issue) since " in status.summary()
     assert status.summary().split(", ")[1] == "last: generation failed"
 
 
@@ -114,7 +114,7 @@ async def test_a_rollout_passes_a_node_unhealthy_from_before_and_logs_it(
         async with TabbyFleet([spec]) as fleet:
             report = await fleet.rollout(model_name="m")
     assert report.ok, report.summary()
-    assert "n: unhealthy (1 issues) since " in caplog.text
+    assert "n: unhealthy (1 issue) since " in caplog.text
     assert "an old generation error (from before this rollout" in caplog.text
 
 
@@ -127,5 +127,5 @@ async def test_the_default_check_called_directly_fails_on_any_issue(
         with pytest.raises(VerificationError) as caught:
             await default_check("n", client, ModelLoadRequest(model_name="m"))
     message = str(caught.value)
-    assert "n: /health says unhealthy (1 issues) since " in message
+    assert "n: /health says unhealthy (1 issue) since " in message
     assert message.endswith("last: an old generation error")

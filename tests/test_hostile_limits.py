@@ -403,6 +403,9 @@ async def echo(request: Request, writer: asyncio.StreamWriter) -> bool:
             writer.write(b"Connection: close\r\n\r\ndata: " + frame.encode() + b"\r\n\r\n")
             await writer.drain()
             return False
+    elif path == "/v1/lora/load":  # a 200 whose failure names carry the key
+        failure = [f"adapter-{_key_of(request)}", text]
+        writer.write(answer(200, json.dumps({"success": [], "failure": failure}).encode()))
     else:
         writer.write(answer(404, b'{"detail":"Not Found"}'))
     await writer.drain()
@@ -410,6 +413,7 @@ async def echo(request: Request, writer: asyncio.StreamWriter) -> bool:
 
 
 ECHOED: dict[str, Call] = {
+    "a LoRA answer's failure names": lambda c: c.lora.load(loras=[{"name": "x"}]),
     "a 502 text body": lambda c: c.models.list(max_retries=0),
     "a 400 JSON detail": lambda c: c.models.get(),
     "a WAF page": lambda c: c.models.get_props(),

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 
+from .._words import counted
 from ._args import non_negative_seconds, positive_int, positive_seconds
 from ._emulator import stop_on_signals
 from .common import EXIT_OK, EXIT_USAGE, CliError
@@ -74,7 +75,8 @@ async def _exporter(args: argparse.Namespace) -> int:
                 raise CliError(f"cannot listen on {args.host}:{args.port}: {problem}") from None
             host, port = runner.addresses[0][:2]
             print(
-                f"serving the metrics of {len(collector.nodes)} nodes on {_url(str(host), port)}"
+                f"serving the metrics of {counted(len(collector.nodes), 'node')} "
+                f"on {_url(str(host), port)}"
                 "  (Ctrl-C to stop)",
                 flush=True,
             )

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
+from .._words import counted
 from ..errors import ModelNotLoadedError, TabbyError
 from ..types import HealthIssue, HealthResponse, ModelCard
 
@@ -118,7 +119,7 @@ def health_text(health: HealthResponse | None) -> str:
     if health.healthy:
         return health.status
     since, last = health.since, health.last_issue
-    text = f"{health.status} ({len(health.issues)} issues)"
+    text = f"{health.status} ({counted(len(health.issues), 'issue')})"
     if since is not None:
         text += f" since {since:%Y-%m-%d %H:%M:%S}Z"
     if last is not None and last.description:
