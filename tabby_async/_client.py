@@ -271,6 +271,9 @@ class AsyncTabbyClient:
         Raises:
             ServerError: a 5xx that is not the server's own health answer
                 (such as a proxy's page), after the retries.
+            ResponseDecodeError: a 200 (or 503) that is not TabbyAPI's health
+                answer (an HTML page, another JSON shape, a status that
+                contradicts its issues): whoever answered is not TabbyAPI.
         """
         return await self._server.health(timeout=timeout, max_retries=max_retries)
 
