@@ -344,8 +344,13 @@ async def test_rollout_of_a_state_batches_checks_and_halts(nodes: Nodes) -> None
 
 
 async def test_rollout_of_a_state_checks_health_and_takes_a_custom_check(nodes: Nodes) -> None:
-    nodes.servers["b"].add_health_issue("ECC errors")
     checked: list[tuple[str, DesiredState]] = []
+
+    def fails_during_its_load(node: str, event: object) -> None:
+        # An issue recorded during the node's step fails the check; one from
+        # before the rollout would only be logged (the server keeps serving).
+        if node == "b":
+            nodes.servers["b"].add_health_issue("ECC errors")
 
     async def canary(name: str, client: Any, state: DesiredState) -> None:
         checked.append((name, state))
@@ -354,7 +359,9 @@ async def test_rollout_of_a_state_checks_health_and_takes_a_custom_check(nodes: 
 
     state = DesiredState(model=ModelLoadRequest(model_name="n"))
     async with nodes.fleet() as fleet:
-        report = await fleet.rollout(state, batch_size=4, max_failures=4)
+        report = await fleet.rollout(
+            state, batch_size=4, max_failures=4, on_progress=fails_during_its_load
+        )
         assert isinstance(report.failed["b"], VerificationError)
         assert "ECC errors" in str(report.failed["b"])
         custom = await fleet.rollout(state, batch_size=4, max_failures=4, check=canary)
