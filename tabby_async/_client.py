@@ -26,6 +26,7 @@ from ._defaults import (
     ClientDefaults,
     RetriesArg,
     TimeoutArg,
+    UseClientDefault,
     check_max_response_bytes,
 )
 from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
@@ -155,7 +156,7 @@ class AsyncTabbyClient:
         admin_key = check_key(admin.source, admin.value)
         self._defaults = ClientDefaults.build(
             resolve_timeout(timeout, DEFAULT_TIMEOUT),
-            resolve_timeout(stream_timeout, DEFAULT_STREAM_TIMEOUT),
+            resolve_timeout(stream_timeout, DEFAULT_STREAM_TIMEOUT, "stream_timeout"),
             check_max_retries(max_retries),
         )
         limit = check_connection_limit(connection_limit)
@@ -179,7 +180,7 @@ class AsyncTabbyClient:
         self._has_api_key = api_key is not None
         self._has_admin_key = admin_key is not None
         self._sessions = Sessions(session, connection_limit=limit, trace_configs=traces)
-        self._transport = transport = Transport(
+        self._transport = Transport(
             base_url=self.base_url,
             api_key=api_key,
             admin_key=admin_key,
@@ -188,10 +189,19 @@ class AsyncTabbyClient:
             ssl=ssl,
             max_response_bytes=max_bytes,
         )
-        self._server = AsyncServerService(transport, self._defaults)
-        defaults = self._defaults
+        self._owns_sessions = True
+        self._areas(None)
+
+    def _areas(self, shared: AsyncModelsService | None) -> None:
+        """Build the API areas over this client's transport and defaults.
+
+        ``shared``: the models area of the client this one derives from, whose
+        memory of ensures (and their single runs) this one shares.
+        """
+        transport, defaults = self._transport, self._defaults
+        self._server = AsyncServerService(transport, defaults)
         #: The Models API: list, get, load, load_stream, unload, download, ...
-        self.models = AsyncModelsService(transport, defaults)
+        self.models = AsyncModelsService(transport, defaults, shared)
         #: LoRA adapters: list, active, load, unload.
         self.lora = AsyncLoraService(transport, defaults)
         #: Prompt templates: list, switch, unload.
@@ -200,6 +210,46 @@ class AsyncTabbyClient:
         self.sampling = AsyncSamplingService(transport, defaults)
         #: Tokenization with the loaded model: encode, decode.
         self.tokens = AsyncTokensService(transport, defaults)
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutLike | UseClientDefault = USE_CLIENT_DEFAULT,
+        stream_timeout: TimeoutLike | UseClientDefault = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+    ) -> AsyncTabbyClient:
+        """This client with other defaults: the same server, keys and connections.
+
+        Only the defaults given change; the others are this client's. The
+        client returned opens no connection pool of its own and needs no
+        closing: closing it closes nothing, and it is closed when this client
+        is. Ensures through either share one memory (see ``ensure_loaded``).
+
+        Raises:
+            InvalidInputError: a bad ``timeout``, ``stream_timeout`` or
+                ``max_retries``, naming it.
+        """
+        base = self._defaults
+        derived = object.__new__(AsyncTabbyClient)
+        derived.base_url = self.base_url
+        derived._has_api_key = self._has_api_key
+        derived._has_admin_key = self._has_admin_key
+        derived._sessions = self._sessions
+        derived._transport = self._transport
+        derived._owns_sessions = False
+        derived._defaults = ClientDefaults.build(
+            base.timeout
+            if isinstance(timeout, UseClientDefault)
+            else resolve_timeout(timeout, DEFAULT_TIMEOUT),
+            base.stream_timeout
+            if isinstance(stream_timeout, UseClientDefault)
+            else resolve_timeout(stream_timeout, DEFAULT_STREAM_TIMEOUT, "stream_timeout"),
+            base.max_retries
+            if isinstance(max_retries, UseClientDefault)
+            else check_max_retries(max_retries),
+        )
+        derived._areas(self.models)
+        return derived
 
     def __repr__(self) -> str:
         # Keys are secrets: say only whether each is set.
@@ -246,10 +296,14 @@ class AsyncTabbyClient:
     async def aclose(self) -> None:
         """Close the client's own sessions (a session passed in stays open); idempotent.
 
+        A client from :meth:`with_options` closes nothing: the client it came
+        from owns the connections.
+
         Raises no :class:`~tabby_async.TabbyError`; calls made after it raise
         :class:`~tabby_async.ClientStateError`.
         """
-        await self._sessions.aclose()
+        if self._owns_sessions:
+            await self._sessions.aclose()
 
     close = aclose
 

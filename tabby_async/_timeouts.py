@@ -75,8 +75,8 @@ DEFAULT_STREAM_TIMEOUT = Timeout(total=None, connect=10.0, read=60.0)
 NO_BOUND = Timeout()
 
 
-def resolve_timeout(value: TimeoutLike, default: Timeout) -> Timeout:
-    """A ``timeout=`` value against a default.
+def resolve_timeout(value: TimeoutLike, default: Timeout, field: str = "timeout") -> Timeout:
+    """A ``timeout=`` value against a default (``field`` names it in an error).
 
     ``None`` means no bound at all. A bare number replaces the total and
     keeps the default's connect and read bounds.
@@ -86,5 +86,5 @@ def resolve_timeout(value: TimeoutLike, default: Timeout) -> Timeout:
     if isinstance(value, Timeout):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError("timeout", f"must be seconds, a Timeout or None, not {value!r}")
+        raise InvalidInputError(field, f"must be seconds, a Timeout or None, not {value!r}")
     return Timeout(total=float(value), connect=default.connect, read=default.read)

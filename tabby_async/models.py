@@ -75,12 +75,19 @@ class AsyncModelsService(Resource):
     """
 
     __slots__ = ("_memory",)
+    _memory: _ensure.EnsureMemory
 
-    def __init__(self, transport: Transport, defaults: ClientDefaults) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        defaults: ClientDefaults,
+        shared: AsyncModelsService | None = None,
+    ) -> None:
         super().__init__(transport, defaults)
         # What this client's ensures learnt: the cards the server left for
-        # requests it would not fully apply, and the ensures under way.
-        self._memory = _ensure.EnsureMemory()
+        # requests it would not fully apply, and the ensures under way (one
+        # memory for a client and those derived from it with other defaults).
+        self._memory = _ensure.EnsureMemory() if shared is None else shared._memory
 
     async def list(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
