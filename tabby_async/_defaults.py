@@ -9,16 +9,16 @@ default": for a timeout it means *no bound at all*, and a retry count has no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 from ._checks import check_max_retries
+from ._route import CallKind
 from ._timeouts import Timeout, TimeoutLike, resolve_timeout
 from .errors import InvalidInputError
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "USE_CLIENT_DEFAULT",
-    "CallKind",
     "ClientDefaults",
     "RetriesArg",
     "TimeoutArg",
@@ -60,11 +60,6 @@ TimeoutArg = TimeoutLike | UseClientDefault
 #: A per-call retry count (read-only calls only): the client's, or a number.
 RetriesArg = int | UseClientDefault
 
-#: How long a route's calls run, which picks their default timeout:
-#: ``control`` answers at once; ``stream`` sends events for minutes (a load);
-#: ``silent`` runs for minutes and says nothing until done (a download, an
-#: embedding load), so it gets no idle bound by default.
-CallKind = Literal["control", "stream", "silent"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,7 +125,7 @@ async def plan_then_act(
         return plans, None
     to_change = [r.node for r in plans.succeeded if r.value is not None and changes(r.value)]
     act_options: RunOptions = {**options, "nodes": to_change}
-    acted = await runner.run(act, **act_options, operation=operation, kind="load")
+    acted = await runner.run(act, **act_options, operation=operation, kind="stream")
     merged: list[NodeResult[R]] = []
     for planned in plans:
         if planned.node in acted:

@@ -127,7 +127,7 @@ class FleetModels:
             ),
             **run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
             operation="load",
-            kind="load",
+            kind="stream",
         )
 
     def load_stream(
@@ -175,7 +175,10 @@ class FleetModels:
         body = build_request(EmbeddingModelLoadRequest, request, fields)
         options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(
-            lambda c, t: c.models.load_embedding(body, timeout=t), "load_embedding", options, "load"
+            lambda c, t: c.models.load_embedding(body, timeout=t),
+            "load_embedding",
+            options,
+            "silent",
         )
 
     async def download(
@@ -194,7 +197,7 @@ class FleetModels:
         body = build_request(DownloadRequest, request, fields)
         options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(
-            lambda c, t: c.models.download(body, timeout=t), "download", options, "load"
+            lambda c, t: c.models.download(body, timeout=t), "download", options, "silent"
         )
 
     async def plan_load(

@@ -217,7 +217,7 @@ class _Batch:
             timeout=self.timeout,
             max_concurrency=self.size,
             operation=f"rollout batch {number}",
-            kind="load",
+            kind="stream",
         )
         if self.check is None or not ran.succeeded:
             return ran

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 from .._checks import check_count, check_seconds
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg, UseClientDefault
+from .._route import CallKind
 from .._timeouts import Timeout
 from ..types import ModelLoadResponse
 from ._fanout import NodeOp, ResultCallback, fan_out
@@ -34,7 +35,6 @@ __all__ = [
     "FleetProgressCallback",
     "FleetSettings",
     "NodeCall",
-    "OperationKind",
     "RunOptions",
     "Runner",
     "node_bound",
@@ -54,10 +54,6 @@ FleetProgressCallback = Callable[[str, ModelLoadResponse], Awaitable[None] | Non
 
 #: One client's call with the per-call timeout: ``(client, timeout) -> awaitable``.
 NodeCall = Callable[[AsyncTabbyClient, TimeoutArg], Awaitable[T]]
-
-#: Which fleet default bounds an operation: ``node_timeout`` or ``load_timeout``.
-OperationKind = Literal["control", "load"]
-
 
 class RunOptions(TypedDict, total=False):
     """The fan-out options every fleet operation takes (see :meth:`TabbyFleet.run`)."""
@@ -88,8 +84,12 @@ class FleetSettings:
             check_seconds("load_timeout", load_timeout),
         )
 
-    def default_bound(self, kind: OperationKind) -> float | None:
-        """The bound of a node's operation of ``kind`` when the call gives none."""
+    def default_bound(self, kind: CallKind) -> float | None:
+        """The bound of a node's operation of ``kind`` when the call gives none.
+
+        A control call gets ``node_timeout``; one that runs for minutes (a
+        load's stream, a silent download or embedding load) ``load_timeout``.
+        """
         return self.node_timeout if kind == "control" else self.load_timeout
 
 
@@ -136,7 +136,7 @@ class Runner:
         max_concurrency: int | None = None,
         on_result: ResultCallback | None = None,
         operation: str = "run",
-        kind: OperationKind = "control",
+        kind: CallKind = "control",
     ) -> FleetResult[T]:
         """``op(name, client)`` on the chosen nodes (see :meth:`TabbyFleet.run`)."""
         bound = node_bound(timeout, self.settings.default_bound(kind))
@@ -155,7 +155,7 @@ class Runner:
         call: NodeCall[T],
         operation: str,
         options: RunOptions,
-        kind: OperationKind = "control",
+        kind: CallKind = "control",
     ) -> FleetResult[T]:
         """``call(client, timeout)`` on the chosen nodes: a client method, fanned out.
 
