@@ -2,8 +2,9 @@
 
 It speaks the real TabbyAPI server's admin wire protocol (models, embeddings,
 downloads, LoRA, prompt templates, sampler overrides, tokens, health, keys, service
-info), byte for byte, over real HTTP on a local port, records what it receives and
-can inject faults::
+info) and its OpenAI inference routes (completions, chat, embeddings), byte for
+byte, over real HTTP on a local port, records what it receives and can inject
+faults::
 
     from tabby_async.testing import EmulatedModel, TabbyEmulator
 
@@ -64,12 +65,22 @@ source, or is the emulator's own choice:
 - Tokens come from a toy tokenizer (UTF-8 bytes, BOS id 1) and chat messages
   from a toy renderer (``<role>: <content>`` lines): the shapes, statuses and
   checks are the server's, the token values are not any model's.
-- The generation routes (completions, chat, embeddings requests, the KoboldAI
-  API) are 404 here.
+- Inference (``/v1/completions``, ``/v1/chat/completions``, ``/v1/embeddings``):
+  deterministic text (token ``k`` is ``"<card id>:<k> "``, ``reply_tokens`` of
+  them and then EOS unless ``max_tokens`` stops it first), optional per-token
+  delay, no sampling, no logprobs (always ``null``), no tool calls, no stop
+  strings; prompt token counts come from the toy tokenizer, prefill takes no
+  time. Embeddings are 8 float32 values from a hash of the model and the text.
+  Generations are booked in :attr:`TabbyEmulator.generations`; an explicit
+  unload cancels them (a stream then stays open with pings only, as on the
+  server), a swap through a load waits for them, a client that goes away
+  cancels its own. Only the first of the server's context checks (the prompt
+  longer than the context) is made. The KoboldAI API is 404 here.
 """
 
 from ._emulator import TabbyEmulator
 from ._faults import Fault, FaultInjector
+from ._generation import Generation, Generations, GenerationStats
 from ._load import BACKENDS
 from ._models import EmulatedModel, RecordedRequest
 from ._serve import run_emulator, serve_forever
@@ -80,6 +91,9 @@ __all__ = [
     "EmulatedModel",
     "Fault",
     "FaultInjector",
+    "Generation",
+    "GenerationStats",
+    "Generations",
     "RecordedRequest",
     "TabbyEmulator",
     "ThreadedEmulator",

@@ -27,7 +27,9 @@ from ._embedding_routes import EmbeddingRoutes
 from ._fault_replies import answer_instead, break_body
 from ._faults import STAGE_BODY, STAGE_DELAY, STAGE_FAIL, FaultInjector
 from ._fixtures import DEFAULT_LORAS, DEFAULT_PRESETS, DEFAULT_TEMPLATES
+from ._generation import Generations
 from ._guards import Guards
+from ._inference_routes import InferenceRoutes
 from ._load import LoadJobs
 from ._lora_routes import LoraRoutes
 from ._model_routes import ModelRoutes
@@ -102,6 +104,14 @@ class TabbyEmulator:
             folder. By default ``lora-a`` and ``lora-b``.
         override_preset: a preset put in force at start (a missing one is
             ignored, as the server only logs it).
+        reply_tokens: how many tokens a model generates before its EOS, unless
+            ``max_tokens`` stops it first (:attr:`EmulatedModel.reply_tokens`
+            overrides it per model).
+        token_delay: seconds before each generated token
+            (:attr:`EmulatedModel.token_delay` overrides it per model).
+        inline_model_loading: the server's ``inline_model_loading``: a
+            completion request's ``model`` loads that folder (admin key only).
+            Off by default, as on the server: the loaded model answers.
     """
 
     def __init__(
@@ -125,7 +135,12 @@ class TabbyEmulator:
         presets: Mapping[str, Mapping[str, Any]] = DEFAULT_PRESETS,
         loras: Iterable[str] | None = DEFAULT_LORAS,
         override_preset: str | None = None,
+        reply_tokens: int = 16,
+        token_delay: float = 0.0,
+        inline_model_loading: bool = False,
     ) -> None:
+        if reply_tokens < 0 or token_delay < 0:
+            raise ValueError("reply_tokens and token_delay must be >= 0")
         api_key = api_key if api_key is not None else secrets.token_hex(16)
         admin_key = admin_key if admin_key is not None else secrets.token_hex(16)
         self._keys = Keys(auth, admin_key, frozenset({api_key, *extra_api_keys, admin_key}))
@@ -145,6 +160,7 @@ class TabbyEmulator:
         )
         self._jobs = LoadJobs(state)
         guards = Guards(self._keys, state)
+        sampling = SamplingRoutes(guards, presets, override_preset)
         self._areas = areas = Areas(
             server=ServerRoutes(guards),
             model=ModelRoutes(guards, self._jobs, self._faults, ping_interval),
@@ -152,8 +168,18 @@ class TabbyEmulator:
             download=DownloadRoute(guards, downloadable or {}, download_failure_delay),
             lora=LoraRoutes(guards),
             template=TemplateRoutes(guards),
-            sampling=SamplingRoutes(guards, presets, override_preset),
+            sampling=sampling,
             tokens=TokenRoutes(guards),
+            inference=InferenceRoutes(
+                guards,
+                self._jobs,
+                sampling,
+                state.generations,
+                ping_interval=ping_interval,
+                token_delay=token_delay,
+                reply_tokens=reply_tokens,
+                inline_model_loading=inline_model_loading,
+            ),
         )
         self._routes: dict[str, dict[str, Handler]] = route_table(areas)
 
@@ -291,6 +317,16 @@ class TabbyEmulator:
     def models(self) -> list[str]:
         """Names of the main models (including downloaded ones), in listing order."""
         return list(self._state.models)
+
+    @property
+    def generations(self) -> Generations:
+        """The books of the inference requests' generations (see :class:`Generations`).
+
+        ``generations.stats("m")`` counts model ``m``'s started, finished and
+        cancelled generations, ``generations.running`` lists those in flight,
+        and ``await generations.wait_for(predicate)`` waits for a change.
+        """
+        return self._state.generations
 
     def count(self, method: str, path: str) -> int:
         """How many recorded requests had this method and path."""

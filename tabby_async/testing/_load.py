@@ -11,7 +11,7 @@ What a load does, in order, once it holds the lock:
    ``processing 1/1`` and ``finished 1/1``, nothing else (the new parameters
    and the folder's own config are ignored);
 2. otherwise the loaded model is unloaded first, so that a failure below leaves
-   nothing loaded;
+   nothing loaded; the unload waits until its running generations have ended;
 3. the folder's own config (``EmulatedModel.folder_config``) is merged over the
    request's fields;
 4. a model with a ``config_error`` or an unknown ``backend`` fails at once;
@@ -80,6 +80,8 @@ class LoadJobs:
                 emit(progress_frame("model", 1, 1, "processing"))
                 emit(progress_frame("model", 1, 1, "finished"))
                 return
+            if current is not None:
+                await _wait_for_generations(state)
             state.loading = True
             state.loaded = None  # The old model is unloaded first.
             state.changed()
@@ -126,6 +128,20 @@ class LoadJobs:
         if not await _load_component("model", model, emit):
             return
         self._state.loaded = self._state.make_loaded(model, fields, draft_name)
+
+
+async def _wait_for_generations(state: ModelState) -> None:
+    """A swap's unload waits until the running generations have ended (never cancels them)."""
+    books = state.generations
+    if not books.running:
+        return
+    books.swap_waiting = True
+    books.changed()
+    try:
+        await books.drain()
+    finally:
+        books.swap_waiting = False
+        books.changed()
 
 
 async def _module_pause(delay: float) -> None:

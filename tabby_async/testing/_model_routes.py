@@ -95,6 +95,8 @@ class ModelRoutes:
         refused = self._guards.admin(request, needs_model=True)
         if refused is not None:
             return refused
+        # The server's explicit unload does not wait: it cancels running generations.
+        self._state.generations.cancel_all()
         self._state.loaded = None
         self._state.changed()
         return json_response(200, BODY_NULL)

@@ -62,6 +62,11 @@ class EmulatedModel:
         chat_template: the text of that template: the card's
             ``prompt_template_content`` and ``/props``' ``chat_template`` while it
             is in use.
+        reply_tokens: how many tokens this model generates before its EOS when
+            ``max_tokens`` (or the context) does not stop it first; ``None``: the
+            emulator's ``reply_tokens``. Token ``k`` is ``"<card id>:<k> "``.
+        token_delay: seconds before each generated token; ``None``: the
+            emulator's ``token_delay``.
         folder_config: the ``model:`` section of the folder's own
             ``tabby_config.yml``. Its values win over the load request's on every
             real load (not on the no-op reload of the loaded folder), unvalidated,
@@ -81,6 +86,8 @@ class EmulatedModel:
     max_batch_size: int = 1
     prompt_template: str | None = None
     chat_template: str = ""
+    reply_tokens: int | None = None
+    token_delay: float | None = None
     # Not hashed: a mapping is not hashable, and the name already identifies a folder.
     folder_config: Mapping[str, Any] | None = dataclasses.field(default=None, hash=False)
 
@@ -91,6 +98,10 @@ class EmulatedModel:
             raise ValueError("EmulatedModel.modules must be >= 1")
         if self.delay < 0:
             raise ValueError("EmulatedModel.delay must be >= 0")
+        if self.reply_tokens is not None and self.reply_tokens < 0:
+            raise ValueError("EmulatedModel.reply_tokens must be >= 0")
+        if self.token_delay is not None and self.token_delay < 0:
+            raise ValueError("EmulatedModel.token_delay must be >= 0")
         if self.vision_modules < 0:
             raise ValueError("EmulatedModel.vision_modules must be >= 0")
         if self.folder_config is not None:

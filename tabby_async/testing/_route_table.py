@@ -1,7 +1,7 @@
 """The emulated server's routes: ``{path: {method: handler}}``, one line per route.
 
 Each handler belongs to its area (models, embeddings, downloads, LoRA,
-templates, sampling, tokens, the server's own routes), which holds the area's
+templates, sampling, tokens, inference, the server's own routes), which holds the area's
 state. Adding a route is a handler in its area and a line here.
 """
 
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ._download_routes import DownloadRoute
 from ._embedding_routes import EmbeddingRoutes
+from ._inference_routes import InferenceRoutes
 from ._lora_routes import LoraRoutes
 from ._model_routes import ModelRoutes
 from ._sampling_routes import SamplingRoutes
@@ -39,6 +40,7 @@ class Areas:
     template: TemplateRoutes
     sampling: SamplingRoutes
     tokens: TokenRoutes
+    inference: InferenceRoutes
 
 
 def route_table(a: Areas) -> dict[str, dict[str, Handler]]:
@@ -74,4 +76,7 @@ def route_table(a: Areas) -> dict[str, dict[str, Handler]]:
         "/v1/sampling/override/unload": {"POST": a.sampling.unload},
         "/v1/token/encode": {"POST": a.tokens.encode},
         "/v1/token/decode": {"POST": a.tokens.decode},
+        "/v1/completions": {"POST": a.inference.completions},
+        "/v1/chat/completions": {"POST": a.inference.chat},
+        "/v1/embeddings": {"POST": a.inference.embeddings},
     }

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from ._generation import Generations
 from ._models import EmulatedModel
 from ._wire import model_card, model_list
 
@@ -192,6 +193,7 @@ class ModelState:
         "_list_cache",
         "drafts",
         "embeddings",
+        "generations",
         "loaded",
         "loaded_embedding",
         "loading",
@@ -219,6 +221,8 @@ class ModelState:
         #: True while a load holds the load lock: the model routes answer 503 meanwhile.
         self.loading = False
         self.loaded_embedding: str | None = None
+        #: The books of the generations (inference requests) and their waits.
+        self.generations = Generations()
         self._list_cache: dict[int, tuple[tuple[int, int], bytes]] = {}
         self._changed = asyncio.Event()
 
