@@ -136,6 +136,7 @@ class Generation:
             choice.text += text
             choice.tokens = k
             emit(choice, text, None)
+            self._books.changed()  # waits on token counts re-check
         choice.finish = _finish_chunk(choice, round(time.monotonic() - begun, 2))
         emit(choice, "", choice.finish)
         if all(c.finish is not None for c in self.choices):
