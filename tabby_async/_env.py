@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
+
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from yarl import URL
@@ -31,6 +34,7 @@ __all__ = [
     "FROM_ENV",
     "FromEnv",
     "Setting",
+    "check_env_name",
     "env_value",
     "resolve_key",
     "resolve_url",
@@ -70,6 +74,27 @@ class Setting(NamedTuple):
 
     value: str | None
     source: str
+
+
+#: A portable environment variable name (POSIX: letters, digits and ``_``,
+#: not starting with a digit).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_name(field: str, value: object) -> str:
+    """The name of an environment variable, as ``field`` gives it; refuses anything else.
+
+    A value that is not a name is most likely the secret itself, written
+    where its variable's name belongs (``admin_key_env = "<the key>"``), so
+    the message names ``field`` and never shows the value.
+    """
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise InvalidInputError(
+            field,
+            "must be the name of an environment variable (letters, digits and _, not "
+            "starting with a digit), not the key itself; the value is not shown",
+        )
+    return value
 
 
 def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:

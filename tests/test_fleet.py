@@ -718,7 +718,7 @@ admin_key = "{b.admin_key}"
         loaded = await fleet.models.load(model_name="n")
         assert loaded.ok  # a's admin key came from A_ADMIN
 
-    with pytest.raises(InvalidInputError, match="A_ADMIN is not set"):
+    with pytest.raises(InvalidInputError, match=r"nodes\[0\]\.admin_key_env: .* not set"):
         TabbyFleet.from_toml(path, env={"SHARED_API": "x"})
 
 

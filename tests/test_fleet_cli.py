@@ -381,7 +381,7 @@ async def test_usage_errors(
     bad.write_text('[[nodes]]\nurl = "http://h:1"\nadmin_key_env = "NOT_SET_ANYWHERE"\n')
     unset = await run(capsys, "fleet", "status", "--nodes", str(bad))
     assert unset.code == 2
-    assert "NOT_SET_ANYWHERE is not set" in unset.err
+    assert "nodes[0].admin_key_env: the environment variable it names is not set" in unset.err
     wrong = await run(capsys, "fleet", "rollout", "--nodes", nodes.path, "m", "--batch-size", "0")
     assert wrong.code == 2
 

@@ -17,6 +17,7 @@ is in :func:`read_nodes_toml`, which the reference documentation shows.
 from __future__ import annotations
 
 import os
+import re
 import ssl as _ssl
 import sys
 from collections.abc import Collection, Iterable, Mapping
@@ -27,6 +28,7 @@ from typing import Any, TypedDict
 import aiohttp
 
 from .._checks import check_key, check_model_name, normalise_base_url, redact_url
+from .._env import check_env_name
 from .._resource import build_request
 from .._state import DesiredState
 from ..errors import InvalidInputError
@@ -138,13 +140,14 @@ def _key(
                 raise InvalidInputError(f"{label}.{kind}_key", "must be a non-empty string")
             return inline
         if env_name is not None:
-            if not isinstance(env_name, str) or not env_name:
-                raise InvalidInputError(f"{label}.{kind}_key_env", "must name a variable")
+            check_env_name(f"{label}.{kind}_key_env", env_name)
             value = env.get(env_name)
             if not value:
+                # Not echoed: a key pasted here may pass as a name (TabbyAPI's
+                # generated keys are hex, and may start with a letter).
                 raise InvalidInputError(
                     f"{label}.{kind}_key_env",
-                    f"the environment variable {env_name} is not set (or empty)",
+                    "the environment variable it names is not set (or is empty)",
                 )
             return value
     return None
@@ -225,6 +228,9 @@ def parse_nodes(
     unknown = set(defaults) - _DEFAULT_KEYS
     if unknown:
         raise InvalidInputError("defaults", f"unknown keys: {', '.join(sorted(unknown))}")
+    for name in ("api_key_env", "admin_key_env"):  # checked even if every node has its own
+        if name in defaults:
+            check_env_name(f"defaults.{name}", defaults[name])
     options = data.get("fleet", {})
     if not isinstance(options, dict):
         raise InvalidInputError("fleet", "must be a table")
@@ -258,21 +264,52 @@ def parse_nodes(
         url = table.get("url")
         if not isinstance(url, str):
             raise InvalidInputError(f"{where}.url", "is required (http://host:port)")
-        name = table.get("name", url)
+        name = table.get("name", _url_name(url))
         if not isinstance(name, str):
             raise InvalidInputError(f"{where}.name", "must be a string")
         if name in seen:
-            raise InvalidInputError(f"{where}.name", f"{name!r} is used by two nodes")
+            if "name" in table:
+                raise InvalidInputError(f"{where}.name", f"{name!r} is used by two nodes")
+            raise InvalidInputError(
+                f"{where}.url",
+                f"its name {name!r} (a node without a name is named by its URL without "
+                "user info, query or fragment) is used by two nodes: give each node a name",
+            )
         seen.add(name)
-        spec = NodeSpec(
-            name=name,
-            url=url,
-            api_key=_key(where, table, "api", defaults, env),
-            admin_key=_key(where, table, "admin", defaults, env),
-            desired=_desired(where, table, default_state),
-        )
-        specs.append(spec)
+        specs.append(_spec(where, table, name, url, defaults, default_state, env))
     return specs, dict(options)
+
+
+def _url_name(url: str) -> str:
+    """The name of a node that gives none: its URL, without what may hold a secret.
+
+    User info, a query and a fragment may carry a password or a token
+    (``?api_key=...``), and a name is shown everywhere (metric labels,
+    tables, logs), so they are hidden as in every message.
+    """
+    return redact_url(url.strip())
+
+
+def _spec(
+    where: str,
+    table: Mapping[str, Any],
+    name: str,
+    url: str,
+    defaults: Mapping[str, Any],
+    default_state: Mapping[str, Any],
+    env: Mapping[str, str],
+) -> NodeSpec:
+    """One node's spec from its table; NodeSpec's own errors name the node's key path."""
+    api_key = _key(where, table, "api", defaults, env)
+    admin_key = _key(where, table, "admin", defaults, env)
+    desired = _desired(where, table, default_state)
+    try:
+        return NodeSpec(name=name, url=url, api_key=api_key, admin_key=admin_key, desired=desired)
+    except InvalidInputError as err:  # its message names no secret (see _checks)
+        problem = str(err).removeprefix(f"{err.field}: ")
+        field = {"base_url": "url"}.get(err.field, err.field)
+        failure = InvalidInputError(f"{where}.{field}", problem)
+    raise failure  # outside the handler: no chained error
 
 
 def read_nodes_toml(
@@ -340,13 +377,41 @@ def read_nodes_toml(
     :class:`~tabby_async.InvalidInputError` naming its key path (e.g.
     ``nodes.gpu-03.desired.model.max_seq_len``).
     """
+    return parse_nodes(_read_toml(path), env=env)
+
+
+#: Where tomllib says a syntax error is: the end of its message.
+_TOML_WHERE = re.compile(r"\(at (line \d+, column \d+|end of document)\)\Z")
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed nodes file; a failure is InvalidInputError naming the file, never its text.
+
+    The file may hold keys, so no message quotes it: a byte that is not
+    UTF-8 is given by its offset, a TOML syntax error by its line and column
+    (tomllib's own message may quote a character or a key of the file, and
+    ``UnicodeDecodeError.object`` is the whole file). Each error is raised
+    outside the handler, so none has the original as its context either.
+    """
+    shown = repr(str(path))
+    problem = ""
     try:
-        with Path(path).open("rb") as f:
-            data = tomllib.load(f)
+        raw = Path(path).read_bytes()
     except OSError as exc:
-        raise InvalidInputError(
-            "nodes file", f"cannot read {str(path)!r}: {exc.strerror}"
-        ) from None
+        problem = f"cannot read {shown}: {exc.strerror}"
+    if problem:
+        raise InvalidInputError("nodes file", problem)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problem = f"{shown} is not UTF-8 text (line {line}, byte offset {exc.start})"
+    if problem:
+        raise InvalidInputError("nodes file", problem)
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInputError("nodes file", f"{str(path)!r} is not valid TOML: {exc}") from None
-    return parse_nodes(data, env=env)
+        where = _TOML_WHERE.search(str(exc))
+        problem = f"{shown} is not valid TOML" + (f" (at {where.group(1)})" if where else "")
+    raise InvalidInputError("nodes file", problem)
