@@ -25,7 +25,7 @@ import pytest
 
 from tabby_async.testing import EmulatedModel, Generations, GenerationStats, TabbyEmulator
 from tabby_async.testing.pytest_plugin import EmulatorFactory
-from tests.helpers import guarded
+from tests.helpers import guarded, run_cli
 from tests.test_emulator import PING_RE, admin, api
 
 pytestmark = pytest.mark.emulator(
@@ -562,3 +562,21 @@ async def test_the_openai_client_talks_to_it(server: TabbyEmulator) -> None:
             usage = event.usage or usage
         assert "".join(parts) == "m:1 m:2 m:3 " and finish == "stop"
         assert usage is not None and usage.completion_tokens == 3
+
+
+async def test_the_emulator_command_takes_a_token_delay(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    class Recorder(TabbyEmulator):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(kwargs)
+            raise ValueError("token_delay recorded")
+
+    monkeypatch.setattr("tabby_async.testing.TabbyEmulator", Recorder)
+    result = await run_cli(capsys, "emulator", "--token-delay", "0.25", "--port", "0")
+    assert built[0]["token_delay"] == 0.25
+    assert result.code == 2 and "token_delay recorded" in result.err
+    result = await run_cli(capsys, "emulator", "--token-delay", "-1")
+    assert result.code == 2

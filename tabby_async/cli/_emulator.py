@@ -74,6 +74,7 @@ async def _emulator(args: argparse.Namespace) -> int:
             api_key=args.emulator_api_key,
             admin_key=args.emulator_admin_key,
             ping_interval=args.ping_interval,
+            token_delay=args.token_delay,
             host=args.host,
             port=args.port,
             record=False,  # a long-running server must not grow without bound
@@ -299,7 +300,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=non_negative_seconds,
         default=15.0,
         metavar="SECONDS",
-        help="SSE ping period of load streams (15; 0 disables)",
+        help="SSE ping period of load and generation streams (15; 0 disables)",
+    )
+    emu.add_argument(
+        "--token-delay",
+        type=non_negative_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="time before each generated token of a completion (0)",
     )
     emu.add_argument(
         "--downloadable",
