@@ -24,9 +24,11 @@ __all__ = [
     "DraftSeen",
     "FieldDiff",
     "FieldRule",
+    "Identity",
     "cache_mode_bits",
     "card_id",
     "compare",
+    "identity",
     "in_table_order",
     "reasons_text",
     "rules_markdown",
@@ -133,9 +135,45 @@ FIELD_RULES: tuple[FieldRule, ...] = (
 NOT_COMPARED: tuple[str, ...] = tuple(r.field for r in FIELD_RULES if not r.compared)
 
 
+#: What a card's id says of a requested folder: it is that folder (``same``:
+#: a flat name equal to the id), it cannot be (``other``), or it may be
+#: another folder with the same last segment (``unproven``).
+Identity = Literal["same", "unproven", "other"]
+
+
+def _segments(name: str, separators: str) -> list[str]:
+    """``name``'s path segments, split at any of ``separators``; empty and ``.`` ones dropped."""
+    for sep in separators[1:]:
+        name = name.replace(sep, separators[0])
+    return [s for s in name.split(separators[0]) if s not in ("", ".")]
+
+
 def card_id(model_name: str) -> str:
-    """The card id the server gives a loaded model: the folder's last path segment."""
-    return model_name.replace("\\", "/").strip("/").rsplit("/", 1)[-1]
+    """The card id the server gives a loaded model: the folder's last path segment.
+
+    The server resolves the path, so ``./m``, ``m/`` and ``m/.`` are ``m``.
+    """
+    parts = _segments(model_name, "/\\")
+    return parts[-1] if parts else ""
+
+
+def identity(wanted: str, loaded_id: str) -> Identity:
+    """What a loaded card's id proves about the requested folder ``wanted``.
+
+    The server names the card after the folder's last segment but compares
+    full paths, so only a flat name equal to the id is taken as proven. A
+    nested name whose last segment is the id is ``unproven``: another folder
+    of that name looks the same. (A flat name cannot tell its folder from a
+    nested one of the same name either; the card gives no path.) ``.``
+    segments and doubled slashes count for nothing, as in the server's path.
+    """
+    # A backslash splits the path on a Windows server only; on any other it
+    # is part of a folder's name, and the card id keeps it.
+    for separators in ("/", "/\\"):
+        parts = _segments(wanted, separators)
+        if parts and parts[-1] == loaded_id:
+            return "same" if len(parts) == 1 else "unproven"
+    return "other"
 
 
 # --- what the server does with a value --------------------------------------------------
@@ -181,7 +219,7 @@ _SAME: dict[How, Callable[[Any, Any], bool]] = {
         loaded is not None and same_template(str(wanted), str(loaded))
     ),
     "chunk": lambda wanted, loaded: loaded in (wanted, _server_chunk(wanted)),
-    "draft": lambda wanted, loaded: loaded is not None and card_id(str(wanted)) == loaded,
+    "draft": lambda wanted, loaded: loaded is not None and identity(str(wanted), loaded) == "same",
 }
 
 
@@ -257,6 +295,10 @@ def compare(
             unchecked.append(rule.field)
             continue
         known, loaded = _loaded_value(rule, card, draft)
+        if rule.how == "draft" and loaded is not None:
+            # The listing names the draft by its folder's last segment: a
+            # nested draft name with that segment may be another folder.
+            known = identity(str(wanted), str(loaded)) != "unproven"
         if not known:
             unchecked.append(rule.field)
         elif not _SAME[rule.how](wanted, loaded):

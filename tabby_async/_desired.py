@@ -35,8 +35,10 @@ from ._compare import (
     DraftSeen,
     FieldDiff,
     FieldRule,
+    Identity,
     card_id,
     compare,
+    identity,
     in_table_order,
     reasons_text,
     rules_markdown,
@@ -79,30 +81,15 @@ EnsureAction = Literal["none", "load", "reload"]
 
 # --- names -------------------------------------------------------------------------
 
-#: What the card's id says of a requested folder: it is that folder (``same``:
-#: a flat name equal to the id), it cannot be (``other``), or it may be
-#: another folder with the same last segment (``unproven``).
-Identity = Literal["same", "unproven", "other"]
-
-
-def identity(wanted: str, loaded_id: str) -> Identity:
-    """What a loaded card's id proves about the requested folder ``wanted``.
-
-    The server names the card after the folder's last segment but compares
-    full paths, so only a flat name equal to the id is taken as proven. A
-    nested name whose last segment is the id is ``unproven``: another folder
-    of that name looks the same. (A flat name cannot tell its folder from a
-    nested one of the same name either; the card gives no path.)
-    """
-    path = wanted.replace("\\", "/").strip("/")
-    if card_id(path) != loaded_id:
-        return "other"
-    return "unproven" if "/" in path else "same"
-
 
 def same_model(wanted: str, loaded_id: str) -> bool:
     """True when a card id may be that of the requested model name (nested names too)."""
     return identity(wanted, loaded_id) != "other"
+
+
+def _case_only(wanted: str, loaded_id: str) -> bool:
+    """True when ``loaded_id`` is the requested folder's name in another case."""
+    return card_id(wanted).casefold() == loaded_id.casefold()
 
 
 def check_reachable(request: ModelLoadRequest) -> None:
@@ -204,6 +191,10 @@ def plan_for(
     """
     check_reachable(request)
     who: Identity = "other" if card is None else identity(request.model_name, card.id)
+    if proven and card is not None and who == "other" and _case_only(request.model_name, card.id):
+        # A server on a case-insensitive file system names the card as the
+        # folder is spelt on disk; its "already loaded" answer proved it ours.
+        who = "same"
     if card is None or who == "other":
         # The server unloads another model itself before loading the new one.
         loaded_id = None if card is None else card.id

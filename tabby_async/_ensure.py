@@ -56,7 +56,13 @@ from ._desired import (
 )
 from ._otel import operation_span, set_plan
 from ._stream import follow
-from .errors import ClientStateError, EnsureMismatchError, ModelNotLoadedError
+from .errors import (
+    APIStatusError,
+    ClientStateError,
+    EnsureMismatchError,
+    ModelNotLoadedError,
+    ResponseDecodeError,
+)
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 if TYPE_CHECKING:
@@ -114,13 +120,21 @@ async def loaded_card(service: AsyncModelsService) -> ModelCard | None:
 
 
 async def loaded_draft(service: AsyncModelsService, request: ModelLoadRequest) -> DraftSeen | None:
-    """The loaded draft, when ``request`` names one and the client can read it (else None)."""
+    """The loaded draft, when ``request`` names one and the client can read it (else None).
+
+    The read is an extra look, not the ensure's business: a server that
+    answers it with an error or an odd body leaves the draft unchecked
+    rather than failing the ensure (a server that cannot be reached fails
+    the next call anyway, so that is raised).
+    """
     if request.draft_model is None:
         return None
     try:
         return DraftSeen(await service.loaded_draft())
-    except ClientStateError:
-        return None  # no plain api key, or it sees every folder: the draft stays unchecked
+    except (ClientStateError, APIStatusError, ResponseDecodeError):
+        # No plain api key, a key that sees every folder, an older server, a
+        # refusal or a garbled answer: the draft stays unchecked.
+        return None
 
 
 async def _plan(

@@ -28,7 +28,7 @@ from ._desired import EnsureResult, LoadPlan, identity
 from ._resource import Resource, build_request
 from ._stream import LoadStream, ProgressCallback, follow
 from ._transport import Transport
-from .errors import ClientStateError, ModelNotLoadedError
+from .errors import ClientStateError, ModelNotLoadedError, NotFoundError
 from .types import (
     DownloadRequest,
     DownloadResponse,
@@ -138,15 +138,27 @@ class AsyncModelsService(Resource):
         client).
 
         Raises:
-            ClientStateError: the client holds no plain api key, or the
-                server gives it admin permission (the key is an admin key,
-                or the server's auth is off), so the listing cannot say.
+            ClientStateError: the client holds no plain api key, the server
+                gives it admin permission (the key is an admin key, or the
+                server's auth is off), the server has no permission route
+                (an older TabbyAPI: asked once per client), or the listing
+                names more than one folder, so the listing cannot say.
         """
         if not self._transport.has_api_key:
             raise ClientStateError("the loaded draft can be read only with a plain api key")
         memory = self._memory
         if memory.api_view is None:
-            seen = await self._call(R.API_KEY_PERMISSION, timeout=timeout, max_retries=max_retries)
+            try:
+                seen = await self._call(
+                    R.API_KEY_PERMISSION, timeout=timeout, max_retries=max_retries
+                )
+            except NotFoundError:
+                # A server without the route will not grow one: do not ask again.
+                memory.api_view = False
+                raise ClientStateError(
+                    "the server has no permission route, so it cannot say whether its "
+                    "draft listing names the loaded draft"
+                ) from None
             memory.api_view = seen.permission == "api"
         if not memory.api_view:
             raise ClientStateError(
@@ -154,6 +166,11 @@ class AsyncModelsService(Resource):
                 "its draft listing names every draft folder, not the loaded one"
             )
         found = await self._call(R.LOADED_DRAFT, timeout=timeout, max_retries=max_retries)
+        if len(found.data) > 1:
+            # An api key sees at most the loaded draft: this listing is not that view.
+            raise ClientStateError(
+                f"the draft listing names {len(found.data)} folders: it cannot say which is loaded"
+            )
         return found.data[0].id if found.data else None
 
     def load_stream(

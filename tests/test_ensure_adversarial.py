@@ -1,0 +1,219 @@
+"""Desired state under attack: odd servers, odd names, cancellation, hostile cards.
+
+Each test here is a way to make ``ensure_loaded``, ``client.ensure`` or a
+plan claim "as requested" for what the server does not run, fail a whole
+ensure over an auxiliary read, or leave something behind; each failed
+before its fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from tabby_async import (
+    AsyncTabbyClient,
+    ClientStateError,
+    DesiredState,
+    DraftModelLoadRequest,
+)
+from tabby_async import ModelLoadRequest as Req
+from tabby_async._desired import identity, plan_for
+from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelCard, ModelCardParameters
+
+LOAD = "/v1/model/load"
+UNLOAD = "/v1/model/unload"
+PERMISSION = "/v1/auth/permission"
+DRAFT_LIST = "/v1/model/draft/list"
+
+DRAFTED = pytest.mark.emulator(
+    models=["m", EmulatedModel("slow", modules=6, delay=0.05)],
+    drafts=["d1", "d2", "org/x/d1"],
+)
+
+
+def _drafted(draft: str) -> Req:
+    """A request for ``m`` with the draft ``draft``."""
+    return Req(model_name="m", draft_model=DraftModelLoadRequest(draft_model_name=draft))
+
+
+def _writes(server: TabbyEmulator) -> list[str]:
+    """The POST paths the server received, in order."""
+    return [r.path for r in server.requests if r.method == "POST"]
+
+
+@pytest.fixture
+async def both(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
+    """A client of ``server`` with its plain api key and its admin key."""
+    async with AsyncTabbyClient(
+        server.url, api_key=server.api_key, admin_key=server.admin_key, max_retries=0
+    ) as c:
+        yield c
+
+
+# --- the draft read: an auxiliary look never fails the ensure ---------------------------------
+
+ODD_PERMISSION = [
+    pytest.param({"status": 404, "detail": "Not Found"}, id="404-old-server"),
+    pytest.param({"status": 500, "detail": "boom"}, id="500"),
+    pytest.param({"status": 200, "body": b"<html>not json"}, id="garbage-200"),
+    pytest.param({"status": 401, "detail": "bad key"}, id="401-wrong-api-key"),
+]
+
+
+@DRAFTED
+@pytest.mark.parametrize("answer", ODD_PERMISSION)
+@pytest.mark.parametrize("route", [PERMISSION, DRAFT_LIST])
+async def test_an_odd_draft_read_leaves_the_draft_unchecked(
+    server: TabbyEmulator, both: AsyncTabbyClient, answer: dict[str, Any], route: str
+) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    server.faults.fail_next(n=None, path=route, method="GET", **answer)
+    server.reset_requests()
+    request = _drafted("d2")
+    plan = await both.models.plan_load(request)
+    assert plan.action == "none"
+    assert "draft_model.draft_model_name" in plan.unchecked
+    result = await both.models.ensure_loaded(request)
+    assert result.action == "none"
+    assert "draft_model.draft_model_name" in result.unchecked
+    state = await both.ensure(DesiredState(model=request))
+    assert state.done == ()
+    assert _writes(server) == []
+
+
+@DRAFTED
+async def test_a_transient_permission_failure_is_asked_again(
+    server: TabbyEmulator, both: AsyncTabbyClient
+) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    server.faults.fail_next(n=1, status=500, path=PERMISSION, method="GET")
+    request = _drafted("d2")
+    assert "draft_model.draft_model_name" in (await both.models.plan_load(request)).unchecked
+    # The next look asks again and reads the draft: d1 runs, not d2.
+    plan = await both.models.plan_load(request)
+    assert plan.action == "reload"
+    assert [d.field for d in plan.reasons] == ["draft_model.draft_model_name"]
+
+
+@DRAFTED
+async def test_an_old_server_without_the_permission_route_is_asked_once(
+    server: TabbyEmulator, both: AsyncTabbyClient
+) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    server.faults.fail_next(n=None, status=404, detail="Not Found", path=PERMISSION, method="GET")
+    request = _drafted("d2")
+    for _ in range(3):
+        await both.models.plan_load(request)
+    assert server.count("GET", PERMISSION) == 1
+
+
+@DRAFTED
+async def test_an_api_key_that_is_the_admin_key_leaves_the_draft_unchecked(
+    server: TabbyEmulator,
+) -> None:
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    async with AsyncTabbyClient(
+        server.url, api_key=server.admin_key, admin_key=server.admin_key
+    ) as same:
+        with pytest.raises(ClientStateError, match="admin permission"):
+            await same.models.loaded_draft()
+        request = _drafted("d2")
+        plan = await same.models.plan_load(request)
+        assert (plan.action, plan.met) == ("none", True)
+        assert "draft_model.draft_model_name" in plan.unchecked
+        await same.models.plan_load(request)
+        assert server.count("GET", PERMISSION) == 1  # cached per client
+
+
+@DRAFTED
+async def test_a_listing_of_several_drafts_cannot_say_which_is_loaded(
+    server: TabbyEmulator, both: AsyncTabbyClient
+) -> None:
+    # A server (or a proxy) that shows the api key every draft folder
+    # although it says "api": the first entry is not the loaded draft.
+    server.preload("m", draft_model={"draft_model_name": "d2"})
+    listing = {"object": "list", "data": [{"id": "d1"}, {"id": "d2"}]}
+    server.faults.fail_next(
+        n=None, status=200, path=DRAFT_LIST, method="GET", body=msgspec.json.encode(listing)
+    )
+    with pytest.raises(ClientStateError):
+        await both.models.loaded_draft()
+    request = _drafted("d1")
+    plan = await both.models.plan_load(request)
+    assert plan.met is True and "draft_model.draft_model_name" in plan.unchecked
+
+
+@DRAFTED
+async def test_a_nested_draft_name_is_not_proved_by_the_listings_last_segment(
+    server: TabbyEmulator, both: AsyncTabbyClient
+) -> None:
+    # The listing names the draft by its folder's last segment: d1 shows for
+    # the draft folder d1 and for org/x/d1 alike.
+    server.preload("m", draft_model={"draft_model_name": "d1"})
+    request = _drafted("org/x/d1")
+    plan = await both.models.plan_load(request)
+    assert plan.reasons == ()
+    assert "draft_model.draft_model_name" in plan.unchecked
+    # Another last segment is still a proven difference.
+    other = _drafted("org/x/d2")
+    assert (await both.models.plan_load(other)).action == "reload"
+
+
+# --- identity: names as the server's path reads them ------------------------------------------
+
+NAMES = pytest.mark.emulator(models=["flat", "org/model/4.0bpw", "other-org/model/4.0bpw"])
+
+
+@NAMES
+@pytest.mark.parametrize("name", ["flat/.", "./flat", "flat//", "flat/"])
+async def test_dot_segments_and_slashes_name_the_same_flat_folder(
+    server: TabbyEmulator, client: AsyncTabbyClient, name: str
+) -> None:
+    server.preload("flat")
+    server.reset_requests()
+    plan = await client.models.plan_load(model_name=name)
+    assert (plan.action, plan.met) == ("none", True)
+    result = await client.models.ensure_loaded(model_name=name)
+    assert (result.action, result.mismatches) == ("none", ())
+    assert _writes(server) == []
+
+
+def test_a_backslash_in_a_folder_name_on_a_posix_server_is_proved_by_its_card() -> None:
+    # On a POSIX server the backslash is part of the folder's name, and of its
+    # card id. (The emulator splits card ids at a backslash, as Windows would.)
+    card = ModelCard(id="back\\slash", parameters=ModelCardParameters(max_seq_len=4096))
+    plan = plan_for(Req(model_name="back\\slash", max_seq_len=4096), card)
+    assert (plan.action, plan.met) == ("none", True)
+
+
+@NAMES
+async def test_a_nested_name_with_a_dot_segment_is_still_left_to_the_server(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.preload("org/model/4.0bpw")
+    server.reset_requests()
+    plan = await client.models.plan_load(model_name="other-org/./model/4.0bpw/")
+    assert (plan.action, plan.met) == ("load", None)
+    await client.models.ensure_loaded(model_name="other-org/./model/4.0bpw/")
+    assert server.loaded == "other-org/model/4.0bpw"
+    assert _writes(server) == [LOAD]
+
+
+def test_a_windows_backslash_nests_a_name() -> None:
+    assert identity("org\\model\\4.0bpw", "4.0bpw") == "unproven"
+    assert identity("org\\model", "org\\model") == "same"  # a POSIX folder's own name
+    assert identity("Flat", "flat") == "other"
+
+
+def test_a_case_only_difference_counts_once_the_server_proved_the_folder() -> None:
+    # A server on a case-insensitive file system names the card after the
+    # folder as it is on disk; its "already loaded" answer proved it ours.
+    card = ModelCard(id="flat", parameters=ModelCardParameters(max_seq_len=4096))
+    assert plan_for(Req(model_name="Flat"), card).action == "load"
+    proved = plan_for(Req(model_name="Flat", max_seq_len=4096), card, proven=True)
+    assert (proved.action, proved.met) == ("none", True)
