@@ -19,9 +19,21 @@
     asyncio.run(main())
 """
 
+import importlib as _importlib
+import warnings as _warnings
+from typing import Any as _Any
+
 from ._client import AsyncTabbyClient
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg, UseClientDefault
-from ._desired import FIELD_RULES, NOT_COMPARED, EnsureResult, FieldDiff, FieldRule, LoadPlan
+from ._desired import (
+    FIELD_RULES,
+    NOT_COMPARED,
+    EnsureMismatchError,
+    EnsureResult,
+    FieldDiff,
+    FieldRule,
+    LoadPlan,
+)
 from ._env import FROM_ENV, FromEnv
 from ._fields import (
     DownloadFields,
@@ -34,7 +46,7 @@ from ._fields import (
 )
 from ._lora import AsyncLoraService
 from ._sampling import AsyncSamplingService
-from ._state import DesiredState, PartPlan, StatePlan, StateResult
+from ._state import DesiredState, PartPlan, StateMismatchError, StatePlan, StateResult
 from ._stream import LoadStream
 from ._templates import AsyncTemplatesService
 from ._timeouts import Timeout
@@ -46,17 +58,13 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ClientStateError,
-    EnsureMismatchError,
     ErrorCode,
-    FleetError,
     InvalidInputError,
     KeyProblem,
     LoadFailedError,
     LoraLoadFailedError,
     ModelNotFoundError,
     ModelNotLoadedError,
-    NodeCancelledError,
-    NodeSkippedError,
     NoTemplateError,
     NotFoundError,
     PermissionDeniedError,
@@ -65,14 +73,12 @@ from .errors import (
     ResponseDecodeError,
     ResponseTooLargeError,
     ServerError,
-    StateMismatchError,
     StreamError,
     TabbyConnectionError,
     TabbyError,
     TabbyTimeoutError,
     TemplateNotFoundError,
     UnprocessableEntityError,
-    VerificationError,
 )
 from .models import AsyncModelsService, ProgressCallback
 from .types import (
@@ -142,7 +148,6 @@ __all__ = [
     "ErrorCode",
     "FieldDiff",
     "FieldRule",
-    "FleetError",
     "FromEnv",
     "HealthIssue",
     "HealthResponse",
@@ -172,8 +177,6 @@ __all__ = [
     "ModelNotLoadedError",
     "ModelPropsResponse",
     "NoTemplateError",
-    "NodeCancelledError",
-    "NodeSkippedError",
     "NotFoundError",
     "PartPlan",
     "PermissionDeniedError",
@@ -208,6 +211,26 @@ __all__ = [
     "TokenOptions",
     "UnprocessableEntityError",
     "UseClientDefault",
-    "VerificationError",
     "__version__",
 ]
+
+#: Names that moved to another public module, kept here for one release
+#: with a DeprecationWarning: name -> its home.
+_MOVED: dict[str, str] = {
+    "FleetError": "tabby_async.fleet",
+    "NodeCancelledError": "tabby_async.fleet",
+    "NodeSkippedError": "tabby_async.fleet",
+    "VerificationError": "tabby_async.fleet",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _warnings.warn(
+        f"tabby_async.{name} is deprecated: import it from {home}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(_importlib.import_module(home), name)

@@ -13,16 +13,20 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from ._desired import EnsureResult
+from ._desired import EnsureMismatchError, EnsureResult
 from ._ensure import ensure_loaded, loaded_card, loaded_draft
 from ._otel import Attributes, operation_span, server_attributes, set_plan
-from ._state import DesiredState, Observed, Part, PartPlan, StatePlan, StateResult, plan_state
-from .errors import (
-    AlreadyLoadedError,
-    EnsureMismatchError,
-    ModelNotLoadedError,
+from ._state import (
+    DesiredState,
+    Observed,
+    Part,
+    PartPlan,
     StateMismatchError,
+    StatePlan,
+    StateResult,
+    plan_state,
 )
+from .errors import AlreadyLoadedError, ModelNotLoadedError
 from .types import ModelCard
 
 if TYPE_CHECKING:

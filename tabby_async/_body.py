@@ -55,10 +55,9 @@ async def read_body(
 
 def too_large(route: Route[Any], status: int, limit: int) -> E.ResponseTooLargeError:
     """The error for an answer of ``route`` over the ``limit`` bytes cap."""
-    err = E.ResponseTooLargeError(
+    return E.ResponseTooLargeError(
         f"{route.method} {route.path}: the server's {status} answer is larger than the "
-        f"{size_text(limit)} cap (max_response_bytes)"
+        f"{size_text(limit)} cap (max_response_bytes)",
+        limit=limit,
     )
-    err.limit = limit
-    return err
 

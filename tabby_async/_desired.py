@@ -25,7 +25,7 @@ No I/O here: ``client.models.plan_load()`` and ``ensure_loaded()`` read the card
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 # The table's names are also reachable from here, where the plans that use
 # them live (the CLI and the fleet import both from one place).
@@ -46,7 +46,7 @@ from ._compare import (
     unchecked_note,
     unreported_fields,
 )
-from .errors import InvalidInputError
+from .errors import ErrorCode, InvalidInputError, TabbyError
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "NOT_COMPARED",
     "DraftSeen",
     "EnsureAction",
+    "EnsureMismatchError",
     "EnsureResult",
     "FieldDiff",
     "FieldRule",
@@ -258,3 +259,21 @@ class EnsureResult:
 def unchanged(plan: LoadPlan) -> EnsureResult:
     """The result of a plan that needs nothing done."""
     return EnsureResult("none", plan.reasons, plan, None, plan.loaded, unchecked=plan.unchecked)
+
+
+class EnsureMismatchError(TabbyError):
+    """After acting, the loaded model still differs from the request.
+
+    The server changed a value itself (a context clamped to the cache, vision
+    on a model without a vision component, a template replaced by the
+    model's own, a folder's config that wins) or another client loaded
+    something else meanwhile. ``result`` holds what was done and the
+    remaining ``mismatches``.
+    """
+
+    code: ClassVar[ErrorCode] = "ensure_mismatch"
+
+    def __init__(self, result: EnsureResult) -> None:
+        detail = "; ".join(str(m) for m in result.mismatches)
+        super().__init__(f"after {result.action}, the loaded model still differs: {detail}")
+        self.result = result

@@ -48,6 +48,7 @@ from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import (
     DraftSeen,
     EnsureAction,
+    EnsureMismatchError,
     EnsureResult,
     LoadPlan,
     check_reachable,
@@ -56,13 +57,7 @@ from ._desired import (
 )
 from ._otel import operation_span, set_plan
 from ._stream import follow
-from .errors import (
-    APIStatusError,
-    ClientStateError,
-    EnsureMismatchError,
-    ModelNotLoadedError,
-    ResponseDecodeError,
-)
+from .errors import APIStatusError, ClientStateError, ModelNotLoadedError, ResponseDecodeError
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 if TYPE_CHECKING:

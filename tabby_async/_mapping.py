@@ -213,7 +213,7 @@ def status_error(
     }
     cls: type[E.APIStatusError]
     # What the server's words say, set on the error as a structured field.
-    fields: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     if status == 401:
         fields["reason"] = "missing" if message in _MISSING_KEY else "invalid"
         if "admin key" in message:
@@ -225,8 +225,11 @@ def status_error(
     elif status == 403:
         cls = E.PermissionDeniedError
     elif status == 400:
-        if message.startswith((_MODEL_PATH_MISSING, _EMBEDDING_PATH_MISSING)):
+        if message.startswith(_MODEL_PATH_MISSING):
             cls = E.ModelNotFoundError
+        elif message.startswith(_EMBEDDING_PATH_MISSING):
+            cls = E.ModelNotFoundError
+            fields["kind"] = "embedding"
         elif message.endswith(_ALREADY_LOADED):
             cls = E.AlreadyLoadedError
         elif message.startswith(_PRESET) and "does not exist" in message:
@@ -251,9 +254,7 @@ def status_error(
         message = f"unexpected redirect to {where} (not followed: keys stay with the origin)"
     else:
         cls = E.APIStatusError
-    err = cls(message, **kwargs)
-    for name, value in fields.items():
-        setattr(err, name, value)
+    err = cls(message, **kwargs, **fields)
     return redact.error(err)  # the message too: an unescaped HTML title, say
 
 

@@ -189,9 +189,9 @@ class EventParser:
         )
 
     def _too_large(self, what: str) -> None:
-        error = ResponseTooLargeError(f"{what} than the {size_text(self._max)} cap")
-        error.limit = self._max
-        self._fail(error)
+        self._fail(
+            ResponseTooLargeError(f"{what} than the {size_text(self._max)} cap", limit=self._max)
+        )
 
     def _fail(self, error: StreamError) -> None:
         self.error = error

@@ -39,7 +39,7 @@ server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ._checks import check_model_name
 from ._desired import (
@@ -51,7 +51,7 @@ from ._desired import (
     plan_for,
     same_template,
 )
-from .errors import InvalidInputError
+from .errors import ErrorCode, InvalidInputError, TabbyError
 from .types import EmbeddingModelLoadRequest, ModelCard, ModelLoadRequest, SamplerOverrides
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "Part",
     "PartAction",
     "PartPlan",
+    "StateMismatchError",
     "StatePlan",
     "StateResult",
     "plan_state",
@@ -368,3 +369,18 @@ class StateResult:
         if not self.done:
             return "nothing to do: " + self.plan.summary()
         return "; ".join(f"{p.part}: {p.action}" for p in self.done)
+
+
+class StateMismatchError(TabbyError):
+    """After ``ensure``, a part of the node's state still differs from the desired one.
+
+    ``result`` holds what was done, the plan from a fresh look, and the parts
+    that still differ (``result.mismatches``).
+    """
+
+    code: ClassVar[ErrorCode] = "ensure_mismatch"
+
+    def __init__(self, result: StateResult) -> None:
+        detail = "; ".join(p.summary() for p in result.mismatches)
+        super().__init__(f"after ensure, the node still differs: {detail}")
+        self.result = result

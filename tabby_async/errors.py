@@ -26,12 +26,17 @@
     │   ├── RateLimitError              rate_limited      429
     │   ├── ServerError                 server_error      5xx
     │   └── ModelNotLoadedError         model_not_loaded  503 nothing loaded; .kind
-    ├── EnsureMismatchError             ensure_mismatch   still differs after ensure; .result
-    ├── StateMismatchError              ensure_mismatch   a node's state still differs; .result
-    ├── VerificationError               verify_failed     a rollout's check of a node
-    ├── NodeSkippedError                skipped           a fleet node never started
-    ├── NodeCancelledError              cancelled         a fleet node was cancelled
-    └── FleetError                      fleet_error       FleetResult.raise_for_errors; .result
+    └── (these live beside what they carry, and are TabbyErrors too:)
+        EnsureMismatchError             ensure_mismatch   ensure_loaded still differs; .result
+        StateMismatchError              ensure_mismatch   a node's state still differs; .result
+        VerificationError (fleet)       verify_failed     a rollout's check of a node
+        NodeSkippedError (fleet)        skipped           a fleet node never started
+        NodeCancelledError (fleet)      cancelled         a fleet node was cancelled
+        FleetError (fleet)              fleet_error       FleetResult.raise_for_errors; .result
+
+This module carries the errors of a call and its answer, and imports
+nothing of the package. The two desired-state errors are exported from
+``tabby_async``; the fleet's from :mod:`tabby_async.fleet`.
 
 Switch on ``code`` rather than importing every class::
 
@@ -55,12 +60,9 @@ fields, so it can cross a process boundary (a ``ProcessPoolExecutor`` worker).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-if TYPE_CHECKING:
-    from ._desired import EnsureResult
-    from ._state import StateResult
-    from .fleet._results import FleetResult
+import importlib
+import warnings
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     "APIStatusError",
@@ -68,18 +70,15 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientStateError",
-    "EnsureMismatchError",
     "ErrorCode",
-    "FleetError",
     "InvalidInputError",
     "KeyProblem",
     "LoadFailedError",
     "LoraLoadFailedError",
+    "ModelKind",
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "NoTemplateError",
-    "NodeCancelledError",
-    "NodeSkippedError",
     "NotFoundError",
     "PermissionDeniedError",
     "PresetNotFoundError",
@@ -87,7 +86,6 @@ __all__ = [
     "ResponseDecodeError",
     "ResponseTooLargeError",
     "ServerError",
-    "StateMismatchError",
     "StreamError",
     "TabbyConnectionError",
     "TabbyError",
@@ -95,7 +93,6 @@ __all__ = [
     "TemplateNotFoundError",
     "TimeoutKind",
     "UnprocessableEntityError",
-    "VerificationError",
 ]
 
 #: Every error's stable ``code``.
@@ -194,11 +191,16 @@ class StreamError(TabbyError):
 
 
 class ResponseTooLargeError(ResponseDecodeError, StreamError):
-    """An answer (or one load-stream event) over ``max_response_bytes``; a StreamError too."""
+    """An answer (or one load-stream event) over ``max_response_bytes``; a StreamError too.
+
+    ``limit`` is the cap that was passed, in bytes (counted after decompression).
+    """
 
     code: ClassVar[ErrorCode] = "response_too_large"
-    #: The cap that was passed, in bytes (counted after decompression).
-    limit: int = 0
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class LoadFailedError(TabbyError):
@@ -264,15 +266,33 @@ class BadRequestError(APIStatusError):
     code: ClassVar[ErrorCode] = "invalid_request"
 
 
-class AuthenticationError(APIStatusError):
+class _KeyRefused(APIStatusError):
+    """An answer refusing a key; ``reason`` says what the server said of it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+        headers: dict[str, str] | None = None,
+        reason: KeyProblem = "unknown",
+    ) -> None:
+        super().__init__(
+            message, status=status, body=body, method=method, path=path, headers=headers
+        )
+        self.reason: KeyProblem = reason
+
+
+class AuthenticationError(_KeyRefused):
     """401: the api key is missing (``reason == "missing"``) or wrong (``"invalid"``)."""
 
     code: ClassVar[ErrorCode] = "authentication_error"
-    #: Set from the server's answer when it says which.
-    reason: KeyProblem = "unknown"
 
 
-class PermissionDeniedError(APIStatusError):
+class PermissionDeniedError(_KeyRefused):
     """The route needs the admin key, and the client did not send a valid one.
 
     The server answers 401 "Please provide an admin key" (``reason ==
@@ -281,8 +301,6 @@ class PermissionDeniedError(APIStatusError):
     """
 
     code: ClassVar[ErrorCode] = "permission_error"
-    #: Set from the server's answer when it says which.
-    reason: KeyProblem = "unknown"
 
 
 class NotFoundError(APIStatusError):
@@ -291,12 +309,37 @@ class NotFoundError(APIStatusError):
     code: ClassVar[ErrorCode] = "not_found"
 
 
-class ModelNotFoundError(BadRequestError, NotFoundError):
+#: Which model an answer is about: the main ``model`` or the ``embedding`` model.
+ModelKind = Literal["model", "embedding"]
+
+
+class _AboutAModel(APIStatusError):
+    """An answer about the main model or the embedding model; ``kind`` says which."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        method: str = "",
+        path: str = "",
+        headers: dict[str, str] | None = None,
+        kind: ModelKind = "model",
+    ) -> None:
+        super().__init__(
+            message, status=status, body=body, method=method, path=path, headers=headers
+        )
+        self.kind: ModelKind = kind
+
+
+class ModelNotFoundError(_AboutAModel, BadRequestError, NotFoundError):
     """The named model (or embedding model) has no folder on the server.
 
     The server says this with a 400 ("Could not find the model path..."),
     so it is a :class:`BadRequestError`; it is a :class:`NotFoundError` too, so
-    ``except NotFoundError`` catches an unknown model.
+    ``except NotFoundError`` catches an unknown model. ``kind`` says which:
+    the main ``"model"`` or an ``"embedding"`` model.
     """
 
     code: ClassVar[ErrorCode] = "not_found"
@@ -364,7 +407,7 @@ class ServerError(APIStatusError):
     code: ClassVar[ErrorCode] = "server_error"
 
 
-class ModelNotLoadedError(APIStatusError):
+class ModelNotLoadedError(_AboutAModel):
     """503 "No models are currently loaded." (or the embedding variant).
 
     This is an answer about the server's state, not an outage: it is not a
@@ -374,77 +417,30 @@ class ModelNotLoadedError(APIStatusError):
     """
 
     code: ClassVar[ErrorCode] = "model_not_loaded"
-    #: Which model is not loaded, from the server's answer.
-    kind: Literal["model", "embedding"] = "model"
 
 
-# --- desired state and fleets ----------------------------------------------------
+#: Errors whose old home was this module, kept for one release: name ->
+#: (the public module to import it from, the module that defines it).
+_MOVED: dict[str, tuple[str, str]] = {
+    "EnsureMismatchError": ("tabby_async", "tabby_async._desired"),
+    "StateMismatchError": ("tabby_async", "tabby_async._state"),
+    "VerificationError": ("tabby_async.fleet", "tabby_async.fleet._errors"),
+    "NodeSkippedError": ("tabby_async.fleet", "tabby_async.fleet._errors"),
+    "NodeCancelledError": ("tabby_async.fleet", "tabby_async.fleet._errors"),
+    "FleetError": ("tabby_async.fleet", "tabby_async.fleet._results"),
+}
 
 
-class EnsureMismatchError(TabbyError):
-    """After acting, the loaded model still differs from the request.
-
-    The server changed a value itself (a context clamped to what the model
-    allows, say) or another client loaded something else meanwhile.
-    ``result`` holds what was done and the remaining ``mismatches``.
-    """
-
-    code: ClassVar[ErrorCode] = "ensure_mismatch"
-
-    def __init__(self, result: EnsureResult) -> None:
-        detail = "; ".join(str(m) for m in result.mismatches)
-        super().__init__(f"after {result.action}, the loaded model still differs: {detail}")
-        self.result = result
-
-
-class StateMismatchError(TabbyError):
-    """After ``ensure``, a part of the node's state still differs from the desired one.
-
-    ``result`` holds what was done, the plan from a fresh look, and the parts
-    that still differ (``result.mismatches``).
-    """
-
-    code: ClassVar[ErrorCode] = "ensure_mismatch"
-
-    def __init__(self, result: StateResult) -> None:
-        detail = "; ".join(p.summary() for p in result.mismatches)
-        super().__init__(f"after ensure, the node still differs: {detail}")
-        self.result = result
-
-
-class VerificationError(TabbyError):
-    """A node loaded, but the rollout's check after its batch did not pass."""
-
-    code: ClassVar[ErrorCode] = "verify_failed"
-
-
-class NodeSkippedError(TabbyError):
-    """The operation never started on this node (``fail_fast``, or a halted rollout)."""
-
-    code: ClassVar[ErrorCode] = "skipped"
-
-
-class NodeCancelledError(TabbyError):
-    """The operation was running on this node and was cancelled (``fail_fast``).
-
-    Cancelling a load stream closes the connection; the server finishes the
-    load anyway.
-    """
-
-    code: ClassVar[ErrorCode] = "cancelled"
-
-
-class FleetError(TabbyError):
-    """Raised by ``FleetResult.raise_for_errors()``; ``result`` holds every node."""
-
-    code: ClassVar[ErrorCode] = "fleet_error"
-
-    def __init__(self, result: FleetResult[Any]) -> None:
-        failed = result.failed
-        shown = ", ".join(f"{r.node} ({r.status})" for r in failed[:5])
-        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        super().__init__(
-            f"{result.operation or 'fleet operation'}: {len(failed)} of {len(result)} "
-            f"nodes failed: {shown}{more}"
-        )
-        self.result = result
+def __getattr__(name: str) -> Any:
+    # Looked up by name at run time, never imported here: this module stays
+    # the ground floor, which knows nothing above it.
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home, defined = moved
+    warnings.warn(
+        f"tabby_async.errors.{name} is deprecated: import it from {home}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(defined), name)

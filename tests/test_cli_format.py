@@ -271,10 +271,8 @@ def test_argument_types_refuse(convert: Callable[[str], object], text: str, mess
 def status_error(cls: type[E.APIStatusError], message: str, route: Any = GET, **extra: Any) -> Any:
     """An error as the SDK raises it for ``route`` (status 400 unless given)."""
     status = extra.pop("status", 400)
-    err = cls(message, status=status, method=route.method, path=route.path)
-    for name, value in extra.items():  # reason/kind: fields set from the server's words
-        setattr(err, name, value)
-    return err
+    # reason/kind: the structured fields the SDK sets from the server's words.
+    return cls(message, status=status, method=route.method, path=route.path, **extra)
 
 
 NAMED = argparse.Namespace(command_name="models load", name="m", url="http://h:5000")
@@ -319,7 +317,8 @@ ERROR_LINES: list[tuple[BaseException, str, int]] = [
         common.EXIT_NOT_FOUND,
     ),
     (
-        status_error(E.ModelNotFoundError, "Could not find the model path", LOAD_EMBEDDING),
+        # The path says "model"; the kind decides.
+        status_error(E.ModelNotFoundError, "Could not find the model path", LOAD, kind="embedding"),
         "embedding model 'm' not found on the server (Could not find the model path); "
         "see `tabby-async models embedding list`",
         common.EXIT_NOT_FOUND,

@@ -29,6 +29,7 @@ from tabby_async import (
 )
 from tabby_async._desired import (
     NOT_COMPARED,
+    EnsureMismatchError,
     FieldDiff,
     Identity,
     card_id,
@@ -40,7 +41,6 @@ from tabby_async._desired import (
     unchecked_note,
     unreported_fields,
 )
-from tabby_async.errors import EnsureMismatchError
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 LOAD = "/v1/model/load"

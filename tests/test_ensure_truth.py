@@ -19,14 +19,11 @@ from tabby_async import (
     DesiredState,
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
-)
-from tabby_async import ModelLoadRequest as Req
-from tabby_async.errors import (
-    ClientStateError,
     EnsureMismatchError,
-    InvalidInputError,
     StateMismatchError,
 )
+from tabby_async import ModelLoadRequest as Req
+from tabby_async.errors import ClientStateError, InvalidInputError
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 
 LOAD = "/v1/model/load"

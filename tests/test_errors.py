@@ -210,6 +210,7 @@ SAMPLES: dict[str, Any] = {
     "sent": False,
     "trace": ["frame 1", "frame 2"],
     "reason": "invalid",
+    "limit": 16 << 20,
 }
 RESULTS: dict[str, Callable[[], Any]] = {
     "EnsureMismatchError": _ensure_result,
@@ -217,7 +218,7 @@ RESULTS: dict[str, Callable[[], Any]] = {
     "StateMismatchError": _state_result,
 }
 FIELDS = ("code", "message", "field", "status", "body", "method", "path", "headers", "kind")
-FIELDS += ("sent", "trace", "reason")
+FIELDS += ("sent", "trace", "reason", "limit")
 
 
 def _make(cls: type[TabbyError]) -> TabbyError:
@@ -404,3 +405,19 @@ async def test_the_cli_prints_a_multi_line_server_text_on_one_line(
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "infinity-emb is not installed. Please run" in err
+
+
+@pytest.mark.parametrize(
+    "name", ["VerificationError", "NodeSkippedError", "NodeCancelledError", "FleetError"]
+)
+def test_the_fleet_errors_old_homes_still_work_and_warn(name: str) -> None:
+    import tabby_async
+    import tabby_async.errors
+    import tabby_async.fleet
+
+    home = getattr(tabby_async.fleet, name)
+    assert issubclass(home, tabby_async.errors.TabbyError)
+    assert name not in tabby_async.errors.__all__ and name not in tabby_async.__all__
+    for old in (tabby_async.errors, tabby_async):
+        with pytest.warns(DeprecationWarning, match="import it from tabby_async.fleet"):
+            assert getattr(old, name) is home

@@ -412,3 +412,26 @@ def test_each_module_imports_on_its_own() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_the_ground_floor_imports_nothing_of_the_package() -> None:
+    """errors.py and the wire types' base import no module of the package, anywhere in them
+    (under TYPE_CHECKING and inside functions included)."""
+    import ast
+
+    root = Path(tabby_async.__file__).parent
+    for name in ("errors.py", "_route.py", "_words.py", "types/_base.py"):
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        found = [
+            ast.unparse(node)
+            for node in ast.walk(tree)
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.level or "tabby_async" in (node.module or ""))
+            )
+            or (
+                isinstance(node, ast.Import)
+                and any(a.name.startswith("tabby_async") for a in node.names)
+            )
+        ]
+        assert found == [], f"{name}: {found}"

@@ -95,7 +95,13 @@ PLANS: list[tuple[DesiredState, Observed, dict[str, str]]] = [
         {"sampling": "switch"},
     ),
     # Embedding: by the card id (the folder's name).
-    (DesiredState(embedding=E), Observed(embedding=card("embed-a")), {"embedding": "none"}),
+    # A nested name's last segment on the card cannot prove the folder: the server decides.
+    (DesiredState(embedding=E), Observed(embedding=card("embed-a")), {"embedding": "load"}),
+    (
+        DesiredState(embedding=E),
+        Observed(embedding=card("embed-a"), proven=frozenset({"embedding"})),
+        {"embedding": "none"},
+    ),
     (DesiredState(embedding=E), Observed(embedding=card("embed-b")), {"embedding": "load"}),
     (DesiredState(embedding=E), Observed(), {"embedding": "load"}),
 ]

@@ -109,7 +109,7 @@ def sdk_warnings() -> Iterator[None]:
     """While the block runs, the SDK's warnings are ``warning: ...`` lines on stderr.
 
     Each names its fleet node, if any, and the CLI's flags and commands
-    instead of the SDK's parameters (:func:`~tabby_async.cli._format.cli_words`).
+    instead of the SDK's parameters (the CLI's own wording).
     """
     handler = _WarningLines(logging.WARNING)
     logger.addHandler(handler)

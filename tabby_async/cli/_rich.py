@@ -4,9 +4,9 @@ Imported only when rich is installed and the output is a terminal (see
 :func:`tabby_async.cli.common.live_display`), so the SDK and the plain CLI
 never need it. It does not import the fleet package either: the model
 commands use it too. rich writes its own escape sequences, so its consoles
-get the unfiltered stream (:func:`~tabby_async.cli._output.terminal_stream`)
+get the unfiltered stream (the CLI's terminal stream)
 and every text from a server goes through
-:func:`~tabby_async.cli._output.visible` before rich sees it.
+the CLI's control-character escaping before rich sees it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from .. import errors as E
 from .._checks import redact_url
 from .._client import AsyncTabbyClient
 from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, env_value
-from .._routes import LOAD_EMBEDDING
 from .._timeouts import Timeout
 from ._args import positive_seconds
 from ._output import print_json
@@ -324,7 +323,7 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
             return f"the server needs an api key (set --api-key or {ENV_API_KEY})"
         return f"the server refused the request's key ({exc.message}; check --api-key)"
     if isinstance(exc, E.ModelNotFoundError):
-        if exc.path == LOAD_EMBEDDING.path:
+        if exc.kind == "embedding":
             return (
                 f"embedding model{named} not found on the server ({exc.message}); "
                 "see `tabby-async models embedding list`"

@@ -20,23 +20,24 @@ prompt template, sampler preset, embedding model), declared per node in the
 nodes file (:func:`read_nodes_toml`) or given. See :class:`TabbyFleet`.
 """
 
-from .._desired import FIELD_RULES, NOT_COMPARED, EnsureResult, FieldDiff, FieldRule, LoadPlan
-from .._state import DesiredState, StatePlan, StateResult
-from ..errors import (
+from .._desired import (
+    FIELD_RULES,
+    NOT_COMPARED,
     EnsureMismatchError,
-    FleetError,
-    NodeCancelledError,
-    NodeSkippedError,
-    StateMismatchError,
-    VerificationError,
+    EnsureResult,
+    FieldDiff,
+    FieldRule,
+    LoadPlan,
 )
+from .._state import DesiredState, StateMismatchError, StatePlan, StateResult
 from ._apply import FleetStateReport
 from ._config import FleetOptions, NodeSpec, read_nodes_toml
 from ._ensure import FleetEnsureReport
+from ._errors import NodeCancelledError, NodeSkippedError, VerificationError
 from ._fanout import NodeOp, ResultCallback
 from ._fleet import TabbyFleet
 from ._models import FleetModels
-from ._results import FleetResult, NodeResult
+from ._results import FleetError, FleetResult, NodeResult
 from ._rollout import (
     BatchCallback,
     NodeCheck,

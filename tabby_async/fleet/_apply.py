@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT
-from .._state import DesiredState, StatePlan, StateResult
+from .._state import DesiredState, StateMismatchError, StatePlan, StateResult
 from .._words import counted
-from ..errors import InvalidInputError, StateMismatchError
+from ..errors import InvalidInputError
 from ._ensure import PlanReport, plan_then_act
 from ._results import FleetResult
 from ._runner import FleetProgressCallback, Runner, RunOptions, node_progress

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from .._client import AsyncTabbyClient
 from .._log import NODE, OPERATION
 from .._otel import use_span
-from ..errors import NodeCancelledError, NodeSkippedError, TabbyError, TabbyTimeoutError
+from ..errors import TabbyError, TabbyTimeoutError
+from ._errors import NodeCancelledError, NodeSkippedError
 from ._observe import FleetTrace, log_node_result
 from ._results import FleetResult, NodeResult
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast, overload
+from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 
 from .._words import counted
-from ..errors import FleetError, TabbyError
+from ..errors import ErrorCode, TabbyError
 
-__all__ = ["FleetResult", "NodeResult"]
+__all__ = ["FleetError", "FleetResult", "NodeResult"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -147,3 +147,19 @@ class FleetResult(Generic[T]):
             f"{self.operation or 'fleet'}: {counted(len(self), 'node')}: {parts} "
             f"in {self.elapsed:.2f} s"
         )
+
+
+class FleetError(TabbyError):
+    """Raised by ``FleetResult.raise_for_errors()``; ``result`` holds every node."""
+
+    code: ClassVar[ErrorCode] = "fleet_error"
+
+    def __init__(self, result: FleetResult[Any]) -> None:
+        failed = result.failed
+        shown = ", ".join(f"{r.node} ({r.status})" for r in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        super().__init__(
+            f"{result.operation or 'fleet operation'}: {len(failed)} of {len(result)} "
+            f"nodes failed: {shown}{more}"
+        )
+        self.result = result

@@ -23,9 +23,10 @@ from .._log import logger
 from .._otel import use_span
 from .._state import DesiredState, StateResult
 from .._words import counted
-from ..errors import InvalidInputError, NodeSkippedError, TabbyError, VerificationError
+from ..errors import InvalidInputError, TabbyError
 from ..types import ModelLoadRequest
 from ._apply import state_label, state_plan
+from ._errors import NodeSkippedError, VerificationError
 from ._fanout import NodeOp, ResultCallback
 from ._observe import RolloutTrace
 from ._results import FleetResult, NodeResult
