@@ -30,6 +30,7 @@ from ._inference_wire import (
     usage_chunk,
     usage_of,
 )
+from ._pings import Pings
 from ._wire import SSE_HEADERS, detail, json_response, ping_frame
 
 __all__ = ["Plan", "answer_whole", "open_stream", "stream_generation"]
@@ -85,39 +86,12 @@ async def open_stream(request: web.BaseRequest) -> web.StreamResponse:
     return resp
 
 
-class _Pings:
-    """SSE comment pings put on a queue every ``interval`` seconds from now (0: none)."""
-
-    __slots__ = ("_handle", "_loop", "_put", "_start", "_ticks", "interval")
-
-    def __init__(self, put: Any, interval: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._put = put
-        self.interval = interval
-        self._start = self._loop.time()
-        self._ticks = 0
-        self._handle: asyncio.TimerHandle | None = None
-        if interval > 0:
-            self._handle = self._loop.call_at(self._start + interval, self._tick)
-
-    def _tick(self) -> None:
-        self._ticks += 1
-        self._put(None)
-        self._handle = self._loop.call_at(
-            self._start + (self._ticks + 1) * self.interval, self._tick
-        )
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-
 async def stream_generation(
     resp: web.StreamResponse, plan: Plan, books: Generations, ping_interval: float
 ) -> web.StreamResponse:
     """Generate ``plan`` and stream it on ``resp`` (head already sent) until ``[DONE]``."""
     queue: asyncio.Queue[tuple[Choice, str, dict[str, Any] | None] | None] = asyncio.Queue()
-    pings = _Pings(queue.put_nowait, ping_interval)
+    pings = Pings(lambda: queue.put_nowait(None), ping_interval)
     generation = books.begin(plan.request_id, plan.folder, plan.route, True)
     generation.start(
         plan.choices, plan.card_id, plan.delay, lambda c, t, f: queue.put_nowait((c, t, f))

@@ -18,6 +18,7 @@ from ._fault_replies import cut_stream, send_trailing, stream_preamble
 from ._faults import STAGE_STREAM, STAGE_TRAILING, Fault, FaultInjector
 from ._load import LoadJobs
 from ._models import EmulatedModel
+from ._pings import Pings
 from ._wire import SSE_HEADERS, ping_frame
 
 __all__ = ["stream_load"]
@@ -41,23 +42,11 @@ async def stream_load(
     resp.enable_chunked_encoding()
     await resp.prepare(request)
 
-    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     job = jobs.start(model, fields, queue.put_nowait)
     job.add_done_callback(lambda _task: queue.put_nowait(None))
 
-    ping_handle: asyncio.TimerHandle | None = None
-    if ping_interval > 0:
-        start = loop.time()
-        ticks = 0
-
-        def tick() -> None:
-            nonlocal ticks, ping_handle
-            ticks += 1
-            queue.put_nowait(_PING)
-            ping_handle = loop.call_at(start + (ticks + 1) * ping_interval, tick)
-
-        ping_handle = loop.call_at(start + ping_interval, tick)
+    pings = Pings(lambda: queue.put_nowait(_PING), ping_interval)
 
     drop: Fault | None = None
     trailing: Fault | None = None
@@ -93,6 +82,5 @@ async def stream_load(
     except ConnectionError:
         pass  # The client went away; the load carries on in the background.
     finally:
-        if ping_handle is not None:
-            ping_handle.cancel()
+        pings.cancel()
     return resp
