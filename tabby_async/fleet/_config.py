@@ -343,7 +343,13 @@ def read_nodes_toml(
         url = "http://10.0.0.2:5000"
         admin_key_env = "GPU02_ADMIN"     # overrides the default
 
-    ``[nodes.gpu-01]`` tables (the name as the key) are accepted too.
+    ``[nodes.gpu-01]`` tables (the name as the key) are accepted too. A
+    node without a ``name`` is named by its URL without user info, query or
+    fragment (``http://10.0.0.1:5000/?***``), since its name is shown in
+    tables, logs and metric labels. A ``*_key_env`` value must be a
+    variable's name (letters, digits and ``_``, not starting with a digit):
+    anything else is refused without being shown, as it is most likely the
+    key itself.
 
     A ``[desired]`` table declares the desired state of every node, for
     :meth:`TabbyFleet.ensure <tabby_async.fleet.TabbyFleet.ensure>` and
@@ -375,7 +381,9 @@ def read_nodes_toml(
     A mistake (an unknown key, a variable that is not set, two nodes of one
     name, a bad desired part or field) raises
     :class:`~tabby_async.InvalidInputError` naming its key path (e.g.
-    ``nodes.gpu-03.desired.model.max_seq_len``).
+    ``nodes.gpu-03.desired.model.max_seq_len``). A file that cannot be read,
+    is not UTF-8 or is not TOML raises it naming the file and where (the
+    byte offset, or the line and column), never quoting the file.
     """
     return parse_nodes(_read_toml(path), env=env)
 
