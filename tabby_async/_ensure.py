@@ -77,14 +77,15 @@ class EnsureMemory:
     ``produced`` maps a request to the card its own last load left when that
     card still differed from it (what the server refused to apply); an entry
     goes once the same request is met. ``flights`` holds the ensure of each
-    request under way, which concurrent callers of the same request join.
+    request (and ``verify``) under way, which concurrent callers of the same
+    request join.
     """
 
     __slots__ = ("api_view", "flights", "produced")
 
     def __init__(self) -> None:
         self.produced: dict[bytes, ModelCard] = {}
-        self.flights: dict[bytes, asyncio.Future[EnsureResult]] = {}
+        self.flights: dict[tuple[bytes, bool], asyncio.Future[EnsureResult]] = {}
         #: Whether the server gives the client's plain api key api permission
         #: (None: not asked yet), which decides if the draft can be read.
         self.api_view: bool | None = None
@@ -207,21 +208,25 @@ async def ensure_loaded(
     ``verify`` (the default) the card is read again afterwards and compared
     on the fields it reports. Any reported difference left is one the server
     made itself: :class:`EnsureMismatchError`. Calls with the same request
-    on one client while one is under way share its outcome (its
-    ``on_progress`` and ``timeout`` apply).
+    and ``verify`` on one client while one is under way share its outcome,
+    error included (its ``on_progress`` and ``timeout`` apply); a caller
+    cancelled while it waits leaves the others alone, and when the caller
+    running it is cancelled, the next one runs it.
     """
     memory = service._memory
     key = memory.key(request)
-    while (flight := memory.flights.get(key)) is not None:
-        try:
-            return await asyncio.shield(flight)
-        except asyncio.CancelledError:
-            if not flight.cancelled() or _cancelling():
-                raise
-            # The caller that ran it was cancelled, not us: run it ourselves.
+    # A caller that verifies does not take the result of one that does not.
+    joined = (key, verify)
+    while (flight := memory.flights.get(joined)) is not None:
+        # Waiting leaves the flight alone: this task's own cancellation is
+        # raised here, while a cancelled flight (the caller that ran it was
+        # cancelled) ends the wait, and this caller runs the ensure itself.
+        await asyncio.wait((flight,))
+        if not flight.cancelled():
+            return flight.result()
     flight = asyncio.get_running_loop().create_future()
     flight.add_done_callback(_retrieve)
-    memory.flights[key] = flight
+    memory.flights[joined] = flight
     try:
         result = await _ensure_once(service, request, key, on_progress, timeout, verify)
     except asyncio.CancelledError:
@@ -234,15 +239,8 @@ async def ensure_loaded(
         flight.set_result(result)
         return result
     finally:
-        if memory.flights.get(key) is flight:
-            del memory.flights[key]
-
-
-def _cancelling() -> bool:
-    """True when the current task itself is being cancelled (3.11+; else assumed not)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling()) if cancelling is not None else False
+        if memory.flights.get(joined) is flight:
+            del memory.flights[joined]
 
 
 def _retrieve(flight: asyncio.Future[EnsureResult]) -> None:

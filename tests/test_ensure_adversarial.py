@@ -8,6 +8,8 @@ before its fix.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from tabby_async import ModelLoadRequest as Req
 from tabby_async._desired import identity, plan_for
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tabby_async.types import ModelCard, ModelCardParameters
+from tests.helpers import GUARD, guarded
 
 LOAD = "/v1/model/load"
 UNLOAD = "/v1/model/unload"
@@ -217,3 +220,135 @@ def test_a_case_only_difference_counts_once_the_server_proved_the_folder() -> No
     assert plan_for(Req(model_name="Flat"), card).action == "load"
     proved = plan_for(Req(model_name="Flat", max_seq_len=4096), card, proven=True)
     assert (proved.action, proved.met) == ("none", True)
+
+
+# --- concurrent ensures: one flight per request, nothing left behind ---------------------------
+
+FLIGHTS = pytest.mark.emulator(models=["m", EmulatedModel("slow", modules=6, delay=0.05)])
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """What the loop's exception handler saw ("Future exception was never retrieved", ...)."""
+    seen: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    yield seen
+    gc.collect()
+    loop.set_exception_handler(previous)
+
+
+def _no_flights(client: AsyncTabbyClient) -> bool:
+    return not client.models._memory.flights
+
+
+@FLIGHTS
+async def test_a_follower_cancelled_while_waiting_leaves_the_leader_alone(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    progressed = asyncio.Event()
+    leader = asyncio.create_task(
+        client.models.ensure_loaded(model_name="slow", on_progress=lambda _e: progressed.set())
+    )
+    await progressed.wait()
+    follower = asyncio.create_task(client.models.ensure_loaded(model_name="slow"))
+    await asyncio.sleep(0)  # one step: the follower joins the flight
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+    result = await guarded(leader)
+    assert result.action == "load" and result.mismatches == ()
+    assert _writes(server) == [LOAD]
+    assert _no_flights(client)
+
+
+@FLIGHTS
+async def test_a_leader_and_its_follower_both_cancelled_leave_nothing_behind(
+    server: TabbyEmulator, client: AsyncTabbyClient, loop_errors: list[dict[str, Any]]
+) -> None:
+    progressed = asyncio.Event()
+    leader = asyncio.create_task(
+        client.models.ensure_loaded(model_name="slow", on_progress=lambda _e: progressed.set())
+    )
+    await progressed.wait()
+    follower = asyncio.create_task(client.models.ensure_loaded(model_name="slow"))
+    await asyncio.sleep(0)  # one step: the follower joins the flight
+    leader.cancel()
+    follower.cancel()
+    for task in (leader, follower):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert _writes(server) == [LOAD]  # the follower did not take over: it was cancelled too
+    assert _no_flights(client)
+    await guarded(server.wait_idle())
+    again = await guarded(client.models.ensure_loaded(model_name="slow"))
+    assert again.mismatches == ()
+    gc.collect()
+    assert loop_errors == []
+
+
+@FLIGHTS
+async def test_a_leader_cancelled_before_its_load_hands_the_ensure_over(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    leader = asyncio.create_task(client.models.ensure_loaded(model_name="m"))
+    follower = asyncio.create_task(client.models.ensure_loaded(model_name="m"))
+    await asyncio.sleep(0)  # one step each: the leader is reading the card, the follower waits
+    leader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    result = await guarded(follower)
+    assert result.action == "load" and result.mismatches == ()
+    assert _writes(server) == [LOAD]
+    assert _no_flights(client)
+
+
+@FLIGHTS
+async def test_a_follower_that_verifies_does_not_take_an_unverified_result(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    progressed = asyncio.Event()
+    leader = asyncio.create_task(
+        client.models.ensure_loaded(
+            model_name="slow", verify=False, on_progress=lambda _e: progressed.set()
+        )
+    )
+    await progressed.wait()
+    checked = await guarded(client.models.ensure_loaded(model_name="slow"))
+    assert checked.card is not None and checked.card.id == "slow"  # it read the card
+    assert (await leader).card is None
+
+
+@FLIGHTS
+async def test_other_requests_do_not_wait_for_a_flight(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    # The first load is held at the server far longer than the second takes.
+    server.faults.delay_head(GUARD, n=1, path=LOAD, method="POST")
+    held = asyncio.create_task(client.models.ensure_loaded(model_name="m", max_seq_len=2048))
+    await asyncio.sleep(0)
+    other = await guarded(client.models.ensure_loaded(model_name="m", max_seq_len=1024))
+    assert other.action == "load"
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    assert _no_flights(client)
+
+
+@FLIGHTS
+@pytest.mark.parametrize("callers", [1, 3])
+async def test_a_shared_error_is_retrieved_by_every_caller(
+    server: TabbyEmulator,
+    client: AsyncTabbyClient,
+    loop_errors: list[dict[str, Any]],
+    callers: int,
+) -> None:
+    outcomes = await asyncio.gather(
+        *(client.models.ensure_loaded(model_name="missing") for _ in range(callers)),
+        return_exceptions=True,
+    )
+    assert {type(o).__name__ for o in outcomes} == {"ModelNotFoundError"}
+    assert _no_flights(client)
+    gc.collect()
+    assert loop_errors == []
