@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .types import ModelCard, ModelLoadRequest
+from ._load_field import How, declared
+from .types import DraftModelLoadRequest, ModelCard, ModelLoadRequest
 
 __all__ = [
     "FIELD_RULES",
@@ -37,24 +38,15 @@ __all__ = [
     "unreported_fields",
 ]
 
-#: How a request field meets the card: ``name`` (the card id is the last
-#: path segment of the requested name), ``exact``, ``context`` (exact, but
-#: ``-1``, the model's own context, is not compared), ``cache_mode`` (as the
-#: server reads it: ``Q4`` is ``4,4``), ``template`` (a trailing ``.jinja``
-#: ignored on both sides; a null template is an answer), ``chunk`` (equal, or
-#: the server's rounding of the request), ``draft`` (compared with the draft
-#: listing a plain api key sees, when the client has one), or ``unreported``
-#: (the card never shows the value: not compared).
-How = Literal["name", "exact", "context", "cache_mode", "template", "chunk", "draft", "unreported"]
-
 
 @dataclass(frozen=True, slots=True)
 class FieldRule:
-    """How one load request field is checked against the loaded model's card.
+    """How one load request field is checked against what the server reports.
 
     ``field`` is the request field (a draft's settings as
     ``draft_model.<name>``); ``reported`` is where the server shows it (None:
     nowhere useful); ``note`` says what the server does with it, for docs.
+    Each rule comes from the field's :class:`~tabby_async.LoadField`.
     """
 
     field: str
@@ -68,68 +60,21 @@ class FieldRule:
         return self.how != "unreported"
 
 
-#: Every field of a load request, in the request's order, and how it is checked.
-FIELD_RULES: tuple[FieldRule, ...] = (
-    FieldRule(
-        "model_name",
-        "name",
-        "id",
-        "as the card id, the folder's last segment: a nested name is left to the server",
-    ),
-    FieldRule("backend", "unreported"),
-    FieldRule(
-        "max_seq_len",
-        "context",
-        "parameters.max_seq_len",
-        "-1 (the model's own context) is not compared",
-    ),
-    FieldRule("cache_size", "exact", "parameters.cache_size", "not rounded"),
-    FieldRule(
-        "cache_mode",
-        "cache_mode",
-        "parameters.cache_mode",
-        "as the server reads it: Q4, Q6, Q8 or 'k,v' with k and v from 2 to 8; "
-        "anything else is FP16",
-    ),
-    FieldRule("tensor_parallel", "unreported"),
-    FieldRule("tensor_parallel_backend", "unreported"),
-    FieldRule("gpu_split_auto", "unreported"),
-    FieldRule("autosplit_reserve", "unreported", None, "megabytes per GPU"),
-    FieldRule("gpu_split", "unreported", None, "gigabytes per GPU"),
-    FieldRule("rope_scale", "unreported", None, "always reported as 1.0"),
-    FieldRule("rope_alpha", "unreported", None, "always reported as 1.0"),
-    FieldRule(
-        "chunk_size",
-        "chunk",
-        "parameters.chunk_size",
-        "the server may round it up to a multiple of 256, at least 256",
-    ),
-    FieldRule("output_chunking", "unreported"),
-    FieldRule(
-        "prompt_template",
-        "template",
-        "parameters.prompt_template",
-        "with or without .jinja: the card drops it; null when the server found no template",
-    ),
-    FieldRule("vision", "exact", "parameters.use_vision", "as use_vision"),
-    FieldRule(
-        "draft_model.draft_model_name",
-        "draft",
-        "draft list",
-        "the card's draft is always null; the draft listing seen with a plain api key "
-        "(not the admin key) names the loaded draft",
-    ),
-    FieldRule("draft_model.draft_rope_scale", "unreported"),
-    FieldRule("draft_model.draft_rope_alpha", "unreported"),
-    FieldRule("draft_model.draft_gpu_split", "unreported"),
-    FieldRule(
-        "draft_model.draft_cache_mode",
-        "unreported",
-        None,
-        "not a field of the server's load request",
-    ),
-    FieldRule("skip_queue", "unreported"),
-)
+def _rules() -> tuple[FieldRule, ...]:
+    # The draft's fields stand in for the nested request field itself.
+    draft = [
+        FieldRule(f"draft_model.{name}", d.how, d.reported, d.note)
+        for name, d in declared(DraftModelLoadRequest)
+    ]
+    rules: list[FieldRule] = []
+    for name, d in declared(ModelLoadRequest):
+        rules += draft if name == "draft_model" else [FieldRule(name, d.how, d.reported, d.note)]
+    return tuple(rules)
+
+
+#: Every field of a load request, in the request's order, and how it is checked
+#: (read from each field's declaration).
+FIELD_RULES: tuple[FieldRule, ...] = _rules()
 
 #: Request fields the server does not report back, so never compared.
 NOT_COMPARED: tuple[str, ...] = tuple(r.field for r in FIELD_RULES if not r.compared)

@@ -38,7 +38,7 @@ from ._route_table import Areas, Handler, route_table
 from ._sampling_routes import SamplingRoutes
 from ._schemas import LOAD_SCHEMA
 from ._server_routes import ServerRoutes
-from ._state import ModelState, apply_folder_config, resolve_name
+from ._state import ModelState
 from ._template_routes import TemplateRoutes
 from ._token_routes import TokenRoutes
 from ._validation import validate
@@ -350,18 +350,7 @@ class TabbyEmulator:
         the folder's own config (:attr:`EmulatedModel.folder_config`) wins over
         them, as on a real load.
         """
-        state = self._state
-        if state.loading:
-            raise RuntimeError("a load is in progress")
-        model = state.models[name]
-        fields = apply_folder_config(model, validate(LOAD_SCHEMA, {"model_name": name, **params}))
-        draft = fields.get("draft_model") or {}
-        requested = draft.get("draft_model_name")
-        draft_name = None if requested is None else resolve_name(requested, state.drafts)
-        if requested is not None and draft_name is None:
-            raise KeyError(requested)
-        state.loaded = state.make_loaded(model, fields, draft_name)
-        state.changed()
+        self._state.preload(name, validate(LOAD_SCHEMA, {"model_name": name, **params}))
 
     def add_health_issue(self, description: str) -> None:
         """Make ``/health`` answer 503 unhealthy with this issue (until cleared)."""

@@ -46,7 +46,7 @@ from ._load import LoadJobs
 from ._sampling_routes import SamplingRoutes
 from ._schemas import LOAD_SCHEMA
 from ._state import LoadedModel, card_id, resolve_name
-from ._token_routes import _flatten as flatten_message
+from ._token_routes import flatten_message
 from ._toy_tokenizer import encode as toy_encode
 from ._toy_tokenizer import render_chat
 from ._validation import BodyError, parse_json_body, validate

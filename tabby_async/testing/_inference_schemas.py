@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._schemas import _MESSAGE
+from ._schemas import CHAT_MESSAGE
 from ._validation import (
     Checker,
     Field,
@@ -73,7 +73,7 @@ COMPLETION_SCHEMA = Schema(
     ]
 )
 
-CHAT_SCHEMA = Schema([*_COMMON, ("messages", list_of(_MESSAGE), True)])
+CHAT_SCHEMA = Schema([*_COMMON, ("messages", list_of(CHAT_MESSAGE), True)])
 
 EMBEDDINGS_SCHEMA = Schema(
     [

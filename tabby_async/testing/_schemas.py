@@ -26,6 +26,7 @@ from ._validation import (
 )
 
 __all__ = [
+    "CHAT_MESSAGE",
     "DOWNLOAD_SCHEMA",
     "EMBEDDING_LOAD_SCHEMA",
     "LOAD_SCHEMA",
@@ -136,7 +137,7 @@ _MESSAGE_PART = Schema(
     ]
 )
 
-_MESSAGE = Schema(
+CHAT_MESSAGE = Schema(
     [
         Field("role", check_str, nullable=False, default="user"),
         (
@@ -162,7 +163,7 @@ TOKEN_ENCODE_SCHEMA = Schema(
         *_TOKEN_SWITCHES,
         (
             "text",
-            union(("str", check_str), ("list[ChatCompletionMessage]", list_of(_MESSAGE))),
+            union(("str", check_str), ("list[ChatCompletionMessage]", list_of(CHAT_MESSAGE))),
             True,
         ),
         Field("template_vars", check_dict, aliases=("chat_template_kwargs",)),

@@ -263,6 +263,20 @@ class ModelState:
 
     # ------------------------------------------------------------------ the card
 
+    def preload(self, name: str, fields: dict[str, Any]) -> None:
+        """Mark ``name`` as loaded with these validated request fields, as a load would."""
+        if self.loading:
+            raise RuntimeError("a load is in progress")
+        model = self.models[name]
+        fields = apply_folder_config(model, fields)
+        draft = fields.get("draft_model") or {}
+        requested = draft.get("draft_model_name")
+        draft_name = None if requested is None else resolve_name(requested, self.drafts)
+        if requested is not None and draft_name is None:
+            raise KeyError(requested)
+        self.loaded = self.make_loaded(model, fields, draft_name)
+        self.changed()
+
     def make_loaded(
         self, model: EmulatedModel, fields: dict[str, Any], draft_name: str | None
     ) -> LoadedModel:

@@ -20,13 +20,13 @@ from ._toy_tokenizer import decode, encode, render_chat
 from ._wire import MSG_TOKENIZE_NO_TEMPLATE, detail, internal_error, json_response
 from ._wire import encode as encode_json
 
-__all__ = ["IMAGE_PLACEHOLDER", "TokenRoutes"]
+__all__ = ["IMAGE_PLACEHOLDER", "TokenRoutes", "flatten_message"]
 
 #: What an image part becomes in the rendered prompt of a model loaded with vision.
 IMAGE_PLACEHOLDER = "<image>"
 
 
-def _flatten(message: dict[str, Any], vision: bool) -> dict[str, Any] | None:
+def flatten_message(message: dict[str, Any], vision: bool) -> dict[str, Any] | None:
     """The message with list content joined into a string; ``None`` if a text part
     has no ``text`` (the server's crash)."""
     content = message["content"]
@@ -65,7 +65,7 @@ class TokenRoutes:
             assert loaded is not None  # the guard checked
             if loaded.prompt_template is None:
                 return json_response(422, detail(MSG_TOKENIZE_NO_TEMPLATE))
-            messages = [_flatten(m, loaded.use_vision) for m in text]
+            messages = [flatten_message(m, loaded.use_vision) for m in text]
             if None in messages:
                 return internal_error()
             text = render_chat([m for m in messages if m is not None])

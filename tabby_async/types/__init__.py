@@ -8,6 +8,7 @@ when built: a bad value raises :class:`~tabby_async.InvalidInputError` naming
 the field, before anything is sent.
 """
 
+from .._load_field import How, LoadField
 from ._base import RequestStruct, ResponseStruct
 from ._lora import LoraCard, LoraList, LoraLoadItem, LoraLoadRequest, LoraLoadResponse
 from ._models import (
@@ -56,7 +57,9 @@ __all__ = [
     "EmbeddingModelLoadRequest",
     "HealthIssue",
     "HealthResponse",
+    "How",
     "ImageURL",
+    "LoadField",
     "LoadStatus",
     "LoraCard",
     "LoraList",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -15,6 +16,7 @@ from .._checks import (
     check_str,
     check_str_list,
 )
+from .._load_field import LoadField, declared
 from ..errors import InvalidInputError
 from ._base import RequestStruct, ResponseStruct
 
@@ -146,21 +148,66 @@ class DownloadResponse(ResponseStruct, frozen=True, kw_only=True, gc=False):
 # --- requests ------------------------------------------------------------------
 
 
-class DraftModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
-    """A draft (speculative decoding) model to load with the main model."""
+def _draft(field: str, value: object) -> None:
+    if not isinstance(value, DraftModelLoadRequest):
+        raise InvalidInputError(field, "must be a DraftModelLoadRequest")
 
-    draft_model_name: str
-    draft_rope_scale: float | None = None
-    draft_rope_alpha: RopeAlpha | None = None
-    draft_gpu_split: list[float] | None = None
-    draft_cache_mode: str | None = None
+
+def _cache_size(field: str, value: object) -> None:
+    check_positive_int(field, value)
+    if isinstance(value, int) and value % 256:
+        raise InvalidInputError(field, f"must be a multiple of 256 tokens, got {value}")
+
+
+_rope_alpha = partial(check_positive_float, allow_auto=True)
+_UNREPORTED_ROPE = "always reported as 1.0"
+
+
+class DraftModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
+    """A draft (speculative decoding) model to load with the main model.
+
+    Each field's :class:`LoadField` says how it is checked, compared with
+    what the server reports, and offered on the command line.
+    """
+
+    draft_model_name: Annotated[
+        str,
+        LoadField(
+            check_model_name,
+            "draft",
+            "draft list",
+            "the card's draft is always null; the draft listing seen with a plain api key "
+            "(not the admin key) names the loaded draft",
+            "NAME",
+            "draft model folder to load too",
+            "draft",
+            "--draft-model",
+        ),
+    ]
+    draft_rope_scale: Annotated[
+        float | None, LoadField(check_positive_float, metavar="FACTOR", group="draft")
+    ] = None
+    draft_rope_alpha: Annotated[
+        RopeAlpha | None, LoadField(_rope_alpha, metavar="ALPHA", group="draft")
+    ] = None
+    draft_gpu_split: Annotated[
+        list[float] | None, LoadField(check_gpu_split, metavar="GB,GB", group="draft")
+    ] = None
+    draft_cache_mode: Annotated[
+        str | None,
+        LoadField(
+            check_str,
+            note="not a field of the server's load request",
+            metavar="MODE",
+            group="draft",
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
-        check_model_name("draft_model.draft_model_name", self.draft_model_name)
-        check_positive_float("draft_model.draft_rope_scale", self.draft_rope_scale)
-        check_positive_float("draft_model.draft_rope_alpha", self.draft_rope_alpha, allow_auto=True)
-        check_gpu_split("draft_model.draft_gpu_split", self.draft_gpu_split)
-        check_str("draft_model.draft_cache_mode", self.draft_cache_mode)
+        for name, rule in _DRAFT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                rule.check(f"draft_model.{name}", value)
 
 
 class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
@@ -174,52 +221,155 @@ class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=T
     included, gives an FP16 cache. ``gpu_split`` is gigabytes per GPU;
     ``autosplit_reserve`` is megabytes per GPU, and a negative value there
     leaves that GPU out. ``backend`` is passed through unchecked (the server
-    knows its own).
+    knows its own). Each field's :class:`LoadField` says how it is checked,
+    compared with what the server reports, and offered on the command line.
     """
 
-    model_name: str
-    backend: str | None = None
-    max_seq_len: int | None = None
-    cache_size: int | None = None
-    cache_mode: str | None = None
-    tensor_parallel: bool | None = None
-    tensor_parallel_backend: str | None = None
-    gpu_split_auto: bool | None = None
-    autosplit_reserve: list[float] | None = None
-    gpu_split: list[float] | None = None
-    rope_scale: float | None = None
-    rope_alpha: RopeAlpha | None = None
-    chunk_size: int | None = None
-    output_chunking: bool | None = None
-    prompt_template: str | None = None
-    vision: bool | None = None
-    draft_model: DraftModelLoadRequest | None = None
-    skip_queue: bool | None = None
+    model_name: Annotated[
+        str,
+        LoadField(
+            check_model_name,
+            "name",
+            "id",
+            "as the card id, the folder's last segment: a nested name is left to the server",
+        ),
+    ]
+    backend: Annotated[str | None, LoadField(check_str, metavar="NAME", help="e.g. exllamav3")] = (
+        None
+    )
+    max_seq_len: Annotated[
+        int | None,
+        LoadField(
+            partial(check_positive_int, own=-1),
+            "context",
+            "parameters.max_seq_len",
+            "-1 (the model's own context) is not compared",
+            "TOKENS",
+            "context length (-1: the model's own)",
+        ),
+    ] = None
+    cache_size: Annotated[
+        int | None,
+        LoadField(
+            _cache_size,
+            "exact",
+            "parameters.cache_size",
+            "not rounded",
+            "TOKENS",
+            "cache size (a multiple of 256)",
+        ),
+    ] = None
+    cache_mode: Annotated[
+        str | None,
+        LoadField(
+            check_str,
+            "cache_mode",
+            "parameters.cache_mode",
+            "as the server reads it: Q4, Q6, Q8 or 'k,v' with k and v from 2 to 8; "
+            "anything else is FP16",
+            "MODE",
+            "cache quantisation: FP16, Q4, Q6, Q8 or K,V bits (e.g. 4,8)",
+        ),
+    ] = None
+    tensor_parallel: Annotated[
+        bool | None, LoadField(check_bool, help="load with tensor parallelism", group="gpus")
+    ] = None
+    tensor_parallel_backend: Annotated[
+        str | None, LoadField(check_str, metavar="NAME", help="e.g. native, nccl", group="gpus")
+    ] = None
+    gpu_split_auto: Annotated[
+        bool | None,
+        LoadField(check_bool, help="let the server split the model across GPUs", group="gpus"),
+    ] = None
+    autosplit_reserve: Annotated[
+        list[float] | None,
+        LoadField(
+            partial(check_gpu_split, unit="MB", negative_ok=True),
+            note="megabytes per GPU",
+            metavar="MB,MB",
+            help="memory to keep free per GPU with --gpu-split-auto "
+            "(a negative value leaves that GPU out; write --autosplit-reserve=-1,96)",
+            group="gpus",
+        ),
+    ] = None
+    gpu_split: Annotated[
+        list[float] | None,
+        LoadField(
+            check_gpu_split,
+            note="gigabytes per GPU",
+            metavar="GB,GB",
+            help="GB per GPU, e.g. 20,24",
+            group="gpus",
+        ),
+    ] = None
+    rope_scale: Annotated[
+        float | None,
+        LoadField(
+            check_positive_float,
+            note=_UNREPORTED_ROPE,
+            metavar="FACTOR",
+            help="rope scale (linear scaling)",
+        ),
+    ] = None
+    rope_alpha: Annotated[
+        RopeAlpha | None,
+        LoadField(
+            _rope_alpha,
+            note=_UNREPORTED_ROPE,
+            metavar="ALPHA",
+            help="rope alpha: a number or auto",
+        ),
+    ] = None
+    chunk_size: Annotated[
+        int | None,
+        LoadField(
+            check_positive_int,
+            "chunk",
+            "parameters.chunk_size",
+            "the server may round it up to a multiple of 256, at least 256",
+            "TOKENS",
+            "prompt chunk size",
+        ),
+    ] = None
+    output_chunking: Annotated[
+        bool | None, LoadField(check_bool, help="chunk the model's output")
+    ] = None
+    prompt_template: Annotated[
+        str | None,
+        LoadField(
+            check_str,
+            "template",
+            "parameters.prompt_template",
+            "with or without .jinja: the card drops it; null when the server found no template",
+            "NAME",
+            "prompt template to use",
+        ),
+    ] = None
+    vision: Annotated[
+        bool | None,
+        LoadField(
+            check_bool,
+            "exact",
+            "parameters.use_vision",
+            "as use_vision",
+            help="load the vision component",
+        ),
+    ] = None
+    draft_model: Annotated[DraftModelLoadRequest | None, LoadField(_draft)] = None
+    skip_queue: Annotated[
+        bool | None, LoadField(check_bool, help="ask the server to skip its load queue")
+    ] = None
 
     def __post_init__(self) -> None:
-        check_model_name("model_name", self.model_name)
-        check_str("backend", self.backend)
-        check_positive_int("max_seq_len", self.max_seq_len, own=-1)
-        check_positive_int("cache_size", self.cache_size)
-        if self.cache_size is not None and self.cache_size % 256:
-            raise InvalidInputError(
-                "cache_size", f"must be a multiple of 256 tokens, got {self.cache_size}"
-            )
-        check_str("cache_mode", self.cache_mode)
-        check_bool("tensor_parallel", self.tensor_parallel)
-        check_str("tensor_parallel_backend", self.tensor_parallel_backend)
-        check_bool("gpu_split_auto", self.gpu_split_auto)
-        check_gpu_split("autosplit_reserve", self.autosplit_reserve, unit="MB", negative_ok=True)
-        check_gpu_split("gpu_split", self.gpu_split)
-        check_positive_float("rope_scale", self.rope_scale)
-        check_positive_float("rope_alpha", self.rope_alpha, allow_auto=True)
-        check_positive_int("chunk_size", self.chunk_size)
-        check_bool("output_chunking", self.output_chunking)
-        check_str("prompt_template", self.prompt_template)
-        check_bool("vision", self.vision)
-        check_bool("skip_queue", self.skip_queue)
-        if self.draft_model is not None and not isinstance(self.draft_model, DraftModelLoadRequest):
-            raise InvalidInputError("draft_model", "must be a DraftModelLoadRequest")
+        for name, rule in _MODEL_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                rule.check(name, value)
+
+
+#: The declared fields of each load request, read once from the annotations.
+_DRAFT_FIELDS = declared(DraftModelLoadRequest)
+_MODEL_FIELDS = declared(ModelLoadRequest)
 
 
 class EmbeddingModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
