@@ -128,6 +128,9 @@ class LoadPlan:
     last time this very request was loaded, when the card is still the one
     that load produced: the plan is then ``none`` (loading again would give
     the same card) and ensure raises the same mismatch at once.
+    ``left_out`` names the fields the server normally reports that this
+    card leaves out (null or missing): nothing proves a difference, so
+    nothing is loaded, but nothing proves a match either (``met`` is None).
     """
 
     action: EnsureAction
@@ -137,6 +140,7 @@ class LoadPlan:
     unchecked: tuple[str, ...] = ()
     verified: bool = True
     refused: tuple[FieldDiff, ...] = ()
+    left_out: tuple[str, ...] = ()
 
     @property
     def changes(self) -> bool:
@@ -148,7 +152,7 @@ class LoadPlan:
         """Whether the server runs the request: True, False, or None when the card cannot tell."""
         if self.refused or self.reasons:
             return False
-        if not self.verified:
+        if not self.verified or self.left_out:
             return None
         return self.action == "none"
 
@@ -164,6 +168,11 @@ class LoadPlan:
             )
             extra = reasons_text(self.reasons)
             return f"{self.action}: {why}" + (f"; {extra}" if extra else "")
+        if not self.reasons and self.left_out:
+            return (
+                f"{self.action}: {self.request.model_name} loaded; the card does not report "
+                f"{', '.join(self.left_out)}: cannot tell"
+            )
         if not self.reasons:
             return f"{self.action}: {self.request.model_name} already loaded as requested"
         return f"{self.action}: " + reasons_text(self.reasons)
@@ -213,7 +222,25 @@ def plan_for(
         and compare(request, produced, draft)[0] == diffs
     ):
         return LoadPlan("none", (), request, card, unchecked, refused=diffs)
-    return LoadPlan("reload" if diffs else "none", diffs, request, card, unchecked)
+    action: EnsureAction = "reload" if diffs else "none"
+    return LoadPlan(action, diffs, request, card, unchecked, left_out=_left_out(request, card))
+
+
+def _left_out(request: ModelLoadRequest, card: ModelCard) -> tuple[str, ...]:
+    """The fields ``request`` sets that the server reports, but ``card`` leaves out."""
+    params = card.parameters
+    found: list[str] = []
+    for rule in FIELD_RULES:
+        if rule.how in ("name", "unreported", "draft") or rule.reported is None:
+            continue
+        wanted = getattr(request, rule.field)
+        if wanted is None or (rule.how == "context" and wanted == -1):
+            continue
+        shown = None if params is None else getattr(params, rule.reported.split(".")[-1])
+        # A null template is the server's answer "no template in use".
+        if params is None or (shown is None and rule.how != "template"):
+            found.append(rule.field)
+    return tuple(found)
 
 
 # --- results ----------------------------------------------------------------------------

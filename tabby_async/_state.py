@@ -256,7 +256,7 @@ def plan_state(state: DesiredState, observed: Observed) -> StatePlan:
 
 def _model_part(plan: LoadPlan) -> PartPlan:
     loaded = plan.loaded.id if plan.loaded is not None else None
-    if plan.refused or not plan.verified:
+    if plan.refused or not plan.verified or plan.left_out:
         reason = plan.summary().split(": ", 1)[1]
     else:
         reason = "; ".join(str(r) for r in plan.reasons) or "loaded as requested"

@@ -15,18 +15,20 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import web
 
 from tabby_async import (
     AsyncTabbyClient,
     ClientStateError,
     DesiredState,
     DraftModelLoadRequest,
+    EnsureMismatchError,
 )
 from tabby_async import ModelLoadRequest as Req
 from tabby_async._desired import identity, plan_for
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tabby_async.types import ModelCard, ModelCardParameters
-from tests.helpers import GUARD, guarded
+from tests.helpers import GUARD, guarded, serve_app
 
 LOAD = "/v1/model/load"
 UNLOAD = "/v1/model/unload"
@@ -352,3 +354,71 @@ async def test_a_shared_error_is_retrieved_by_every_caller(
     assert _no_flights(client)
     gc.collect()
     assert loop_errors == []
+
+
+# --- hostile servers ---------------------------------------------------------------------------
+
+
+def _hostile(cards: list[dict[str, Any]]) -> tuple[web.Application, list[str]]:
+    """A server whose ``GET /v1/model`` answers ``cards`` in turn (the last one then
+    forever) and whose every load is the "already loaded" no-op; it records the writes."""
+    writes: list[str] = []
+    shown = iter(cards)
+    last: dict[str, Any] = cards[-1]
+
+    async def card(_request: web.Request) -> web.Response:
+        nonlocal last
+        last = next(shown, last)
+        return web.json_response(last)
+
+    async def load(request: web.Request) -> web.StreamResponse:
+        writes.append(request.path)
+        stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await stream.prepare(request)
+        for status in ("processing", "finished"):
+            event = {"model_type": "model", "module": 1, "modules": 1, "status": status}
+            await stream.write(b"data: " + msgspec.json.encode(event) + b"\n\n")
+        await stream.write_eof()
+        return stream
+
+    async def unload(request: web.Request) -> web.Response:
+        writes.append(request.path)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_get("/v1/model", card)
+    app.router.add_post(LOAD, load)
+    app.router.add_post(UNLOAD, unload)
+    return app, writes
+
+
+async def test_a_no_op_load_then_a_card_of_another_folder_is_never_as_requested() -> None:
+    app, writes = _hostile([{"id": "4.0bpw", "parameters": {}}, {"id": "other", "parameters": {}}])
+    async with serve_app(app) as url, AsyncTabbyClient(url, admin_key="k") as client:
+        with pytest.raises(EnsureMismatchError) as caught:
+            await guarded(client.models.ensure_loaded(model_name="org/model/4.0bpw"))
+    assert [d.field for d in caught.value.result.mismatches] == ["model_name"]
+    assert writes == [LOAD, UNLOAD, LOAD]  # the unload only once the card showed another model
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        pytest.param({"max_seq_len": None, "cache_mode": None}, id="nulls"),
+        pytest.param({}, id="missing"),
+    ],
+)
+async def test_a_card_that_leaves_out_a_reported_field_cannot_tell(
+    parameters: dict[str, Any],
+) -> None:
+    app, writes = _hostile([{"id": "m", "parameters": parameters}])
+    async with serve_app(app) as url, AsyncTabbyClient(url, admin_key="k") as client:
+        plan = await client.models.plan_load(model_name="m", max_seq_len=8192, cache_mode="Q4")
+        assert plan.action == "none"  # nothing proves a difference: no load
+        assert plan.met is None  # nor that it runs as asked
+        assert set(plan.unchecked) == {"max_seq_len", "cache_mode"}
+        assert "as requested" not in plan.summary()
+        request = Req(model_name="m", max_seq_len=8192, cache_mode="Q4")
+        state = await client.ensure(DesiredState(model=request), dry_run=True)
+        assert (state.plan.met, state.plan.verified) == (None, False)  # the exporter: unknown
+    assert writes == []
