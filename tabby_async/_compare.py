@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._load_field import How, declared
+from ._load_field import How, load_fields
 from .types import DraftModelLoadRequest, ModelCard, ModelLoadRequest
 
 __all__ = [
@@ -64,10 +64,10 @@ def _rules() -> tuple[FieldRule, ...]:
     # The draft's fields stand in for the nested request field itself.
     draft = [
         FieldRule(f"draft_model.{name}", d.how, d.reported, d.note)
-        for name, d in declared(DraftModelLoadRequest)
+        for name, d in load_fields(DraftModelLoadRequest)
     ]
     rules: list[FieldRule] = []
-    for name, d in declared(ModelLoadRequest):
+    for name, d in load_fields(ModelLoadRequest):
         rules += draft if name == "draft_model" else [FieldRule(name, d.how, d.reported, d.note)]
     return tuple(rules)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
-__all__ = ["How", "LoadField", "declared"]
+__all__ = ["How", "LoadField", "load_fields"]
 
 #: How a request field meets what the server reports: ``name`` (the card id
 #: is the last path segment of the requested name), ``exact``, ``context``
@@ -62,7 +62,7 @@ class LoadField:
         return self.how != "unreported"
 
 
-def declared(cls: type) -> tuple[tuple[str, LoadField], ...]:
+def load_fields(cls: type) -> tuple[tuple[str, LoadField], ...]:
     """Each field of the Struct ``cls`` that carries a :class:`LoadField`, in field order."""
     hints = get_type_hints(cls, include_extras=True)
     found: list[tuple[str, LoadField]] = []

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from ..types import DownloadRequest, DraftModelLoadRequest, ModelLoadRequest
+from ..types import (
+    DownloadRequest,
+    DraftModelLoadRequest,
+    LoadField,
+    ModelLoadRequest,
+    load_fields,
+)
 from ._args import number_list, number_or_auto
 from .common import EXIT_USAGE, CliError
 
@@ -29,42 +35,43 @@ __all__ = [
 #: Where ``models download`` finds a Hugging Face token when ``--hf-token`` is not given.
 ENV_HF_TOKEN = "HF_TOKEN"
 
-_DRAFT_OPTIONS = ("draft_rope_scale", "draft_rope_alpha", "draft_gpu_split", "draft_cache_mode")
-_LOAD_OPTIONS = (
-    "backend",
-    "max_seq_len",
-    "cache_size",
-    "cache_mode",
-    "tensor_parallel",
-    "tensor_parallel_backend",
-    "gpu_split_auto",
-    "autosplit_reserve",
-    "gpu_split",
-    "rope_scale",
-    "rope_alpha",
-    "chunk_size",
-    "output_chunking",
-    "prompt_template",
-    "vision",
-    "skip_queue",
-)
+_FLAG_OF = {"draft_model_name": "--draft-model"}
+
+
+def _options(cls: type) -> list[tuple[str, LoadField, Any]]:
+    """``(field, declaration, type)`` of every option a request type's fields give."""
+    hints = get_type_hints(cls)
+    return [(name, rule, hints[name]) for name, rule in load_fields(cls)]
+
+
+#: The options of the load request's own fields (its name is the positional
+#: NAME; the nested draft request has its own group), then the draft's.
+_MODEL = [o for o in _options(ModelLoadRequest) if o[0] not in ("model_name", "draft_model")]
+_DRAFT = _options(DraftModelLoadRequest)
+
+
+def _flag(name: str, rule: LoadField) -> str:
+    return rule.flag or "--" + name.replace("_", "-")
 
 
 def build_load_request(args: argparse.Namespace) -> ModelLoadRequest:
     """The ModelLoadRequest the load options describe (unset options omitted)."""
     fields: dict[str, Any] = {"model_name": args.name}
-    for option in _LOAD_OPTIONS:
-        value = getattr(args, option, None)
+    for name, _rule, _hint in _MODEL:
+        value = getattr(args, name, None)
         if value is not None:
-            fields[option] = value
-    draft = {o: getattr(args, o) for o in _DRAFT_OPTIONS if getattr(args, o, None) is not None}
-    if args.draft_model is not None:
+            fields[name] = value
+    draft = {
+        name: getattr(args, name)
+        for name, _rule, _hint in _DRAFT[1:]
+        if getattr(args, name, None) is not None
+    }
+    if getattr(args, "draft_model_name", None) is not None:
         fields["draft_model"] = DraftModelLoadRequest(
-            draft_model_name=args.draft_model,
-            **draft,
+            draft_model_name=args.draft_model_name, **draft
         )
     elif draft:
-        given = ", ".join("--" + o.replace("_", "-") for o in draft)
+        given = ", ".join(_flag(name, rule) for name, rule, _ in _DRAFT if name in draft)
         raise CliError(f"{given} need --draft-model NAME", exit_code=EXIT_USAGE)
     return ModelLoadRequest(**fields)
 
@@ -93,45 +100,52 @@ def _switch(group: argparse._ArgumentGroup, flag: str, help_text: str) -> None:
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
-    """The model name and every load option, in groups (model, GPU placement, draft)."""
+    """The model name and every load option, in groups (model, GPU placement, draft).
+
+    Each option comes from its request field's declaration: the flag is the
+    field's name with dashes, its value is read as the field's type says (a
+    switch for a bool, a comma-separated list for numbers per GPU), and its
+    help text and group are the declaration's.
+    """
     parser.add_argument("name", help="the model folder's name on the server")
-    model = parser.add_argument_group("model options (unset options keep the server's defaults)")
-    model.add_argument("--backend", help="the backend to load with, e.g. exllamav2, exllamav3")
-    model.add_argument("--max-seq-len", type=int, metavar="TOKENS", help="context length")
-    model.add_argument(
-        "--cache-size", type=int, metavar="TOKENS", help="cache size (a multiple of 256)"
-    )
-    model.add_argument("--cache-mode", metavar="MODE", help="cache quantisation, e.g. FP16, Q8")
-    model.add_argument(
-        "--rope-scale", type=float, metavar="FACTOR", help="rope scale (linear scaling)"
-    )
-    model.add_argument(
-        "--rope-alpha", type=number_or_auto, metavar="ALPHA", help="rope alpha: a number or auto"
-    )
-    model.add_argument("--chunk-size", type=int, metavar="TOKENS", help="prompt chunk size")
-    model.add_argument("--prompt-template", metavar="NAME", help="prompt template to use")
-    _switch(model, "--vision", "load the vision component")
-    _switch(model, "--output-chunking", "chunk the model's output")
-    _switch(model, "--skip-queue", "ask the server to skip its load queue")
-    gpus = parser.add_argument_group("GPU placement")
-    gpus.add_argument(
-        "--gpu-split", type=number_list, metavar="GB,GB", help="GB per GPU, e.g. 20,24"
-    )
-    _switch(gpus, "--gpu-split-auto", "let the server split the model across GPUs")
-    gpus.add_argument(
-        "--autosplit-reserve",
-        type=number_list,
-        metavar="MB,MB",
-        help="memory to keep free per GPU with --gpu-split-auto",
-    )
-    _switch(gpus, "--tensor-parallel", "load with tensor parallelism")
-    gpus.add_argument("--tensor-parallel-backend", metavar="NAME", help="e.g. native, nccl")
-    draft = parser.add_argument_group("draft model (speculative decoding)")
-    draft.add_argument("--draft-model", metavar="NAME", help="draft model folder to load too")
-    draft.add_argument("--draft-rope-scale", type=float, metavar="FACTOR")
-    draft.add_argument("--draft-rope-alpha", type=number_or_auto, metavar="ALPHA")
-    draft.add_argument("--draft-gpu-split", type=number_list, metavar="GB,GB")
-    draft.add_argument("--draft-cache-mode", metavar="MODE")
+    groups = {
+        "model": parser.add_argument_group(
+            "model options (unset options keep the server's defaults)"
+        ),
+        "gpus": parser.add_argument_group("GPU placement"),
+        "draft": parser.add_argument_group("draft model (speculative decoding)"),
+    }
+    for name, rule, hint in (*_MODEL, *_DRAFT):
+        group = groups[rule.group]
+        flag = _flag(name, rule)
+        kind = _kind(hint)
+        if kind is bool:
+            group.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=rule.help or None,
+            )
+        else:
+            group.add_argument(
+                flag, dest=name, type=kind, metavar=rule.metavar, help=rule.help or None
+            )
+
+
+def _kind(hint: Any) -> Any:
+    """How an option's text becomes the field's value, from the field's type."""
+    kinds = {a for a in get_args(hint) if a is not type(None)} or {hint}
+    if bool in kinds:
+        return bool
+    if int in kinds:
+        return int
+    if any(get_origin(k) is list for k in kinds):
+        return number_list
+    if float in kinds:
+        # A float or the literal "auto" (rope alpha) reads either; a plain float too.
+        return number_or_auto if any(get_origin(k) is Literal for k in kinds) else float
+    return str
 
 
 def add_download_options(parser: argparse.ArgumentParser) -> None:

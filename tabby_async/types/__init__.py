@@ -8,7 +8,7 @@ when built: a bad value raises :class:`~tabby_async.InvalidInputError` naming
 the field, before anything is sent.
 """
 
-from .._load_field import How, LoadField
+from .._load_field import How, LoadField, load_fields
 from ._base import RequestStruct, ResponseStruct
 from ._lora import LoraCard, LoraList, LoraLoadItem, LoraLoadRequest, LoraLoadResponse
 from ._models import (
@@ -90,4 +90,5 @@ __all__ = [
     "TokenDecodeResponse",
     "TokenEncodeRequest",
     "TokenEncodeResponse",
+    "load_fields",
 ]

@@ -16,7 +16,7 @@ from .._checks import (
     check_str,
     check_str_list,
 )
-from .._load_field import LoadField, declared
+from .._load_field import LoadField, load_fields
 from ..errors import InvalidInputError
 from ._base import RequestStruct, ResponseStruct
 
@@ -368,8 +368,8 @@ class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=T
 
 
 #: The declared fields of each load request, read once from the annotations.
-_DRAFT_FIELDS = declared(DraftModelLoadRequest)
-_MODEL_FIELDS = declared(ModelLoadRequest)
+_DRAFT_FIELDS = load_fields(DraftModelLoadRequest)
+_MODEL_FIELDS = load_fields(ModelLoadRequest)
 
 
 class EmbeddingModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=True):
