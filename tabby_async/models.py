@@ -28,7 +28,7 @@ from ._desired import EnsureResult, LoadPlan, identity
 from ._resource import Resource, build_request
 from ._stream import LoadStream, ProgressCallback, follow
 from ._transport import Transport
-from .errors import ClientStateError, ModelNotLoadedError, NotFoundError
+from .errors import ClientStateError, ModelNotLoadedError, NotFoundError, StreamError
 from .types import (
     DownloadRequest,
     DownloadResponse,
@@ -199,7 +199,8 @@ class AsyncModelsService(Resource):
         segment (``4.0bpw``), which another folder of that name shows too, so
         once that id shows up the load is sent once more and the server
         decides (its "already loaded" no-op for our folder; otherwise it loads
-        ours, as asked, within the time left). A poll
+        ours, as asked, within the time left; a confirmation whose own stream
+        is cut counts as not yet, and the polling goes on). A poll
         answered 429, 502, 503 or 504 (a busy proxy, or "no model loaded"
         while the load runs), a connection error or a timeout does not end the
         polling; each poll is bounded by the time left, so the window is kept.
@@ -234,7 +235,10 @@ class AsyncModelsService(Resource):
             if who == "unproven":
                 # Only the server can tell our folder from another of that
                 # name: the same load again is its no-op if ours is loaded.
-                await follow(self.load_stream(body, timeout=left), None)
+                try:
+                    await follow(self.load_stream(body, timeout=left), None)
+                except StreamError:
+                    return False  # cut as well: not proved yet, so poll on
             return who != "other"
 
         return self._stream(

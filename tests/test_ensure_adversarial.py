@@ -422,3 +422,49 @@ async def test_a_card_that_leaves_out_a_reported_field_cannot_tell(
         state = await client.ensure(DesiredState(model=request), dry_run=True)
         assert (state.plan.met, state.plan.verified) == (None, False)  # the exporter: unknown
     assert writes == []
+
+
+# --- reattaching to a nested name --------------------------------------------------------------
+
+REATTACH = pytest.mark.emulator(
+    models=[
+        EmulatedModel("org/model/4.0bpw", modules=4),
+        EmulatedModel("other-org/model/4.0bpw", modules=8, delay=0.03),
+    ]
+)
+
+
+@REATTACH
+async def test_reattach_after_a_swap_from_another_folder_of_that_name_confirms_ours(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.preload("org/model/4.0bpw")  # shows "4.0bpw" too
+    server.reset_requests()
+    server.faults.drop_stream(after_events=2, stop_load=False)
+    seen: list[tuple[str, int]] = []
+    event = await guarded(
+        client.models.load(
+            model_name="other-org/model/4.0bpw",
+            reattach_within=GUARD,
+            on_progress=lambda e: seen.append((e.status, e.module)),
+        )
+    )
+    assert (event.status, event.modules) == ("finished", 8)
+    assert server.loaded == "other-org/model/4.0bpw"
+    assert [s for s in seen if s[0] == "finished"] == [("finished", 8)]  # one end, no echo
+    assert _writes(server) == [LOAD, LOAD]  # ours, then the one confirmation
+
+
+@REATTACH
+async def test_reattach_keeps_polling_when_the_confirmation_is_cut_too(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    server.preload("other-org/model/4.0bpw")
+    # The no-op's stream is cut, and so is the confirmation's: "not yet", not "stop".
+    server.faults.drop_stream(after_events=1, stop_load=False, n=2)
+    again = await guarded(
+        client.models.load(model_name="other-org/model/4.0bpw", reattach_within=GUARD)
+    )
+    assert again.status == "finished"
+    assert server.loaded == "other-org/model/4.0bpw"
+    assert server.count("POST", LOAD) == 3  # ours, the cut confirmation, the one that proved it
