@@ -8,6 +8,7 @@ default": for a timeout it means *no bound at all*, and a retry count has no
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,26 +33,23 @@ __all__ = [
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 << 20
 
 
-class UseClientDefault:
-    """The type of :data:`USE_CLIENT_DEFAULT`; there is only one instance."""
+class UseClientDefault(enum.Enum):
+    """The type of :data:`USE_CLIENT_DEFAULT`; its one member is the sentinel.
 
-    _instance: UseClientDefault | None = None
+    The same style as :data:`~tabby_async.FROM_ENV`'s type: a one-member
+    Enum, so that it pickles as itself and a type checker can narrow on it.
+    """
 
-    def __new__(cls) -> UseClientDefault:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
 
     def __repr__(self) -> str:
+        # Shown in signatures and help(): say what it means, not the enum's form.
         return "USE_CLIENT_DEFAULT"
-
-    def __reduce__(self) -> str:
-        return "USE_CLIENT_DEFAULT"  # unpickles as the module's one instance
 
 
 #: "Use what the client (or fleet) was built with": the default of every
 #: per-call ``timeout=`` and ``max_retries=``.
-USE_CLIENT_DEFAULT: Final = UseClientDefault()
+USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
 
 #: A per-call timeout: the client's default, seconds for the whole call (the
 #: default's connect and read bounds kept), a :class:`Timeout`, or ``None``

@@ -67,3 +67,17 @@ async def test_ensures_through_either_share_one_run(
         derived.models.ensure_loaded(model_name="m", max_seq_len=2048),
     )
     assert server.count("POST", "/v1/model/load") == 1
+
+
+def test_the_sentinels_are_one_style() -> None:
+    import copy
+    import enum
+    import pickle
+
+    from tabby_async import FROM_ENV, USE_CLIENT_DEFAULT
+
+    for sentinel in (USE_CLIENT_DEFAULT, FROM_ENV):
+        assert isinstance(sentinel, enum.Enum) and len(type(sentinel)) == 1
+        assert pickle.loads(pickle.dumps(sentinel)) is sentinel
+        assert copy.deepcopy(sentinel) is sentinel
+        assert repr(sentinel) == sentinel.name
