@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from ._load_field import How, load_fields
@@ -32,8 +33,10 @@ __all__ = [
     "identity",
     "in_table_order",
     "reasons_text",
+    "reported_template",
     "rules_markdown",
     "same_template",
+    "template_stem",
     "unchecked_note",
     "unreported_fields",
 ]
@@ -138,13 +141,31 @@ def cache_mode_bits(mode: str) -> tuple[int, int] | None:
     return None if found is None else (int(found.group(1)), int(found.group(2)))
 
 
-def _strip_jinja(name: str) -> str:
+# --- the server's template names (its one rule, written here only) ----------------
+
+
+def template_stem(name: str) -> str:
+    """The template file a name opens, without ``.jinja``: its name in the server's listing.
+
+    The server opens ``templates/<name>`` with ``.jinja`` in place of any
+    other extension: ``chatml.jinja`` and ``chatml`` open ``chatml.jinja``,
+    and so does ``chatml.txt``.
+    """
+    return str(PurePosixPath(name.replace("\\", "/")).with_suffix(""))
+
+
+def reported_template(name: str) -> str:
+    """The name the server reports (on the card) for a template asked for as ``name``.
+
+    It drops a ``.jinja`` suffix only: ``chatml.jinja`` reads ``chatml``, but
+    ``alpaca.txt``, which opens ``alpaca.jinja``, reads ``alpaca.txt``.
+    """
     return name[: -len(".jinja")] if name.endswith(".jinja") else name
 
 
 def same_template(wanted: str, reported: str) -> bool:
-    """True when two template names mean the same template (a ``.jinja`` suffix ignored)."""
-    return _strip_jinja(wanted) == _strip_jinja(reported)
+    """True when two template names open the same template file (see :func:`template_stem`)."""
+    return template_stem(wanted) == template_stem(reported)
 
 
 def _server_chunk(size: int) -> int:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 from . import _routes as R
+from ._compare import template_stem
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg
 from ._resource import Resource
 from .errors import ServerError, TemplateNotFoundError
 from .types import TemplateList, TemplateSwitchRequest
 
-__all__ = ["AsyncTemplatesService", "template_stem"]
+__all__ = ["AsyncTemplatesService"]
 
 _DEFAULT = USE_CLIENT_DEFAULT
-
-
-def template_stem(name: str) -> str:
-    """The name a template is listed under: ``chatml.jinja`` and ``chatml`` are ``chatml``.
-
-    The server opens ``templates/<name>`` with ``.jinja`` in place of any
-    other extension, so ``alpaca.txt`` means ``alpaca`` too.
-    """
-    return str(PurePosixPath(name.replace("\\", "/")).with_suffix(""))
 
 
 class AsyncTemplatesService(Resource):

@@ -28,6 +28,7 @@ from tabby_async import (
     TokenDecodeResponse,
     TokenEncodeResponse,
 )
+from tabby_async._compare import reported_template as reported_name
 from tabby_async.cli import common
 from tabby_async.cli._admin_format import (
     lora_active_text,
@@ -40,7 +41,6 @@ from tabby_async.cli._admin_format import (
 from tabby_async.cli._commands import read_document
 from tabby_async.cli._lora import lora_item
 from tabby_async.cli._sampling import read_overrides
-from tabby_async.cli._templates import reported_name
 from tabby_async.cli._tokens import read_messages, template_var
 from tabby_async.testing import TabbyEmulator
 from tests.helpers import CliResult, point_env_at, run_cli

@@ -640,3 +640,25 @@ def test_a_different_context_always_reloads(request: ModelLoadRequest, other: in
     else:
         assert plan.action == "reload"
         assert plan.reasons == (FieldDiff("max_seq_len", request.max_seq_len, other),)
+
+
+# (wanted, reported by the card) -> same template file?
+TEMPLATE_NAMES = [
+    ("chatml", "chatml", True),
+    ("chatml.jinja", "chatml", True),
+    ("alpaca.txt", "alpaca.txt", True),
+    ("alpaca", "alpaca.txt", True),  # both open alpaca.jinja
+    ("chatml", "llama3", False),
+    ("a/b.jinja", "a/b", True),
+]
+
+
+@pytest.mark.parametrize(("wanted", "reported", "same"), TEMPLATE_NAMES)
+def test_template_names_follow_the_servers_one_rule(
+    wanted: str, reported: str, same: bool
+) -> None:
+    from tabby_async._compare import reported_template, same_template, template_stem
+
+    assert same_template(wanted, reported) is same
+    assert same_template(wanted, reported_template(wanted))  # what the card shows is the same
+    assert template_stem(reported_template(wanted)) == template_stem(wanted)

@@ -11,12 +11,13 @@ import argparse
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
+from .._compare import reported_template
 from ..types import TemplateList
 from ._admin_format import template_list_text
 from ._commands import admin_key_named, group, leaf, show, show_listing
 from .common import EXIT_OK, client_from_args, print_json
 
-__all__ = ["register", "reported_name"]
+__all__ = ["register"]
 
 
 async def _in_use(client: AsyncTabbyClient) -> str | None:
@@ -34,22 +35,13 @@ async def _list(args: argparse.Namespace) -> int:
     return await show_listing(args, lambda c: c.templates.list(), _in_use, text)
 
 
-def reported_name(name: str) -> str:
-    """The name the server reports for a template switched in as ``name``.
-
-    It drops a ``.jinja`` suffix only: ``chatml.jinja`` reads ``chatml``, but
-    ``alpaca.txt`` (which opens ``alpaca.jinja``) reads ``alpaca.txt``.
-    """
-    return name[: -len(".jinja")] if name.endswith(".jinja") else name
-
-
 async def _switch(args: argparse.Namespace) -> int:
     async def switch(client: AsyncTabbyClient) -> str | None:
         await client.templates.switch(args.name)
         try:  # what the card says now, rather than what we expect it to say
             return await _in_use(client)
         except E.TabbyError:
-            return reported_name(args.name)
+            return reported_template(args.name)
 
     with admin_key_named(args):
         async with client_from_args(args) as client:
