@@ -468,3 +468,28 @@ async def test_reattach_keeps_polling_when_the_confirmation_is_cut_too(
     assert again.status == "finished"
     assert server.loaded == "other-org/model/4.0bpw"
     assert server.count("POST", LOAD) == 3  # ours, the cut confirmation, the one that proved it
+
+
+# --- the fixed point with a nested name ----------------------------------------------------------
+
+
+@pytest.mark.emulator(
+    models=[EmulatedModel("org/novision/v1", modules=2), EmulatedModel("other/novision/v1")]
+)
+async def test_a_nested_request_the_server_cannot_satisfy_costs_one_no_op_load_then_stops(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    request = Req(model_name="org/novision/v1", vision=True)
+    with pytest.raises(EnsureMismatchError) as first:
+        await client.models.ensure_loaded(request)
+    for _ in range(2):
+        server.reset_requests()
+        with pytest.raises(EnsureMismatchError) as again:
+            await client.models.ensure_loaded(request)
+        assert again.value.result.mismatches == first.value.result.mismatches
+        assert _writes(server) == [LOAD]  # the server's no-op proves the folder; no unload
+    # load(reload=True) never unloads on the card id alone either.
+    server.reset_requests()
+    await client.models.load(model_name="other/novision/v1", reload=True)
+    assert _writes(server) == [LOAD]
+    assert server.loaded == "other/novision/v1"
