@@ -23,12 +23,12 @@ __all__ = [
     "check_bool",
     "check_connection_limit",
     "check_count",
+    "check_folder_name",
     "check_gpu_split",
     "check_headers",
     "check_json",
     "check_key",
     "check_max_retries",
-    "check_model_name",
     "check_positive_float",
     "check_positive_int",
     "check_seconds",
@@ -217,8 +217,9 @@ def check_seconds(name: str, value: object) -> float | None:
 # --- request fields ---------------------------------------------------------------
 
 
-def check_model_name(field: str, value: object) -> None:
-    """A model folder name: non-empty, relative, no ``..`` segment.
+def check_folder_name(field: str, value: object) -> None:
+    """A name the server resolves inside one of its folders (a model, draft, LoRA,
+    template or preset): non-empty, relative, no ``..`` segment.
 
     The server does not sanitise names (``../x`` escapes its model folder), so
     the SDK refuses them. Nested names such as ``org/exl3/4.0bpw`` stay allowed.

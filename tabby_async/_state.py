@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ._checks import check_model_name
+from ._checks import check_folder_name
 from ._desired import (
     DraftSeen,
     EnsureResult,
@@ -104,9 +104,9 @@ class DesiredState:
         if self.embedding is not None and not isinstance(self.embedding, EmbeddingModelLoadRequest):
             raise InvalidInputError("embedding", "must be an EmbeddingModelLoadRequest or None")
         if self.template is not None:
-            check_model_name("template", self.template)
+            check_folder_name("template", self.template)
         if self.sampling_preset is not None:
-            check_model_name("sampling_preset", self.sampling_preset)
+            check_folder_name("sampling_preset", self.sampling_preset)
 
     @property
     def parts(self) -> tuple[Part, ...]:

@@ -27,7 +27,7 @@ from typing import Any, TypedDict
 
 import aiohttp
 
-from .._checks import check_key, check_model_name, normalise_base_url, redact_url
+from .._checks import check_folder_name, check_key, normalise_base_url, redact_url
 from .._env import check_env_name
 from .._resource import build_request
 from .._state import DesiredState
@@ -169,7 +169,7 @@ def _part(key: str, name: str, value: object) -> Any:
         return None
     kind = _PARTS[name]
     if kind is None:
-        check_model_name(key, value)
+        check_folder_name(key, value)
         return value
     cls, name_field = kind
     if isinstance(value, str):

@@ -6,7 +6,7 @@ import math
 
 import msgspec
 
-from .._checks import check_bool, check_model_name
+from .._checks import check_bool, check_folder_name
 from ..errors import InvalidInputError
 from ._base import RequestStruct, ResponseStruct
 
@@ -42,7 +42,7 @@ class LoraLoadItem(RequestStruct, frozen=True, kw_only=True, omit_defaults=True)
     scaling: float | None = None
 
     def __post_init__(self) -> None:
-        check_model_name("loras[].name", self.name)
+        check_folder_name("loras[].name", self.name)
         scaling = self.scaling
         if scaling is not None and (
             isinstance(scaling, bool)

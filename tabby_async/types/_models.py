@@ -9,8 +9,8 @@ import msgspec
 
 from .._checks import (
     check_bool,
+    check_folder_name,
     check_gpu_split,
-    check_model_name,
     check_positive_float,
     check_positive_int,
     check_str,
@@ -173,7 +173,7 @@ class DraftModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defau
     draft_model_name: Annotated[
         str,
         LoadField(
-            check_model_name,
+            check_folder_name,
             "draft",
             "draft list",
             "the card's draft is always null; the draft listing seen with a plain api key "
@@ -228,7 +228,7 @@ class ModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=T
     model_name: Annotated[
         str,
         LoadField(
-            check_model_name,
+            check_folder_name,
             "name",
             "id",
             "as the card id, the folder's last segment: a nested name is left to the server",
@@ -379,7 +379,7 @@ class EmbeddingModelLoadRequest(RequestStruct, frozen=True, kw_only=True, omit_d
     embeddings_device: str | None = None
 
     def __post_init__(self) -> None:
-        check_model_name("embedding_model_name", self.embedding_model_name)
+        check_folder_name("embedding_model_name", self.embedding_model_name)
         check_str("embeddings_device", self.embeddings_device)
 
 
@@ -405,7 +405,7 @@ class DownloadRequest(RequestStruct, frozen=True, kw_only=True, omit_defaults=Tr
             raise InvalidInputError("repo_id", "must be a non-empty string such as 'org/name'")
         check_str("repo_type", self.repo_type)
         if self.folder_name is not None:
-            check_model_name("folder_name", self.folder_name)
+            check_folder_name("folder_name", self.folder_name)
         check_str("revision", self.revision)
         check_str("token", self.token)
         check_str_list("include", self.include)

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from .._checks import check_json, check_model_name
+from .._checks import check_folder_name, check_json
 from ..errors import InvalidInputError
 from ._base import RequestStruct, ResponseStruct
 
@@ -40,7 +40,7 @@ class SamplerOverridesSwitchRequest(RequestStruct, frozen=True, kw_only=True, om
                 "preset/overrides", "give exactly one: a preset name or a dict of overrides"
             )
         if self.preset is not None:
-            check_model_name("preset", self.preset)
+            check_folder_name("preset", self.preset)
         if self.overrides is not None:
             if not isinstance(self.overrides, dict) or not self.overrides:
                 raise InvalidInputError("overrides", "must be a non-empty dict")

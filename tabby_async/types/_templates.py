@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .._checks import check_model_name
+from .._checks import check_folder_name
 from ._base import RequestStruct, ResponseStruct
 
 __all__ = ["TemplateList", "TemplateSwitchRequest"]
@@ -32,4 +32,4 @@ class TemplateSwitchRequest(RequestStruct, frozen=True, kw_only=True, omit_defau
     prompt_template_name: str
 
     def __post_init__(self) -> None:
-        check_model_name("name", self.prompt_template_name)
+        check_folder_name("name", self.prompt_template_name)
