@@ -17,7 +17,6 @@ writes are never retried.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import TYPE_CHECKING
 
 from . import _ensure
@@ -25,6 +24,7 @@ from . import _routes as R
 from ._checks import check_seconds
 from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
 from ._desired import EnsureResult, LoadPlan, identity
+from ._log import log_extra, logger
 from ._resource import Resource, build_request
 from ._stream import LoadStream, ProgressCallback, follow
 from ._transport import Transport
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncModelsService", "ProgressCallback"]
 
-logger = logging.getLogger("tabby_async")
 
 _DEFAULT = USE_CLIENT_DEFAULT
 
@@ -296,6 +295,7 @@ class AsyncModelsService(Resource):
                 "%s was already loaded: the server ignored this load's parameters "
                 "(unload first, or use reload=True or ensure_loaded)",
                 body.model_name,
+                extra=log_extra(),
             )
         return event
 

@@ -98,3 +98,16 @@ async def test_no_record_holds_a_key(
     text = "\n".join(json.dumps(as_json(r), default=str) + repr(r.args) for r in seen)
     for key in (server.api_key, server.admin_key, WRONG_KEY):
         assert key not in text
+
+
+async def test_a_fleet_loads_already_loaded_warning_names_its_node(
+    server: TabbyEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.preload("alpha", max_seq_len=2048)
+    specs = [NodeSpec("gpu-07", server.url, admin_key=server.admin_key)]
+    with caplog.at_level(logging.WARNING, logger="tabby_async"):
+        async with TabbyFleet(specs) as fleet:
+            result = await fleet.models.load(model_name="alpha", max_seq_len=4096)
+    assert result.ok
+    (warning,) = [r for r in records(caplog) if "already loaded" in r.getMessage()]
+    assert (warning.tabby_operation, warning.tabby_node) == ("load", "gpu-07")  # type: ignore[attr-defined]
