@@ -434,3 +434,19 @@ async def test_client_ensure_compares_the_draft_too(server: TabbyEmulator) -> No
         result = await both.ensure(state)
         assert [p.part for p in result.done] == ["model"]
         assert server.loaded_draft == "d2"
+
+
+async def test_the_default_checks_called_directly_never_pass_a_name_the_card_cannot_prove(
+    server: TabbyEmulator, client: AsyncTabbyClient
+) -> None:
+    from tabby_async.fleet import VerificationError, default_check, default_state_check
+
+    server.preload("other-org/model/4.0bpw")
+    with pytest.raises(VerificationError, match="the server decides"):
+        await default_check("n", client, Req(model_name="org/model/4.0bpw"))
+    with pytest.raises(VerificationError):
+        await default_state_check(
+            "n", client, DesiredState(model=Req(model_name="org/model/4.0bpw"))
+        )
+    server.preload("flat")
+    await default_check("n", client, Req(model_name="flat"))  # a flat name the card proves

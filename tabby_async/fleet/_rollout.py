@@ -94,7 +94,9 @@ async def default_check(name: str, client: AsyncTabbyClient, request: ModelLoadR
     still serving); called directly, any issue fails the check.
 
     "Shows the request" is the same comparison as ensure (model name,
-    context and every other reported field the request sets).
+    context and every other reported field the request sets). Called
+    directly, a nested name whose last segment is the card id fails: the card
+    cannot prove the folder (in a rollout, its ensure just did).
     """
     await _model_check(name, client, request, None)
 
@@ -104,10 +106,11 @@ async def _model_check(
 ) -> None:
     await _check_health(name, client, since)
     card = await loaded_card(client.models)
-    # Checked right after this rollout's own ensure of the node, which proved
-    # the folder (its load, or the server's "already loaded" answer), so a
-    # nested name's card id counts as ours here.
-    plan = plan_for(request, card, proven=True)
+    # In a rollout (``since`` set) this runs right after the rollout's own
+    # ensure of the node, which proved the folder (its load, or the server's
+    # "already loaded" answer), so a nested name's card id counts as ours.
+    # Called directly, nothing proved it: a name the card cannot prove fails.
+    plan = plan_for(request, card, proven=since is not None)
     if plan.action != "none":
         raise VerificationError(f"{name}: after loading, {plan.summary()}")
 
@@ -128,9 +131,10 @@ async def _state_check(
 ) -> None:
     await _check_health(name, client, since)
     plan = await state_plan(client, state)
-    # A part only the server can prove (a nested name) was proved by the
-    # rollout's own ensure just before: only a part shown to differ fails.
-    wrong = [p for p in plan.parts if p.met is False]
+    # In a rollout, a part only the server can prove (a nested name) was
+    # proved by the rollout's own ensure just before: only a part shown to
+    # differ fails. Called directly, a part it cannot tell fails too.
+    wrong = [p for p in plan.parts if p.met is False or (p.met is None and since is None)]
     if wrong:
         differs = "; ".join(p.summary() for p in wrong)
         raise VerificationError(f"{name}: after applying, {differs}")
