@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import errors as E
 from .._client import AsyncTabbyClient
-from .._desired import same_model
+from .._desired import identity
 from ..types import (
     EmbeddingModelLoadRequest,
     ModelCard,
@@ -172,12 +172,14 @@ async def load_with_progress(
 
 
 async def _already_loaded(client: AsyncTabbyClient, name: str) -> bool:
-    """True when ``name`` is the loaded model (then the server ignores a new load).
+    """True when the card proves ``name`` is the loaded model (the server then ignores a load).
 
-    A nested name (``org/model/4.0bpw``) shows as its folder's name in the card.
+    A nested name (``org/model/4.0bpw``) shows on the card only as its
+    folder's last segment, which another folder of that name shows too: no
+    note then, since the load may well swap in the folder asked for.
     """
     try:
-        return same_model(name, (await client.models.get()).id)
+        return identity(name, (await client.models.get()).id) == "same"
     except E.TabbyError:
         return False  # nothing loaded, a load running, or no read access: no note
 
