@@ -336,12 +336,19 @@ async def test_load_with_vision_of_a_model_without_it_warns(
 async def test_the_loaded_note_knows_a_nested_name(
     env: TabbyEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The card of org/nested/4.0bpw has the id "4.0bpw", its folder's name.
+    # The card of org/nested/4.0bpw has the id "4.0bpw", which another folder
+    # of that name shows too: the note comes only once the server's answer
+    # (its "already loaded" no-op) proved it.
     env.add_model("org/nested/4.0bpw")
+    env.add_model("other/nested/4.0bpw")
     env.preload("org/nested/4.0bpw")
     result = await run(capsys, "models", "load", "org/nested/4.0bpw", "--max-seq-len", "4096")
     assert result.code == 0, result.err
-    assert result.out.startswith("note: 'org/nested/4.0bpw' is already loaded;")
+    assert result.out.splitlines()[-2].startswith("note: 'org/nested/4.0bpw' is already loaded;")
+    other = await run(capsys, "models", "load", "other/nested/4.0bpw")
+    assert other.code == 0, other.err
+    assert "already loaded" not in other.out
+    assert env.loaded == "other/nested/4.0bpw"
 
 
 async def test_load_unset_options_are_not_sent(

@@ -197,7 +197,7 @@ async def run_demo(*, module_delay: float = 0.04) -> None:
                 "async with client.models.load_stream(request) as stream: "
                 "async for event in stream: ...",
             )
-            _, seconds = await load_with_progress(admin, request, indent="   ")
+            _, seconds, _ = await load_with_progress(admin, request, indent="   ")
             out.show(f"loaded in {seconds:.1f} s")
 
             out.step("The loaded model and its parameters", "await client.models.get()")

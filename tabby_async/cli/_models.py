@@ -151,10 +151,11 @@ async def load_with_progress(
     *,
     json_output: bool = False,
     indent: str = "",
-) -> tuple[ModelLoadResponse, float]:
+) -> tuple[ModelLoadResponse, float, bool]:
     """Load with a live display of every component.
 
-    Returns the model's ``finished`` event and the seconds the load took. On
+    Returns the model's ``finished`` event, the seconds the load took, and
+    whether the server answered with its "already loaded" no-op. On
     cancellation (Ctrl-C) the stream is closed by its ``async with`` and the
     display is stopped before the cancellation goes on up; ``main`` then
     prints the command's ``interrupt_note``.
@@ -168,7 +169,7 @@ async def load_with_progress(
     final = stream.last_event
     if final is None or not stream.finished:  # the stream raises first; be explicit
         raise E.StreamError("the load stream ended before the model finished loading")
-    return final, time.monotonic() - started
+    return final, time.monotonic() - started, stream.already_loaded
 
 
 async def _already_loaded(client: AsyncTabbyClient, name: str) -> bool:
@@ -187,13 +188,16 @@ async def _already_loaded(client: AsyncTabbyClient, name: str) -> bool:
 async def _load(args: argparse.Namespace) -> int:
     request = build_load_request(args)
     async with client_from_args(args) as client:
-        if not args.json and await _already_loaded(client, request.model_name):
-            print(
-                f"note: {request.model_name!r} is already loaded; the server keeps its "
-                "current parameters (unload first to change them)",
-                flush=True,
-            )
-        final, seconds = await load_with_progress(client, request, json_output=args.json)
+        note = (
+            f"note: {request.model_name!r} is already loaded; the server keeps its "
+            "current parameters (unload first to change them)"
+        )
+        noted = not args.json and await _already_loaded(client, request.model_name)
+        if noted:
+            print(note, flush=True)
+        final, seconds, no_op = await load_with_progress(client, request, json_output=args.json)
+        if no_op and not noted and not args.json:
+            print(note, flush=True)  # the server's answer proved what the card could not
         if request.vision and vision_refused(await _loaded(client.models.get)):
             warning = NO_VISION_WARNING.format(where="", name=request.model_name)
             print(warning, file=sys.stderr, flush=True)
