@@ -19,7 +19,7 @@ from tabby_async import errors as E
 from tabby_async._desired import plan_for, unchanged
 from tabby_async._routes import GET, GET_EMBEDDING, LOAD, LOAD_EMBEDDING, UNLOAD
 from tabby_async._timeouts import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
-from tabby_async.cli import _args, _format, _progress, common
+from tabby_async.cli import _args, _format, _progress, _view, common
 from tabby_async.types import (
     DownloadResponse,
     HealthIssue,
@@ -410,7 +410,7 @@ def test_print_json_writes_one_line_and_errors_as_code_and_message() -> None:
     ("live", "json_output", "load", "download"),
     [
         (False, False, _progress.PlainLoadProgress, _progress.PlainDownloadProgress),
-        (False, True, _progress.NullView, _progress.NullView),
+        (False, True, _view.NullView, _view.NullView),
     ],
 )
 def test_the_display_without_a_live_terminal(
@@ -427,7 +427,7 @@ def test_the_display_without_a_live_terminal(
 
 def test_the_null_view_shows_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     event = ModelLoadResponse(module=1, modules=2, status="processing")
-    with _progress.NullView() as view:
+    with _view.NullView() as view:
         view.update(event)
         view.set_total(3)
         view.event("n1", event)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from .._words import counted
 from ._args import non_negative_seconds, positive_int, positive_seconds
 from ._emulator import stop_on_signals
+from ._fleet_args import ENV_NODES, nodes_file
 from .common import EXIT_OK, EXIT_USAGE, CliError
-from .fleet import ENV_NODES
 
 __all__ = ["add_exporter", "port_number"]
 
@@ -45,9 +44,7 @@ def _url(host: str, port: int) -> str:
 
 
 async def _exporter(args: argparse.Namespace) -> int:
-    path = args.nodes or os.environ.get(ENV_NODES)
-    if not path:
-        raise CliError(f"give --nodes nodes.toml (or set {ENV_NODES})", exit_code=EXIT_USAGE)
+    path = nodes_file(args)
     try:
         from aiohttp import web
 

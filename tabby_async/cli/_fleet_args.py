@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ._args import name_list, positive_int, positive_seconds
 from ._load_options import add_load_options
+from .common import EXIT_USAGE, CliError
 
-__all__ = ["ENV_NODES", "add_load_flags", "add_load_timeout", "fleet_options"]
+__all__ = ["ENV_NODES", "add_load_flags", "add_load_timeout", "fleet_options", "nodes_file"]
 
 #: Where the fleet commands find the nodes file when ``--nodes`` is not given.
 ENV_NODES = "TABBY_FLEET_NODES"
+
+
+def nodes_file(args: argparse.Namespace) -> str:
+    """The nodes file: ``--nodes``, else ``TABBY_FLEET_NODES``; a usage error without either."""
+    path: str | None = args.nodes or os.environ.get(ENV_NODES)
+    if not path:
+        raise CliError(f"give --nodes nodes.toml (or set {ENV_NODES})", exit_code=EXIT_USAGE)
+    return path
 
 
 def fleet_options() -> argparse.ArgumentParser:

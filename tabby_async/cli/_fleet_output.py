@@ -34,7 +34,7 @@ from ._format import (
     value_text,
 )
 from ._output import terminal_stream, visible
-from ._progress import Display, NullView, View
+from ._view import Display, NullView, View
 from .common import live_display
 
 __all__ = [

@@ -4,48 +4,27 @@ A live display needs a terminal and the optional ``rich`` package (the
 ``cli`` extra). Without either, loads print one plain line per event, which
 is what logs and scripts want, and downloads print a line when they start
 and one when they end. :func:`load_progress` and :func:`download_progress`
-choose. :class:`NullView` shows nothing, for every kind of display (the
-fleet's included): ``--json`` to a pipe keeps stdout for the document and
-stderr for errors.
+choose; with ``--json`` and no terminal they show nothing (a ``NullView``).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from ..types import ModelLoadResponse
+from ._view import Display, NullView, View
 from .common import live_display
 
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
 __all__ = [
-    "Display",
     "DownloadProgress",
     "LoadProgress",
-    "NullView",
     "PlainDownloadProgress",
     "PlainLoadProgress",
-    "View",
     "download_progress",
     "load_progress",
 ]
-
-
-class Display(Protocol):
-    """Something shown while a ``with`` block runs (a download's spinner, say)."""
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 class LoadProgress(Display, Protocol):
@@ -57,47 +36,6 @@ class LoadProgress(Display, Protocol):
 
 #: A download's display: the server reports no byte progress, so only that it runs.
 DownloadProgress = Display
-
-
-class View:
-    """A :class:`Display` whose ``with`` block calls :meth:`start` and :meth:`stop`."""
-
-    def start(self) -> None:
-        """Called when the ``with`` block starts; nothing by default."""
-
-    def stop(self) -> None:
-        """Called when the ``with`` block ends, however it ends; nothing by default."""
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class NullView(View):
-    """Shows nothing: a load's events, a fleet's results and notes are all dropped."""
-
-    def update(self, event: ModelLoadResponse) -> None:
-        return None
-
-    def set_total(self, total: int) -> None:
-        return None
-
-    def event(self, node: str, event: ModelLoadResponse) -> None:
-        return None
-
-    def done(self, result: object) -> None:
-        return None
-
-    def note(self, text: str) -> None:
-        return None
 
 
 class PlainLoadProgress(View):

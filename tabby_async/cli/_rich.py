@@ -29,7 +29,7 @@ from rich.text import Text
 
 from ..types import ModelLoadResponse
 from ._output import terminal_stream, visible
-from ._progress import View
+from ._view import View
 
 if TYPE_CHECKING:
     from ..fleet import NodeResult  # for typing only: a plain load must not import the fleet

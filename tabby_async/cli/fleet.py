@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,7 +49,8 @@ from ..fleet import (
 from ..fleet._ensure import PlanReport
 from ..types import ModelLoadRequest
 from ._args import non_negative_int, positive_int
-from ._fleet_args import ENV_NODES, add_load_flags, add_load_timeout, fleet_options
+from ._exporter import add_exporter
+from ._fleet_args import ENV_NODES, add_load_flags, add_load_timeout, fleet_options, nodes_file
 from ._fleet_output import (
     RolloutTracker,
     fleet_table,
@@ -80,9 +80,7 @@ def _exit_code(failed: bool) -> int:
 
 
 def _fleet_from_args(args: argparse.Namespace) -> TabbyFleet:
-    path = args.nodes or os.environ.get(ENV_NODES)
-    if not path:
-        raise CliError(f"give --nodes nodes.toml (or set {ENV_NODES})", exit_code=EXIT_USAGE)
+    path = nodes_file(args)
     options: FleetOptions = {}
     if args.concurrency is not None:
         options["max_concurrency"] = args.concurrency
@@ -393,9 +391,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply.add_argument("--dry-run", action="store_true", help="print the plan only")
     apply.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     apply.set_defaults(handler=_apply, command_name="fleet apply", interrupt_note=INTERRUPT_NOTE)
-
-    # Imported here: the exporter's module reads this one's ENV_NODES.
-    from ._exporter import add_exporter
 
     add_exporter(sub)
 
