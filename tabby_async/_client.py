@@ -266,6 +266,20 @@ class AsyncTabbyClient:
         return self._sessions.closed
 
     @property
+    def has_api_key(self) -> bool:
+        """True when the client holds an api key (given, or read from ``TABBY_API_KEY``)."""
+        return self._has_api_key
+
+    @property
+    def has_admin_key(self) -> bool:
+        """True when the client holds an admin key (given, or read from ``TABBY_ADMIN_KEY``).
+
+        It is then also the key sent on the read routes: the server shows
+        every folder in its listings to the admin key only.
+        """
+        return self._has_admin_key
+
+    @property
     def timeout(self) -> Timeout:
         """The default bound of control calls."""
         return self._defaults.timeout

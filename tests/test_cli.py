@@ -450,6 +450,61 @@ async def test_flags_win_over_the_environment(
     assert msgspec.json.decode(result.out, type=ModelList).ids == server.models
 
 
+SECRET = "sk-not-to-be-printed-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        ("TABBY_API_KEY", f"{SECRET}\r\nX-Evil: 1", "error: invalid input: TABBY_API_KEY: "),
+        ("TABBY_ADMIN_KEY", f" {SECRET} ", "error: invalid input: TABBY_ADMIN_KEY: "),
+        ("TABBY_URL", f"http://user:{SECRET}@h:5000", "error: invalid input: TABBY_URL: "),
+        ("TABBY_URL", "not a url", "error: invalid input: TABBY_URL: "),
+    ],
+)
+async def test_a_bad_variable_is_named_and_never_shown(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    line: str,
+) -> None:
+    # The client reads the variables (the CLI passes FROM_ENV), so the line
+    # names the variable to fix, not the SDK's parameter.
+    monkeypatch.setenv(variable, value)
+    result = await run(capsys, "models", "list")
+    assert result.code == common.EXIT_USAGE
+    assert result.err.startswith(line)
+    assert result.err.count("\n") == 1
+    assert_no_secrets(result, SECRET)
+
+
+async def test_an_empty_key_flag_sends_no_key_and_an_empty_variable_is_unset(
+    server: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABBY_URL", server.url)
+    monkeypatch.setenv("TABBY_API_KEY", server.api_key)
+    result = await run(capsys, "models", "list", "--api-key", "")
+    assert (result.code, result.err) == (
+        common.EXIT_AUTH,
+        "error: the server needs an api key (set --api-key or TABBY_API_KEY)\n",
+    )
+    monkeypatch.setenv("TABBY_API_KEY", "")
+    result = await run(capsys, "models", "list", "--json")
+    assert result.code == common.EXIT_AUTH
+
+
+async def test_an_unreachable_server_from_the_environment_is_named_as_the_client_reads_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("TABBY_URL", f"{root}/v1/?token={SECRET}")  # the client drops both
+    result = await run(capsys, "models", "list")
+    assert result.code == common.EXIT_CONNECTION
+    assert result.err.startswith(f"error: cannot reach the server at {root}: ")
+    assert_no_secrets(result, SECRET)
+
+
 async def test_listing_with_only_an_api_key_shows_the_loaded_model_and_says_so(
     server: TabbyEmulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -785,7 +840,7 @@ async def test_a_group_from_the_list_adds_commands_and_shares_exit_codes(
     import argparse
 
     async def status(args: argparse.Namespace) -> int:
-        async with common.client_from_args(args, reads_as_admin=True) as client:
+        async with common.client_from_args(args) as client:
             print(len((await client.models.list()).ids))
             await client.models.get()  # nothing loaded: ModelNotLoadedError
         return 0

@@ -275,7 +275,7 @@ def status_error(cls: type[E.APIStatusError], message: str, route: Any = GET, **
     return cls(message, status=status, method=route.method, path=route.path, **extra)
 
 
-NAMED = argparse.Namespace(command_name="models load", name="m", url="http://h:5000")
+NAMED = argparse.Namespace(command_name="models load", name="m", server_url="http://h:5000")
 
 # The server's wording never decides the line: each message below says the
 # opposite of (or nothing about) the structured attribute, and the line

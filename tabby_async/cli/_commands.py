@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from .. import AsyncTabbyClient
 from .. import errors as E
-from .._client import AsyncTabbyClient
 from .common import (
     ENV_ADMIN_KEY,
     EXIT_AUTH,
@@ -25,7 +25,6 @@ from .common import (
     EXIT_USAGE,
     CliError,
     client_from_args,
-    connection_from_args,
     connection_options,
     print_json,
 )
@@ -85,17 +84,17 @@ def leaf(
 
 
 @contextlib.contextmanager
-def admin_key_named(args: argparse.Namespace) -> Iterator[None]:
+def admin_key_named(client: AsyncTabbyClient) -> Iterator[None]:
     """Name the admin key when the server refused the key of a read route.
 
-    With an admin key set, the client sends it on the read routes too (the
+    With an admin key, the client sends it on the read routes too (the
     listings show every folder only to it), so a refused "api key" there is
     the admin key: the error line must say so, not blame ``--api-key``.
     """
     try:
         yield
     except E.AuthenticationError:
-        if connection_from_args(args).admin_key is None:
+        if not client.has_admin_key:
             raise
         raise CliError(
             f"the server refused the admin key; check --admin-key or {ENV_ADMIN_KEY}",
@@ -109,8 +108,8 @@ async def show(
     text: Callable[[T], str],
 ) -> int:
     """One call; its answer as JSON with ``--json``, else as ``text`` makes it."""
-    with admin_key_named(args):
-        async with client_from_args(args) as client:
+    async with client_from_args(args) as client:
+        with admin_key_named(client):
             value = await call(client)
     if args.json:
         print_json(value)
@@ -119,36 +118,36 @@ async def show(
     return EXIT_OK
 
 
-def api_key_only(args: argparse.Namespace) -> bool:
-    """True when the command has an api key and no admin key.
+def api_key_only(client: AsyncTabbyClient) -> bool:
+    """True when the client has an api key and no admin key.
 
     The server's listings then show only what is in use (the loaded model,
     the active adapters, the template in use); a note should say so.
     """
-    conn = connection_from_args(args)
-    return conn.admin_key is None and conn.api_key is not None
+    return client.has_api_key and not client.has_admin_key
 
 
 async def show_listing(
     args: argparse.Namespace,
     fetch: Callable[[AsyncTabbyClient], Awaitable[T]],
-    marks: Callable[[AsyncTabbyClient], Awaitable[M]],
+    marks: Callable[[AsyncTabbyClient], Awaitable[M]] | None,
     text: Callable[[T, M | None, bool], str],
 ) -> int:
     """A listing, with what marks its rows (the loaded model, the active adapters...).
 
     With ``--json`` only the listing is read and printed. Otherwise ``text``
-    gets the listing, the marks and whether the listing was read with an api
-    key only (see :func:`api_key_only`).
+    gets the listing, the marks (None without ``marks``) and whether the
+    listing was read with an api key only (see :func:`api_key_only`).
     """
-    with admin_key_named(args):
-        async with client_from_args(args) as client:
+    async with client_from_args(args) as client:
+        with admin_key_named(client):
             listing = await fetch(client)
-            marked = None if args.json else await marks(client)
+            marked = None if args.json or marks is None else await marks(client)
+        limited = api_key_only(client)
     if args.json:
         print_json(listing)
     else:
-        print(text(listing, marked, api_key_only(args)))
+        print(text(listing, marked, limited))
     return EXIT_OK
 
 

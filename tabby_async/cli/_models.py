@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
+from .. import AsyncTabbyClient
 from .. import errors as E
-from .._client import AsyncTabbyClient
 from .._desired import identity
 from ..types import (
     EmbeddingModelLoadRequest,
@@ -39,7 +39,7 @@ from ._load_options import (
     build_load_request,
 )
 from ._progress import download_progress, load_progress
-from .common import EXIT_OK, client_from_args, connection_from_args, print_json
+from .common import EXIT_OK, client_from_args, print_json
 
 __all__ = ["load_with_progress", "register"]
 
@@ -101,12 +101,11 @@ async def _draft_list(args: argparse.Namespace) -> int:
     # listing shows a plain api key the loaded draft alone. So the listing's
     # mark is read with the api key, when there is one (the admin listing
     # shows every folder); an api-key-only listing's one row is the loaded one.
-    async def loaded(_listing_client: AsyncTabbyClient) -> str | None:
-        if connection_from_args(args).api_key is None:
-            return await _loaded_draft(_listing_client)
+    async def loaded(client: AsyncTabbyClient) -> str | None:
+        if not client.has_api_key:
+            return await _loaded_draft(client)
         try:
-            async with client_from_args(args) as plain:  # the api key on reads
-                return await plain.models.loaded_draft()
+            return await client.models.loaded_draft()  # sent with the plain api key
         except E.TabbyError:
             return None  # the server gives the key admin permission, or auth is off
 

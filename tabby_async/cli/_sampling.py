@@ -13,7 +13,7 @@ from typing import Any
 
 from ..types import SamplerOverrides
 from ._admin_format import sampling_text
-from ._commands import api_key_only, group, leaf, read_document, show
+from ._commands import group, leaf, read_document, show, show_listing
 from .common import EXIT_USAGE, CliError
 
 __all__ = ["read_overrides", "register"]
@@ -36,10 +36,10 @@ def read_overrides(path: str) -> dict[str, Any]:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    def text(state: SamplerOverrides) -> str:
-        return sampling_text(state, limited=api_key_only(args))
+    def text(state: SamplerOverrides, _marks: None, limited: bool) -> str:
+        return sampling_text(state, limited=limited)
 
-    return await show(args, lambda c: c.sampling.list(), text)
+    return await show_listing(args, lambda c: c.sampling.list(), None, text)
 
 
 async def _switch(args: argparse.Namespace) -> int:

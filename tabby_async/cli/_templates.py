@@ -43,8 +43,8 @@ async def _switch(args: argparse.Namespace) -> int:
         except E.TabbyError:
             return reported_template(args.name)
 
-    with admin_key_named(args):
-        async with client_from_args(args) as client:
+    async with client_from_args(args) as client:
+        with admin_key_named(client):
             now = await switch(client)
     if args.json:
         print_json(None)  # the switch's own answer: the server's null

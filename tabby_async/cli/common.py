@@ -20,13 +20,9 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-import msgspec
-
+from .. import FROM_ENV, AsyncTabbyClient, FromEnv, Timeout
 from .. import errors as E
-from .._checks import redact_url
-from .._client import AsyncTabbyClient
-from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, env_value
-from .._timeouts import Timeout
+from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL
 from ._args import positive_seconds
 from ._output import print_json
 
@@ -45,9 +41,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "CliError",
-    "Connection",
     "client_from_args",
-    "connection_from_args",
     "connection_options",
     "describe_error",
     "error_document",
@@ -174,56 +168,39 @@ def connection_options() -> argparse.ArgumentParser:
     return parent
 
 
-class Connection(msgspec.Struct, frozen=True, kw_only=True):
-    """Where to connect and with which keys: flags first, then the environment."""
-
-    url: str
-    api_key: str | None
-    admin_key: str | None
-    timeout: float | None
-
-    def __repr__(self) -> str:  # keys are secrets: say only whether they are set
-        return (
-            f"Connection(url={redact_url(self.url)!r}, "
-            f"api_key={'<set>' if self.api_key else None}, "
-            f"admin_key={'<set>' if self.admin_key else None})"
-        )
+def _key(flag: str | None) -> str | FromEnv | None:
+    if flag is None:
+        return FROM_ENV  # not given: the client reads the variable
+    return flag or None  # an explicit empty flag means "no key"
 
 
-def _pick(flag: str | None, env_name: str) -> str | None:
-    if flag is not None:
-        return flag or None  # an explicit empty flag means "no key"
-    return env_value(env_name)
+def client_from_args(args: argparse.Namespace) -> AsyncTabbyClient:
+    """A client for the connection the command line names.
 
+    What the command line leaves out the client reads itself: ``--url``,
+    ``--api-key`` and ``--admin-key`` not given are ``TABBY_URL``,
+    ``TABBY_API_KEY`` and ``TABBY_ADMIN_KEY`` (:data:`~tabby_async.FROM_ENV`);
+    an empty key flag means no key. The admin key, when there is one, is
+    the key the client sends on the read routes too (TabbyAPI shows every
+    folder in its listings to the admin key only).
 
-def connection_from_args(args: argparse.Namespace) -> Connection:
-    """The connection settings: ``--url`` over ``TABBY_URL`` over the default, and so on."""
-    return Connection(
-        url=_pick(getattr(args, "url", None), ENV_URL) or DEFAULT_URL,
-        api_key=_pick(getattr(args, "api_key", None), ENV_API_KEY),
-        admin_key=_pick(getattr(args, "admin_key", None), ENV_ADMIN_KEY),
-        timeout=getattr(args, "timeout", None),
-    )
-
-
-def client_from_args(args: argparse.Namespace, *, reads_as_admin: bool = False) -> AsyncTabbyClient:
-    """A client for the connection the command line (or environment) names.
-
-    ``reads_as_admin``: when an admin key is set, send it on the read routes
-    too, instead of the api key. The listings need that: TabbyAPI shows every
-    folder to the admin key but only the loaded model to an api key.
-
-    Raises :class:`~tabby_async.InvalidInputError` for a bad URL or key
-    (exit code 2). Use it as ``async with client_from_args(args) as client:``.
+    Raises :class:`~tabby_async.InvalidInputError` for a bad URL or key,
+    naming the flag's parameter or the variable it came from (exit code 2).
+    Use it as ``async with client_from_args(args) as client:``. The server's
+    URL (as the client reads it: never a user info or a query) is kept on
+    ``args`` for the error line.
     """
-    conn = connection_from_args(args)
-    api_key = conn.api_key
-    if reads_as_admin and conn.admin_key is not None:
-        api_key = conn.admin_key
-    if conn.timeout is None:
-        return AsyncTabbyClient(conn.url, api_key=api_key, admin_key=conn.admin_key)
-    timeout = Timeout(total=conn.timeout, connect=10.0)
-    return AsyncTabbyClient(conn.url, api_key=api_key, admin_key=conn.admin_key, timeout=timeout)
+    url = getattr(args, "url", None) or None  # an empty --url: not given
+    api_key = _key(getattr(args, "api_key", None))
+    admin_key = _key(getattr(args, "admin_key", None))
+    seconds = getattr(args, "timeout", None)
+    if seconds is None:
+        client = AsyncTabbyClient(url, api_key=api_key, admin_key=admin_key)
+    else:
+        timeout = Timeout(total=seconds, connect=10.0)
+        client = AsyncTabbyClient(url, api_key=api_key, admin_key=admin_key, timeout=timeout)
+    args.server_url = str(client.base_url).rstrip("/")
+    return client
 
 
 # --- errors -----------------------------------------------------------------------
@@ -299,7 +276,7 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
     # Built from the errors' types and structured attributes (reason, kind,
     # path): a server's wording may change, and a proxy's never matches.
     command = getattr(args, "command_name", None) or "this command"
-    url = redact_url(connection_from_args(args).url) if args is not None else "the server"
+    url = getattr(args, "server_url", None)  # set once a client was made
     name = getattr(args, "name", None)
     named = f" {name!r}" if isinstance(name, str) else ""
     if isinstance(exc, CliError):
@@ -346,7 +323,8 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
             "switch one in with `tabby-async templates switch NAME`"
         )
     if isinstance(exc, E.NotFoundError):
-        return f"the server at {url} has no route {exc.path} (is it a TabbyAPI server?)"
+        server = f"the server at {url}" if url else "the server"
+        return f"{server} has no route {exc.path} (is it a TabbyAPI server?)"
     if isinstance(exc, E.ModelNotLoadedError):
         if exc.kind == "embedding":
             return (
@@ -361,10 +339,12 @@ def _describe(exc: BaseException, args: argparse.Namespace | None) -> str:
 
 
 #: Errors described by a few words and their own text (``{message}``: the
-#: message alone; ``{text}``: with the status and route); the first match wins.
+#: message alone; ``{text}``: with the status and route; ``{url}``: the
+#: server's URL, or "the server"; ``{at}``: " at" and the URL, or nothing);
+#: the first match wins.
 _PLAIN: tuple[tuple[type[E.TabbyError], str], ...] = (
     (E.TabbyTimeoutError, "timed out talking to {url}: {message}"),
-    (E.TabbyConnectionError, "cannot reach the server at {url}: {message}"),
+    (E.TabbyConnectionError, "cannot reach the server{at}: {message}"),
     (E.InvalidInputError, "invalid input: {message}"),
     (E.LoadFailedError, "the load failed on the server: {message}"),
     (E.LoraLoadFailedError, "LoRA load failed: {message}"),
@@ -374,12 +354,14 @@ _PLAIN: tuple[tuple[type[E.TabbyError], str], ...] = (
 )
 
 
-def _plain_description(exc: BaseException, url: str) -> str:
+def _plain_description(exc: BaseException, url: str | None) -> str:
     if not isinstance(exc, E.TabbyError):
         return f"{type(exc).__name__}: {exc}"
     for cls, template in _PLAIN:
         if isinstance(exc, cls):
-            return template.format(url=url, message=exc.message, text=exc)
+            at = f" at {url}" if url else ""
+            shown = url or "the server"
+            return template.format(url=shown, at=at, message=exc.message, text=exc)
     return exc.message
 
 
