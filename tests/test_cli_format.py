@@ -440,6 +440,32 @@ def test_the_null_view_shows_nothing(capsys: pytest.CaptureFixture[str]) -> None
 
 
 @pytest.mark.parametrize(
+    ("flags", "environ", "keys"),
+    [
+        ({}, {}, (False, False)),
+        ({}, {"TABBY_API_KEY": "k", "TABBY_ADMIN_KEY": "a"}, (True, True)),
+        ({"api_key": ""}, {"TABBY_API_KEY": "k"}, (False, False)),  # empty flag: no key
+        ({"admin_key": "a"}, {"TABBY_API_KEY": ""}, (False, True)),  # empty variable: unset
+    ],
+)
+def test_the_client_reads_what_the_flags_leave_out(
+    monkeypatch: pytest.MonkeyPatch,
+    flags: dict[str, str],
+    environ: dict[str, str],
+    keys: tuple[bool, bool],
+) -> None:
+    for name in ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TABBY_URL", "http://from-env:5000/v1")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    args = argparse.Namespace(timeout=None, **flags)
+    client = common.client_from_args(args)
+    assert (client.has_api_key, client.has_admin_key) == keys
+    assert args.server_url == "http://from-env:5000"  # as the client reads it, for error lines
+
+
+@pytest.mark.parametrize(
     ("flag", "control"),
     [
         (None, DEFAULT_TIMEOUT),  # no --timeout: the client's default, never "no bound"

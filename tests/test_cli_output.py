@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 
 import pytest
 
@@ -96,20 +97,21 @@ def test_cli_words(sdk: str, cli: str) -> None:
 
 
 def test_sdk_warnings_are_lines_naming_the_node(capsys: pytest.CaptureFixture[str]) -> None:
-    from tabby_async._log import NODE, logger
-
+    # The SDK's records inside a fleet operation carry their node as the
+    # ``tabby_node`` extra field (its documented logging contract).
+    logger = logging.getLogger("tabby_async")
     with _output.sdk_warnings():
-        logger.warning("%s: degraded", "n1")  # already names its node
-        token = NODE.set("n2")
-        try:
-            logger.warning("m was already loaded (use reload=True or ensure_loaded)")
-            logger.info("not shown")
-        finally:
-            NODE.reset(token)
+        logger.warning("%s: degraded", "n1", extra={"tabby_node": "n1"})  # already named
+        logger.warning(
+            "m was already loaded (use reload=True or ensure_loaded)", extra={"tabby_node": "n2"}
+        )
+        logger.warning("outside a fleet", extra={"tabby_node": None})
+        logger.info("not shown", extra={"tabby_node": "n2"})
     assert capsys.readouterr().err.splitlines() == [
         "warning: n1: degraded",
         "warning: n2: m was already loaded "
         "(use `tabby-async fleet ensure`, which reloads when they differ)",
+        "warning: outside a fleet",
     ]
 
 

@@ -8,8 +8,8 @@
 - No module is over 450 lines.
 - No module imports another module's private name, the modules' run-time
   imports form no cycle, no import at all (under ``TYPE_CHECKING`` and inside
-  functions included) closes a circle beyond the known ones, and each module
-  imports on its own.
+  functions included) closes a circle beyond the known ones, the CLI imports
+  no private module of the SDK, and each module imports on its own.
 """
 
 from __future__ import annotations
@@ -495,6 +495,53 @@ def test_no_import_circle_anywhere() -> None:
     # a circle there is still two modules that cannot be read apart.
     graph = {module_name(path): every_import(path) for path in source_files()}
     assert import_circles(graph) == KNOWN_CIRCLES
+
+
+#: The CLI's imports of private SDK modules still waiting for their names to be
+#: exported (cli module, private module): the names are public in spirit (the
+#: server's template-name rule, written once; the environment variables'
+#: names and the default URL, one definition for the SDK and the CLI), and
+#: each entry goes once its names have a public home. A new one fails.
+CLI_PRIVATE_IMPORTS: set[tuple[str, str]] = {
+    ("tabby_async.cli._admin_format", "tabby_async._compare"),  # template_stem
+    ("tabby_async.cli._templates", "tabby_async._compare"),  # reported_template
+    ("tabby_async.cli.common", "tabby_async._env"),  # DEFAULT_URL, ENV_URL, ENV_*_KEY
+}
+
+
+def _private_sdk_module(name: str) -> bool:
+    """True for a private module of the SDK (``tabby_async.fleet._status``), not the CLI's."""
+    return not name.startswith("tabby_async.cli") and any(
+        part.startswith("_") for part in name.split(".")[1:]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "private"),
+    [
+        ("tabby_async._client", True),
+        ("tabby_async.fleet._status", True),
+        ("tabby_async.types._models", True),
+        ("tabby_async.fleet", False),
+        ("tabby_async", False),
+        ("tabby_async.cli._format", False),
+    ],
+)
+def test_private_sdk_module_table(name: str, private: bool) -> None:
+    assert _private_sdk_module(name) is private
+
+
+def test_the_cli_imports_only_the_public_sdk() -> None:
+    # The CLI is a client of the public API: what it needs is exported, or
+    # lives in the CLI (its presentation helpers). Every import counts.
+    found = {
+        (module_name(path), imported)
+        for path in source_files()
+        if module_name(path).startswith("tabby_async.cli")
+        for imported in every_import(path)
+        if _private_sdk_module(imported)
+    }
+    assert found == CLI_PRIVATE_IMPORTS
 
 
 #: Imports each module named on the command line with every package module

@@ -76,8 +76,8 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .. import __version__
 from .. import errors as E
-from .._version import __version__
 from ._output import sdk_warnings, visible_output
 from .common import (
     EXIT_CODES_HELP,

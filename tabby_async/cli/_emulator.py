@@ -13,8 +13,8 @@ import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .. import AsyncTabbyClient
 from .. import errors as E
-from .._client import AsyncTabbyClient
 from ..types import DraftModelLoadRequest, ModelLoadRequest
 from ._args import name_list, non_negative_seconds, positive_int
 from ._format import card_fields, format_table, props_fields

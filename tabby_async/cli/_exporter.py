@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from .._words import counted
 from ._args import non_negative_seconds, positive_int, positive_seconds
 from ._emulator import stop_on_signals
 from ._fleet_args import ENV_NODES, nodes_file
+from ._format import counted
 from .common import EXIT_OK, EXIT_USAGE, CliError
 
 __all__ = ["add_exporter", "port_number"]

@@ -16,11 +16,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TextIO
 
-from .._desired import EnsureResult, LoadPlan, unchecked_note
-from .._state import PartPlan, StatePlan, StateResult
-from .._words import counted
+from .. import EnsureResult, LoadPlan, PartPlan, StatePlan, StateResult
 from ..fleet import FleetResult, NodeResult, NodeStatus
-from ..fleet._status import health_text
 from ..types import ModelLoadResponse
 from ._format import (
     CELL_LIMIT,
@@ -28,9 +25,11 @@ from ._format import (
     PLAN_COLUMNS,
     cell,
     cli_words,
+    counted,
     ensure_row,
     format_table,
     plan_row,
+    unchecked_note,
     value_text,
 )
 from ._output import terminal_stream, visible
@@ -73,7 +72,7 @@ STATUS_COLUMNS: tuple[str, ...] = ("health", "permission", "model", "ctx", "embe
 def status_row(status: NodeStatus) -> tuple[str, ...]:
     """A node's status as a table row: health (since when, the last issue), key, models."""
     return (
-        health_text(status.health),
+        status.health_text,
         status.permission or "-",
         status.model_name or "-",
         str(status.max_seq_len) if status.max_seq_len else "-",

@@ -13,13 +13,16 @@ the text they give.
   :data:`PLAN_COLUMNS`/:func:`plan_row` (an ensure plan),
   :data:`ENSURE_COLUMNS`/:func:`ensure_row` (an ensure result), and
   :func:`value_text`, one short line for any value a call returns.
+- The CLI's words: :func:`counted` (``1 node``, ``2 nodes``),
+  :func:`reasons_text` (a plan's differences on one line),
+  :func:`unchecked_note` (the fields nothing compared) and :func:`cli_words`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .._desired import EnsureResult, LoadPlan, reasons_text
+from .. import FIELD_RULES, EnsureResult, FieldDiff, LoadPlan
 from ..types import (
     DownloadResponse,
     HealthResponse,
@@ -40,12 +43,15 @@ __all__ = [
     "card_text",
     "cell",
     "cli_words",
+    "counted",
     "ensure_row",
     "format_fields",
     "format_table",
     "model_list_text",
     "plan_row",
     "props_fields",
+    "reasons_text",
+    "unchecked_note",
     "value_text",
     "vision_refused",
 ]
@@ -223,6 +229,34 @@ NO_VISION_WARNING = (
 
 
 # --- the CLI's words ----------------------------------------------------------------------
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``: the plural (``noun + "s"`` unless given) for any count but 1."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {plural if plural is not None else noun + 's'}"
+
+
+def reasons_text(reasons: Iterable[FieldDiff]) -> str:
+    """A plan's differences on one line: ``max_seq_len: wanted 4096, loaded 2048; ...``."""
+    return "; ".join(str(r) for r in reasons)
+
+
+def unchecked_note(fields: Iterable[str]) -> str:
+    """The ``note:`` line naming the fields nothing compared ("" when there are none).
+
+    Each field once, the load fields in :data:`~tabby_async.FIELD_RULES`'
+    order (several nodes' plans merge into one line), any other (a desired
+    state's part) after them, sorted.
+    """
+    wanted = set(fields)
+    if not wanted:
+        return ""
+    order = [r.field for r in FIELD_RULES if r.field in wanted]
+    shown = [*order, *sorted(wanted.difference(order))]
+    return "note: not reported by the server, not compared: " + ", ".join(shown)
+
 
 #: The SDK's words for its own API in the texts it gives (warnings, node
 #: errors, summaries), and what the CLI says instead: its flags and commands.

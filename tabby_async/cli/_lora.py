@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from .. import AsyncTabbyClient
 from .. import errors as E
-from .._client import AsyncTabbyClient
 from ..types import LoraList, LoraLoadItem
 from ._admin_format import lora_active_text, lora_list_text, lora_load_text
 from ._commands import group, leaf, show, show_listing

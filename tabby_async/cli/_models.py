@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 
 from .. import AsyncTabbyClient
 from .. import errors as E
-from .._desired import identity
 from ..types import (
     EmbeddingModelLoadRequest,
     ModelCard,
@@ -171,15 +170,17 @@ async def load_with_progress(
     return final, time.monotonic() - started, stream.already_loaded
 
 
-async def _already_loaded(client: AsyncTabbyClient, name: str) -> bool:
-    """True when the card proves ``name`` is the loaded model (the server then ignores a load).
+async def _already_loaded(client: AsyncTabbyClient, request: ModelLoadRequest) -> bool:
+    """True when the card proves the requested folder is loaded (the server then ignores a load).
 
-    A nested name (``org/model/4.0bpw``) shows on the card only as its
-    folder's last segment, which another folder of that name shows too: no
-    note then, since the load may well swap in the folder asked for.
+    The plan says so: ``none`` or ``reload`` only for the very folder. A
+    nested name (``org/model/4.0bpw``) shows on the card only as its
+    folder's last segment, which another folder of that name shows too: its
+    plan is an unverified ``load``, and no note comes, since the load may
+    well swap in the folder asked for.
     """
     try:
-        return identity(name, (await client.models.get()).id) == "same"
+        return (await client.models.plan_load(request)).action != "load"
     except E.TabbyError:
         return False  # nothing loaded, a load running, or no read access: no note
 
@@ -191,7 +192,7 @@ async def _load(args: argparse.Namespace) -> int:
             f"note: {request.model_name!r} is already loaded; the server keeps its "
             "current parameters (unload first to change them)"
         )
-        noted = not args.json and await _already_loaded(client, request.model_name)
+        noted = not args.json and await _already_loaded(client, request)
         if noted:
             print(note, flush=True)
         final, seconds, no_op = await load_with_progress(client, request, json_output=args.json)

@@ -27,7 +27,6 @@ from typing import Any, TextIO, cast
 import msgspec
 
 from .. import errors as E
-from .._log import NODE, logger
 from ._format import cli_words
 
 __all__ = [
@@ -93,9 +92,8 @@ class _WarningLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = " ".join(cli_words(record.getMessage()).split())
-            # A record logged inside a fleet operation knows its node; the
-            # handler runs in the logging task, so the context var does too.
-            node = getattr(record, "tabby_node", None) or NODE.get()
+            # A record logged inside a fleet operation carries its node.
+            node = getattr(record, "tabby_node", None)
             if node and not message.startswith(f"{node}: "):
                 message = f"{node}: {message}"
             sys.stderr.write(f"warning: {message}\n")
@@ -112,6 +110,7 @@ def sdk_warnings() -> Iterator[None]:
     instead of the SDK's parameters (the CLI's own wording).
     """
     handler = _WarningLines(logging.WARNING)
+    logger = logging.getLogger("tabby_async")  # the SDK's one logger
     logger.addHandler(handler)
     try:
         yield

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from .. import AsyncTabbyClient
 from .. import errors as E
-from .._client import AsyncTabbyClient
 from .._compare import reported_template
 from ..types import TemplateList
 from ._admin_format import template_list_text

@@ -33,11 +33,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .. import LoadPlan, StatePlan
 from .. import errors as E
-from .._desired import LoadPlan, unchecked_note, unreported_fields
-from .._state import StatePlan
-from .._words import counted
 from ..fleet import (
+    FleetEnsureReport,
     FleetOptions,
     FleetResult,
     FleetStateReport,
@@ -46,7 +45,6 @@ from ..fleet import (
     RolloutReport,
     TabbyFleet,
 )
-from ..fleet._ensure import PlanReport
 from ..types import ModelLoadRequest
 from ._args import non_negative_int, positive_int
 from ._exporter import add_exporter
@@ -59,7 +57,7 @@ from ._fleet_output import (
     results_json,
     state_plan_text,
 )
-from ._format import NO_VISION_WARNING, cli_words, vision_refused
+from ._format import NO_VISION_WARNING, cli_words, counted, unchecked_note, vision_refused
 from ._load_options import build_load_request
 from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError, print_json
 
@@ -161,7 +159,9 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
 
 
 #: Starts a plan-then-act operation on a fleet with the options the command gives.
-StartPlanned = Callable[[TabbyFleet, dict[str, Any]], Awaitable[PlanReport[Any, Any]]]
+StartPlanned = Callable[
+    [TabbyFleet, dict[str, Any]], Awaitable[FleetEnsureReport | FleetStateReport]
+]
 
 
 async def _plan_then_act(
@@ -262,9 +262,6 @@ async def _roll_out(
             tracker.done(result)
             view.done(result)
 
-        note = unchecked_note(unreported_fields(request))
-        if note:
-            view.note(note)
         return await fleet.rollout(
             request,
             nodes=nodes,
@@ -303,6 +300,9 @@ async def _rollout(args: argparse.Namespace) -> int:
         )
     else:
         print_table(report.results)
+        note = unchecked_note(report.unchecked)
+        if note:
+            print(note)
         print(cli_words(report.summary()))
     return _exit_code(not report.ok)
 

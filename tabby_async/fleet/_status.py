@@ -81,6 +81,14 @@ class NodeStatus:
         return self.health.last_issue if self.health is not None else None
 
     @property
+    def health_text(self) -> str:
+        """The health on one line: ``healthy``, or ``unhealthy (2 issues) since ..., last: ...``.
+
+        ``?`` when ``/health`` gave no answer to read.
+        """
+        return health_text(self.health)
+
+    @property
     def model_name(self) -> str | None:
         """The loaded model's id (None: nothing loaded, or a load is running)."""
         return self.model.id if self.model is not None else None
@@ -99,7 +107,7 @@ class NodeStatus:
 
     def summary(self) -> str:
         """One line: health, the key's permission, the model and context, any problems."""
-        health = health_text(self.health)
+        health = self.health_text
         model = self.model_name or "no model"
         ctx = f" @{self.max_seq_len}" if self.max_seq_len else ""
         issues = f"; problems: {self._problems_text()}" if self.problems else ""
