@@ -10,16 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from aiohttp import hdrs
 
 from . import errors as E
 from ._mapping import size_text
 from ._route import Route
 
-__all__ = ["CONTENT_ENCODING", "read_body", "too_large"]
+__all__ = ["CONTENT_ENCODING", "CONTENT_LENGTH", "read_body", "too_large"]
 
 #: A body with this header is compressed: its Content-Length says nothing of
-#: the size after decompression.
-CONTENT_ENCODING = "Content-Encoding"
+#: the size after decompression. (aiohttp's header names are ``istr``: a
+#: lookup in the answer's case-insensitive headers then skips folding the key.)
+CONTENT_ENCODING = hdrs.CONTENT_ENCODING
+#: A plain body's size as the server announced it.
+CONTENT_LENGTH = hdrs.CONTENT_LENGTH
 
 
 async def read_body(
@@ -60,4 +64,3 @@ def too_large(route: Route[Any], status: int, limit: int) -> E.ResponseTooLargeE
         f"{size_text(limit)} cap (max_response_bytes)",
         limit=limit,
     )
-

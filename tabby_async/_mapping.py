@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import errors as E
@@ -61,11 +62,12 @@ class Redactor:
     shows them, not even in its repr.
     """
 
-    __slots__ = ("_secrets",)
+    __slots__ = ("_raw", "_secrets")
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         # Longest first: a key that holds another as a part is replaced whole.
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._raw = tuple(s.encode() for s in self._secrets)
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._secrets)} secrets)"
@@ -75,6 +77,28 @@ class Redactor:
         if not secret or secret in self._secrets:
             return self
         return Redactor((*self._secrets, secret))
+
+    def may_hold(self, data: bytes, texts: Iterable[str] = ()) -> bool:
+        """Whether a secret could come out of ``data`` once decoded, or be in ``texts``.
+
+        False only when no secret's bytes are in ``data`` and nothing there
+        could spell one in another form (a JSON ``\\u`` escape, an HTML
+        entity): the common error answer then skips the walk over its parts.
+        """
+        if not self._secrets:
+            return False
+        # find(), not ``in``: bytes' ``in`` first tries its argument as an int
+        # and builds a TypeError to drop, and this runs for every error answer.
+        if data.find(b"\\") >= 0 or data.find(b"&") >= 0:
+            return True
+        for raw in self._raw:
+            if data.find(raw) >= 0:
+                return True
+        for text in texts:
+            for secret in self._secrets:
+                if secret in text:
+                    return True
+        return False
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced by :data:`REDACTED`."""
@@ -126,24 +150,21 @@ _detail_decoder = msgspec.json.Decoder()
 
 
 #: The answer headers an APIStatusError keeps, by their canonical names.
-_KEPT_HEADERS = {
-    "retry-after": "Retry-After",
-    "location": "Location",
-    "content-type": "Content-Type",
-}
+_KEPT_HEADERS = (hdrs.RETRY_AFTER, hdrs.LOCATION, hdrs.CONTENT_TYPE)
 
 
-def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def kept_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     """The answer headers an error keeps, under canonical names whatever their case.
 
     aiohttp's C parser gives known names canonically, its pure-Python parser
-    (``AIOHTTP_NO_EXTENSIONS``, PyPy) as sent: ``retry-after`` must still count.
+    (``AIOHTTP_NO_EXTENSIONS``, PyPy) as sent: the lookup is the
+    case-insensitive multidict's own, so ``retry-after`` still counts.
     """
     kept: dict[str, str] = {}
-    for name, value in headers.items():
-        canonical = _KEPT_HEADERS.get(name.lower())
-        if canonical is not None:
-            kept[canonical] = value
+    for name in _KEPT_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            kept[str(name)] = value  # a plain str key: the error is a plain record
     return kept
 
 
@@ -191,6 +212,8 @@ def status_error(
         body: Any = _detail_decoder.decode(data) if data else None
     except (msgspec.DecodeError, RecursionError):
         body = data.decode("utf-8", "replace")
+    if not redact.may_hold(data, headers.values() if headers else ()):
+        redact = NO_SECRETS  # nothing of the client's is in this answer
     body = redact.value(body)
     if headers:
         headers = redact.value(headers)

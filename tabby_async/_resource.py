@@ -100,11 +100,17 @@ class Resource:
         one frame less on every resume of the request.)
         """
         defaults = self._defaults
+        kind = route.kind
         return self._transport.call(
             route,
             body,
-            defaults.timeout_for(timeout, route.kind),
-            defaults.retries_for(max_retries),
+            # The common case read off directly: two calls less per request.
+            defaults.timeout
+            if timeout is USE_CLIENT_DEFAULT and kind == "control"
+            else defaults.timeout_for(timeout, kind),
+            defaults.max_retries
+            if max_retries is USE_CLIENT_DEFAULT
+            else defaults.retries_for(max_retries),
         )
 
     def _stream(

@@ -45,6 +45,10 @@ class Route(Generic[T]):
     #: status is an error like the rest.
     ok_statuses: frozenset[int] = field(default_factory=frozenset)
     answer_shape: msgspec.json.Decoder[Any] | None = None
+    #: An error status and the body shape that say "there is none": the call
+    #: returns None instead of raising (``/v1/model/embedding``'s 503 "no
+    #: embedding model loaded", for a probe that asks often and expects it).
+    absent: tuple[int, msgspec.json.Decoder[Any]] | None = None
 
     #: Runs for minutes: sent on the client's second connection pool, so
     #: that many of them never starve the control calls. (Set from ``kind``;

@@ -6,6 +6,8 @@ method on its resource.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from ._route import Route
@@ -28,6 +30,13 @@ from .types._server import HealthShape, UnhealthyShape
 
 _model_list = msgspec.json.Decoder(ModelList)
 _model_card = msgspec.json.Decoder(ModelCard)
+
+
+class _NoEmbeddingModel(msgspec.Struct, frozen=True):
+    """The server's 503 answer when no embedding model is loaded."""
+
+    detail: Literal["No embedding models are currently loaded."]
+
 
 # --- models --------------------------------------------------------------------
 LIST = Route("list", "GET", "/v1/model/list", "api", True, _model_list)
@@ -52,6 +61,16 @@ LIST_EMBEDDING = Route(
     "list_embedding", "GET", "/v1/model/embedding/list", "api", True, _model_list
 )
 GET_EMBEDDING = Route("get_embedding", "GET", "/v1/model/embedding", "api", True, _model_card)
+# The same, with "no embedding model loaded" as None (no error built).
+LOADED_EMBEDDING = Route(
+    "loaded_embedding",
+    "GET",
+    "/v1/model/embedding",
+    "api",
+    True,
+    _model_card,
+    absent=(503, msgspec.json.Decoder(_NoEmbeddingModel)),
+)
 LOAD_EMBEDDING = Route(
     "load_embedding",
     "POST",

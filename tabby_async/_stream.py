@@ -131,7 +131,7 @@ class LoadStream:
         self.reattached = False
         self._reader: EventReader | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._opening: asyncio.Task[tuple[aiohttp.ClientResponse, bytes]] | None = None
+        self._opening: asyncio.Task[tuple[aiohttp.ClientResponse, bytes | None]] | None = None
         self._finished = False
         self._closed = False
         #: The last event seen, so a caller can tell how far the load got.
@@ -371,9 +371,7 @@ class LoadStream:
         if response is not None and not response.content.at_eof():
             # On a timeout or error aclose() closes the connection: it is not at the end.
             with contextlib.suppress(asyncio.TimeoutError, aiohttp.ClientError):
-                await asyncio.wait_for(
-                    _read_to_end(response.content, _DRAIN_BYTES), _DRAIN_SECONDS
-                )
+                await asyncio.wait_for(_read_to_end(response.content, _DRAIN_BYTES), _DRAIN_SECONDS)
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -405,7 +403,7 @@ class LoadStream:
                 response.close()
 
 
-def _close_sent(sending: asyncio.Task[tuple[aiohttp.ClientResponse, bytes]]) -> None:
+def _close_sent(sending: asyncio.Task[tuple[aiohttp.ClientResponse, bytes | None]]) -> None:
     """Close the response of a finished opening request, if it got one."""
     if sending.done() and not sending.cancelled() and sending.exception() is None:
         sending.result()[0].close()

@@ -29,7 +29,7 @@ import msgspec
 from yarl import URL
 
 from . import errors as E
-from ._body import CONTENT_ENCODING, read_body
+from ._body import CONTENT_ENCODING, CONTENT_LENGTH, read_body
 from ._log import log_extra, logger
 from ._mapping import (
     Redactor,
@@ -76,6 +76,7 @@ class Transport:
         self._ssl = ssl
         #: The most bytes of one answer read (decompressed); None: no bound.
         self.max_response_bytes = max_response_bytes
+        self._cap_digits = 0 if max_response_bytes is None else len(str(max_response_bytes))
         #: Takes the client's keys out of what an answer puts into an error.
         self.redact = Redactor((api_key, admin_key))
         self._urls: dict[str, URL] = {}
@@ -126,7 +127,7 @@ class Transport:
         A route without a decoder returns None (its answer is ``null``).
         """
         payload = msgspec.json.encode(body) if body is not None else None
-        redact = self._redactor(body)
+        redact = self.redact if body is None else self._redactor(body)
         started = time.monotonic()
         try:
             # The first try is awaited here, not through send(): one coroutine
@@ -145,7 +146,7 @@ class Transport:
                 route, payload, timeout, retries, True, deadline, delay, redact
             )
         decoder = route.decoder
-        if decoder is None:
+        if decoder is None or data is None:  # a null answer, or an absent one
             return cast(T, None)
         return decode(route, decoder, data, redact)
 
@@ -157,18 +158,19 @@ class Transport:
         retries: int,
         *,
         read: bool,
-    ) -> tuple[aiohttp.ClientResponse, bytes]:
+    ) -> tuple[aiohttp.ClientResponse, bytes | None]:
         """Send with retries; return the response and, if ``read``, its body.
 
         With ``read=False`` the response is returned open (for streams) and
         the caller must close it. Error statuses never come back: they raise,
         except a status in ``route.ok_statuses`` whose body the route's
         ``answer_shape`` decodes (any other body with that status is an error
-        like the rest). ``retries`` (read-only routes only) was checked by
+        like the rest), and the route's ``absent`` answer, whose body is
+        returned as None. ``retries`` (read-only routes only) was checked by
         the caller, before anything is sent.
         """
         payload = msgspec.json.encode(body) if body is not None else None
-        redact = self._redactor(body)
+        redact = self.redact if body is None else self._redactor(body)
         started = time.monotonic()
         try:
             return await self._attempt(route, payload, timeout, None, read, redact)
@@ -195,7 +197,7 @@ class Transport:
         deadline: float | None,
         delay: float,
         redact: Redactor,
-    ) -> tuple[aiohttp.ClientResponse, bytes]:
+    ) -> tuple[aiohttp.ClientResponse, bytes | None]:
         """The tries after a first one that failed, the first after ``delay`` seconds.
 
         The first try got the whole total (and the cached timeout); each
@@ -259,13 +261,14 @@ class Transport:
         total_left: float | None,
         read: bool,
         redact: Redactor,
-    ) -> tuple[aiohttp.ClientResponse, bytes]:
+    ) -> tuple[aiohttp.ClientResponse, bytes | None]:
         sessions = self.sessions
         limit = self.max_response_bytes
         session = sessions.long() if route.long_running else sessions.control()
         started = time.monotonic()
         response: aiohttp.ClientResponse | None = None
         mapped: E.TabbyError | None = None
+        data: bytes | None
         try:
             # ``answer`` is ``response`` typed as set, for the return below.
             response = answer = await session.request(
@@ -278,21 +281,27 @@ class Transport:
                 ssl=self._ssl,
             )
             status = response.status
-            if status >= 300:
-                data = await read_body(response, limit, route)
-                if status not in route.ok_statuses or not _has_shape(route.answer_shape, data):
-                    raise self._status_error(route, response, data, redact)
-            elif not read:
+            headers = response.headers
+            if not read and status < 300:
                 data = b""
             elif limit is None or (
                 # The hot path: a plain body of known size within the cap is read whole.
-                (length := response.content_length) is not None
-                and length <= limit
-                and CONTENT_ENCODING not in response.headers
+                (length := headers.get(CONTENT_LENGTH)) is not None
+                and length.isdigit()
+                # Fewer digits than the cap is within it, without parsing.
+                and (len(length) < self._cap_digits or int(length) <= limit)
+                and CONTENT_ENCODING not in headers
             ):
                 data = await response.read()
             else:
                 data = await read_body(response, limit, route)
+            if status >= 300 and (
+                status not in route.ok_statuses or not _has_shape(route.answer_shape, data)
+            ):
+                absent = route.absent
+                if absent is None or status != absent[0] or not _has_shape(absent[1], data):
+                    raise self._status_error(route, response, data, redact)
+                data = None  # the server says there is none: no error to build
         except E.TabbyError:
             if response is not None:
                 # Read to its end (an error answer): the connection may be reused.
@@ -400,5 +409,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None  # an HTTP date: rare from TabbyAPI's proxies; use backoff
     return seconds if seconds >= 0 else None
-
-

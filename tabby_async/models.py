@@ -351,6 +351,20 @@ class AsyncModelsService(Resource):
         """
         return await self._call(R.GET_EMBEDDING, timeout=timeout, max_retries=max_retries)
 
+    async def loaded_embedding(
+        self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
+    ) -> ModelCard | None:
+        """The loaded embedding model, or None when none is loaded (``GET /v1/model/embedding``).
+
+        :meth:`get_embedding` with the server's "no embedding model loaded"
+        answer as None instead of a ModelNotLoadedError: for code that asks
+        often and expects that answer (a fleet's status sweep does).
+        """
+        card: ModelCard | None = await self._call(
+            R.LOADED_EMBEDDING, timeout=timeout, max_retries=max_retries
+        )
+        return card
+
     async def load_embedding(
         self,
         request: EmbeddingModelLoadRequest | None = None,

@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tabby_async import (
     AsyncTabbyClient,
@@ -34,7 +35,7 @@ from tabby_async import (
     Timeout,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.helpers import GUARD, ConnectionCounter
+from tests.helpers import GUARD, ConnectionCounter, serve_app
 
 LOAD = "/v1/model/load"
 
@@ -556,3 +557,42 @@ async def test_silent_long_calls_have_no_idle_bound_by_default() -> None:
         assert info.value.kind == "total"
         # The load stream keeps the read bound: silence there means trouble.
         assert client.stream_timeout.read == 0.2
+
+
+async def test_loaded_embedding_is_none_only_for_the_servers_none_loaded_answer(
+    client: AsyncTabbyClient, connections: ConnectionCounter
+) -> None:
+    assert await client.models.loaded_embedding() is None
+    await client.models.load_embedding(EmbeddingModelLoadRequest(embedding_model_name="embed-a"))
+    card = await client.models.loaded_embedding()
+    assert card is not None and card.id == "embed-a"
+    await client.models.unload_embedding()
+    assert await client.models.loaded_embedding() is None
+    assert connections.held == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        # Another 503 (a proxy's, or the main model's text) is an error as before.
+        (503, {"detail": "No models are currently loaded."}, ModelNotLoadedError),
+        (503, {"detail": "Service Unavailable"}, ServerError),
+        # The right text with another status is not the server's "none loaded".
+        (500, {"detail": "No embedding models are currently loaded."}, ServerError),
+        # Not the server's JSON answer: what get_embedding raises for it.
+        (503, "No embedding models are currently loaded.", ModelNotLoadedError),
+    ],
+)
+async def test_loaded_embedding_raises_for_any_other_answer(
+    status: int, body: object, error: type[Exception]
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        if isinstance(body, str):
+            return web.Response(status=status, text=body)
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_get("/v1/model/embedding", answer)
+    async with serve_app(app) as url, AsyncTabbyClient(url, api_key="k") as client:
+        with pytest.raises(error):
+            await client.models.loaded_embedding(max_retries=0)

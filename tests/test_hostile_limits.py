@@ -87,9 +87,7 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     return request
 
 
-def answer(
-    status: int, body: bytes, content_type: str = "application/json", *extra: str
-) -> bytes:
+def answer(status: int, body: bytes, content_type: str = "application/json", *extra: str) -> bytes:
     """A whole HTTP/1.1 answer with its Content-Length (the connection stays open)."""
     head = [f"HTTP/1.1 {status} Whatever", f"Content-Type: {content_type}", *extra]
     head.append(f"Content-Length: {len(body)}")
@@ -218,9 +216,7 @@ async def test_a_content_length_over_the_cap_is_refused_unread(
     hostile_url: str, connections: ConnectionCounter
 ) -> None:
     headers = {"x-framing": "lying-length"}
-    async with AsyncTabbyClient(
-        hostile_url, headers=headers, max_response_bytes=1 << 20
-    ) as client:
+    async with AsyncTabbyClient(hostile_url, headers=headers, max_response_bytes=1 << 20) as client:
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
@@ -373,6 +369,13 @@ async def echo(request: Request, writer: asyncio.StreamWriter) -> bool:
         escaped = "".join(f"&#{ord(c)};" for c in _key_of(request))
         page = f"<html><head><title>Blocked: {escaped}</title></head><body><pre>{text}</pre>"
         writer.write(answer(403, page.encode(), "text/html"))
+    elif path == "/v1/model/embedding/list":  # the key only as JSON \\u escapes
+        spelled = "".join(f"\\u{ord(c):04x}" for c in _key_of(request))
+        writer.write(answer(400, b'{"detail": "bad key: ' + spelled.encode() + b'"}'))
+    elif path == "/v1/template/list":  # the key only as HTML entities, in a page's title
+        escaped = "".join(f"&#{ord(c)};" for c in _key_of(request))
+        page = f"<html><head><title>Blocked: {escaped}</title></head></html>"
+        writer.write(answer(403, page.encode(), "text/html"))
     elif path == "/v1/model/draft/list":  # a redirect that carries the key in its path
         writer.write(answer(302, b"", "text/plain", f"Location: /login/{_key_of(request)}"))
     elif path == "/v1/model/embedding":  # a header the parser refuses, quoting it
@@ -419,6 +422,8 @@ ECHOED: dict[str, Call] = {
     "a WAF page": lambda c: c.models.get_props(),
     "a redirect": lambda c: c.models.list_draft(),
     "a broken header": lambda c: c.models.get_embedding(max_retries=0),
+    "a key spelled in JSON escapes": lambda c: c.models.list_embedding(max_retries=0),
+    "a key spelled in HTML entities": lambda c: c.templates.list(max_retries=0),
     "a 422 detail list": lambda c: c.models.download(
         DownloadRequest(repo_id="org/x", token=HF_TOKEN)
     ),

@@ -183,7 +183,7 @@ async def probe_status(
         except TabbyError as err:
             _problem("model", err, problems)
         try:
-            embedding = await models.get_embedding(max_retries=0, timeout=timeout)
+            embedding = await models.loaded_embedding(max_retries=0, timeout=timeout)
         except TabbyError as err:
             _problem("embedding", err, problems)
     else:
@@ -193,7 +193,7 @@ async def probe_status(
                 _probe("permission", client.permission(timeout=timeout), problems),
                 _probe("model", models.get(max_retries=0, timeout=timeout), problems),
                 _probe(
-                    "embedding", models.get_embedding(max_retries=0, timeout=timeout), problems
+                    "embedding", models.loaded_embedding(max_retries=0, timeout=timeout), problems
                 ),
             )
             health = await health_task

@@ -106,7 +106,10 @@ class HealthShape(msgspec.Struct, frozen=True):
 
     def answer(self) -> HealthResponse | None:
         """The answer as a :class:`HealthResponse` (None: status and issues disagree)."""
-        if (self.status == "healthy") == bool(self.issues):
+        healthy = self.status == "healthy"
+        if not self.issues:  # the common answer, built without a walk
+            return HealthResponse(status="healthy") if healthy else None
+        if healthy:
             return None
         issues = [HealthIssue(time=i.time, description=i.description) for i in self.issues]
         return HealthResponse(status=self.status, issues=issues)
