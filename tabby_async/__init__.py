@@ -19,38 +19,15 @@
     asyncio.run(main())
 """
 
-import importlib as _importlib
-import warnings as _warnings
-from typing import Any as _Any
-
 from ._client import AsyncTabbyClient
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg, UseClientDefault
-from ._desired import (
-    FIELD_RULES,
-    NOT_COMPARED,
-    EnsureMismatchError,
-    EnsureResult,
-    FieldDiff,
-    FieldRule,
-    LoadPlan,
-)
-from ._env import FROM_ENV, FromEnv
-from ._fields import (
-    DownloadFields,
-    DraftModelFields,
-    EmbeddingModelLoadFields,
-    LoraLoadFields,
-    LoraLoadItemFields,
-    ModelLoadFields,
-    TokenOptions,
-)
-from ._lora import AsyncLoraService
-from ._sampling import AsyncSamplingService
-from ._state import DesiredState, PartPlan, StateMismatchError, StatePlan, StateResult
+from ._desired import EnsureMismatchError
+from ._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, FROM_ENV, FromEnv
+from ._public import moved as _moved
+from ._public import publish as _publish
+from ._state import DesiredState, StateMismatchError, StatePlan, StateResult
 from ._stream import LoadStream
-from ._templates import AsyncTemplatesService
 from ._timeouts import Timeout
-from ._tokens import AsyncTokensService
 from ._version import __version__
 from .errors import (
     AlreadyLoadedError,
@@ -58,9 +35,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ClientStateError,
-    ErrorCode,
     InvalidInputError,
-    KeyProblem,
     LoadFailedError,
     LoraLoadFailedError,
     ModelNotFoundError,
@@ -80,119 +55,48 @@ from .errors import (
     TemplateNotFoundError,
     UnprocessableEntityError,
 )
-from .models import AsyncModelsService, ProgressCallback
 from .types import (
-    ChatMessage,
-    ChatMessagePart,
     DownloadRequest,
-    DownloadResponse,
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
-    HealthIssue,
-    HealthResponse,
-    ImageURL,
-    LoraCard,
-    LoraList,
-    LoraLoadItem,
-    LoraLoadRequest,
-    LoraLoadResponse,
-    ModelCard,
-    ModelCardLogging,
-    ModelCardParameters,
-    ModelDefaultGenerationSettings,
-    ModelList,
     ModelLoadRequest,
-    ModelLoadResponse,
-    ModelPropsResponse,
-    PermissionResponse,
-    SamplerOverrides,
-    SamplerOverridesSwitchRequest,
-    ServiceApi,
-    ServiceInfo,
-    ServiceSoftware,
-    TemplateList,
-    TokenDecodeRequest,
-    TokenDecodeResponse,
-    TokenEncodeRequest,
-    TokenEncodeResponse,
 )
 
 __all__ = [
-    "FIELD_RULES",
+    "DEFAULT_URL",
+    "ENV_ADMIN_KEY",
+    "ENV_API_KEY",
+    "ENV_URL",
     "FROM_ENV",
-    "NOT_COMPARED",
     "USE_CLIENT_DEFAULT",
     "APIStatusError",
     "AlreadyLoadedError",
-    "AsyncLoraService",
-    "AsyncModelsService",
-    "AsyncSamplingService",
     "AsyncTabbyClient",
-    "AsyncTemplatesService",
-    "AsyncTokensService",
     "AuthenticationError",
     "BadRequestError",
-    "ChatMessage",
-    "ChatMessagePart",
     "ClientStateError",
     "DesiredState",
-    "DownloadFields",
     "DownloadRequest",
-    "DownloadResponse",
-    "DraftModelFields",
     "DraftModelLoadRequest",
-    "EmbeddingModelLoadFields",
     "EmbeddingModelLoadRequest",
     "EnsureMismatchError",
-    "EnsureResult",
-    "ErrorCode",
-    "FieldDiff",
-    "FieldRule",
     "FromEnv",
-    "HealthIssue",
-    "HealthResponse",
-    "ImageURL",
     "InvalidInputError",
-    "KeyProblem",
     "LoadFailedError",
-    "LoadPlan",
     "LoadStream",
-    "LoraCard",
-    "LoraList",
     "LoraLoadFailedError",
-    "LoraLoadFields",
-    "LoraLoadItem",
-    "LoraLoadItemFields",
-    "LoraLoadRequest",
-    "LoraLoadResponse",
-    "ModelCard",
-    "ModelCardLogging",
-    "ModelCardParameters",
-    "ModelDefaultGenerationSettings",
-    "ModelList",
-    "ModelLoadFields",
     "ModelLoadRequest",
-    "ModelLoadResponse",
     "ModelNotFoundError",
     "ModelNotLoadedError",
-    "ModelPropsResponse",
     "NoTemplateError",
     "NotFoundError",
-    "PartPlan",
     "PermissionDeniedError",
-    "PermissionResponse",
     "PresetNotFoundError",
-    "ProgressCallback",
     "RateLimitError",
     "ResponseDecodeError",
     "ResponseTooLargeError",
     "RetriesArg",
-    "SamplerOverrides",
-    "SamplerOverridesSwitchRequest",
     "ServerError",
-    "ServiceApi",
-    "ServiceInfo",
-    "ServiceSoftware",
     "StateMismatchError",
     "StatePlan",
     "StateResult",
@@ -200,37 +104,74 @@ __all__ = [
     "TabbyConnectionError",
     "TabbyError",
     "TabbyTimeoutError",
-    "TemplateList",
     "TemplateNotFoundError",
     "Timeout",
     "TimeoutArg",
-    "TokenDecodeRequest",
-    "TokenDecodeResponse",
-    "TokenEncodeRequest",
-    "TokenEncodeResponse",
-    "TokenOptions",
     "UnprocessableEntityError",
     "UseClientDefault",
     "__version__",
 ]
 
+_publish(globals(), __all__, __name__)
+
 #: Names that moved to another public module, kept here for one release
 #: with a DeprecationWarning: name -> its home.
 _MOVED: dict[str, str] = {
+    "AsyncLoraService": "tabby_async.services",
+    "AsyncModelsService": "tabby_async.services",
+    "AsyncSamplingService": "tabby_async.services",
+    "AsyncTemplatesService": "tabby_async.services",
+    "AsyncTokensService": "tabby_async.services",
+    "ChatMessage": "tabby_async.types",
+    "ChatMessagePart": "tabby_async.types",
+    "DownloadFields": "tabby_async.types",
+    "DownloadResponse": "tabby_async.types",
+    "DraftModelFields": "tabby_async.types",
+    "EmbeddingModelLoadFields": "tabby_async.types",
+    "EnsureResult": "tabby_async.desired",
+    "ErrorCode": "tabby_async.errors",
+    "FIELD_RULES": "tabby_async.desired",
+    "FieldDiff": "tabby_async.desired",
+    "FieldRule": "tabby_async.desired",
     "FleetError": "tabby_async.fleet",
+    "HealthIssue": "tabby_async.types",
+    "HealthResponse": "tabby_async.types",
+    "ImageURL": "tabby_async.types",
+    "KeyProblem": "tabby_async.errors",
+    "LoadPlan": "tabby_async.desired",
+    "LoraCard": "tabby_async.types",
+    "LoraList": "tabby_async.types",
+    "LoraLoadFields": "tabby_async.types",
+    "LoraLoadItem": "tabby_async.types",
+    "LoraLoadItemFields": "tabby_async.types",
+    "LoraLoadRequest": "tabby_async.types",
+    "LoraLoadResponse": "tabby_async.types",
+    "ModelCard": "tabby_async.types",
+    "ModelCardLogging": "tabby_async.types",
+    "ModelCardParameters": "tabby_async.types",
+    "ModelDefaultGenerationSettings": "tabby_async.types",
+    "ModelList": "tabby_async.types",
+    "ModelLoadFields": "tabby_async.types",
+    "ModelLoadResponse": "tabby_async.types",
+    "ModelPropsResponse": "tabby_async.types",
+    "NOT_COMPARED": "tabby_async.desired",
     "NodeCancelledError": "tabby_async.fleet",
     "NodeSkippedError": "tabby_async.fleet",
+    "PartPlan": "tabby_async.desired",
+    "PermissionResponse": "tabby_async.types",
+    "ProgressCallback": "tabby_async.services",
+    "SamplerOverrides": "tabby_async.types",
+    "SamplerOverridesSwitchRequest": "tabby_async.types",
+    "ServiceApi": "tabby_async.types",
+    "ServiceInfo": "tabby_async.types",
+    "ServiceSoftware": "tabby_async.types",
+    "TemplateList": "tabby_async.types",
+    "TokenDecodeRequest": "tabby_async.types",
+    "TokenDecodeResponse": "tabby_async.types",
+    "TokenEncodeRequest": "tabby_async.types",
+    "TokenEncodeResponse": "tabby_async.types",
+    "TokenOptions": "tabby_async.types",
     "VerificationError": "tabby_async.fleet",
 }
 
-
-def __getattr__(name: str) -> _Any:
-    home = _MOVED.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    _warnings.warn(
-        f"tabby_async.{name} is deprecated: import it from {home}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(_importlib.import_module(home), name)
+__getattr__ = _moved(__name__, _MOVED)

@@ -2,7 +2,7 @@
 
 A desired-state check compares a load request with the card of the loaded
 model (``GET /v1/model``), field by field as the load fields' table says
-(:data:`~tabby_async.FIELD_RULES`, in ``_compare``): only the fields the
+(:data:`~tabby_async.desired.FIELD_RULES`, in ``_compare``): only the fields the
 request sets count, and a field the server never reports back is never a
 difference.
 

@@ -9,7 +9,7 @@ loading when a parameter differs.
 
 What is compared, and what cannot be because the server never reports it
 back (the rope values, the GPU split, the backend, ...), is one table:
-:data:`~tabby_async.FIELD_RULES`. Only the fields the request sets count. A
+:data:`~tabby_async.desired.FIELD_RULES`. Only the fields the request sets count. A
 field that cannot be compared is never a difference: it is listed in
 :attr:`LoadPlan.unchecked` and :attr:`EnsureResult.unchecked` instead.
 

@@ -7,7 +7,7 @@ A load request field is written once, in its Struct (``ModelLoadRequest``,
 
 From that one declaration come the field's check when a request is built,
 whether the server reports it back and how the two values are compared
-(:data:`~tabby_async.FIELD_RULES`), and its command-line option (the flag is
+(:data:`~tabby_async.desired.FIELD_RULES`), and its command-line option (the flag is
 the name, ``--max-seq-len``; its value's kind comes from the type). Adding a
 server field costs that line, and the one in the ``Unpack`` TypedDict that
 type checkers need (a test keeps the two in step). msgspec ignores the

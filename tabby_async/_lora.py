@@ -13,7 +13,7 @@ from .types import LoraList, LoraLoadRequest, LoraLoadResponse
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._fields import LoraLoadFields
+    from .types import LoraLoadFields
 
 __all__ = ["AsyncLoraService"]
 
@@ -66,7 +66,7 @@ class AsyncLoraService(Resource):
     ) -> LoraLoadResponse:
         """Apply adapters to the loaded model (``POST /v1/lora/load``).
 
-        ``loras`` holds :class:`~tabby_async.LoraLoadItem` (or dicts with
+        ``loras`` holds :class:`~tabby_async.types.LoraLoadItem` (or dicts with
         ``name`` and ``scaling``); an empty list is refused before sending.
         Raises:
             LoraLoadFailedError: the server did not apply every adapter (it

@@ -127,7 +127,7 @@ class Observed:
     ``None`` means nothing of that kind is loaded (or, for ``sampling``, that
     it was not read because the state does not manage it). ``produced`` is
     the card the model request's own last load left, when that card still
-    differed from it (see :attr:`~tabby_async.LoadPlan.refused`). ``proven``
+    differed from it (see :attr:`~tabby_async.desired.LoadPlan.refused`). ``proven``
     names the parts whose folder the server itself has confirmed (a load it
     answered "already loaded", or our own load), so that their card id counts.
     ``draft`` is the loaded draft when the model part names one and the
@@ -184,7 +184,7 @@ class PartPlan:
 class StatePlan:
     """Every managed part's plan, in the order they are applied.
 
-    ``model`` is the model part's full :class:`~tabby_async.LoadPlan` (None
+    ``model`` is the model part's full :class:`~tabby_async.desired.LoadPlan` (None
     when the state does not manage the model).
     """
 

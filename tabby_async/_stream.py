@@ -78,7 +78,7 @@ async def _read_to_end(content: aiohttp.StreamReader, limit: int) -> None:
 class LoadStream:
     """The progress of one load.
 
-    An async iterator of :class:`~tabby_async.ModelLoadResponse` and an async
+    An async iterator of :class:`~tabby_async.types.ModelLoadResponse` and an async
     context manager. The request is sent on entering the block (or at the
     first iteration); HTTP errors before the stream raise then. Iteration ends
     after the main model's ``finished`` event; ``draft`` and ``vision``

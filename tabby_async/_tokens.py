@@ -20,7 +20,7 @@ from .types import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._fields import TokenOptions
+    from .types import TokenOptions
 
 __all__ = ["AsyncTokensService"]
 
@@ -51,7 +51,7 @@ class AsyncTokensService(Resource):
     ) -> TokenEncodeResponse:
         """The token ids of a string, or of chat messages rendered with the model's template.
 
-        Messages are :class:`~tabby_async.ChatMessage` Structs; they are
+        Messages are :class:`~tabby_async.types.ChatMessage` Structs; they are
         rendered without a generation prompt, with ``template_vars`` as extra
         template variables.
 

@@ -1,9 +1,8 @@
 """AsyncModelsService: the Models API of one TabbyAPI server (``client.models``).
 
 Each method is a couple of lines over the client's one request path, as in
-every API area. Methods that take a request accept
-either the request Struct or its fields as keyword arguments (or both:
-keywords override the Struct's fields)::
+every API area. Methods that take a request accept either the request Struct
+or its fields as keyword arguments (or both: keywords override the Struct's)::
 
     await client.models.load(ModelLoadRequest(model_name="m"), max_seq_len=4096)
     await client.models.load(model_name="m", max_seq_len=4096)
@@ -43,7 +42,7 @@ from .types import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._fields import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
+    from .types import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
 
 __all__ = ["AsyncModelsService", "ProgressCallback"]
 
@@ -68,9 +67,8 @@ def _not_loaded(missing_ok: bool) -> tuple[type[ModelNotLoadedError], ...]:
 class AsyncModelsService(Resource):
     """The model-management calls of one server: ``client.models``.
 
-    Each method's ``Raises`` names the errors particular to it; the errors
-    any call may raise (the server unreachable, a timeout, a key refused,
-    ...) are listed on :class:`~tabby_async.AsyncTabbyClient`.
+    Each method's ``Raises`` names the errors particular to it; the errors any
+    call may raise are listed on :class:`~tabby_async.AsyncTabbyClient`.
     """
 
     __slots__ = ("_memory",)
@@ -130,18 +128,15 @@ class AsyncModelsService(Resource):
     ) -> str | None:
         """The loaded draft model's folder name (its last segment), or None for no draft.
 
-        The loaded card never names the draft; the draft listing does, to a
-        key with api permission only (to the admin key it lists every draft
-        folder). So this asks with the client's plain api key, and first
-        checks that the server gives that key api permission (once per
-        client).
+        The card never names the draft; the draft listing does, to a key with
+        api permission only (to the admin key it lists every draft folder): so
+        this asks with the plain api key, once checked to have api permission.
 
         Raises:
-            ClientStateError: the client holds no plain api key, the server
-                gives it admin permission (the key is an admin key, or the
-                server's auth is off), the server has no permission route
-                (an older TabbyAPI: asked once per client), or the listing
-                names more than one folder, so the listing cannot say.
+            ClientStateError: the client holds no plain api key, the server gives
+                it admin permission (an admin key, or auth off), the server has no
+                permission route (an older TabbyAPI: asked once per client), or the
+                listing names more than one folder, so it cannot say.
         """
         if not self._transport.has_api_key:
             raise ClientStateError("the loaded draft can be read only with a plain api key")
@@ -356,14 +351,10 @@ class AsyncModelsService(Resource):
     ) -> ModelCard | None:
         """The loaded embedding model, or None when none is loaded (``GET /v1/model/embedding``).
 
-        :meth:`get_embedding` with the server's "no embedding model loaded"
-        answer as None instead of a ModelNotLoadedError: for code that asks
-        often and expects that answer (a fleet's status sweep does).
+        :meth:`get_embedding` with the server's "no embedding model loaded" answer
+        as None, no ModelNotLoadedError built: for code that asks often (a fleet's sweep).
         """
-        card: ModelCard | None = await self._call(
-            R.LOADED_EMBEDDING, timeout=timeout, max_retries=max_retries
-        )
-        return card
+        return await self._call(R.LOADED_EMBEDDING, timeout=timeout, max_retries=max_retries)
 
     async def load_embedding(
         self,
@@ -433,7 +424,7 @@ class AsyncModelsService(Resource):
 
         The server ignores new parameters for an already loaded model; this
         compares them first, on the fields the loaded card reports back
-        (:data:`~tabby_async.FIELD_RULES`). Fields it never reports (a draft
+        (:data:`~tabby_async.desired.FIELD_RULES`). Fields it never reports (a draft
         model, rope values, the GPU split, the backend, ...) are never a
         difference: they are listed in the result's ``unchecked``.
 

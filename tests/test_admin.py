@@ -17,14 +17,10 @@ from tabby_async import (
     AsyncTabbyClient,
     AuthenticationError,
     BadRequestError,
-    ChatMessage,
-    ChatMessagePart,
     DesiredState,
     EmbeddingModelLoadRequest,
     InvalidInputError,
     LoraLoadFailedError,
-    LoraLoadItem,
-    LoraLoadResponse,
     ModelLoadRequest,
     ModelNotLoadedError,
     NoTemplateError,
@@ -35,6 +31,7 @@ from tabby_async import (
     TemplateNotFoundError,
 )
 from tabby_async.testing import TabbyEmulator
+from tabby_async.types import ChatMessage, ChatMessagePart, LoraLoadItem, LoraLoadResponse
 
 TEMPLATES = {"chatml": "{{ chatml }}", "alpaca": "{{ alpaca }}", "llama3": "{{ llama3 }}"}
 PRESETS = {

@@ -25,9 +25,10 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from tabby_async import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse, cli
+from tabby_async import cli
 from tabby_async.cli import common
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse
 from tests.helpers import point_env_at, raw_server
 
 ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "HF_TOKEN")

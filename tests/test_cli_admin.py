@@ -16,18 +16,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from tabby_async import (
-    ChatMessage,
-    ChatMessagePart,
-    LoraCard,
-    LoraList,
-    LoraLoadItem,
-    LoraLoadResponse,
-    SamplerOverrides,
-    TemplateList,
-    TokenDecodeResponse,
-    TokenEncodeResponse,
-)
 from tabby_async._compare import reported_template as reported_name
 from tabby_async.cli import common
 from tabby_async.cli._admin_format import (
@@ -43,6 +31,18 @@ from tabby_async.cli._lora import lora_item
 from tabby_async.cli._sampling import read_overrides
 from tabby_async.cli._tokens import read_messages, template_var
 from tabby_async.testing import TabbyEmulator
+from tabby_async.types import (
+    ChatMessage,
+    ChatMessagePart,
+    LoraCard,
+    LoraList,
+    LoraLoadItem,
+    LoraLoadResponse,
+    SamplerOverrides,
+    TemplateList,
+    TokenDecodeResponse,
+    TokenEncodeResponse,
+)
 from tests.helpers import CliResult, point_env_at, run_cli
 
 TEMPLATES = {"chatml": "{{ chatml }}", "alpaca": "{{ alpaca }}"}

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from tabby_async import EnsureResult, Timeout
+from tabby_async import Timeout
 from tabby_async import errors as E
 from tabby_async._desired import plan_for, unchanged
 from tabby_async._routes import GET, GET_EMBEDDING, LOAD, LOAD_EMBEDDING, UNLOAD
 from tabby_async._timeouts import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
 from tabby_async.cli import _args, _format, _progress, _view, common
+from tabby_async.desired import EnsureResult
 from tabby_async.types import (
     DownloadResponse,
     HealthIssue,

@@ -19,13 +19,9 @@ from tabby_async import (
     EmbeddingModelLoadRequest,
     InvalidInputError,
     LoadFailedError,
-    ModelCard,
-    ModelList,
     ModelLoadRequest,
-    ModelLoadResponse,
     ModelNotFoundError,
     ModelNotLoadedError,
-    ModelPropsResponse,
     PermissionDeniedError,
     ServerError,
     StreamError,
@@ -35,6 +31,7 @@ from tabby_async import (
     Timeout,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse
 from tests.helpers import GUARD, ConnectionCounter, serve_app
 
 LOAD = "/v1/model/load"

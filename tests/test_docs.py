@@ -58,8 +58,10 @@ DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 PUBLIC_MODULES = [
     "tabby_async",
+    "tabby_async.desired",
     "tabby_async.errors",
     "tabby_async.fleet",
+    "tabby_async.services",
     "tabby_async.testing",
     "tabby_async.types",
     "tabby_async.exporter",  # needs the exporter extra, which the test extra has
@@ -622,17 +624,15 @@ EVERY_METHOD = re.compile(
 
 
 def raising_classes() -> list[type]:
-    from tabby_async import (
+    from tabby_async import AsyncTabbyClient, DesiredState, LoadStream
+    from tabby_async.fleet import FleetModels, TabbyFleet
+    from tabby_async.services import (
         AsyncLoraService,
         AsyncModelsService,
         AsyncSamplingService,
-        AsyncTabbyClient,
         AsyncTemplatesService,
         AsyncTokensService,
-        DesiredState,
-        LoadStream,
     )
-    from tabby_async.fleet import FleetModels, TabbyFleet
 
     return [
         AsyncTabbyClient,

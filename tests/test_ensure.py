@@ -17,14 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tabby_async import (
-    FIELD_RULES,
     AsyncTabbyClient,
     DraftModelLoadRequest,
     LoadFailedError,
-    ModelCard,
-    ModelCardParameters,
     ModelLoadRequest,
-    ModelLoadResponse,
     PermissionDeniedError,
 )
 from tabby_async._desired import (
@@ -41,7 +37,9 @@ from tabby_async._desired import (
     unchecked_note,
     unreported_fields,
 )
+from tabby_async.desired import FIELD_RULES
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelCard, ModelCardParameters, ModelLoadResponse
 
 LOAD = "/v1/model/load"
 UNLOAD = "/v1/model/unload"

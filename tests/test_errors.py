@@ -20,14 +20,11 @@ from tabby_async import (
     AuthenticationError,
     BadRequestError,
     DesiredState,
-    EnsureResult,
-    FieldDiff,
     LoadFailedError,
     ModelLoadRequest,
     ModelNotFoundError,
     ModelNotLoadedError,
     NotFoundError,
-    PartPlan,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -40,7 +37,8 @@ from tabby_async import _routes as R
 from tabby_async._mapping import status_error
 from tabby_async.cli import main as cli_main
 from tabby_async.cli.common import ERROR_LINE_LIMIT, describe_error, one_line
-from tabby_async.fleet import FleetResult, LoadPlan, NodeResult
+from tabby_async.desired import EnsureResult, FieldDiff, LoadPlan, PartPlan
+from tabby_async.fleet import FleetResult, NodeResult
 from tests.helpers import serve_app
 
 ROPE_422 = (

@@ -23,7 +23,6 @@ from tabby_async import (
     DraftModelLoadRequest,
     InvalidInputError,
     ModelLoadRequest,
-    ModelLoadResponse,
     TabbyError,
     Timeout,
     TimeoutArg,
@@ -44,6 +43,7 @@ from tabby_async.fleet import (
 from tabby_async.fleet._pool import most_nodes_per_host
 from tabby_async.fleet._runner import node_bound
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelLoadResponse
 from tests.helpers import ConnectionCounter
 
 LOAD = "/v1/model/load"

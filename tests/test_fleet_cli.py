@@ -21,12 +21,7 @@ import pytest
 from tabby_async import (
     AuthenticationError,
     DesiredState,
-    HealthIssue,
-    HealthResponse,
-    ModelCard,
-    ModelCardParameters,
     ModelLoadRequest,
-    PartPlan,
     StatePlan,
     StateResult,
     TabbyConnectionError,
@@ -43,8 +38,10 @@ from tabby_async.cli._fleet_output import (
     table_rows,
 )
 from tabby_async.cli._output import json_text
-from tabby_async.fleet import FieldDiff, FleetResult, LoadPlan, NodeResult, NodeStatus
+from tabby_async.desired import FieldDiff, LoadPlan, PartPlan
+from tabby_async.fleet import FleetResult, NodeResult, NodeStatus
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import HealthIssue, HealthResponse, ModelCard, ModelCardParameters
 
 
 def closed_port() -> int:

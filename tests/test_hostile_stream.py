@@ -14,14 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tabby_async import (
-    AsyncTabbyClient,
-    LoadFailedError,
-    ModelLoadResponse,
-    StreamError,
-    TabbyError,
-)
+from tabby_async import AsyncTabbyClient, LoadFailedError, StreamError, TabbyError
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelLoadResponse
 from tests.helpers import GUARD, ConnectionCounter, guarded, reachable_text, serve_app
 
 LOAD = "/v1/model/load"

@@ -8,8 +8,9 @@ import logging
 import msgspec
 import pytest
 
-from tabby_async import AsyncTabbyClient, ModelLoadResponse, ModelNotLoadedError
+from tabby_async import AsyncTabbyClient, ModelNotLoadedError
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelLoadResponse
 
 pytestmark = pytest.mark.emulator(
     models=[EmulatedModel("m", modules=3), EmulatedModel("one", modules=1)],

@@ -13,7 +13,6 @@ import pytest
 from tabby_async import (
     AsyncTabbyClient,
     LoadStream,
-    ModelLoadResponse,
     ServerError,
     StreamError,
     TabbyError,
@@ -21,6 +20,7 @@ from tabby_async import (
     Timeout,
 )
 from tabby_async.testing import EmulatedModel, TabbyEmulator
+from tabby_async.types import ModelLoadResponse
 from tests.helpers import GUARD, ConnectionCounter
 
 LOAD = "/v1/model/load"

@@ -21,7 +21,12 @@ from aiohttp_sse_client.client import MessageEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tabby_async import (
+from tabby_async import StreamError
+from tabby_async._mapping import decode
+from tabby_async._routes import GET
+from tabby_async._sse import MAX_LINE, EventParser, EventReader
+from tabby_async.errors import ResponseDecodeError
+from tabby_async.types import (
     DownloadResponse,
     HealthResponse,
     ModelCard,
@@ -29,12 +34,7 @@ from tabby_async import (
     ModelLoadResponse,
     ModelPropsResponse,
     PermissionResponse,
-    StreamError,
 )
-from tabby_async._mapping import decode
-from tabby_async._routes import GET
-from tabby_async._sse import MAX_LINE, EventParser, EventReader
-from tabby_async.errors import ResponseDecodeError
 
 BOM = b"\xef\xbb\xbf"
 

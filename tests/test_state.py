@@ -10,12 +10,10 @@ from tabby_async import (
     DesiredState,
     EmbeddingModelLoadRequest,
     InvalidInputError,
-    ModelCard,
-    ModelCardParameters,
     ModelLoadRequest,
-    SamplerOverrides,
 )
 from tabby_async._state import Observed, plan_state
+from tabby_async.types import ModelCard, ModelCardParameters, SamplerOverrides
 
 
 def card(name: str = "m", template: str | None = None, **params: Any) -> ModelCard:

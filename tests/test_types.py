@@ -12,12 +12,9 @@ from tabby_async import (
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
     InvalidInputError,
-    ModelCard,
-    ModelList,
     ModelLoadRequest,
-    ModelLoadResponse,
-    ModelPropsResponse,
 )
+from tabby_async.types import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse
 from tests.helpers import serve_app
 
 

@@ -21,23 +21,25 @@ import pytest
 from mypy import api as mypy_api
 
 from tabby_async import (
-    DownloadFields,
     DownloadRequest,
-    DraftModelFields,
     DraftModelLoadRequest,
-    EmbeddingModelLoadFields,
     EmbeddingModelLoadRequest,
+    ModelLoadRequest,
+)
+from tabby_async.types import _fields as fields_module
+from tabby_async.types import (
+    DownloadFields,
+    DraftModelFields,
+    EmbeddingModelLoadFields,
     LoraLoadFields,
     LoraLoadItem,
     LoraLoadItemFields,
     LoraLoadRequest,
     ModelLoadFields,
-    ModelLoadRequest,
     TokenDecodeRequest,
     TokenEncodeRequest,
     TokenOptions,
 )
-from tabby_async import _fields as fields_module
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 
-from .._compare import template_stem
+from ..desired import template_stem
 from ..types import LoraList, LoraLoadResponse, SamplerOverrides, TemplateList, TokenEncodeResponse
 from ._format import format_fields, format_table
 

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TextIO
 
-from .. import EnsureResult, LoadPlan, PartPlan, StatePlan, StateResult
+from .. import StatePlan, StateResult
+from ..desired import EnsureResult, LoadPlan, PartPlan
 from ..fleet import FleetResult, NodeResult, NodeStatus
 from ..types import ModelLoadResponse
 from ._format import (

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .. import FIELD_RULES, EnsureResult, FieldDiff, LoadPlan
+from ..desired import FIELD_RULES, EnsureResult, FieldDiff, LoadPlan
 from ..types import (
     DownloadResponse,
     HealthResponse,
@@ -246,7 +246,7 @@ def reasons_text(reasons: Iterable[FieldDiff]) -> str:
 def unchecked_note(fields: Iterable[str]) -> str:
     """The ``note:`` line naming the fields nothing compared ("" when there are none).
 
-    Each field once, the load fields in :data:`~tabby_async.FIELD_RULES`'
+    Each field once, the load fields in :data:`~tabby_async.desired.FIELD_RULES`'
     order (several nodes' plans merge into one line), any other (a desired
     state's part) after them, sorted.
     """

@@ -11,7 +11,7 @@ import argparse
 
 from .. import AsyncTabbyClient
 from .. import errors as E
-from .._compare import reported_template
+from ..desired import reported_template
 from ..types import TemplateList
 from ._admin_format import template_list_text
 from ._commands import admin_key_named, group, leaf, show, show_listing

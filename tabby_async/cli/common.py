@@ -20,9 +20,17 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from .. import FROM_ENV, AsyncTabbyClient, FromEnv, Timeout
+from .. import (
+    DEFAULT_URL,
+    ENV_ADMIN_KEY,
+    ENV_API_KEY,
+    ENV_URL,
+    FROM_ENV,
+    AsyncTabbyClient,
+    FromEnv,
+    Timeout,
+)
 from .. import errors as E
-from .._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL
 from ._args import positive_seconds
 from ._output import print_json
 

@@ -33,8 +33,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .. import LoadPlan, StatePlan
+from .. import StatePlan
 from .. import errors as E
+from ..desired import LoadPlan
 from ..fleet import (
     FleetEnsureReport,
     FleetOptions,

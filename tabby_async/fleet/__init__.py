@@ -20,16 +20,8 @@ prompt template, sampler preset, embedding model), declared per node in the
 nodes file (:func:`read_nodes_toml`) or given. See :class:`TabbyFleet`.
 """
 
-from .._desired import (
-    FIELD_RULES,
-    NOT_COMPARED,
-    EnsureMismatchError,
-    EnsureResult,
-    FieldDiff,
-    FieldRule,
-    LoadPlan,
-)
-from .._state import DesiredState, StateMismatchError, StatePlan, StateResult
+from .._public import moved as _moved
+from .._public import publish as _publish
 from ._apply import FleetStateReport
 from ._config import FleetOptions, NodeSpec, read_nodes_toml
 from ._ensure import FleetEnsureReport
@@ -51,14 +43,7 @@ from ._status import NodeStatus
 from ._stream import FleetLoadEvent, FleetLoadStream
 
 __all__ = [
-    "FIELD_RULES",
-    "NOT_COMPARED",
     "BatchCallback",
-    "DesiredState",
-    "EnsureMismatchError",
-    "EnsureResult",
-    "FieldDiff",
-    "FieldRule",
     "FleetEnsureReport",
     "FleetError",
     "FleetLoadEvent",
@@ -68,7 +53,6 @@ __all__ = [
     "FleetProgressCallback",
     "FleetResult",
     "FleetStateReport",
-    "LoadPlan",
     "NodeCancelledError",
     "NodeCheck",
     "NodeOp",
@@ -80,12 +64,29 @@ __all__ = [
     "RolloutReport",
     "RunOptions",
     "StateCheck",
-    "StateMismatchError",
-    "StatePlan",
-    "StateResult",
     "TabbyFleet",
     "VerificationError",
     "default_check",
     "default_state_check",
     "read_nodes_toml",
 ]
+
+_publish(globals(), __all__, __name__)
+
+#: Desired-state names this module also offered, kept for one release with a
+#: DeprecationWarning: name -> its one home.
+_MOVED: dict[str, str] = {
+    "DesiredState": "tabby_async",
+    "EnsureMismatchError": "tabby_async",
+    "StateMismatchError": "tabby_async",
+    "StatePlan": "tabby_async",
+    "StateResult": "tabby_async",
+    "FIELD_RULES": "tabby_async.desired",
+    "NOT_COMPARED": "tabby_async.desired",
+    "EnsureResult": "tabby_async.desired",
+    "FieldDiff": "tabby_async.desired",
+    "FieldRule": "tabby_async.desired",
+    "LoadPlan": "tabby_async.desired",
+}
+
+__getattr__ = _moved(__name__, _MOVED)

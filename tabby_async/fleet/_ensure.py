@@ -85,8 +85,8 @@ class PlanReport(Generic[P, R]):
 class FleetEnsureReport(PlanReport[LoadPlan, EnsureResult]):
     """The outcome of ``fleet.models.ensure_loaded``: the plan, then what was done.
 
-    ``plans`` is every node's :class:`~tabby_async.LoadPlan` (or why planning
-    failed). ``results`` is every node's :class:`~tabby_async.EnsureResult`
+    ``plans`` is every node's :class:`~tabby_async.desired.LoadPlan` (or why planning
+    failed). ``results`` is every node's :class:`~tabby_async.desired.EnsureResult`
     (nodes planned as "none" are not touched again; a node whose planning
     failed carries that error); it is None for a dry run. ``unchecked``
     names the fields the request sets that some node's card could not

@@ -36,7 +36,7 @@ from ._status import NodeStatus, probe_status
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
-    from .._fields import ModelLoadFields
+    from ..types import ModelLoadFields
     from ._runner import RunOptions
 
 __all__ = ["TabbyFleet"]
@@ -83,7 +83,7 @@ class TabbyFleet:
 
     A node's failure is never raised: it is that node's result (its typed
     error), and :meth:`FleetResult.raise_for_errors` turns failures into a
-    :class:`~tabby_async.FleetError` when that is wanted. The operations
+    :class:`~tabby_async.fleet.FleetError` when that is wanted. The operations
     raise only :class:`~tabby_async.InvalidInputError` (a bad request or
     option, an unknown node name, before any node is contacted) and
     :class:`~tabby_async.ClientStateError` (a closed fleet, or one used from

@@ -27,7 +27,7 @@ from ._stream import FleetLoadStream
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._fields import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
+    from ..types import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
     from ._runner import RunOptions
 
 __all__ = ["FleetModels"]

@@ -146,7 +146,7 @@ class RolloutReport(Generic[Q, R]):
 
     ``request`` is what was rolled out: a model's load request or a
     :class:`~tabby_async.DesiredState`. ``results`` has one entry per node
-    in rollout order: the node's :class:`~tabby_async.EnsureResult` (for a
+    in rollout order: the node's :class:`~tabby_async.desired.EnsureResult` (for a
     state, its :class:`~tabby_async.StateResult`), or its error (the load
     failed, a state did not converge, the check raised, e.g. a
     :class:`VerificationError`, or

@@ -9,7 +9,17 @@ the field, before anything is sent.
 """
 
 from .._load_field import How, LoadField, load_fields
+from .._public import publish as _publish
 from ._base import RequestStruct, ResponseStruct
+from ._fields import (
+    DownloadFields,
+    DraftModelFields,
+    EmbeddingModelLoadFields,
+    LoraLoadFields,
+    LoraLoadItemFields,
+    ModelLoadFields,
+    TokenOptions,
+)
 from ._lora import LoraCard, LoraList, LoraLoadItem, LoraLoadRequest, LoraLoadResponse
 from ._models import (
     DownloadRequest,
@@ -51,9 +61,12 @@ from ._tokens import (
 __all__ = [
     "ChatMessage",
     "ChatMessagePart",
+    "DownloadFields",
     "DownloadRequest",
     "DownloadResponse",
+    "DraftModelFields",
     "DraftModelLoadRequest",
+    "EmbeddingModelLoadFields",
     "EmbeddingModelLoadRequest",
     "HealthIssue",
     "HealthResponse",
@@ -63,7 +76,9 @@ __all__ = [
     "LoadStatus",
     "LoraCard",
     "LoraList",
+    "LoraLoadFields",
     "LoraLoadItem",
+    "LoraLoadItemFields",
     "LoraLoadRequest",
     "LoraLoadResponse",
     "ModelCard",
@@ -71,6 +86,7 @@ __all__ = [
     "ModelCardParameters",
     "ModelDefaultGenerationSettings",
     "ModelList",
+    "ModelLoadFields",
     "ModelLoadRequest",
     "ModelLoadResponse",
     "ModelPropsResponse",
@@ -90,5 +106,8 @@ __all__ = [
     "TokenDecodeResponse",
     "TokenEncodeRequest",
     "TokenEncodeResponse",
+    "TokenOptions",
     "load_fields",
 ]
+
+_publish(globals(), __all__, __name__)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from .types import DraftModelLoadRequest, LoraLoadItem, RopeAlpha
+from ._lora import LoraLoadItem
+from ._models import DraftModelLoadRequest, RopeAlpha
 
 __all__ = [
     "DownloadFields",
@@ -83,14 +84,14 @@ class DownloadFields(TypedDict, total=False):
 
 
 class LoraLoadItemFields(TypedDict, total=False):
-    """The fields of :class:`~tabby_async.LoraLoadItem`."""
+    """The fields of :class:`~tabby_async.types.LoraLoadItem`."""
 
     name: str
     scaling: float | None
 
 
 class LoraLoadFields(TypedDict, total=False):
-    """The fields of :class:`~tabby_async.LoraLoadRequest` (an item may be a dict)."""
+    """The fields of :class:`~tabby_async.types.LoraLoadRequest` (an item may be a dict)."""
 
     loras: list[LoraLoadItem | LoraLoadItemFields]
     skip_queue: bool | None

@@ -1,0 +1,31 @@
+"""tabby_async.services: the API areas a client holds, one class each.
+
+A client builds them; users reach them as ``client.models``,
+``client.lora``, ``client.templates``, ``client.sampling`` and
+``client.tokens``, and name the classes here only to annotate::
+
+    from tabby_async.services import AsyncModelsService
+
+
+    async def warm(models: AsyncModelsService) -> None:
+        await models.ensure_loaded(model_name="my-model")
+"""
+
+from ._lora import AsyncLoraService
+from ._public import publish as _publish
+from ._sampling import AsyncSamplingService
+from ._stream import ProgressCallback
+from ._templates import AsyncTemplatesService
+from ._tokens import AsyncTokensService
+from .models import AsyncModelsService
+
+__all__ = [
+    "AsyncLoraService",
+    "AsyncModelsService",
+    "AsyncSamplingService",
+    "AsyncTemplatesService",
+    "AsyncTokensService",
+    "ProgressCallback",
+]
+
+_publish(globals(), __all__, __name__)
