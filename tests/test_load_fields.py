@@ -8,12 +8,13 @@ from typing import Annotated, get_type_hints
 import msgspec
 import pytest
 
-from tabby_async import FIELD_RULES, ModelLoadFields
 from tabby_async.cli._load_options import add_load_options, build_load_request
+from tabby_async.desired import FIELD_RULES
 from tabby_async.errors import InvalidInputError
 from tabby_async.types import (
     DraftModelLoadRequest,
     LoadField,
+    ModelLoadFields,
     ModelLoadRequest,
     load_fields,
 )
