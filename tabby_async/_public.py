@@ -47,21 +47,25 @@ def _reads_annotations(cls: type) -> bool:
 
 
 def moved(module: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for the names of ``homes`` (name -> its public home).
+    """A module ``__getattr__`` for the names of ``homes`` (old name -> its public home).
 
-    The name is looked up in its home at the moment it is asked for, so the
-    old module imports nothing new; each use warns once, naming the home.
+    A home is a module (the name kept its spelling) or ``module:NewName``
+    (it was renamed too). The name is looked up in its home at the moment it
+    is asked for, so the old module imports nothing new; each use warns
+    once, naming the new spelling.
     """
 
     def __getattr__(name: str) -> Any:
         home = homes.get(name)
         if home is None:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        where, _, new = home.partition(":")
+        new = new or name
         warnings.warn(
-            f"{module}.{name} is deprecated: import it from {home}",
+            f"{module}.{name} is deprecated: use {where}.{new}",
             DeprecationWarning,
             stacklevel=2,
         )
-        return getattr(importlib.import_module(home), name)
+        return getattr(importlib.import_module(where), new)
 
     return __getattr__

@@ -26,7 +26,6 @@ from tabby_async import (
     EmbeddingModelLoadRequest,
     ModelLoadRequest,
 )
-from tabby_async.types import _fields as fields_module
 from tabby_async.types import (
     DownloadFields,
     DraftModelFields,
@@ -40,6 +39,7 @@ from tabby_async.types import (
     TokenEncodeRequest,
     TokenOptions,
 )
+from tabby_async.types import _fields as fields_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
