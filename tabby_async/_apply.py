@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
 from ._desired import EnsureMismatchError, EnsureResult
-from ._ensure import ensure_loaded, loaded_card, loaded_draft
+from ._ensure import ModelsPort, ensure_loaded, loaded_card, loaded_draft
 from ._otel import Attributes, operation_span, server_attributes, set_plan
 from ._state import (
     DesiredState,
@@ -30,14 +30,48 @@ from .errors import AlreadyLoadedError, ModelNotLoadedError
 from .types import ModelCard
 
 if TYPE_CHECKING:
-    from ._client import AsyncTabbyClient
-    from .models import ProgressCallback
+    from yarl import URL
 
-__all__ = ["ensure_state", "observe"]
+    from ._sampling import AsyncSamplingService
+    from ._stream import ProgressCallback
+    from ._templates import AsyncTemplatesService
+    from .types import EmbeddingModelLoadRequest, ModelLoadResponse
+
+__all__ = ["NodePort", "ensure_state", "observe"]
+
+
+class NodeModelsPort(ModelsPort, Protocol):
+    """What a node's desired state uses of its Models API: the model's, and the embedding's."""
+
+    async def get_embedding(self) -> ModelCard: ...
+
+    async def load_embedding(
+        self, request: EmbeddingModelLoadRequest | None = None, /, *, timeout: TimeoutArg = ...
+    ) -> ModelLoadResponse: ...
+
+
+class NodePort(Protocol):
+    """What a node's desired state uses of a client (the client satisfies it).
+
+    Read-only members, so that the client's own attributes match; naming
+    only these keeps this module below the client that calls it.
+    """
+
+    @property
+    def base_url(self) -> URL: ...
+
+    @property
+    def models(self) -> NodeModelsPort: ...
+
+    @property
+    def templates(self) -> AsyncTemplatesService: ...
+
+    @property
+    def sampling(self) -> AsyncSamplingService: ...
 
 
 async def observe(
-    client: AsyncTabbyClient, state: DesiredState, proven: frozenset[Part] = frozenset()
+    client: NodePort, state: DesiredState, proven: frozenset[Part] = frozenset()
 ) -> Observed:
     """Read what ``state`` needs to be planned: only the parts it manages.
 
@@ -62,14 +96,14 @@ async def observe(
 
 
 async def ensure_state(
-    client: AsyncTabbyClient,
+    client: NodePort,
     state: DesiredState,
     *,
     dry_run: bool = False,
     on_progress: ProgressCallback | None = None,
     timeout: TimeoutArg = USE_CLIENT_DEFAULT,
 ) -> StateResult:
-    """Bring the node to ``state``; see :meth:`AsyncTabbyClient.ensure`."""
+    """Bring the node to ``state``; see :meth:`~tabby_async.AsyncTabbyClient.ensure`."""
 
     def attributes() -> Attributes:
         found = server_attributes(client.base_url)
@@ -89,7 +123,7 @@ async def ensure_state(
 
 
 async def _apply(
-    client: AsyncTabbyClient,
+    client: NodePort,
     state: DesiredState,
     plan: StatePlan,
     dry_run: bool,

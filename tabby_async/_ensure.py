@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -61,10 +61,16 @@ from .errors import APIStatusError, ClientStateError, ModelNotLoadedError, Respo
 from .types import ModelCard, ModelLoadRequest, ModelLoadResponse
 
 if TYPE_CHECKING:
-    from ._stream import ProgressCallback
-    from .models import AsyncModelsService
+    from ._stream import LoadStream, ProgressCallback
 
-__all__ = ["EnsureMemory", "ensure_loaded", "loaded_card", "loaded_draft", "plan_load"]
+__all__ = [
+    "EnsureMemory",
+    "ModelsPort",
+    "ensure_loaded",
+    "loaded_card",
+    "loaded_draft",
+    "plan_load",
+]
 
 #: How many requests' outcomes a client keeps (one model runs per server;
 #: a few requests cover a node whose desired state is switched back and forth).
@@ -104,10 +110,31 @@ class EnsureMemory:
                 del self.produced[next(iter(self.produced))]
 
 
+class ModelsPort(Protocol):
+    """What one model's desired state uses of a server's Models API.
+
+    The models service satisfies it; naming only these members keeps this
+    module below the service that calls it (no import of the service here).
+    """
+
+    @property
+    def _memory(self) -> EnsureMemory: ...
+
+    async def get(self) -> ModelCard: ...
+
+    async def loaded_draft(self) -> str | None: ...
+
+    async def unload(self, *, missing_ok: bool = False) -> None: ...
+
+    def load_stream(
+        self, request: ModelLoadRequest | None = None, /, *, timeout: TimeoutArg = ...
+    ) -> LoadStream: ...
+
+
 # --- acting ------------------------------------------------------------------
 
 
-async def loaded_card(service: AsyncModelsService) -> ModelCard | None:
+async def loaded_card(service: ModelsPort) -> ModelCard | None:
     """``GET /v1/model``, with "no model loaded" (also said during a load) as None."""
     try:
         return await service.get()
@@ -115,7 +142,7 @@ async def loaded_card(service: AsyncModelsService) -> ModelCard | None:
         return None
 
 
-async def loaded_draft(service: AsyncModelsService, request: ModelLoadRequest) -> DraftSeen | None:
+async def loaded_draft(service: ModelsPort, request: ModelLoadRequest) -> DraftSeen | None:
     """The loaded draft, when ``request`` names one and the client can read it (else None).
 
     The read is an extra look, not the ensure's business: a server that
@@ -134,7 +161,7 @@ async def loaded_draft(service: AsyncModelsService, request: ModelLoadRequest) -
 
 
 async def _plan(
-    service: AsyncModelsService,
+    service: ModelsPort,
     request: ModelLoadRequest,
     card: ModelCard | None,
     proven: bool = False,
@@ -146,13 +173,13 @@ async def _plan(
     return plan_for(request, card, proven=proven, produced=produced, draft=draft)
 
 
-async def plan_load(service: AsyncModelsService, request: ModelLoadRequest) -> LoadPlan:
+async def plan_load(service: ModelsPort, request: ModelLoadRequest) -> LoadPlan:
     """Read the loaded card and plan; loads nothing (the dry-run form)."""
     check_reachable(request)  # before anything is sent
     return await _plan(service, request, await loaded_card(service))
 
 
-async def _unload(service: AsyncModelsService) -> None:
+async def _unload(service: ModelsPort) -> None:
     # "Not loaded": nothing is loaded any more, or a load is running (ours
     # then queues behind it and the check afterwards sorts it out).
     await service.unload(missing_ok=True)
@@ -172,7 +199,7 @@ class _LoadOutcome:
 
 
 async def _load(
-    service: AsyncModelsService,
+    service: ModelsPort,
     request: ModelLoadRequest,
     on_progress: ProgressCallback | None,
     timeout: TimeoutArg,
@@ -194,7 +221,7 @@ async def _load(
 
 
 async def ensure_loaded(
-    service: AsyncModelsService,
+    service: ModelsPort,
     request: ModelLoadRequest,
     *,
     on_progress: ProgressCallback | None = None,
@@ -251,7 +278,7 @@ def _retrieve(flight: asyncio.Future[EnsureResult]) -> None:
 
 
 async def _ensure_once(
-    service: AsyncModelsService,
+    service: ModelsPort,
     request: ModelLoadRequest,
     key: bytes,
     on_progress: ProgressCallback | None,
@@ -270,7 +297,7 @@ async def _ensure_once(
 
 
 async def _after(
-    service: AsyncModelsService, request: ModelLoadRequest, card: ModelCard | None
+    service: ModelsPort, request: ModelLoadRequest, card: ModelCard | None
 ) -> LoadPlan:
     """The look after our own load: the folder is proved, no memory applies."""
     draft = None if card is None else await loaded_draft(service, request)
@@ -292,7 +319,7 @@ def _mismatch(plan: LoadPlan, action: EnsureAction, loaded: _LoadOutcome | None)
 
 
 async def _act(
-    service: AsyncModelsService,
+    service: ModelsPort,
     request: ModelLoadRequest,
     key: bytes,
     plan: LoadPlan,
