@@ -21,11 +21,11 @@
 
 from ._client import AsyncTabbyClient
 from ._defaults import USE_CLIENT_DEFAULT, RetriesArg, TimeoutArg, UseClientDefault
-from ._desired import EnsureMismatchError
 from ._env import DEFAULT_URL, ENV_ADMIN_KEY, ENV_API_KEY, ENV_URL, FROM_ENV, FromEnv
+from ._model_plan import ModelMismatchError
 from ._public import moved as _moved
 from ._public import publish as _publish
-from ._state import DesiredState, StateMismatchError, StatePlan, StateResult
+from ._state_plan import DesiredState, StateMismatchError, StatePlan, StateResult
 from ._stream import LoadStream
 from ._timeouts import Timeout
 from ._version import __version__
@@ -79,13 +79,13 @@ __all__ = [
     "DownloadRequest",
     "DraftModelLoadRequest",
     "EmbeddingModelLoadRequest",
-    "EnsureMismatchError",
     "FromEnv",
     "InvalidInputError",
     "LoadFailedError",
     "LoadStream",
     "LoraLoadFailedError",
     "ModelLoadRequest",
+    "ModelMismatchError",
     "ModelNotFoundError",
     "ModelNotLoadedError",
     "NoTemplateError",
@@ -128,7 +128,8 @@ _MOVED: dict[str, str] = {
     "DownloadResponse": "tabby_async.types",
     "DraftModelFields": "tabby_async.types",
     "EmbeddingModelLoadFields": "tabby_async.types",
-    "EnsureResult": "tabby_async.desired",
+    "EnsureMismatchError": "tabby_async:ModelMismatchError",
+    "EnsureResult": "tabby_async.desired:ModelResult",
     "ErrorCode": "tabby_async.errors",
     "FIELD_RULES": "tabby_async.desired",
     "FieldDiff": "tabby_async.desired",
@@ -138,7 +139,7 @@ _MOVED: dict[str, str] = {
     "HealthResponse": "tabby_async.types",
     "ImageURL": "tabby_async.types",
     "KeyProblem": "tabby_async.errors",
-    "LoadPlan": "tabby_async.desired",
+    "LoadPlan": "tabby_async.desired:ModelPlan",
     "LoraCard": "tabby_async.types",
     "LoraList": "tabby_async.types",
     "LoraLoadFields": "tabby_async.types",

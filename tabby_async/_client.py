@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import aiohttp
 from yarl import URL
 
-from ._apply import ensure_state
 from ._checks import (
     check_connection_limit,
     check_headers,
@@ -34,7 +33,8 @@ from ._lora import AsyncLoraService
 from ._sampling import AsyncSamplingService
 from ._server import AsyncServerService
 from ._session import Sessions
-from ._state import DesiredState, StateResult
+from ._state_apply import ensure_state
+from ._state_plan import DesiredState, StateResult
 from ._templates import AsyncTemplatesService
 from ._timeouts import (
     DEFAULT_STREAM_TIMEOUT,
@@ -375,7 +375,7 @@ class AsyncTabbyClient:
         """
         return await self._server.service_info(timeout=timeout, max_retries=max_retries)
 
-    async def ensure(
+    async def apply(
         self,
         state: DesiredState,
         *,
@@ -383,7 +383,7 @@ class AsyncTabbyClient:
         on_progress: ProgressCallback | None = None,
         timeout: TimeoutArg = USE_CLIENT_DEFAULT,
     ) -> StateResult:
-        """Bring the server to ``state``: its model, template, sampler preset, embedding model.
+        """Apply ``state`` to the server: its model, template, sampler preset, embedding model.
 
         Each managed part is planned from what the server reports, and only
         the parts that differ are written, in a safe order: the model first
@@ -413,3 +413,19 @@ class AsyncTabbyClient:
         return await ensure_state(
             self, state, dry_run=dry_run, on_progress=on_progress, timeout=timeout
         )
+
+    async def ensure(
+        self,
+        state: DesiredState,
+        *,
+        dry_run: bool = False,
+        on_progress: ProgressCallback | None = None,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+    ) -> StateResult:
+        """Deprecated spelling of :meth:`apply`; it raises what :meth:`apply` raises."""
+        warnings.warn(
+            "AsyncTabbyClient.ensure is deprecated: use AsyncTabbyClient.apply",
+            DeprecationWarning,
+            2,
+        )
+        return await self.apply(state, dry_run=dry_run, on_progress=on_progress, timeout=timeout)

@@ -5,7 +5,7 @@ whether the server reports it back (mostly on the loaded card, ``GET
 /v1/model``) and how the two values are compared, as the server reads them:
 ``Q4`` and ``4,4`` are one cache mode, ``chatml.jinja`` and ``chatml`` one
 template, ``max_seq_len=-1`` means the model's own context. The same table
-drives :attr:`~tabby_async.desired.LoadPlan.unchecked`, :data:`NOT_COMPARED`, the
+drives :attr:`~tabby_async.desired.ModelPlan.unchecked`, :data:`NOT_COMPARED`, the
 CLI's note and the docs' table (:func:`rules_markdown`). No I/O here.
 """
 

@@ -15,24 +15,25 @@ result) is at the top level::
 """
 
 from ._compare import reported_template, same_template, template_stem
-from ._desired import (
+from ._model_plan import (
     FIELD_RULES,
     NOT_COMPARED,
-    EnsureResult,
     FieldDiff,
     FieldRule,
-    LoadPlan,
+    ModelPlan,
+    ModelResult,
 )
+from ._public import moved as _moved
 from ._public import publish as _publish
-from ._state import PartPlan
+from ._state_plan import PartPlan
 
 __all__ = [
     "FIELD_RULES",
     "NOT_COMPARED",
-    "EnsureResult",
     "FieldDiff",
     "FieldRule",
-    "LoadPlan",
+    "ModelPlan",
+    "ModelResult",
     "PartPlan",
     "reported_template",
     "same_template",
@@ -40,3 +41,12 @@ __all__ = [
 ]
 
 _publish(globals(), __all__, __name__)
+
+#: The model's plan and result before they were named for the model (as the
+#: node's are StatePlan and StateResult), kept for one release.
+_MOVED: dict[str, str] = {
+    "EnsureResult": "tabby_async.desired:ModelResult",
+    "LoadPlan": "tabby_async.desired:ModelPlan",
+}
+
+__getattr__ = _moved(__name__, _MOVED)

@@ -27,7 +27,7 @@
     │   ├── ServerError                 server_error      5xx
     │   └── ModelNotLoadedError         model_not_loaded  503 nothing loaded; .kind
     └── (these live beside what they carry, and are TabbyErrors too:)
-        EnsureMismatchError             ensure_mismatch   ensure_loaded still differs; .result
+        ModelMismatchError              ensure_mismatch   ensure_loaded still differs; .result
         StateMismatchError              ensure_mismatch   a node's state still differs; .result
         VerificationError (fleet)       verify_failed     a rollout's check of a node
         NodeSkippedError (fleet)        skipped           a fleet node never started
@@ -419,28 +419,31 @@ class ModelNotLoadedError(_AboutAModel):
     code: ClassVar[ErrorCode] = "model_not_loaded"
 
 
-#: Errors whose old home was this module, kept for one release: name ->
-#: (the public module to import it from, the module that defines it).
-_MOVED: dict[str, tuple[str, str]] = {
-    "EnsureMismatchError": ("tabby_async", "tabby_async._desired"),
-    "StateMismatchError": ("tabby_async", "tabby_async._state"),
-    "VerificationError": ("tabby_async.fleet", "tabby_async.fleet._errors"),
-    "NodeSkippedError": ("tabby_async.fleet", "tabby_async.fleet._errors"),
-    "NodeCancelledError": ("tabby_async.fleet", "tabby_async.fleet._errors"),
-    "FleetError": ("tabby_async.fleet", "tabby_async.fleet._results"),
+#: Errors whose old home was this module, kept for one release: name -> its
+#: public home, ``module`` or ``module:NewName`` (the format of
+#: ``_public.moved``, which this module cannot import: it imports nothing of
+#: the package).
+_MOVED: dict[str, str] = {
+    "EnsureMismatchError": "tabby_async:ModelMismatchError",
+    "StateMismatchError": "tabby_async",
+    "VerificationError": "tabby_async.fleet",
+    "NodeSkippedError": "tabby_async.fleet",
+    "NodeCancelledError": "tabby_async.fleet",
+    "FleetError": "tabby_async.fleet",
 }
 
 
 def __getattr__(name: str) -> Any:
     # Looked up by name at run time, never imported here: this module stays
     # the ground floor, which knows nothing above it.
-    moved = _MOVED.get(name)
-    if moved is None:
+    home = _MOVED.get(name)
+    if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    home, defined = moved
+    where, _, new = home.partition(":")
+    new = new or name
     warnings.warn(
-        f"tabby_async.errors.{name} is deprecated: import it from {home}",
+        f"tabby_async.errors.{name} is deprecated: use {where}.{new}",
         DeprecationWarning,
         stacklevel=2,
     )
-    return getattr(importlib.import_module(defined), name)
+    return getattr(importlib.import_module(where), new)

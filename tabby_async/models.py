@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from . import _ensure
+from . import _model_ensure
 from . import _routes as R
 from ._checks import check_seconds
 from ._defaults import USE_CLIENT_DEFAULT, ClientDefaults, RetriesArg, TimeoutArg
-from ._desired import EnsureResult, LoadPlan, identity
 from ._log import log_extra, logger
+from ._model_plan import ModelPlan, ModelResult, identity
 from ._resource import Resource, build_request
 from ._stream import LoadStream, ProgressCallback, follow
 from ._transport import Transport
@@ -72,7 +72,7 @@ class AsyncModelsService(Resource):
     """
 
     __slots__ = ("_memory",)
-    _memory: _ensure.EnsureMemory
+    _memory: _model_ensure.EnsureMemory
 
     def __init__(
         self,
@@ -84,7 +84,7 @@ class AsyncModelsService(Resource):
         # What this client's ensures learnt: the cards the server left for
         # requests it would not fully apply, and the ensures under way (one
         # memory for a client and those derived from it with other defaults).
-        self._memory = _ensure.EnsureMemory() if shared is None else shared._memory
+        self._memory = _model_ensure.EnsureMemory() if shared is None else shared._memory
 
     async def list(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
@@ -280,7 +280,7 @@ class AsyncModelsService(Resource):
         """
         body = build_request(ModelLoadRequest, request, fields)
         if reload:
-            plan = await _ensure.plan_load(self, body)
+            plan = await _model_ensure.plan_load(self, body)
             if plan.action == "reload":
                 await self.unload(missing_ok=True)
         stream = self.load_stream(body, timeout=timeout, reattach_within=reattach_within)
@@ -399,7 +399,7 @@ class AsyncModelsService(Resource):
 
     async def plan_load(
         self, request: ModelLoadRequest | None = None, /, **fields: Unpack[ModelLoadFields]
-    ) -> LoadPlan:
+    ) -> ModelPlan:
         """What :meth:`ensure_loaded` would do (none, load or reload) and why; loads nothing.
 
         The plan's ``unchecked`` names the fields the request sets that the
@@ -408,7 +408,7 @@ class AsyncModelsService(Resource):
         Raises:
             InvalidInputError: a bad request field, before anything is sent.
         """
-        return await _ensure.plan_load(self, build_request(ModelLoadRequest, request, fields))
+        return await _model_ensure.plan_load(self, build_request(ModelLoadRequest, request, fields))
 
     async def ensure_loaded(
         self,
@@ -419,7 +419,7 @@ class AsyncModelsService(Resource):
         timeout: TimeoutArg = _DEFAULT,
         verify: bool = True,
         **fields: Unpack[ModelLoadFields],
-    ) -> EnsureResult:
+    ) -> ModelResult:
         """Load only if the loaded model differs from the request (unloading first if needed).
 
         The server ignores new parameters for an already loaded model; this
@@ -430,11 +430,11 @@ class AsyncModelsService(Resource):
 
         ``timeout`` bounds each load; ``verify`` (default True) reads the
         card again afterwards and raises
-        :class:`~tabby_async.EnsureMismatchError` if a reported field still
+        :class:`~tabby_async.ModelMismatchError` if a reported field still
         differs.
 
         Raises:
-            EnsureMismatchError: after acting, a reported field still differs
+            ModelMismatchError: after acting, a reported field still differs
                 (with ``verify``); its ``result`` says which.
             InvalidInputError: a bad request field, before anything is sent.
             ModelNotFoundError: no such model folder.
@@ -445,6 +445,6 @@ class AsyncModelsService(Resource):
                 ``finished``.
         """
         body = build_request(ModelLoadRequest, request, fields)
-        return await _ensure.ensure_loaded(
+        return await _model_ensure.ensure_loaded(
             self, body, on_progress=on_progress, timeout=timeout, verify=verify
         )

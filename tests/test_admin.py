@@ -1,5 +1,5 @@
 """The admin areas of the SDK against the emulator: client.lora, client.templates,
-client.sampling, client.tokens, client.service_info() and client.ensure(DesiredState).
+client.sampling, client.tokens, client.service_info() and client.apply(DesiredState).
 
 Every method is called against the emulator, and each error answer of the
 server's table for these routes is checked to reach the user as its typed
@@ -571,14 +571,14 @@ async def test_ensure_loads_the_model_then_switches_the_template_and_the_preset_
         template="chatml",
         sampling_preset="precise",
     )
-    planned = await client.ensure(state, dry_run=True)
+    planned = await client.apply(state, dry_run=True)
     assert [(p.part, p.action) for p in planned.plan.parts] == [
         ("model", "load"),
         ("template", "switch"),
         ("sampling", "switch"),
     ]
     assert posts(server) == []  # a dry run writes nothing
-    result = await client.ensure(state)
+    result = await client.apply(state)
     assert [p.part for p in result.done] == ["model", "template", "sampling"]
     # The model first: any load replaces the template.
     assert posts(server) == [
@@ -587,7 +587,7 @@ async def test_ensure_loads_the_model_then_switches_the_template_and_the_preset_
         "/v1/sampling/override/switch",
     ]
     assert await in_use(client) == "chatml"
-    again = await client.ensure(state)
+    again = await client.apply(state)
     assert not again.changed
     assert len(posts(server)) == 3  # the second call sends no write
     assert any("sampling_preset" in u for u in again.unchecked)
@@ -599,7 +599,7 @@ async def test_ensure_lets_the_load_set_the_template_it_names(
     state = DesiredState(
         model=ModelLoadRequest(model_name="m", prompt_template="chatml.jinja"), template="chatml"
     )
-    result = await client.ensure(state)
+    result = await client.apply(state)
     assert [p.part for p in result.done] == ["model"]
     assert posts(server) == ["/v1/model/load"]
     assert await in_use(client) == "chatml"
@@ -610,7 +610,7 @@ async def test_ensure_switches_the_template_again_after_another_load(
 ) -> None:
     server.preload("m", prompt_template="alpaca")
     state = DesiredState(model=ModelLoadRequest(model_name="n"), template="alpaca")
-    await client.ensure(state)
+    await client.apply(state)
     assert posts(server) == ["/v1/model/load", "/v1/template/switch"]
     assert await in_use(client) == "alpaca"
 
@@ -619,10 +619,10 @@ async def test_ensure_switches_the_preset_again_once_its_overrides_are_gone(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
     state = DesiredState(sampling_preset="creative")
-    await client.ensure(state)
+    await client.apply(state)
     await client.sampling.unload()  # selected_preset still says "creative"
     server.reset_requests()
-    result = await client.ensure(state)
+    result = await client.apply(state)
     assert [p.part for p in result.done] == ["sampling"]
     assert posts(server) == ["/v1/sampling/override/switch"]
     assert (await client.sampling.list()).overrides == PRESETS["creative"]
@@ -634,7 +634,7 @@ async def test_ensure_takes_a_preset_that_sets_no_overrides(
 ) -> None:
     # No overrides in force after the switch, as after an unload: the server
     # naming the preset right after the switch counts.
-    result = await client.ensure(DesiredState(sampling_preset="neutral"))
+    result = await client.apply(DesiredState(sampling_preset="neutral"))
     assert [p.part for p in result.done] == ["sampling"]
     assert result.mismatches == ()
     assert (await client.sampling.list()).selected_preset == "neutral"
@@ -645,8 +645,8 @@ async def test_ensure_looks_before_loading_the_embedding_model(
 ) -> None:
     # The server refuses (400) to load the embedding model it already has.
     state = DesiredState(embedding=EmbeddingModelLoadRequest(embedding_model_name="e"))
-    await client.ensure(state)
+    await client.apply(state)
     assert posts(server) == ["/v1/model/embedding/load"]
-    again = await client.ensure(state)
+    again = await client.apply(state)
     assert not again.changed
     assert posts(server) == ["/v1/model/embedding/load"]

@@ -16,11 +16,11 @@ import pytest
 
 from tabby_async import Timeout
 from tabby_async import errors as E
-from tabby_async._desired import plan_for, unchanged
+from tabby_async._model_plan import plan_for, unchanged
 from tabby_async._routes import GET, GET_EMBEDDING, LOAD, LOAD_EMBEDDING, UNLOAD
 from tabby_async._timeouts import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
 from tabby_async.cli import _args, _format, _progress, _view, common
-from tabby_async.desired import EnsureResult
+from tabby_async.desired import ModelResult
 from tabby_async.types import (
     DownloadResponse,
     HealthIssue,
@@ -179,7 +179,7 @@ def test_ensure_row() -> None:
     assert len(_format.ENSURE_COLUMNS) == 3
     # A load: the row shows the card read after acting, not the planning one.
     plan = plan_for(request, card("m", max_seq_len=2048))
-    reloaded = EnsureResult("reload", plan.reasons, plan, card=card("m", max_seq_len=4096))
+    reloaded = ModelResult("reload", plan.reasons, plan, card=card("m", max_seq_len=4096))
     assert _format.ensure_row(reloaded) == (
         "reload",
         "m @4096",

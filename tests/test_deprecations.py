@@ -14,7 +14,11 @@ import warnings
 import pytest
 
 import tabby_async
+import tabby_async.desired
 import tabby_async.fleet
+from tabby_async import AsyncTabbyClient, DesiredState, ModelLoadRequest
+from tabby_async.fleet import NodeSpec, TabbyFleet
+from tabby_async.testing import TabbyEmulator
 
 #: What a user types in the first hour: the top level holds these and no more.
 FIRST_HOUR = {
@@ -67,7 +71,7 @@ FIRST_HOUR = {
     "UnprocessableEntityError",
     "RateLimitError",
     "ServerError",
-    "EnsureMismatchError",
+    "ModelMismatchError",
     "StateMismatchError",
 }
 
@@ -84,7 +88,14 @@ MOVES = [
     ("tabby_async", "AsyncModelsService", "tabby_async.services", "AsyncModelsService"),
     ("tabby_async", "ProgressCallback", "tabby_async.services", "ProgressCallback"),
     ("tabby_async", "FIELD_RULES", "tabby_async.desired", "FIELD_RULES"),
-    ("tabby_async", "LoadPlan", "tabby_async.desired", "LoadPlan"),
+    ("tabby_async", "LoadPlan", "tabby_async.desired", "ModelPlan"),
+    ("tabby_async", "EnsureResult", "tabby_async.desired", "ModelResult"),
+    ("tabby_async", "EnsureMismatchError", "tabby_async", "ModelMismatchError"),
+    ("tabby_async.desired", "LoadPlan", "tabby_async.desired", "ModelPlan"),
+    ("tabby_async.desired", "EnsureResult", "tabby_async.desired", "ModelResult"),
+    ("tabby_async.fleet", "FleetEnsureReport", "tabby_async.fleet", "FleetModelReport"),
+    ("tabby_async.fleet", "LoadPlan", "tabby_async.desired", "ModelPlan"),
+    ("tabby_async.errors", "EnsureMismatchError", "tabby_async", "ModelMismatchError"),
     ("tabby_async", "ErrorCode", "tabby_async.errors", "ErrorCode"),
     ("tabby_async", "FleetError", "tabby_async.fleet", "FleetError"),
     ("tabby_async.fleet", "DesiredState", "tabby_async", "DesiredState"),
@@ -98,12 +109,13 @@ MOVES = [
 def test_an_old_spelling_still_works_and_names_the_new_one(
     old: str, name: str, new: str, new_name: str
 ) -> None:
-    with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} is deprecated.* {new}"):
+    said = rf"{old}\.{name} is deprecated: use {new}\.{new_name}"
+    with pytest.warns(DeprecationWarning, match=said):
         found = getattr(importlib.import_module(old), name)
     assert found is getattr(importlib.import_module(new), new_name)
 
 
-@pytest.mark.parametrize("module", [tabby_async, tabby_async.fleet])
+@pytest.mark.parametrize("module", [tabby_async, tabby_async.fleet, tabby_async.desired])
 def test_every_moved_name_resolves_to_its_home(module: object) -> None:
     moved: dict[str, str] = vars(module)["_MOVED"]
     assert moved, "the table of moved names is empty"
@@ -141,3 +153,25 @@ def test_an_error_pickles_through_its_public_module() -> None:
     err = tabby_async.ModelNotFoundError("no such folder", status=400)
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is tabby_async.ModelNotFoundError and copy.status == 400
+
+
+@pytest.mark.emulator(models=["alpha"])
+async def test_client_ensure_is_apply_under_its_old_name(server: TabbyEmulator) -> None:
+    state = DesiredState(model=ModelLoadRequest(model_name="alpha"))
+    async with AsyncTabbyClient(server.url, admin_key=server.admin_key) as client:
+        with pytest.warns(DeprecationWarning, match="AsyncTabbyClient.ensure is deprecated"):
+            old = await client.ensure(state, dry_run=True)
+        assert old == await client.apply(state, dry_run=True)
+        assert old.plan.changes  # a real plan: nothing is loaded yet
+
+
+@pytest.mark.emulator(models=["alpha"])
+async def test_fleet_ensure_is_apply_under_its_old_name(server: TabbyEmulator) -> None:
+    state = DesiredState(model=ModelLoadRequest(model_name="alpha"))
+    spec = NodeSpec("a", server.url, admin_key=server.admin_key)
+    async with TabbyFleet([spec]) as fleet:
+        with pytest.warns(DeprecationWarning, match="TabbyFleet.ensure is deprecated"):
+            old = await fleet.ensure(state)
+        assert old.results is not None and old.results["a"].ok
+        again = await fleet.apply(state)
+        assert again.results is not None and not again.results["a"].unwrap().changed

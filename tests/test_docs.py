@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from tabby_async import errors as errors_module
-from tabby_async._desired import rules_markdown
+from tabby_async._model_plan import rules_markdown
 from tabby_async.cli import GROUPS, build_parser
 from tabby_async.cli import common as cli_common
 from tabby_async.fleet import read_nodes_toml
@@ -166,7 +166,7 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             ],
         ),
         (
-            "fleet.ensure(dry_run=True)",
+            "fleet.apply(dry_run=True)",
             [
                 r"^gpu-01: model: load \(",
                 r"^gpu-02: embedding: load \(none loaded\)$",
@@ -190,7 +190,7 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             ],
         ),
         (
-            "client.ensure(state, dry_run=True)",
+            "client.apply(state, dry_run=True)",
             [
                 r"^plan: model: load \(",
                 r"^plan: template: switch \(after the model load\)$",

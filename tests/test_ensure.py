@@ -23,11 +23,11 @@ from tabby_async import (
     ModelLoadRequest,
     PermissionDeniedError,
 )
-from tabby_async._desired import (
+from tabby_async._model_plan import (
     NOT_COMPARED,
-    EnsureMismatchError,
     FieldDiff,
     Identity,
+    ModelMismatchError,
     card_id,
     compare,
     identity,
@@ -268,7 +268,7 @@ async def test_a_value_the_server_changes_raises_mismatch(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
     # "m" has no vision component: the server loads it with use_vision false.
-    with pytest.raises(EnsureMismatchError) as caught:
+    with pytest.raises(ModelMismatchError) as caught:
         await client.models.ensure_loaded(model_name="m", vision=True, rope_alpha=2.0)
     err = caught.value
     assert err.code == "ensure_mismatch"

@@ -1,6 +1,6 @@
 """Desired state under attack: odd servers, odd names, cancellation, hostile cards.
 
-Each test here is a way to make ``ensure_loaded``, ``client.ensure`` or a
+Each test here is a way to make ``ensure_loaded``, ``client.apply`` or a
 plan claim "as requested" for what the server does not run, fail a whole
 ensure over an auxiliary read, or leave something behind; each failed
 before its fix.
@@ -22,10 +22,10 @@ from tabby_async import (
     ClientStateError,
     DesiredState,
     DraftModelLoadRequest,
-    EnsureMismatchError,
+    ModelMismatchError,
 )
 from tabby_async import ModelLoadRequest as Req
-from tabby_async._desired import identity, plan_for
+from tabby_async._model_plan import identity, plan_for
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tabby_async.types import ModelCard, ModelCardParameters
 from tests.helpers import GUARD, guarded, serve_app
@@ -86,7 +86,7 @@ async def test_an_odd_draft_read_leaves_the_draft_unchecked(
     result = await both.models.ensure_loaded(request)
     assert result.action == "none"
     assert "draft_model.draft_model_name" in result.unchecked
-    state = await both.ensure(DesiredState(model=request))
+    state = await both.apply(DesiredState(model=request))
     assert state.done == ()
     assert _writes(server) == []
 
@@ -395,7 +395,7 @@ def _hostile(cards: list[dict[str, Any]]) -> tuple[web.Application, list[str]]:
 async def test_a_no_op_load_then_a_card_of_another_folder_is_never_as_requested() -> None:
     app, writes = _hostile([{"id": "4.0bpw", "parameters": {}}, {"id": "other", "parameters": {}}])
     async with serve_app(app) as url, AsyncTabbyClient(url, admin_key="k") as client:
-        with pytest.raises(EnsureMismatchError) as caught:
+        with pytest.raises(ModelMismatchError) as caught:
             await guarded(client.models.ensure_loaded(model_name="org/model/4.0bpw"))
     assert [d.field for d in caught.value.result.mismatches] == ["model_name"]
     assert writes == [LOAD, UNLOAD, LOAD]  # the unload only once the card showed another model
@@ -419,7 +419,7 @@ async def test_a_card_that_leaves_out_a_reported_field_cannot_tell(
         assert set(plan.unchecked) == {"max_seq_len", "cache_mode"}
         assert "as requested" not in plan.summary()
         request = Req(model_name="m", max_seq_len=8192, cache_mode="Q4")
-        state = await client.ensure(DesiredState(model=request), dry_run=True)
+        state = await client.apply(DesiredState(model=request), dry_run=True)
         assert (state.plan.met, state.plan.verified) == (None, False)  # the exporter: unknown
     assert writes == []
 
@@ -480,11 +480,11 @@ async def test_a_nested_request_the_server_cannot_satisfy_costs_one_no_op_load_t
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
     request = Req(model_name="org/novision/v1", vision=True)
-    with pytest.raises(EnsureMismatchError) as first:
+    with pytest.raises(ModelMismatchError) as first:
         await client.models.ensure_loaded(request)
     for _ in range(2):
         server.reset_requests()
-        with pytest.raises(EnsureMismatchError) as again:
+        with pytest.raises(ModelMismatchError) as again:
             await client.models.ensure_loaded(request)
         assert again.value.result.mismatches == first.value.result.mismatches
         assert _writes(server) == [LOAD]  # the server's no-op proves the folder; no unload

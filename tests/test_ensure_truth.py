@@ -19,7 +19,7 @@ from tabby_async import (
     DesiredState,
     DraftModelLoadRequest,
     EmbeddingModelLoadRequest,
-    EnsureMismatchError,
+    ModelMismatchError,
     StateMismatchError,
 )
 from tabby_async import ModelLoadRequest as Req
@@ -100,15 +100,15 @@ async def test_client_ensure_leaves_a_nested_name_to_the_server(
     server.preload("org/model/4.0bpw")
     server.reset_requests()
     state = DesiredState(model=Req(model_name="other-org/model/4.0bpw"))
-    dry = await client.ensure(state, dry_run=True)
+    dry = await client.apply(state, dry_run=True)
     assert dry.plan.met is None and not dry.plan.verified
-    result = await client.ensure(state)
+    result = await client.apply(state)
     assert [p.part for p in result.done] == ["model"]
     assert server.loaded == "other-org/model/4.0bpw"
     assert result.after is not None and result.after.met is True
 
     server.reset_requests()
-    again = await client.ensure(state)
+    again = await client.apply(state)
     assert again.done == ()  # the server's no-op proved it: nothing written
     assert _writes(server) == [LOAD]
 
@@ -119,15 +119,15 @@ async def test_an_embedding_folder_is_told_apart_by_the_server(
     await client.models.load_embedding(embedding_model_name="emb/a/v1")
     server.reset_requests()
     other = DesiredState(embedding=EmbeddingModelLoadRequest(embedding_model_name="emb/b/v1"))
-    plan = (await client.ensure(other, dry_run=True)).plan
+    plan = (await client.apply(other, dry_run=True)).plan
     assert plan.met is None
-    result = await client.ensure(other)
+    result = await client.apply(other)
     assert [p.part for p in result.done] == ["embedding"]
     assert server.loaded_embedding == "emb/b/v1"
 
     # The same folder again: the server's "already loaded" refusal proves it.
     server.reset_requests()
-    same = await client.ensure(other)
+    same = await client.apply(other)
     assert same.done == ()
     assert same.after is not None and same.after.met is True
     assert _writes(server) == [EMBED_LOAD]
@@ -137,9 +137,9 @@ async def test_a_flat_embedding_name_is_proved_by_the_card(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
     state = DesiredState(embedding=EmbeddingModelLoadRequest(embedding_model_name="flat-emb"))
-    await client.ensure(state)
+    await client.apply(state)
     server.reset_requests()
-    again = await client.ensure(state)
+    again = await client.apply(state)
     assert again.plan.met is True
     assert _writes(server) == []
 
@@ -150,7 +150,7 @@ async def test_a_flat_embedding_name_is_proved_by_the_card(
 async def test_a_null_template_is_a_mismatch_that_names_the_field(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
-    with pytest.raises(EnsureMismatchError) as caught:
+    with pytest.raises(ModelMismatchError) as caught:
         await client.models.ensure_loaded(model_name="bare", prompt_template="nope")
     (diff,) = caught.value.result.mismatches
     assert (diff.field, diff.wanted, diff.loaded) == ("prompt_template", "nope", None)
@@ -174,14 +174,14 @@ async def test_a_request_the_server_cannot_satisfy_reaches_a_fixed_point(
     field: str,
     shown: object,
 ) -> None:
-    with pytest.raises(EnsureMismatchError) as first:
+    with pytest.raises(ModelMismatchError) as first:
         await client.models.ensure_loaded(**fields)  # type: ignore[arg-type]
     assert [(d.field, d.loaded) for d in first.value.result.mismatches] == [(field, shown)]
     assert _writes(server) == [LOAD]
 
     for _ in range(2):
         server.reset_requests()
-        with pytest.raises(EnsureMismatchError) as again:
+        with pytest.raises(ModelMismatchError) as again:
             await client.models.ensure_loaded(**fields)  # type: ignore[arg-type]
         assert again.value.result.mismatches == first.value.result.mismatches
         assert again.value.result.action == "none"
@@ -191,10 +191,10 @@ async def test_a_request_the_server_cannot_satisfy_reaches_a_fixed_point(
     assert (plan.action, plan.met) == ("none", False)
     assert [d.field for d in plan.refused] == [field]
 
-    # client.ensure with the same model part: the same mismatch at once, no write.
+    # client.apply with the same model part: the same mismatch at once, no write.
     server.reset_requests()
     with pytest.raises(StateMismatchError) as state:
-        await client.ensure(DesiredState(model=Req(**fields)))  # type: ignore[arg-type]
+        await client.apply(DesiredState(model=Req(**fields)))  # type: ignore[arg-type]
     assert [p.part for p in state.value.result.mismatches] == ["model"]
     assert _writes(server) == []
 
@@ -203,13 +203,13 @@ async def test_the_fixed_point_ends_when_the_card_changes(
     server: TabbyEmulator, client: AsyncTabbyClient
 ) -> None:
     wanted = {"model_name": "novision", "vision": True, "max_seq_len": 2048}
-    with pytest.raises(EnsureMismatchError):
+    with pytest.raises(ModelMismatchError):
         await client.models.ensure_loaded(**wanted)  # type: ignore[arg-type]
     # Someone else loads it with another context: the card no longer shows
     # what our request's load left, so ensure acts again.
     server.preload("novision", max_seq_len=1024)
     server.reset_requests()
-    with pytest.raises(EnsureMismatchError) as again:
+    with pytest.raises(ModelMismatchError) as again:
         await client.models.ensure_loaded(**wanted)  # type: ignore[arg-type]
     assert _writes(server) == [UNLOAD, LOAD]
     assert [d.field for d in again.value.result.mismatches] == ["vision"]
@@ -218,7 +218,7 @@ async def test_the_fixed_point_ends_when_the_card_changes(
     # it can see: loading again would give the same answer.
     server.preload("novision", vision=True, max_seq_len=2048, cache_size=8192)
     server.reset_requests()
-    with pytest.raises(EnsureMismatchError):
+    with pytest.raises(ModelMismatchError):
         await client.models.ensure_loaded(**wanted)  # type: ignore[arg-type]
     assert _writes(server) == []
 
@@ -228,11 +228,11 @@ async def test_client_ensure_reaches_the_fixed_point_too(
 ) -> None:
     state = DesiredState(model=Req(model_name="novision", vision=True), template="chatml")
     with pytest.raises(StateMismatchError) as first:
-        await client.ensure(state)
+        await client.apply(state)
     assert [p.part for p in first.value.result.mismatches] == ["model"]
     server.reset_requests()
     with pytest.raises(StateMismatchError) as again:
-        await client.ensure(state)
+        await client.apply(state)
     assert [p.part for p in again.value.result.mismatches] == ["model"]
     assert _writes(server) == []
 
@@ -429,9 +429,9 @@ async def test_client_ensure_compares_the_draft_too(server: TabbyEmulator) -> No
     ) as both:
         draft = DraftModelLoadRequest(draft_model_name="d2")
         state = DesiredState(model=Req(model_name="m", draft_model=draft))
-        dry = await both.ensure(state, dry_run=True)
+        dry = await both.apply(state, dry_run=True)
         assert dry.plan.met is False
-        result = await both.ensure(state)
+        result = await both.apply(state)
         assert [p.part for p in result.done] == ["model"]
         assert server.loaded_draft == "d2"
 

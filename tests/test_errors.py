@@ -37,7 +37,7 @@ from tabby_async import _routes as R
 from tabby_async._mapping import status_error
 from tabby_async.cli import main as cli_main
 from tabby_async.cli.common import ERROR_LINE_LIMIT, describe_error, one_line
-from tabby_async.desired import EnsureResult, FieldDiff, LoadPlan, PartPlan
+from tabby_async.desired import FieldDiff, ModelPlan, ModelResult, PartPlan
 from tabby_async.fleet import FleetResult, NodeResult
 from tests.helpers import serve_app
 
@@ -164,7 +164,7 @@ def test_redirect_is_not_followed_and_named() -> None:
 
 def _all_error_classes() -> list[type[TabbyError]]:
     """Every TabbyError subclass the package defines (its modules imported first)."""
-    for module in ("tabby_async.fleet", "tabby_async._ensure", "tabby_async.testing"):
+    for module in ("tabby_async.fleet", "tabby_async._model_ensure", "tabby_async.testing"):
         importlib.import_module(module)
     found: list[type[TabbyError]] = []
     todo: list[type[TabbyError]] = [TabbyError]
@@ -176,11 +176,11 @@ def _all_error_classes() -> list[type[TabbyError]]:
     return sorted(found, key=lambda c: c.__qualname__)
 
 
-def _ensure_result() -> EnsureResult:
+def _ensure_result() -> ModelResult:
     request = ModelLoadRequest(model_name="m", max_seq_len=4096)
-    plan = LoadPlan(action="load", reasons=(), request=request, loaded=None)
+    plan = ModelPlan(action="load", reasons=(), request=request, loaded=None)
     diff = FieldDiff(field="max_seq_len", wanted=4096, loaded=2048)
-    return EnsureResult(action="load", reasons=(diff,), plan=plan, mismatches=(diff,))
+    return ModelResult(action="load", reasons=(diff,), plan=plan, mismatches=(diff,))
 
 
 def _state_result() -> StateResult:
@@ -211,7 +211,7 @@ SAMPLES: dict[str, Any] = {
     "limit": 16 << 20,
 }
 RESULTS: dict[str, Callable[[], Any]] = {
-    "EnsureMismatchError": _ensure_result,
+    "ModelMismatchError": _ensure_result,
     "FleetError": _fleet_result,
     "StateMismatchError": _state_result,
 }
@@ -271,7 +271,7 @@ def _plain(value: object) -> object:
 def test_the_table_covers_the_known_classes() -> None:
     names = {c.__name__ for c in _all_error_classes()}
     assert {"InvalidInputError", "TabbyTimeoutError", "ServerError", "LoadFailedError"} <= names
-    assert {"EnsureMismatchError", "FleetError", "VerificationError"} <= names
+    assert {"ModelMismatchError", "FleetError", "VerificationError"} <= names
 
 
 def raise_in_worker() -> None:
@@ -416,6 +416,7 @@ def test_the_fleet_errors_old_homes_still_work_and_warn(name: str) -> None:
     home = getattr(tabby_async.fleet, name)
     assert issubclass(home, tabby_async.errors.TabbyError)
     assert name not in tabby_async.errors.__all__ and name not in tabby_async.__all__
+    said = rf"is deprecated: use tabby_async\.fleet\.{name}"
     for old in (tabby_async.errors, tabby_async):
-        with pytest.warns(DeprecationWarning, match="import it from tabby_async.fleet"):
+        with pytest.warns(DeprecationWarning, match=said):
             assert getattr(old, name) is home

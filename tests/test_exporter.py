@@ -36,7 +36,7 @@ from tabby_async import (
     ModelLoadRequest,
     ServerError,
 )
-from tabby_async._state import Observed, StatePlan, plan_state
+from tabby_async._state_plan import Observed, StatePlan, plan_state
 from tabby_async.exporter import (
     AsyncFleetCollector,
     FleetCollector,

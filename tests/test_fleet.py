@@ -29,8 +29,8 @@ from tabby_async import (
 )
 from tabby_async.cli._fleet_output import fleet_table
 from tabby_async.fleet import (
-    FleetEnsureReport,
     FleetError,
+    FleetModelReport,
     FleetResult,
     NodeResult,
     NodeSkippedError,
@@ -956,7 +956,7 @@ def test_sdk_results_carry_data_not_tables() -> None:
     import tabby_async.fleet as fleet_package
 
     assert "format_table" not in fleet_package.__all__
-    for cls in (NodeStatus, FleetResult, FleetEnsureReport, RolloutReport):
+    for cls in (NodeStatus, FleetResult, FleetModelReport, RolloutReport):
         assert not hasattr(cls, "format_table") and not hasattr(cls, "table_row")
         assert not hasattr(cls, "TABLE_COLUMNS")
         assert callable(cls.summary)

@@ -38,7 +38,7 @@ from tabby_async.cli._fleet_output import (
     table_rows,
 )
 from tabby_async.cli._output import json_text
-from tabby_async.desired import FieldDiff, LoadPlan, PartPlan
+from tabby_async.desired import FieldDiff, ModelPlan, PartPlan
 from tabby_async.fleet import FleetResult, NodeResult, NodeStatus
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tabby_async.types import HealthIssue, HealthResponse, ModelCard, ModelCardParameters
@@ -497,7 +497,7 @@ def _status(**changes: Any) -> NodeStatus:
 
 CARD = ModelCard(id="m", parameters=ModelCardParameters(max_seq_len=2048))
 REQUEST = ModelLoadRequest(model_name="m", max_seq_len=4096)
-PLAN = LoadPlan("reload", (FieldDiff("max_seq_len", 4096, 2048),), REQUEST, CARD)
+PLAN = ModelPlan("reload", (FieldDiff("max_seq_len", 4096, 2048),), REQUEST, CARD)
 SICK = HealthResponse(status="unhealthy", issues=[HealthIssue(description="hot")])
 REFUSED = AuthenticationError("the key was refused", status=401)
 

@@ -1,5 +1,5 @@
 """A whole node's desired state across a fleet: the nodes file's ``[desired]``,
-``TabbyFleet.ensure``, ``rollout`` with a DesiredState, and the same through ``fleet.run``.
+``TabbyFleet.apply``, ``rollout`` with a DesiredState, and the same through ``fleet.run``.
 
 Against emulators in this process. Writes are counted as the POSTs each
 emulator received: a second run with the same state must send none.
@@ -198,7 +198,7 @@ def test_a_bad_desired_table_is_refused_naming_its_key_path(
     assert str(caught.value).startswith(f"{expected}: ")
 
 
-# --- TabbyFleet.ensure --------------------------------------------------------------------
+# --- TabbyFleet.apply --------------------------------------------------------------------
 
 
 async def test_ensure_plans_every_node_then_writes_only_where_needed(nodes: Nodes) -> None:
@@ -215,7 +215,7 @@ async def test_ensure_plans_every_node_then_writes_only_where_needed(nodes: Node
     seen: list[tuple[FleetResult[StatePlan], int]] = []
     async with TabbyFleet.from_toml(path, env={}) as fleet:
         assert set(fleet.desired) == {"a", "b", "c", "down"}
-        report = await fleet.ensure(on_plan=lambda plans: seen.append((plans, nodes.posts())))
+        report = await fleet.apply(on_plan=lambda plans: seen.append((plans, nodes.posts())))
     assert isinstance(report, FleetStateReport)
     # on_plan saw every managed node's plan before anything was written.
     assert [(plans.nodes, posts) for plans, posts in seen] == [(["a", "b", "c", "down"], 0)]
@@ -242,18 +242,18 @@ async def test_ensure_plans_every_node_then_writes_only_where_needed(nodes: Node
 async def test_a_second_run_with_the_same_state_sends_no_write(nodes: Nodes) -> None:
     path = nodes.file(STATE_TOML)
     async with TabbyFleet.from_toml(path, env={}) as fleet:
-        first = await fleet.ensure()
+        first = await fleet.apply()
         assert first.ok and first.changed == NAMES
         nodes.reset()
         for run in range(1, 3):
-            again = await fleet.ensure()
+            again = await fleet.apply()
             assert again.ok and again.changed == []
             # Each node was read once per run (and per dry run), to plan: nothing to apply.
             reads = [s.count("GET", "/v1/model") for s in nodes.servers.values()]
             assert reads == [2 * run - 1] * 4
             assert again.results is not None
             assert {r.unwrap().changed for r in again.results} == {False}
-            dry = await fleet.ensure(dry_run=True)
+            dry = await fleet.apply(dry_run=True)
             assert dry.results is None
             assert dry.summary() == "plan (dry run): 4 none; 0 failed"
     assert nodes.posts() == 0
@@ -262,7 +262,7 @@ async def test_a_second_run_with_the_same_state_sends_no_write(nodes: Nodes) -> 
 async def test_a_dry_run_writes_nothing_and_says_what_it_would_do(nodes: Nodes) -> None:
     nodes.servers["a"].preload("m", max_seq_len=4096)
     async with nodes.fleet() as fleet:
-        report = await fleet.ensure(DesiredState(model=M4096), dry_run=True)
+        report = await fleet.apply(DesiredState(model=M4096), dry_run=True)
     assert report.results is None and report.changed == []
     assert report.final is report.plans
     assert report.summary() == "plan (dry run): 3 change, 1 none; 0 failed"
@@ -274,11 +274,11 @@ async def test_a_given_state_goes_to_every_chosen_node(nodes: Nodes) -> None:
     path = nodes.file(per_node={"a": 'desired.model = "n"'})
     state = DesiredState(embedding=E)
     async with TabbyFleet.from_toml(path, env={}) as fleet:
-        report = await fleet.ensure(state, nodes=["a", "b"])
+        report = await fleet.apply(state, nodes=["a", "b"])
         with pytest.raises(InvalidInputError, match="state: no chosen node declares"):
-            await fleet.ensure(nodes=["b", "c"])
+            await fleet.apply(nodes=["b", "c"])
         with pytest.raises(InvalidInputError, match="state: must be a DesiredState"):
-            await fleet.ensure(M4096)  # type: ignore[arg-type]
+            await fleet.apply(M4096)  # type: ignore[arg-type]
     assert report.ok and report.states == {"a": state, "b": state} and report.unmanaged == ()
     assert [(s.loaded, s.loaded_embedding) for s in nodes.servers.values()] == [
         (None, "e"),
@@ -299,7 +299,7 @@ async def test_a_node_that_does_not_converge_fails_with_state_mismatch(nodes: No
         )
 
     async with nodes.fleet(["a", "b"]) as fleet:
-        report = await fleet.ensure(DesiredState(embedding=E), on_plan=arm)
+        report = await fleet.apply(DesiredState(embedding=E), on_plan=arm)
     assert report.results is not None
     assert report.results["a"].unwrap().changed
     err = report.results["b"].error
@@ -312,7 +312,7 @@ async def test_a_node_that_does_not_converge_fails_with_state_mismatch(nodes: No
 async def test_a_bad_timeout_is_refused_before_any_node_is_read(nodes: Nodes) -> None:
     async with nodes.fleet() as fleet:
         with pytest.raises(InvalidInputError, match="timeout"):
-            await fleet.ensure(STATE, timeout=-1)
+            await fleet.apply(STATE, timeout=-1)
     assert all(s.requests == [] for s in nodes.servers.values())
 
 
@@ -387,12 +387,12 @@ async def test_rollout_of_a_state_fails_a_node_whose_load_fails(nodes: Nodes) ->
 
 async def test_ensure_through_the_generic_run(nodes: Nodes) -> None:
     async with nodes.fleet() as fleet:
-        plans = await fleet.run(lambda _node, client: client.ensure(STATE, dry_run=True))
+        plans = await fleet.run(lambda _node, client: client.apply(STATE, dry_run=True))
         assert {r.unwrap().plan.summary() for r in plans} == {"model: load; embedding: load"}
-        applied = await fleet.run(lambda _node, client: client.ensure(STATE), nodes=["a", "b"])
+        applied = await fleet.run(lambda _node, client: client.apply(STATE), nodes=["a", "b"])
         assert [r.unwrap().changed for r in applied] == [True, True]
         nodes.reset()
-        again = await fleet.run(lambda _node, client: client.ensure(STATE), nodes=["a", "b"])
+        again = await fleet.run(lambda _node, client: client.apply(STATE), nodes=["a", "b"])
         assert [r.unwrap().changed for r in again] == [False, False]
     assert nodes.posts() == 0
 
@@ -417,7 +417,7 @@ async def test_ensure_switches_template_and_preset_only_where_they_differ(nodes:
     assert servers["d"].sampler_overrides == ("fast", {})
     nodes.reset()
     async with TabbyFleet.from_toml(nodes.file(FULL_TOML), env={}) as fleet:
-        report = await fleet.ensure()
+        report = await fleet.apply()
     assert report.ok, report.summary()
     plans = {r.node: r.unwrap().summary() for r in report.plans}
     assert plans == {
@@ -441,7 +441,7 @@ async def test_ensure_switches_template_and_preset_only_where_they_differ(nodes:
 
     nodes.reset()
     async with TabbyFleet.from_toml(nodes.file(FULL_TOML), env={}) as fleet:
-        again = await fleet.ensure()
+        again = await fleet.apply()
         rolled = await fleet.rollout(FULL, batch_size=2)  # the default check passes
     assert again.ok and again.changed == [] and rolled.ok
     assert nodes.posts() == 0
@@ -451,7 +451,7 @@ async def test_a_model_load_replaces_the_template_so_it_is_switched_after(nodes:
     nodes.servers["a"].preload("n", prompt_template="chatml")
     state = DesiredState(model=ModelLoadRequest(model_name="m"), template="chatml")
     async with nodes.fleet(["a"]) as fleet:
-        report = await fleet.ensure(state)
+        report = await fleet.apply(state)
     assert report.results is not None
     done = report.results["a"].unwrap().done
     assert [(p.part, p.action) for p in done] == [("model", "load"), ("template", "switch")]

@@ -267,7 +267,7 @@ async def test_ensure_loaded_records_its_plan_and_parents_the_load(
 async def test_client_ensure_records_the_parts_planned_and_done(
     server: TabbyEmulator, client: AsyncTabbyClient, spans: InMemorySpanExporter
 ) -> None:
-    await client.ensure(DesiredState(model=ModelLoadRequest(model_name="beta")))
+    await client.apply(DesiredState(model=ModelLoadRequest(model_name="beta")))
     found = attrs(one(spans, "tabby.ensure"))
     assert found["server.port"] == server.port
     assert found["tabby.ensure.parts"] == ("model",)
@@ -355,7 +355,7 @@ async def main() -> None:
         async with AsyncTabbyClient(server.url) as client:
             await client.models.load(model_name="m")
             await client.models.ensure_loaded(model_name="m", max_seq_len=1024)
-            await client.ensure(DesiredState(model=ModelLoadRequest(model_name="m")))
+            await client.apply(DesiredState(model=ModelLoadRequest(model_name="m")))
         async with TabbyFleet([NodeSpec("a", server.url), NodeSpec("b", server.url)]) as fleet:
             assert (await fleet.status()).ok
             assert (await fleet.rollout(model_name="m")).ok

@@ -209,7 +209,7 @@ def test_every_public_class_function_method_and_property_has_a_docstring() -> No
 
 
 #: What a docstring must not cite: the repository's protocol notes, and private
-#: modules by path (``_ensure.py``, ``tabby_async/_ensure.py``) or dotted name.
+#: modules by path (``_model_ensure.py``, ``tabby_async/_model_ensure.py``) or dotted name.
 UNSEEN = re.compile(r"PROTOCOL\.md|(?<!\w)_[a-z][a-z0-9_]*\.py\b|tabby_async(?:\.\w+)*\._[a-z]\w*")
 
 
@@ -217,8 +217,8 @@ UNSEEN = re.compile(r"PROTOCOL\.md|(?<!\w)_[a-z][a-z0-9_]*\.py\b|tabby_async(?:\
     ("text", "cites"),
     [
         ("as PROTOCOL.md says", True),
-        ("see tabby_async/_ensure.py", True),
-        ("the plan (``_desired.py``)", True),
+        ("see tabby_async/_model_ensure.py", True),
+        ("the plan (``_model_plan.py``)", True),
         (":class:`~tabby_async._route.Route`", True),
         ("tabby_async.testing._emulator", True),
         (":class:`~tabby_async.ModelLoadRequest`", False),

@@ -106,7 +106,7 @@ PROGRAMS: list[tuple[str, list[str]]] = [
     ),
     ("client.service_info()", [r"^TabbyAPI \{'openai': '/v1', 'koboldai': '/api'\}$"]),
     (
-        "client.ensure(state, dry_run=True)",
+        "client.apply(state, dry_run=True)",
         [
             r"^plan: model: load; template: switch; sampling: switch$",
             r"^done: model: load; template: switch; sampling: switch$",

@@ -12,7 +12,7 @@ from tabby_async import (
     InvalidInputError,
     ModelLoadRequest,
 )
-from tabby_async._state import Observed, plan_state
+from tabby_async._state_plan import Observed, plan_state
 from tabby_async.types import ModelCard, ModelCardParameters, SamplerOverrides
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TextIO
 
 from .. import StatePlan, StateResult
-from ..desired import EnsureResult, LoadPlan, PartPlan
+from ..desired import ModelPlan, ModelResult, PartPlan
 from ..fleet import FleetResult, NodeResult, NodeStatus
 from ..types import ModelLoadResponse
 from ._format import (
@@ -145,8 +145,8 @@ def state_row(result: StateResult) -> tuple[str, ...]:
 #: Per value type, the columns and the row its nodes get in a fleet table.
 ROW_FORMATS: dict[type, tuple[tuple[str, ...], Callable[[Any], Sequence[str]]]] = {
     NodeStatus: (STATUS_COLUMNS, status_row),
-    LoadPlan: (PLAN_COLUMNS, plan_row),
-    EnsureResult: (ENSURE_COLUMNS, ensure_row),
+    ModelPlan: (PLAN_COLUMNS, plan_row),
+    ModelResult: (ENSURE_COLUMNS, ensure_row),
     StateResult: (STATE_COLUMNS, state_row),
 }
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..desired import FIELD_RULES, EnsureResult, FieldDiff, LoadPlan
+from ..desired import FIELD_RULES, FieldDiff, ModelPlan, ModelResult
 from ..types import (
     DownloadResponse,
     HealthResponse,
@@ -183,12 +183,12 @@ def card_text(card: ModelCard | None) -> str:
 PLAN_COLUMNS: tuple[str, ...] = ("action", "loaded", "why")
 
 
-def plan_row(plan: LoadPlan) -> tuple[str, ...]:
+def plan_row(plan: ModelPlan) -> tuple[str, ...]:
     """An ensure plan as a table row: what it would do, what is loaded, and why."""
     return (plan.action, card_text(plan.loaded), plan_why(plan))
 
 
-def plan_why(plan: LoadPlan) -> str:
+def plan_why(plan: ModelPlan) -> str:
     """Why a plan does what it does, in a few words (its reasons, or what it cannot tell)."""
     if plan.refused:
         return "the server did not apply " + reasons_text(plan.refused)
@@ -206,7 +206,7 @@ def plan_why(plan: LoadPlan) -> str:
 ENSURE_COLUMNS: tuple[str, ...] = ("action", "model", "why")
 
 
-def ensure_row(result: EnsureResult) -> tuple[str, ...]:
+def ensure_row(result: ModelResult) -> tuple[str, ...]:
     """An ensure result as a table row: what was done, the model loaded now, and why."""
     card = result.card if result.card is not None else result.plan.loaded
     return (result.action, card_text(card), reasons_text(result.reasons) or "as requested")

@@ -35,9 +35,9 @@ from typing import Any
 
 from .. import StatePlan
 from .. import errors as E
-from ..desired import LoadPlan
+from ..desired import ModelPlan
 from ..fleet import (
-    FleetEnsureReport,
+    FleetModelReport,
     FleetOptions,
     FleetResult,
     FleetStateReport,
@@ -148,7 +148,7 @@ async def _warn_without_vision(fleet: TabbyFleet, name: str, loaded: list[str]) 
             print(NO_VISION_WARNING.format(where=where, name=name), file=sys.stderr, flush=True)
 
 
-def _plan_text(plans: FleetResult[LoadPlan]) -> str:
+def _plan_text(plans: FleetResult[ModelPlan]) -> str:
     counts: dict[str, int] = {}
     for r in plans:
         key = r.value.action if r.value is not None else r.status
@@ -161,7 +161,7 @@ def _plan_text(plans: FleetResult[LoadPlan]) -> str:
 
 #: Starts a plan-then-act operation on a fleet with the options the command gives.
 StartPlanned = Callable[
-    [TabbyFleet, dict[str, Any]], Awaitable[FleetEnsureReport | FleetStateReport]
+    [TabbyFleet, dict[str, Any]], Awaitable[FleetModelReport | FleetStateReport]
 ]
 
 
@@ -228,12 +228,12 @@ async def _apply(args: argparse.Namespace) -> int:
 
     try:
         return await _plan_then_act(
-            args, "apply", "apply", plan_text, lambda fleet, options: fleet.ensure(**options)
+            args, "apply", "apply", plan_text, lambda fleet, options: fleet.apply(**options)
         )
     except E.InvalidInputError as exc:
         if exc.field != "state":
             raise
-        # The SDK's message names its own API (fleet.ensure(state)); say the CLI's way.
+        # The SDK's message names its own API (fleet.apply(state)); say the CLI's way.
         raise CliError(
             "no chosen node declares a desired state: declare it in the nodes file "
             "([desired], or desired in a node's table)",

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from .._checks import check_count, check_seconds
 from .._log import logger
-from .._state import DesiredState
+from .._state_plan import DesiredState
 from ..errors import ClientStateError, InvalidInputError
 from ..fleet import NodeSpec, TabbyFleet, read_nodes_toml
 from ._snapshot import METRICS, FleetSnapshot, NodeSnapshot, metrics

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._state import StatePlan
+from .._state_plan import StatePlan
 from ..errors import TabbyError
 from ..fleet import NodeStatus
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from .._client import AsyncTabbyClient
-from .._state import DesiredState, Observed, StatePlan, plan_state
+from .._state_plan import DesiredState, Observed, StatePlan, plan_state
 from ..errors import TabbyError
 from ..fleet import NodeStatus, TabbyFleet
 from ..fleet._status import probe_status

@@ -30,7 +30,7 @@ import aiohttp
 from .._checks import check_folder_name, check_key, normalise_base_url, redact_url
 from .._env import check_env_name
 from .._resource import build_request
-from .._state import DesiredState
+from .._state_plan import DesiredState
 from ..errors import InvalidInputError
 from ..types import EmbeddingModelLoadRequest, ModelLoadRequest
 
@@ -97,7 +97,7 @@ class NodeSpec:
     api_key: str | None = field(default=None, repr=False)
     admin_key: str | None = field(default=None, repr=False)
     #: The node's declared desired state (None: it declares none), for
-    #: :meth:`TabbyFleet.ensure <tabby_async.fleet.TabbyFleet.ensure>`.
+    #: :meth:`TabbyFleet.apply <tabby_async.fleet.TabbyFleet.apply>`.
     desired: DesiredState | None = None
 
     def __post_init__(self) -> None:
@@ -352,7 +352,7 @@ def read_nodes_toml(
     key itself.
 
     A ``[desired]`` table declares the desired state of every node, for
-    :meth:`TabbyFleet.ensure <tabby_async.fleet.TabbyFleet.ensure>` and
+    :meth:`TabbyFleet.apply <tabby_async.fleet.TabbyFleet.apply>` and
     ``tabby-async fleet apply``. It has four parts, each optional:
     ``model`` (a table of load request fields, or just the model's name),
     ``template`` (a prompt template name), ``sampling_preset`` (a sampler

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl as _ssl
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -12,12 +13,11 @@ import aiohttp
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from .._desired import EnsureResult, check_reachable
+from .._model_plan import ModelResult, check_reachable
 from .._resource import build_request
-from .._state import DesiredState, StatePlan, StateResult
+from .._state_plan import DesiredState, StatePlan, StateResult
 from ..errors import InvalidInputError
 from ..types import HealthResponse, ModelLoadRequest, PermissionResponse
-from ._apply import FleetStateReport, apply_on_fleet
 from ._config import FleetOptions, NodeSpec, check_fleet_options, read_nodes_toml
 from ._fanout import NodeOp, ResultCallback
 from ._models import FleetModels
@@ -29,8 +29,8 @@ from ._runner import (
     FleetProgressCallback,
     FleetSettings,
     Runner,
-    run_options,
 )
+from ._state_apply import FleetStateReport, apply_on_fleet
 from ._status import NodeStatus, probe_status
 
 if TYPE_CHECKING:
@@ -257,9 +257,7 @@ class TabbyFleet:
 
     async def permission(self, **options: Unpack[RunOptions]) -> FleetResult[PermissionResponse]:
         """What each node's key may do (``GET /v1/auth/permission``)."""
-        return await self._runner.each(
-            lambda c, t: c.permission(timeout=t), "permission", options
-        )
+        return await self._runner.each(lambda c, t: c.permission(timeout=t), "permission", options)
 
     async def status(
         self, *, concurrent_probes: bool = False, **options: Unpack[RunOptions]
@@ -281,18 +279,14 @@ class TabbyFleet:
             options,
         )
 
-    async def ensure(
+    async def apply(
         self,
         state: DesiredState | None = None,
         *,
         dry_run: bool = False,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
-        max_concurrency: int | None = None,
-        fail_fast: bool = False,
         on_progress: FleetProgressCallback | None = None,
         on_plan: Callable[[FleetResult[StatePlan]], object] | None = None,
-        on_result: ResultCallback | None = None,
+        **options: Unpack[RunOptions],
     ) -> FleetStateReport:
         """Bring every node to a desired state: its model, template, sampler preset, embedding.
 
@@ -303,8 +297,8 @@ class TabbyFleet:
         is raised before any node is contacted). With a state, every chosen
         node gets that state.
 
-        First every node is planned (``client.ensure(state, dry_run=True)``,
-        reads only) and ``on_plan`` sees the plans. Then ``client.ensure``
+        First every node is planned (``client.apply(state, dry_run=True)``,
+        reads only) and ``on_plan`` sees the plans. Then ``client.apply``
         runs on the nodes whose plan changes something, at most
         ``max_concurrency`` at a time; the others are not touched again, so
         a second run with the same state sends no write. A node that still
@@ -326,7 +320,24 @@ class TabbyFleet:
             dry_run=dry_run,
             on_plan=on_plan,
             on_progress=on_progress,
-            options=run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            options=options,
+        )
+
+    async def ensure(
+        self,
+        state: DesiredState | None = None,
+        *,
+        dry_run: bool = False,
+        on_progress: FleetProgressCallback | None = None,
+        on_plan: Callable[[FleetResult[StatePlan]], object] | None = None,
+        **options: Unpack[RunOptions],
+    ) -> FleetStateReport:
+        """Deprecated spelling of :meth:`apply`; it raises what :meth:`apply` raises."""
+        warnings.warn(
+            "TabbyFleet.ensure is deprecated: use TabbyFleet.apply", DeprecationWarning, 2
+        )
+        return await self.apply(
+            state, dry_run=dry_run, on_progress=on_progress, on_plan=on_plan, **options
         )
 
     @overload
@@ -362,7 +373,7 @@ class TabbyFleet:
         on_result: ResultCallback | None = None,
         on_batch: BatchCallback | None = None,
         **fields: Unpack[ModelLoadFields],
-    ) -> RolloutReport[ModelLoadRequest, EnsureResult]: ...
+    ) -> RolloutReport[ModelLoadRequest, ModelResult]: ...
 
     async def rollout(
         self,
@@ -398,7 +409,7 @@ class TabbyFleet:
         each batch's.
 
         Given a :class:`~tabby_async.DesiredState` in place of a request (and
-        no fields), each node gets ``client.ensure(state)`` instead, with the
+        no fields), each node gets ``client.apply(state)`` instead, with the
         same batches, checks and ``max_failures``; a node that does not
         converge fails with :class:`~tabby_async.StateMismatchError`. The
         default check (:func:`~tabby_async.fleet.default_state_check`) is

@@ -2,35 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from .._desired import LoadPlan, check_reachable
+from .._defaults import USE_CLIENT_DEFAULT
+from .._model_plan import ModelPlan, check_reachable
 from .._resource import build_request
+from ..errors import InvalidInputError
 from ..types import (
+    DownloadFields,
     DownloadRequest,
     DownloadResponse,
+    EmbeddingModelLoadFields,
     EmbeddingModelLoadRequest,
     ModelCard,
     ModelList,
+    ModelLoadFields,
     ModelLoadRequest,
     ModelLoadResponse,
     ModelPropsResponse,
 )
-from ._ensure import FleetEnsureReport, ensure_on_fleet
-from ._fanout import ResultCallback
+from ._model_ensure import FleetModelReport, ensure_on_fleet
 from ._results import FleetResult
-from ._runner import FleetProgressCallback, Runner, node_bound, node_progress, run_options
+from ._runner import (
+    FleetProgressCallback,
+    Runner,
+    RunOptions,
+    StreamOptions,
+    node_bound,
+    node_progress,
+    split_options,
+)
 from ._stream import FleetLoadStream
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ..types import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
-    from ._runner import RunOptions
+__all__ = [
+    "FleetDownloadKeywords",
+    "FleetEmbeddingLoadKeywords",
+    "FleetLoadKeywords",
+    "FleetLoadStreamKeywords",
+    "FleetModels",
+]
 
-__all__ = ["FleetModels"]
+
+class FleetLoadKeywords(ModelLoadFields, RunOptions, total=False):
+    """A fleet model load's keywords: the request's fields and the run options."""
+
+
+class FleetLoadStreamKeywords(ModelLoadFields, StreamOptions, total=False):
+    """A fleet load stream's keywords: the request's fields and the stream's options."""
+
+
+class FleetEmbeddingLoadKeywords(EmbeddingModelLoadFields, RunOptions, total=False):
+    """A fleet embedding load's keywords: the request's fields and the run options."""
+
+
+class FleetDownloadKeywords(DownloadFields, RunOptions, total=False):
+    """A fleet download's keywords: the request's fields and the run options."""
 
 _DEFAULT = USE_CLIENT_DEFAULT
 
@@ -41,12 +71,13 @@ class FleetModels:
     Each method is the one-server method of the same name (on
     ``client.models``), fanned out: it returns a
     :class:`~tabby_async.fleet.FleetResult` with every node's value or typed
-    error. Every method takes ``nodes=``, ``timeout=`` (per node),
-    ``fail_fast=``, ``max_concurrency=`` and ``on_result=`` as
-    :meth:`TabbyFleet.run` does; ``timeout=`` is also passed on to each
-    node's call. Requests are built and checked once, before any node is
-    contacted. Loads and downloads are bounded by the fleet's
-    ``load_timeout`` by default, everything else by its ``node_timeout``.
+    error. Every method takes the run options (:class:`RunOptions`:
+    ``nodes=``, ``timeout=`` per node, ``fail_fast=``, ``max_concurrency=``,
+    ``on_result=``) as :meth:`TabbyFleet.run` does, beside the request's
+    keyword fields; ``timeout=`` is also passed on to each node's call.
+    Requests are built and checked once, before any node is contacted.
+    Loads and downloads are bounded by the fleet's ``load_timeout`` by
+    default, everything else by its ``node_timeout``.
 
     A node's failure is its result, never raised. Every method raises only
     :class:`~tabby_async.InvalidInputError` (a bad request field or option,
@@ -107,12 +138,7 @@ class FleetModels:
         /,
         *,
         on_progress: FleetProgressCallback | None = None,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = _DEFAULT,
-        fail_fast: bool = False,
-        max_concurrency: int | None = None,
-        on_result: ResultCallback | None = None,
-        **fields: Unpack[ModelLoadFields],
+        **keywords: Unpack[FleetLoadKeywords],
     ) -> FleetResult[ModelLoadResponse]:
         """Load on every node; each node's value is its ``finished`` event.
 
@@ -120,12 +146,14 @@ class FleetModels:
         server ignores new parameters for a model it already runs:
         :meth:`ensure_loaded` compares first.
         """
+        options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
+        timeout = options.get("timeout", _DEFAULT)
         return await self._runner.run(
             lambda name, c: c.models.load(
                 body, on_progress=node_progress(on_progress, name), timeout=timeout
             ),
-            **run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            **options,
             operation="load",
             kind="stream",
         )
@@ -134,12 +162,7 @@ class FleetModels:
         self,
         request: ModelLoadRequest | None = None,
         /,
-        *,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = _DEFAULT,
-        fail_fast: bool = False,
-        max_concurrency: int | None = None,
-        **fields: Unpack[ModelLoadFields],
+        **keywords: Unpack[FleetLoadStreamKeywords],
     ) -> FleetLoadStream:
         """One async iterator over every node's load events (see FleetLoadStream).
 
@@ -147,33 +170,31 @@ class FleetModels:
         timeout too (the default: the fleet's ``load_timeout``, and the
         client's stream timeout).
         """
+        options, fields = split_options(keywords)
+        if "on_result" in options:
+            # The stream yields each event; a result callback has nothing to see.
+            raise InvalidInputError("on_result", "load_stream takes no on_result")
         body = build_request(ModelLoadRequest, request, fields)
         runner = self._runner
-        bound = node_bound(timeout, runner.settings.load_timeout)
+        timeout = options.get("timeout", _DEFAULT)
         return FleetLoadStream(
-            runner.pool.targets(nodes),
+            runner.pool.targets(options.get("nodes")),
             body,
-            max_concurrency=runner.concurrency(max_concurrency),
-            node_timeout=bound,
+            max_concurrency=runner.concurrency(options.get("max_concurrency")),
+            node_timeout=node_bound(timeout, runner.settings.load_timeout),
             stream_timeout=timeout,
-            fail_fast=fail_fast,
+            fail_fast=options.get("fail_fast", False),
         )
 
     async def load_embedding(
         self,
         request: EmbeddingModelLoadRequest | None = None,
         /,
-        *,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = _DEFAULT,
-        fail_fast: bool = False,
-        max_concurrency: int | None = None,
-        on_result: ResultCallback | None = None,
-        **fields: Unpack[EmbeddingModelLoadFields],
+        **keywords: Unpack[FleetEmbeddingLoadKeywords],
     ) -> FleetResult[ModelLoadResponse]:
         """Load an embedding model on every node."""
+        options, fields = split_options(keywords)
         body = build_request(EmbeddingModelLoadRequest, request, fields)
-        options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(
             lambda c, t: c.models.load_embedding(body, timeout=t),
             "load_embedding",
@@ -185,17 +206,11 @@ class FleetModels:
         self,
         request: DownloadRequest | None = None,
         /,
-        *,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = _DEFAULT,
-        fail_fast: bool = False,
-        max_concurrency: int | None = None,
-        on_result: ResultCallback | None = None,
-        **fields: Unpack[DownloadFields],
+        **keywords: Unpack[FleetDownloadKeywords],
     ) -> FleetResult[DownloadResponse]:
         """Have every node download a Hugging Face repo."""
+        options, fields = split_options(keywords)
         body = build_request(DownloadRequest, request, fields)
-        options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(
             lambda c, t: c.models.download(body, timeout=t), "download", options, "silent"
         )
@@ -204,21 +219,15 @@ class FleetModels:
         self,
         request: ModelLoadRequest | None = None,
         /,
-        *,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = _DEFAULT,
-        fail_fast: bool = False,
-        max_concurrency: int | None = None,
-        on_result: ResultCallback | None = None,
-        **fields: Unpack[ModelLoadFields],
-    ) -> FleetResult[LoadPlan]:
+        **keywords: Unpack[FleetLoadKeywords],
+    ) -> FleetResult[ModelPlan]:
         """What :meth:`ensure_loaded` would do on each node (none, load or reload) and why.
 
         Loads nothing: one ``GET /v1/model`` per node and a comparison.
         """
+        options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
         check_reachable(body)  # once, before any node is asked
-        options = run_options(nodes, timeout, fail_fast, max_concurrency, on_result)
         return await self._runner.each(lambda c, _t: c.models.plan_load(body), "plan", options)
 
     async def ensure_loaded(
@@ -228,15 +237,10 @@ class FleetModels:
         *,
         dry_run: bool = False,
         verify: bool = True,
-        on_plan: Callable[[FleetResult[LoadPlan]], object] | None = None,
+        on_plan: Callable[[FleetResult[ModelPlan]], object] | None = None,
         on_progress: FleetProgressCallback | None = None,
-        nodes: Iterable[str] | None = None,
-        timeout: TimeoutArg = _DEFAULT,
-        fail_fast: bool = False,
-        max_concurrency: int | None = None,
-        on_result: ResultCallback | None = None,
-        **fields: Unpack[ModelLoadFields],
-    ) -> FleetEnsureReport:
+        **keywords: Unpack[FleetLoadKeywords],
+    ) -> FleetModelReport:
         """Bring every node to the requested model and parameters.
 
         First every node is planned (as :meth:`plan_load`), and ``on_plan``
@@ -244,11 +248,12 @@ class FleetModels:
         with the one-server ``ensure_loaded``; nodes already right are not
         touched again. ``dry_run`` stops after the plan. ``verify`` is the
         one-server meaning: read each node's card again after its load and
-        fail it with :class:`~tabby_async.EnsureMismatchError` if a reported
+        fail it with :class:`~tabby_async.ModelMismatchError` if a reported
         field still differs. ``timeout`` bounds each node's plan and then
         its ensure (default: ``node_timeout`` for the plan, ``load_timeout``
         for the ensure).
         """
+        options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
         check_reachable(body)  # once, before any node is asked
         return await ensure_on_fleet(
@@ -258,6 +263,6 @@ class FleetModels:
             verify=verify,
             on_plan=on_plan,
             on_progress=on_progress,
-            options=run_options(nodes, timeout, fail_fast, max_concurrency, on_result),
+            options=options,
         )
 

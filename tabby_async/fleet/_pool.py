@@ -17,7 +17,7 @@ from yarl import URL
 
 from .._checks import check_count, check_trace_configs
 from .._client import AsyncTabbyClient
-from .._state import DesiredState
+from .._state_plan import DesiredState
 from ..errors import ClientStateError, InvalidInputError
 from ._config import NodeSpec
 

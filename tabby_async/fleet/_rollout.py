@@ -2,7 +2,7 @@
 
 A rollout brings each node to a model (a :class:`~tabby_async.ModelLoadRequest`,
 with the one-server ``ensure_loaded``) or to a whole node's state (a
-:class:`~tabby_async.DesiredState`, with ``client.ensure``); batches, checks
+:class:`~tabby_async.DesiredState`, with ``client.apply``); batches, checks
 and ``max_failures`` work the same for both.
 """
 
@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any, Generic
 from .._checks import check_count
 from .._client import AsyncTabbyClient
 from .._defaults import TimeoutArg
-from .._desired import EnsureResult, in_table_order, plan_for, unreported_fields
-from .._ensure import loaded_card
 from .._log import logger
+from .._model_ensure import loaded_card
+from .._model_plan import ModelResult, in_table_order, plan_for, unreported_fields
 from .._otel import use_span
-from .._state import DesiredState, StateResult
+from .._state_plan import DesiredState, StateResult
 from .._words import counted
 from ..errors import InvalidInputError, TabbyError
 from ..types import ModelLoadRequest
-from ._apply import state_label, state_plan
 from ._errors import NodeSkippedError, VerificationError
 from ._fanout import NodeOp, ResultCallback
 from ._observe import RolloutTrace
 from ._results import FleetResult, NodeResult
 from ._runner import FleetProgressCallback, Runner, node_bound, node_progress
+from ._state_apply import state_label, state_plan
 from ._status import health_text
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     # Defaults keep a bare ``RolloutReport`` what it was before a rollout
     # could take a DesiredState: a model rollout's report.
     Q = TypeVar("Q", bound=ModelLoadRequest | DesiredState, default=ModelLoadRequest)
-    R = TypeVar("R", bound=EnsureResult | StateResult, default=EnsureResult)
+    R = TypeVar("R", bound=ModelResult | StateResult, default=ModelResult)
 else:
     from typing import TypeVar
 
@@ -120,7 +120,7 @@ async def default_state_check(name: str, client: AsyncTabbyClient, state: Desire
 
     Health as for :func:`default_check`.
 
-    The plan is the one ``client.ensure(state, dry_run=True)`` makes from a
+    The plan is the one ``client.apply(state, dry_run=True)`` makes from a
     fresh look: every managed part as wanted.
     """
     await _state_check(name, client, state, None)
@@ -146,7 +146,7 @@ class RolloutReport(Generic[Q, R]):
 
     ``request`` is what was rolled out: a model's load request or a
     :class:`~tabby_async.DesiredState`. ``results`` has one entry per node
-    in rollout order: the node's :class:`~tabby_async.desired.EnsureResult` (for a
+    in rollout order: the node's :class:`~tabby_async.desired.ModelResult` (for a
     state, its :class:`~tabby_async.StateResult`), or its error (the load
     failed, a state did not converge, the check raised, e.g. a
     :class:`VerificationError`, or
@@ -271,13 +271,13 @@ def _node_ops(
         def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[StateResult]:
             starts[name] = datetime.now(timezone.utc)
             progress = node_progress(on_progress, name)
-            return client.ensure(state, on_progress=progress, timeout=timeout)
+            return client.apply(state, on_progress=progress, timeout=timeout)
 
     else:
         model = request
         default = _model_check
 
-        def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[EnsureResult]:
+        def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[ModelResult]:
             starts[name] = datetime.now(timezone.utc)
             progress = node_progress(on_progress, name)
             return client.models.ensure_loaded(

@@ -16,9 +16,9 @@ client's own default is not cut short by it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar, cast
 
 from .._checks import check_count, check_seconds
 from .._client import AsyncTabbyClient
@@ -37,9 +37,10 @@ __all__ = [
     "NodeCall",
     "RunOptions",
     "Runner",
+    "StreamOptions",
     "node_bound",
     "node_progress",
-    "run_options",
+    "split_options",
 ]
 
 T = TypeVar("T")
@@ -55,14 +56,27 @@ FleetProgressCallback = Callable[[str, ModelLoadResponse], Awaitable[None] | Non
 #: One client's call with the per-call timeout: ``(client, timeout) -> awaitable``.
 NodeCall = Callable[[AsyncTabbyClient, TimeoutArg], Awaitable[T]]
 
-class RunOptions(TypedDict, total=False):
-    """The fan-out options every fleet operation takes (see :meth:`TabbyFleet.run`)."""
+class StreamOptions(TypedDict, total=False):
+    """The fan-out options of a fleet load stream (see :meth:`TabbyFleet.run`)."""
 
     nodes: Iterable[str] | None
     timeout: TimeoutArg
     fail_fast: bool
     max_concurrency: int | None
+
+
+class RunOptions(StreamOptions, total=False):
+    """The fan-out options every fleet operation takes (see :meth:`TabbyFleet.run`).
+
+    A fleet method takes them as its keywords' tail (``**options``), beside
+    a request's keyword fields where it has them.
+    """
+
     on_result: ResultCallback | None
+
+
+#: The option names, told apart from a request's fields by name.
+_OPTION_NAMES = frozenset(RunOptions.__annotations__) | frozenset(StreamOptions.__annotations__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +184,12 @@ class Runner:
         )
 
 
-def run_options(
-    nodes: Iterable[str] | None,
-    timeout: TimeoutArg,
-    fail_fast: bool,
-    max_concurrency: int | None,
-    on_result: ResultCallback | None,
-) -> RunOptions:
-    """The run options of a method that spells them out (it also takes other keywords)."""
-    return {
-        "nodes": nodes,
-        "timeout": timeout,
-        "fail_fast": fail_fast,
-        "max_concurrency": max_concurrency,
-        "on_result": on_result,
-    }
+def split_options(keywords: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
+    """A fleet method's keywords, as its run options and its request's fields.
+
+    The option names are :class:`RunOptions`' own, and no request field
+    bears one of them, so neither can be taken for the other.
+    """
+    options = {name: value for name, value in keywords.items() if name in _OPTION_NAMES}
+    fields = {name: value for name, value in keywords.items() if name not in _OPTION_NAMES}
+    return cast(RunOptions, options), fields

@@ -1,4 +1,4 @@
-"""A whole node's desired state on every node of a fleet (``TabbyFleet.ensure``), and its report."""
+"""A whole node's desired state on every node of a fleet (``TabbyFleet.apply``), and its report."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from .._client import AsyncTabbyClient
 from .._defaults import USE_CLIENT_DEFAULT
-from .._state import DesiredState, StateMismatchError, StatePlan, StateResult
+from .._state_plan import DesiredState, StateMismatchError, StatePlan, StateResult
 from .._words import counted
 from ..errors import InvalidInputError
-from ._ensure import PlanReport, plan_then_act
+from ._model_ensure import PlanReport, plan_then_act
 from ._results import FleetResult
 from ._runner import FleetProgressCallback, Runner, RunOptions, node_progress
 
@@ -29,13 +29,13 @@ def state_label(state: DesiredState) -> str:
 
 
 async def state_plan(client: AsyncTabbyClient, state: DesiredState) -> StatePlan:
-    """What ``client.ensure(state)`` would do: its dry run's plan (reads only)."""
-    return (await client.ensure(state, dry_run=True)).plan
+    """What ``client.apply(state)`` would do: its dry run's plan (reads only)."""
+    return (await client.apply(state, dry_run=True)).plan
 
 
 @dataclass(frozen=True)
 class FleetStateReport(PlanReport[StatePlan, StateResult]):
-    """The outcome of :meth:`TabbyFleet.ensure`: every node's plan, then what was done.
+    """The outcome of :meth:`TabbyFleet.apply`: every node's plan, then what was done.
 
     ``plans`` holds each node's :class:`~tabby_async.StatePlan` (or why
     planning failed); ``on_plan`` saw them before anything was written.
@@ -100,7 +100,7 @@ def _targets(
     if not states:
         raise InvalidInputError(
             "state",
-            "no chosen node declares a desired state: give one (fleet.ensure(state)) "
+            "no chosen node declares a desired state: give one (fleet.apply(state)) "
             "or declare it in the nodes file ([desired], or desired in a node's table)",
         )
     return states, tuple(name for name in chosen if name not in declared)
@@ -115,13 +115,13 @@ async def apply_on_fleet(
     on_progress: FleetProgressCallback | None,
     options: RunOptions,
 ) -> FleetStateReport:
-    """Plan every node's state, then ``client.ensure`` where a plan changes something."""
+    """Plan every node's state, then ``client.apply`` where a plan changes something."""
     states, unmanaged = _targets(runner, state, options.get("nodes"))
     timeout = options.get("timeout", USE_CLIENT_DEFAULT)
     plans, results = await plan_then_act(
         runner,
         lambda name, client: state_plan(client, states[name]),
-        lambda name, client: client.ensure(
+        lambda name, client: client.apply(
             states[name], on_progress=node_progress(on_progress, name), timeout=timeout
         ),
         changes=lambda plan: plan.changes or bool(plan.refused),

@@ -18,7 +18,7 @@ A request the server cannot satisfy reaches a fixed point: once a load of a
 request has left a card on which some field still differs (a context capped
 at the cache size, vision on a model without a vision component, a template
 replaced by the model's own), a plan against that same card says the server
-refuses those fields (:attr:`LoadPlan.refused`) instead of loading again.
+refuses those fields (:attr:`ModelPlan.refused`) instead of loading again.
 No I/O here: ``client.models.plan_load()`` and ``ensure_loaded()`` read the card and act.
 """
 
@@ -54,12 +54,12 @@ __all__ = [
     "NOT_COMPARED",
     "DraftSeen",
     "EnsureAction",
-    "EnsureMismatchError",
-    "EnsureResult",
     "FieldDiff",
     "FieldRule",
     "Identity",
-    "LoadPlan",
+    "ModelMismatchError",
+    "ModelPlan",
+    "ModelResult",
     "card_id",
     "check_reachable",
     "compare",
@@ -115,7 +115,7 @@ def check_reachable(request: ModelLoadRequest) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class LoadPlan:
+class ModelPlan:
     """What ensure would do, and why, from one look at the server.
 
     ``loaded`` is the card read when planning (None: nothing loaded, or a
@@ -185,14 +185,14 @@ def plan_for(
     proven: bool = False,
     produced: ModelCard | None = None,
     draft: DraftSeen | None = None,
-) -> LoadPlan:
+) -> ModelPlan:
     """The plan for ``request`` given the loaded ``card`` (None: nothing loaded); no I/O.
 
     ``proven``: the server has shown that the loaded folder is the requested
     one (its "already loaded" answer), so a nested name's card counts as
     ours. ``produced``: the card the last load of this same request left
     (None: not known); when the card is still that one, what differs is what
-    the server refuses to apply (:attr:`LoadPlan.refused`). ``draft``: the
+    the server refuses to apply (:attr:`ModelPlan.refused`). ``draft``: the
     loaded draft, when it could be read.
 
     Raises:
@@ -209,10 +209,10 @@ def plan_for(
         # The server unloads another model itself before loading the new one.
         loaded_id = None if card is None else card.id
         reason = FieldDiff("model_name", request.model_name, loaded_id)
-        return LoadPlan("load", (reason,), request, card, unreported_fields(request))
+        return ModelPlan("load", (reason,), request, card, unreported_fields(request))
     diffs, unchecked = compare(request, card, draft)
     if who == "unproven" and not proven:
-        return LoadPlan("load", diffs, request, card, unchecked, verified=False)
+        return ModelPlan("load", diffs, request, card, unchecked, verified=False)
     # The card is still what the request's own last load left, as far as
     # this request can see: loading again would give the same differences.
     if (
@@ -221,9 +221,9 @@ def plan_for(
         and produced.id == card.id
         and compare(request, produced, draft)[0] == diffs
     ):
-        return LoadPlan("none", (), request, card, unchecked, refused=diffs)
+        return ModelPlan("none", (), request, card, unchecked, refused=diffs)
     action: EnsureAction = "reload" if diffs else "none"
-    return LoadPlan(action, diffs, request, card, unchecked, left_out=_left_out(request, card))
+    return ModelPlan(action, diffs, request, card, unchecked, left_out=_left_out(request, card))
 
 
 def _left_out(request: ModelLoadRequest, card: ModelCard) -> tuple[str, ...]:
@@ -247,7 +247,7 @@ def _left_out(request: ModelLoadRequest, card: ModelCard) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class EnsureResult:
+class ModelResult:
     """What :func:`ensure_loaded` did.
 
     ``action`` is what was done in the end ("reload" when a silently ignored
@@ -255,7 +255,7 @@ class EnsureResult:
     model's ``finished`` event of the last load (None when nothing was done).
     ``card`` is the loaded card after acting (the planning card for "none";
     None when verification was off). ``mismatches`` is empty unless this
-    result rides on an :class:`~tabby_async.EnsureMismatchError`. ``unchecked`` names the
+    result rides on an :class:`~tabby_async.ModelMismatchError`. ``unchecked`` names the
     fields the request sets that the card could not confirm.
     ``draft_loaded`` is the load stream's evidence about a draft model: True
     when it showed ``draft`` events, False when a load ran without any, None
@@ -265,7 +265,7 @@ class EnsureResult:
 
     action: EnsureAction
     reasons: tuple[FieldDiff, ...]
-    plan: LoadPlan
+    plan: ModelPlan
     event: ModelLoadResponse | None = None
     card: ModelCard | None = None
     mismatches: tuple[FieldDiff, ...] = ()
@@ -283,12 +283,12 @@ class EnsureResult:
         return f"{self.action}: {why}" if why else f"{self.action}: already as requested"
 
 
-def unchanged(plan: LoadPlan) -> EnsureResult:
+def unchanged(plan: ModelPlan) -> ModelResult:
     """The result of a plan that needs nothing done."""
-    return EnsureResult("none", plan.reasons, plan, None, plan.loaded, unchecked=plan.unchecked)
+    return ModelResult("none", plan.reasons, plan, None, plan.loaded, unchecked=plan.unchecked)
 
 
-class EnsureMismatchError(TabbyError):
+class ModelMismatchError(TabbyError):
     """After acting, the loaded model still differs from the request.
 
     The server changed a value itself (a context clamped to the cache, vision
@@ -300,7 +300,7 @@ class EnsureMismatchError(TabbyError):
 
     code: ClassVar[ErrorCode] = "ensure_mismatch"
 
-    def __init__(self, result: EnsureResult) -> None:
+    def __init__(self, result: ModelResult) -> None:
         detail = "; ".join(str(m) for m in result.mismatches)
         super().__init__(f"after {result.action}, the loaded model still differs: {detail}")
         self.result = result

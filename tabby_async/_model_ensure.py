@@ -11,7 +11,7 @@ What is compared, and what cannot be because the server never reports it
 back (the rope values, the GPU split, the backend, ...), is one table:
 :data:`~tabby_async.desired.FIELD_RULES`. Only the fields the request sets count. A
 field that cannot be compared is never a difference: it is listed in
-:attr:`LoadPlan.unchecked` and :attr:`EnsureResult.unchecked` instead.
+:attr:`ModelPlan.unchecked` and :attr:`ModelResult.unchecked` instead.
 
 Which folder is loaded: the card's id is the folder's last segment, so a
 nested name (``org/exl3/4.0bpw``) whose last segment is the id is left to the
@@ -28,7 +28,7 @@ again after acting. When our load was that no-op and either a reported field
 differs or the request sets fields the card cannot confirm, it unloads and
 loads once more. Whatever still differs after that is a value the server
 itself changed (a clamped context, say): it raises
-:class:`EnsureMismatchError` rather than loop, and the client remembers the
+:class:`ModelMismatchError` rather than loop, and the client remembers the
 card that load left. An ensure of the same request that finds that same card
 raises the same mismatch at once, with no unload and no load: loading again
 would only give the same card (a fixed point). Concurrent ensures of the same
@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from ._desired import (
+from ._model_plan import (
     DraftSeen,
     EnsureAction,
-    EnsureMismatchError,
-    EnsureResult,
-    LoadPlan,
+    ModelMismatchError,
+    ModelPlan,
+    ModelResult,
     check_reachable,
     plan_for,
     unchanged,
@@ -91,7 +91,7 @@ class EnsureMemory:
 
     def __init__(self) -> None:
         self.produced: dict[bytes, ModelCard] = {}
-        self.flights: dict[tuple[bytes, bool], asyncio.Future[EnsureResult]] = {}
+        self.flights: dict[tuple[bytes, bool], asyncio.Future[ModelResult]] = {}
         #: Whether the server gives the client's plain api key api permission
         #: (None: not asked yet), which decides if the draft can be read.
         self.api_view: bool | None = None
@@ -165,7 +165,7 @@ async def _plan(
     request: ModelLoadRequest,
     card: ModelCard | None,
     proven: bool = False,
-) -> LoadPlan:
+) -> ModelPlan:
     """The plan against ``card``, with what the client knows and the loaded draft."""
     memory = service._memory
     draft = None if card is None else await loaded_draft(service, request)
@@ -173,7 +173,7 @@ async def _plan(
     return plan_for(request, card, proven=proven, produced=produced, draft=draft)
 
 
-async def plan_load(service: ModelsPort, request: ModelLoadRequest) -> LoadPlan:
+async def plan_load(service: ModelsPort, request: ModelLoadRequest) -> ModelPlan:
     """Read the loaded card and plan; loads nothing (the dry-run form)."""
     check_reachable(request)  # before anything is sent
     return await _plan(service, request, await loaded_card(service))
@@ -227,14 +227,14 @@ async def ensure_loaded(
     on_progress: ProgressCallback | None = None,
     timeout: TimeoutArg = USE_CLIENT_DEFAULT,
     verify: bool = True,
-) -> EnsureResult:
+) -> ModelResult:
     """Make the server run ``request``: do nothing, load, or unload then load.
 
     ``timeout`` bounds each load (the client's stream timeout by default);
     the reads and the unload use the client's control timeout. With
     ``verify`` (the default) the card is read again afterwards and compared
     on the fields it reports. Any reported difference left is one the server
-    made itself: :class:`EnsureMismatchError`. Calls with the same request
+    made itself: :class:`ModelMismatchError`. Calls with the same request
     and ``verify`` on one client while one is under way share its outcome,
     error included (its ``on_progress`` and ``timeout`` apply); a caller
     cancelled while it waits leaves the others alone, and when the caller
@@ -270,7 +270,7 @@ async def ensure_loaded(
             del memory.flights[joined]
 
 
-def _retrieve(flight: asyncio.Future[EnsureResult]) -> None:
+def _retrieve(flight: asyncio.Future[ModelResult]) -> None:
     # The leader raises the error itself; no follower may be waiting, so
     # mark it seen rather than have asyncio report it as never retrieved.
     if not flight.cancelled():
@@ -284,7 +284,7 @@ async def _ensure_once(
     on_progress: ProgressCallback | None,
     timeout: TimeoutArg,
     verify: bool,
-) -> EnsureResult:
+) -> ModelResult:
     name = request.model_name
     with operation_span("tabby.ensure_loaded", lambda: {"tabby.model.name": name}) as span:
         plan = await plan_load(service, request)
@@ -298,15 +298,15 @@ async def _ensure_once(
 
 async def _after(
     service: ModelsPort, request: ModelLoadRequest, card: ModelCard | None
-) -> LoadPlan:
+) -> ModelPlan:
     """The look after our own load: the folder is proved, no memory applies."""
     draft = None if card is None else await loaded_draft(service, request)
     return plan_for(request, card, proven=True, draft=draft)
 
 
-def _mismatch(plan: LoadPlan, action: EnsureAction, loaded: _LoadOutcome | None) -> EnsureResult:
+def _mismatch(plan: ModelPlan, action: EnsureAction, loaded: _LoadOutcome | None) -> ModelResult:
     """The result of a plan that found what the server refused, without acting again."""
-    return EnsureResult(
+    return ModelResult(
         action,
         plan.reasons,
         plan,
@@ -322,15 +322,15 @@ async def _act(
     service: ModelsPort,
     request: ModelLoadRequest,
     key: bytes,
-    plan: LoadPlan,
+    plan: ModelPlan,
     on_progress: ProgressCallback | None,
     timeout: TimeoutArg,
     verify: bool,
-) -> EnsureResult:
+) -> ModelResult:
     """Carry out ``plan`` (see :func:`ensure_loaded`)."""
     memory = service._memory
     if plan.refused:
-        raise EnsureMismatchError(_mismatch(plan, "none", None))
+        raise ModelMismatchError(_mismatch(plan, "none", None))
     if plan.action == "none":
         return unchanged(plan)
     action: EnsureAction = plan.action
@@ -342,16 +342,16 @@ async def _act(
         # planning: compare that card now, as if the name had proved it.
         settled = await _plan(service, request, await loaded_card(service), proven=True)
         if settled.refused:
-            raise EnsureMismatchError(_mismatch(settled, "none", loaded))
+            raise ModelMismatchError(_mismatch(settled, "none", loaded))
         if settled.action == "none":
-            return EnsureResult(
+            return ModelResult(
                 "none", (), plan, loaded.event, settled.loaded, (), settled.unchecked, None
             )
         action = "reload"
         await _unload(service)
         loaded = await _load(service, request, on_progress, timeout)
     if not verify:
-        return EnsureResult(
+        return ModelResult(
             action,
             plan.reasons,
             plan,
@@ -377,7 +377,7 @@ async def _act(
     # server does with this request, and the next ensure need not load again.
     if not loaded.ignored:
         memory.remember(key, card if mismatches else None)
-    result = EnsureResult(
+    result = ModelResult(
         action,
         plan.reasons,
         plan,
@@ -388,5 +388,5 @@ async def _act(
         loaded.draft_evidence,
     )
     if mismatches:
-        raise EnsureMismatchError(result)
+        raise ModelMismatchError(result)
     return result

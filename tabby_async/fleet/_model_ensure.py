@@ -1,7 +1,7 @@
 """Desired state on a fleet: plan every node, then act only where needed, and the report.
 
 The model (``fleet.models.ensure_loaded``) and the whole node's state
-(``TabbyFleet.ensure``) go the same way: :func:`plan_then_act` plans each
+(``TabbyFleet.apply``) go the same way: :func:`plan_then_act` plans each
 node, shows the plans, then runs the one-server ensure on the nodes whose
 plan changes something; :class:`PlanReport` is what both report.
 """
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from .._defaults import USE_CLIENT_DEFAULT
-from .._desired import EnsureResult, LoadPlan, in_table_order, unchanged
+from .._model_plan import ModelPlan, ModelResult, in_table_order, unchanged
 from ..types import ModelLoadRequest
 from ._fanout import NodeOp
 from ._results import FleetResult, NodeResult
 from ._runner import FleetProgressCallback, Runner, RunOptions, node_progress
 
-__all__ = ["FleetEnsureReport", "PlanReport", "ensure_on_fleet", "plan_then_act"]
+__all__ = ["FleetModelReport", "PlanReport", "ensure_on_fleet", "plan_then_act"]
 
 
 class _Checked(Protocol):
@@ -82,18 +82,18 @@ class PlanReport(Generic[P, R]):
 
 
 @dataclass(frozen=True)
-class FleetEnsureReport(PlanReport[LoadPlan, EnsureResult]):
+class FleetModelReport(PlanReport[ModelPlan, ModelResult]):
     """The outcome of ``fleet.models.ensure_loaded``: the plan, then what was done.
 
-    ``plans`` is every node's :class:`~tabby_async.desired.LoadPlan` (or why planning
-    failed). ``results`` is every node's :class:`~tabby_async.desired.EnsureResult`
+    ``plans`` is every node's :class:`~tabby_async.desired.ModelPlan` (or why planning
+    failed). ``results`` is every node's :class:`~tabby_async.desired.ModelResult`
     (nodes planned as "none" are not touched again; a node whose planning
     failed carries that error); it is None for a dry run. ``unchecked``
     names the fields the request sets that some node's card could not
     confirm.
     """
 
-    def plan_action(self, plan: LoadPlan) -> str:
+    def plan_action(self, plan: ModelPlan) -> str:
         """The plan's action: ``none``, ``load`` or ``reload``."""
         return plan.action
 
@@ -144,10 +144,10 @@ async def ensure_on_fleet(
     *,
     dry_run: bool,
     verify: bool,
-    on_plan: Callable[[FleetResult[LoadPlan]], object] | None,
+    on_plan: Callable[[FleetResult[ModelPlan]], object] | None,
     on_progress: FleetProgressCallback | None,
     options: RunOptions,
-) -> FleetEnsureReport:
+) -> FleetModelReport:
     """Plan on every chosen node, then ``ensure_loaded`` on those whose plan changes something."""
     timeout = options.get("timeout", USE_CLIENT_DEFAULT)
     plans, results = await plan_then_act(
@@ -165,4 +165,4 @@ async def ensure_on_fleet(
         options=options,
         operation="ensure",
     )
-    return FleetEnsureReport(plans, results)
+    return FleetModelReport(plans, results)

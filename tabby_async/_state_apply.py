@@ -13,10 +13,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from ._defaults import USE_CLIENT_DEFAULT, TimeoutArg
-from ._desired import EnsureMismatchError, EnsureResult
-from ._ensure import ModelsPort, ensure_loaded, loaded_card, loaded_draft
+from ._model_ensure import ModelsPort, ensure_loaded, loaded_card, loaded_draft
+from ._model_plan import ModelMismatchError, ModelResult
 from ._otel import Attributes, operation_span, server_attributes, set_plan
-from ._state import (
+from ._state_plan import (
     DesiredState,
     Observed,
     Part,
@@ -103,7 +103,7 @@ async def ensure_state(
     on_progress: ProgressCallback | None = None,
     timeout: TimeoutArg = USE_CLIENT_DEFAULT,
 ) -> StateResult:
-    """Bring the node to ``state``; see :meth:`~tabby_async.AsyncTabbyClient.ensure`."""
+    """Bring the node to ``state``; see :meth:`~tabby_async.AsyncTabbyClient.apply`."""
 
     def attributes() -> Attributes:
         found = server_attributes(client.base_url)
@@ -141,14 +141,14 @@ async def _apply(
         return StateResult(plan, after=plan)
     proven: set[Part] = set()
     done: list[PartPlan] = []
-    model_result: EnsureResult | None = None
+    model_result: ModelResult | None = None
     part = plan.part("model")
     if state.model is not None and part is not None and part.changes:
         try:
             model_result = await ensure_loaded(
                 client.models, state.model, on_progress=on_progress, timeout=timeout
             )
-        except EnsureMismatchError as err:
+        except ModelMismatchError as err:
             # The server did not apply the whole request; the other parts
             # still go on, and the look at the end reports the model part.
             model_result = err.result

@@ -4,7 +4,7 @@ A node's state is more than its model: the prompt template in use, the
 sampler preset, the embedding model. :class:`DesiredState` names the parts
 wanted (a part left ``None`` is not managed), :class:`Observed` holds what
 the server reported, and :func:`plan_state` says, part by part, what has to
-happen. No I/O here: ``AsyncTabbyClient.ensure`` reads, plans, applies and
+happen. No I/O here: ``AsyncTabbyClient.apply`` reads, plans, applies and
 checks.
 
 What counts as evidence, part by part:
@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from ._checks import check_folder_name
-from ._desired import (
+from ._model_plan import (
     DraftSeen,
-    EnsureResult,
-    LoadPlan,
+    ModelPlan,
+    ModelResult,
     check_reachable,
     identity,
     plan_for,
@@ -83,8 +83,8 @@ class DesiredState:
 
     ``model`` and ``embedding`` are load requests; ``template`` is a prompt
     template name (with or without ``.jinja``); ``sampling_preset`` a sampler
-    override preset name. ``client.ensure(state)`` brings a server to it,
-    ``TabbyFleet.ensure`` a fleet.
+    override preset name. ``client.apply(state)`` brings a server to it,
+    ``TabbyFleet.apply`` a fleet.
 
     Raises:
         InvalidInputError: a part of the wrong type, or an empty or unsafe
@@ -127,7 +127,7 @@ class Observed:
     ``None`` means nothing of that kind is loaded (or, for ``sampling``, that
     it was not read because the state does not manage it). ``produced`` is
     the card the model request's own last load left, when that card still
-    differed from it (see :attr:`~tabby_async.desired.LoadPlan.refused`). ``proven``
+    differed from it (see :attr:`~tabby_async.desired.ModelPlan.refused`). ``proven``
     names the parts whose folder the server itself has confirmed (a load it
     answered "already loaded", or our own load), so that their card id counts.
     ``draft`` is the loaded draft when the model part names one and the
@@ -184,13 +184,13 @@ class PartPlan:
 class StatePlan:
     """Every managed part's plan, in the order they are applied.
 
-    ``model`` is the model part's full :class:`~tabby_async.desired.LoadPlan` (None
+    ``model`` is the model part's full :class:`~tabby_async.desired.ModelPlan` (None
     when the state does not manage the model).
     """
 
     state: DesiredState
     parts: tuple[PartPlan, ...]
-    model: LoadPlan | None = None
+    model: ModelPlan | None = None
 
     @property
     def changes(self) -> bool:
@@ -233,7 +233,7 @@ class StatePlan:
 def plan_state(state: DesiredState, observed: Observed) -> StatePlan:
     """The plan for ``state`` given what the server reported; no I/O."""
     parts: list[PartPlan] = []
-    model_plan: LoadPlan | None = None
+    model_plan: ModelPlan | None = None
     if state.model is not None:
         model_plan = plan_for(
             state.model,
@@ -254,7 +254,7 @@ def plan_state(state: DesiredState, observed: Observed) -> StatePlan:
     return StatePlan(state, tuple(parts), model_plan)
 
 
-def _model_part(plan: LoadPlan) -> PartPlan:
+def _model_part(plan: ModelPlan) -> PartPlan:
     loaded = plan.loaded.id if plan.loaded is not None else None
     if plan.refused or not plan.verified or plan.left_out:
         reason = plan.summary().split(": ", 1)[1]
@@ -275,7 +275,7 @@ def _model_part(plan: LoadPlan) -> PartPlan:
 def _template_part(
     wanted: str,
     model: ModelLoadRequest | None,
-    model_plan: LoadPlan | None,
+    model_plan: ModelPlan | None,
     card: ModelCard | None,
 ) -> PartPlan:
     current = card.parameters.prompt_template if card and card.parameters else None
@@ -344,7 +344,7 @@ class StateResult:
 
     plan: StatePlan
     done: tuple[PartPlan, ...] = ()
-    model: EnsureResult | None = None
+    model: ModelResult | None = None
     after: StatePlan | None = None
 
     @property
