@@ -30,6 +30,7 @@ from ._defaults import (
 )
 from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
 from ._lora import AsyncLoraService
+from ._models import AsyncModelsService, ProgressCallback
 from ._sampling import AsyncSamplingService
 from ._server import AsyncServerService
 from ._session import Sessions
@@ -47,7 +48,6 @@ from ._tokens import AsyncTokensService
 from ._transport import Transport
 from ._version import __version__
 from .errors import ClientStateError, InvalidInputError
-from .models import AsyncModelsService, ProgressCallback
 from .types import HealthResponse, PermissionResponse, ServiceInfo
 
 if TYPE_CHECKING:

@@ -12,12 +12,12 @@ A client builds them; users reach them as ``client.models``,
 """
 
 from ._lora import AsyncLoraService
+from ._models import AsyncModelsService
 from ._public import publish as _publish
 from ._sampling import AsyncSamplingService
 from ._stream import ProgressCallback
 from ._templates import AsyncTemplatesService
 from ._tokens import AsyncTokensService
-from .models import AsyncModelsService
 
 __all__ = [
     "AsyncLoraService",

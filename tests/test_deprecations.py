@@ -16,6 +16,7 @@ import pytest
 import tabby_async
 import tabby_async.desired
 import tabby_async.fleet
+import tabby_async.services
 from tabby_async import AsyncTabbyClient, DesiredState, ModelLoadRequest
 from tabby_async.fleet import NodeSpec, TabbyFleet
 from tabby_async.testing import TabbyEmulator
@@ -175,3 +176,12 @@ async def test_fleet_ensure_is_apply_under_its_old_name(server: TabbyEmulator) -
         assert old.results is not None and old.results["a"].ok
         again = await fleet.apply(state)
         assert again.results is not None and not again.results["a"].unwrap().changed
+
+
+def test_the_old_models_module_warns_and_hands_on_the_service() -> None:
+    import sys
+
+    sys.modules.pop("tabby_async.models", None)
+    with pytest.warns(DeprecationWarning, match="tabby_async.models is deprecated"):
+        old = importlib.import_module("tabby_async.models")
+    assert old.AsyncModelsService is tabby_async.services.AsyncModelsService

@@ -37,7 +37,6 @@ PUBLIC_MODULES = [
     "tabby_async.exporter",
     "tabby_async.desired",
     "tabby_async.fleet",
-    "tabby_async.models",
     "tabby_async.services",
     "tabby_async.testing",
     "tabby_async.testing.pytest_plugin",
