@@ -4,6 +4,7 @@ event loop) against emulators serving from the test's loop."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -762,3 +763,12 @@ async def test_apply_switches_template_and_preset_and_notes_the_preset(
     assert again.code == 0
     assert again.out.count("up to date (checked: model, template, sampling)") == 5
     assert _posts(nodes) == 0
+
+
+def test_the_fleet_commands_are_built_with_the_common_command_helpers() -> None:
+    # One way to declare a command: group() and leaf(), as every other group does.
+    import tabby_async.cli.fleet as fleet_cli
+
+    source = inspect.getsource(fleet_cli.register)
+    assert "add_parser(" not in source and "add_subparsers(" not in source
+    assert source.count("leaf(") == 5 and "group(" in source

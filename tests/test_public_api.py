@@ -22,6 +22,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +44,18 @@ PUBLIC_MODULES = [
     "tabby_async.types",
 ]
 MAX_LINES = 450
+
+
+#: Modules kept one release under an old name: importing one warns.
+DEPRECATED_MODULES = {"tabby_async.models"}
+
+
+def load_module(name: str) -> ModuleType:
+    """``name`` imported; a deprecated module's warning (its own test checks it) let pass."""
+    with warnings.catch_warnings():
+        if name in DEPRECATED_MODULES:
+            warnings.simplefilter("ignore", DeprecationWarning)
+        return importlib.import_module(name)
 
 
 def all_modules() -> list[str]:
@@ -153,14 +166,14 @@ def offered_names(module: ModuleType) -> set[str]:
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_all_is_complete(name: str) -> None:
-    module = importlib.import_module(name)
+    module = load_module(name)
     left_out = offered_names(module) - set(module.__all__)
     assert left_out == set(), f"{name} offers these public names but leaves them out of __all__"
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_all_is_sorted_and_resolves(name: str) -> None:
-    module = importlib.import_module(name)
+    module = load_module(name)
     assert list(module.__all__) == sorted(module.__all__, key=ruff_order)
     assert len(set(module.__all__)) == len(module.__all__), "a name is listed twice"
     assert [n for n in module.__all__ if not hasattr(module, n)] == []
@@ -188,7 +201,7 @@ def _lacks_docstring(obj: object) -> bool:
 def test_every_public_class_function_method_and_property_has_a_docstring() -> None:
     missing = set()
     for name in PUBLIC_MODULES:
-        module = importlib.import_module(name)
+        module = load_module(name)
         for export in module.__all__:
             obj = getattr(module, export)
             if not (inspect.isclass(obj) or inspect.isfunction(obj)):
@@ -246,7 +259,7 @@ def docstrings(module: ModuleType) -> Iterator[tuple[str, str | None]]:
 def test_no_docstring_cites_what_the_wheel_does_not_ship() -> None:
     citing = []
     for name in all_modules():
-        for where, doc in docstrings(importlib.import_module(name)):
+        for where, doc in docstrings(load_module(name)):
             found = UNSEEN.search(doc or "")
             if found:
                 citing.append(f"{where}: {found[0]}")

@@ -67,19 +67,27 @@ def leaf(
     handler: Handler,
     help_text: str,
     description: str | None = None,
+    *,
+    options: argparse.ArgumentParser | None = None,
+    interrupt_note: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A command that runs ``handler``, with the connection options after it too.
+    """A command that runs ``handler``, with its group's options after it too.
 
-    Its ``command_name`` (for error lines) is its prog without ``tabby-async``:
-    ``models list``, ``lora load``.
+    ``options`` is the parent parser of those options: the connection
+    options by default, the fleet's for a fleet command. Its
+    ``command_name`` (for error lines) is its prog without ``tabby-async``:
+    ``models list``, ``fleet apply``. ``interrupt_note`` is what Ctrl-C
+    prints before the exit (a fleet command's "what was changed").
     """
     parser = subparsers.add_parser(
         name,
         help=help_text,
         description=description or help_text,
-        parents=[connection_options()],
+        parents=[connection_options() if options is None else options],
     )
     parser.set_defaults(handler=handler, command_name=parser.prog.split(" ", 1)[-1])
+    if interrupt_note is not None:
+        parser.set_defaults(interrupt_note=interrupt_note)
     return parser
 
 

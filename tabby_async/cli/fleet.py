@@ -48,6 +48,7 @@ from ..fleet import (
 )
 from ..types import ModelLoadRequest
 from ._args import non_negative_int, positive_int
+from ._commands import group, leaf
 from ._exporter import add_exporter
 from ._fleet_args import ENV_NODES, add_load_flags, add_load_timeout, fleet_options, nodes_file
 from ._fleet_output import (
@@ -313,51 +314,57 @@ async def _rollout(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``fleet status|load|ensure|rollout|apply`` to the top-level parser."""
-    fleet = subparsers.add_parser(
+    sub = group(
+        subparsers,
         "fleet",
-        help="status, load, ensure, rollout and apply on many servers (a nodes file)",
-        description="Drive every server listed in a nodes file (TOML) at once.",
+        "Drive every server listed in a nodes file (TOML) at once.",
+        "status, load, ensure, rollout and apply on many servers (a nodes file)",
     )
-    fleet.set_defaults(group_parser=fleet)
-    sub = fleet.add_subparsers(title="commands", metavar="COMMAND")
-    parents = [fleet_options()]
 
-    status = sub.add_parser(
+    leaf(
+        sub,
         "status",
-        parents=parents,
-        help="a snapshot of every node: health, key permission, loaded model",
-        description="Ask every node, concurrently, for its health, what its key may do, "
+        _status,
+        "a snapshot of every node: health, key permission, loaded model",
+        "Ask every node, concurrently, for its health, what its key may do, "
         "its loaded model and context, and its embedding model. Exit 1 if any node is "
         "unreachable, unhealthy or refused a probe.",
+        options=fleet_options(),
     )
-    status.set_defaults(handler=_status, command_name="fleet status")
 
-    load = sub.add_parser(
+    load = leaf(
+        sub,
         "load",
-        parents=parents,
-        help="load a model on every node (the server ignores new parameters for a model "
+        _load,
+        "load a model on every node (the server ignores new parameters for a model "
         "it already runs: see ensure)",
+        options=fleet_options(),
+        interrupt_note=INTERRUPT_NOTE,
     )
     add_load_flags(load)
     load.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    load.set_defaults(handler=_load, command_name="fleet load", interrupt_note=INTERRUPT_NOTE)
 
-    ensure = sub.add_parser(
+    ensure = leaf(
+        sub,
         "ensure",
-        parents=parents,
-        help="make every node run the model with these parameters (plan, then act)",
-        description="Compare each node's loaded model with the request, print the plan, "
+        _ensure,
+        "make every node run the model with these parameters (plan, then act)",
+        "Compare each node's loaded model with the request, print the plan, "
         "then load or unload-and-reload only where needed.",
+        options=fleet_options(),
+        interrupt_note=INTERRUPT_NOTE,
     )
     add_load_flags(ensure)
     ensure.add_argument("--dry-run", action="store_true", help="print the plan only")
     ensure.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    ensure.set_defaults(handler=_ensure, command_name="fleet ensure", interrupt_note=INTERRUPT_NOTE)
 
-    rollout = sub.add_parser(
+    rollout = leaf(
+        sub,
         "rollout",
-        parents=parents,
-        help="a rolling ensure, batch by batch, each batch verified before the next",
+        _rollout,
+        "a rolling ensure, batch by batch, each batch verified before the next",
+        options=fleet_options(),
+        interrupt_note=INTERRUPT_NOTE,
     )
     add_load_flags(rollout)
     rollout.add_argument(
@@ -376,22 +383,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="skip the check of each node after its batch (health, and the model and "
         "context loaded)",
     )
-    rollout.set_defaults(
-        handler=_rollout, command_name="fleet rollout", interrupt_note=INTERRUPT_NOTE
-    )
 
-    apply = sub.add_parser(
+    apply = leaf(
+        sub,
         "apply",
-        parents=parents,
-        help="bring every node to the desired state the nodes file declares (plan, then act)",
-        description="Plan each node's declared desired state (model, prompt template, sampler "
+        _apply,
+        "bring every node to the desired state the nodes file declares (plan, then act)",
+        "Plan each node's declared desired state (model, prompt template, sampler "
         "preset, embedding model: [desired] in the nodes file), print the plan, then write "
         "only the parts that differ. Exit 1 if any node failed or did not converge.",
+        options=fleet_options(),
+        interrupt_note=INTERRUPT_NOTE,
     )
     add_load_timeout(apply)
     apply.add_argument("--dry-run", action="store_true", help="print the plan only")
     apply.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
-    apply.set_defaults(handler=_apply, command_name="fleet apply", interrupt_note=INTERRUPT_NOTE)
 
     add_exporter(sub)
 

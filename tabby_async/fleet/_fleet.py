@@ -228,8 +228,8 @@ class TabbyFleet:
             health = await fleet.run(lambda node, client: client.health())
             lists = await fleet.run(lambda node, client: client.models.list(), nodes=["gpu-01"])
 
-        The options (:class:`~tabby_async.fleet.RunOptions`), which every
-        fleet operation takes:
+        The run options (:class:`~tabby_async.fleet.RunOptions`), which
+        every fleet operation takes as ``**options``:
 
         - ``nodes``: the names of the nodes to run on (default: every node).
         - ``timeout``: the bound of each node's ``op``; by default the fleet's
@@ -252,11 +252,17 @@ class TabbyFleet:
         return await self._runner.run(op, operation=operation, **options)
 
     async def health(self, **options: Unpack[RunOptions]) -> FleetResult[HealthResponse]:
-        """``GET /health`` on every node (options as for :meth:`run`)."""
+        """``GET /health`` on every node.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(lambda c, t: c.health(timeout=t), "health", options)
 
     async def permission(self, **options: Unpack[RunOptions]) -> FleetResult[PermissionResponse]:
-        """What each node's key may do (``GET /v1/auth/permission``)."""
+        """What each node's key may do (``GET /v1/auth/permission``).
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(lambda c, t: c.permission(timeout=t), "permission", options)
 
     async def status(
@@ -272,6 +278,8 @@ class TabbyFleet:
         error or timeout as its result; otherwise a
         :class:`~tabby_async.fleet.NodeStatus` (with any probe that failed,
         e.g. a refused key, in ``problems``).
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
         """
         return await self._runner.each(
             lambda c, t: probe_status(c, concurrent=concurrent_probes, timeout=t),
@@ -308,6 +316,8 @@ class TabbyFleet:
         the plan, ``load_timeout`` for the ensure) and is passed on to the
         loads; ``on_progress(node, event)`` sees the model loads' events;
         ``fail_fast`` and ``on_result`` apply to the ensure.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
 
         Raises:
             InvalidInputError: with ``state=None``, no chosen node declares a

@@ -71,13 +71,12 @@ class FleetModels:
     Each method is the one-server method of the same name (on
     ``client.models``), fanned out: it returns a
     :class:`~tabby_async.fleet.FleetResult` with every node's value or typed
-    error. Every method takes the run options (:class:`RunOptions`:
-    ``nodes=``, ``timeout=`` per node, ``fail_fast=``, ``max_concurrency=``,
-    ``on_result=``) as :meth:`TabbyFleet.run` does, beside the request's
-    keyword fields; ``timeout=`` is also passed on to each node's call.
-    Requests are built and checked once, before any node is contacted.
-    Loads and downloads are bounded by the fleet's ``load_timeout`` by
-    default, everything else by its ``node_timeout``.
+    error. Every method takes the run options as its keywords' tail
+    (``**options``: see :class:`~tabby_async.fleet.RunOptions`), beside the
+    request's keyword fields where it has them; ``timeout=`` is also passed
+    on to each node's call. Requests are built and checked once, before any
+    node is contacted. Loads and downloads are bounded by the fleet's
+    ``load_timeout`` by default, everything else by its ``node_timeout``.
 
     A node's failure is its result, never raised. Every method raises only
     :class:`~tabby_async.InvalidInputError` (a bad request field or option,
@@ -91,43 +90,67 @@ class FleetModels:
         self._runner = runner
 
     async def list(self, **options: Unpack[RunOptions]) -> FleetResult[ModelList]:
-        """Every node's model folders."""
+        """Every node's model folders.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(lambda c, t: c.models.list(timeout=t), "list", options)
 
     async def get(self, **options: Unpack[RunOptions]) -> FleetResult[ModelCard]:
-        """The loaded model of each node (ModelNotLoadedError where none is)."""
+        """The loaded model of each node (ModelNotLoadedError where none is).
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(lambda c, t: c.models.get(timeout=t), "get", options)
 
     async def get_props(self, **options: Unpack[RunOptions]) -> FleetResult[ModelPropsResponse]:
-        """Each node's slots, template and context of the loaded model."""
+        """Each node's slots, template and context of the loaded model.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(
             lambda c, t: c.models.get_props(timeout=t), "get_props", options
         )
 
     async def list_draft(self, **options: Unpack[RunOptions]) -> FleetResult[ModelList]:
-        """Every node's draft model folders."""
+        """Every node's draft model folders.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(
             lambda c, t: c.models.list_draft(timeout=t), "list_draft", options
         )
 
     async def list_embedding(self, **options: Unpack[RunOptions]) -> FleetResult[ModelList]:
-        """Every node's embedding model folders."""
+        """Every node's embedding model folders.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(
             lambda c, t: c.models.list_embedding(timeout=t), "list_embedding", options
         )
 
     async def get_embedding(self, **options: Unpack[RunOptions]) -> FleetResult[ModelCard]:
-        """The loaded embedding model of each node."""
+        """The loaded embedding model of each node.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(
             lambda c, t: c.models.get_embedding(timeout=t), "get_embedding", options
         )
 
     async def unload(self, **options: Unpack[RunOptions]) -> FleetResult[None]:
-        """Unload the model on every node."""
+        """Unload the model on every node.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(lambda c, t: c.models.unload(timeout=t), "unload", options)
 
     async def unload_embedding(self, **options: Unpack[RunOptions]) -> FleetResult[None]:
-        """Unload the embedding model on every node."""
+        """Unload the embedding model on every node.
+
+        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        """
         return await self._runner.each(
             lambda c, t: c.models.unload_embedding(timeout=t), "unload_embedding", options
         )
@@ -145,6 +168,9 @@ class FleetModels:
         ``on_progress(node, event)`` sees every node's events. Remember the
         server ignores new parameters for a model it already runs:
         :meth:`ensure_loaded` compares first.
+
+        ``**keywords``: the request's fields and the run options (see
+        :class:`~tabby_async.fleet.RunOptions`).
         """
         options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
@@ -169,6 +195,9 @@ class FleetModels:
         ``timeout`` bounds each node's whole load and is each node's stream
         timeout too (the default: the fleet's ``load_timeout``, and the
         client's stream timeout).
+
+        ``**keywords``: the request's fields and the stream's options (see
+        :class:`~tabby_async.fleet.StreamOptions`).
         """
         options, fields = split_options(keywords)
         if "on_result" in options:
@@ -192,7 +221,11 @@ class FleetModels:
         /,
         **keywords: Unpack[FleetEmbeddingLoadKeywords],
     ) -> FleetResult[ModelLoadResponse]:
-        """Load an embedding model on every node."""
+        """Load an embedding model on every node.
+
+        ``**keywords``: the request's fields and the run options (see
+        :class:`~tabby_async.fleet.RunOptions`).
+        """
         options, fields = split_options(keywords)
         body = build_request(EmbeddingModelLoadRequest, request, fields)
         return await self._runner.each(
@@ -208,7 +241,11 @@ class FleetModels:
         /,
         **keywords: Unpack[FleetDownloadKeywords],
     ) -> FleetResult[DownloadResponse]:
-        """Have every node download a Hugging Face repo."""
+        """Have every node download a Hugging Face repo.
+
+        ``**keywords``: the request's fields and the run options (see
+        :class:`~tabby_async.fleet.RunOptions`).
+        """
         options, fields = split_options(keywords)
         body = build_request(DownloadRequest, request, fields)
         return await self._runner.each(
@@ -224,6 +261,9 @@ class FleetModels:
         """What :meth:`ensure_loaded` would do on each node (none, load or reload) and why.
 
         Loads nothing: one ``GET /v1/model`` per node and a comparison.
+
+        ``**keywords``: the request's fields and the run options (see
+        :class:`~tabby_async.fleet.RunOptions`).
         """
         options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
@@ -252,6 +292,9 @@ class FleetModels:
         field still differs. ``timeout`` bounds each node's plan and then
         its ensure (default: ``node_timeout`` for the plan, ``load_timeout``
         for the ensure).
+
+        ``**keywords``: the request's fields and the run options (see
+        :class:`~tabby_async.fleet.RunOptions`).
         """
         options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)

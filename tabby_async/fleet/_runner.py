@@ -32,6 +32,7 @@ from ._results import FleetResult
 
 __all__ = [
     "DEFAULT_NODE_TIMEOUT",
+    "OPTION_NAMES",
     "FleetProgressCallback",
     "FleetSettings",
     "NodeCall",
@@ -75,8 +76,9 @@ class RunOptions(StreamOptions, total=False):
     on_result: ResultCallback | None
 
 
-#: The option names, told apart from a request's fields by name.
-_OPTION_NAMES = frozenset(RunOptions.__annotations__) | frozenset(StreamOptions.__annotations__)
+#: The option names (a stream's are among them), told apart from a request's
+#: fields by name.
+OPTION_NAMES: frozenset[str] = RunOptions.__optional_keys__
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +189,11 @@ class Runner:
 def split_options(keywords: Mapping[str, Any]) -> tuple[RunOptions, dict[str, Any]]:
     """A fleet method's keywords, as its run options and its request's fields.
 
-    The option names are :class:`RunOptions`' own, and no request field
-    bears one of them, so neither can be taken for the other.
+    The option names are :class:`RunOptions`' own (:data:`OPTION_NAMES`) and
+    no request field bears one of them, so neither can be taken for the
+    other. A keyword that is neither stays with the fields, where building
+    the request refuses it by name.
     """
-    options = {name: value for name, value in keywords.items() if name in _OPTION_NAMES}
-    fields = {name: value for name, value in keywords.items() if name not in _OPTION_NAMES}
+    options = {name: value for name, value in keywords.items() if name in OPTION_NAMES}
+    fields = {name: value for name, value in keywords.items() if name not in OPTION_NAMES}
     return cast(RunOptions, options), fields
