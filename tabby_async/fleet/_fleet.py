@@ -29,6 +29,7 @@ from ._runner import (
     FleetProgressCallback,
     FleetSettings,
     Runner,
+    RunOptions,
 )
 from ._state_apply import FleetStateReport, apply_on_fleet
 from ._status import NodeStatus, probe_status
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from ..types import ModelLoadFields
-    from ._runner import RunOptions
 
 __all__ = ["TabbyFleet"]
 
@@ -71,15 +71,8 @@ class TabbyFleet:
     ``fail_fast=True``. :meth:`run` runs any operation of the client this
     way; ``fleet.models`` has the Models API ready-made.
 
-    Each operation's ``timeout=`` bounds each node's whole operation. Its
-    default, :data:`~tabby_async.USE_CLIENT_DEFAULT`, means ``node_timeout``
-    (default 60 s) for control operations and ``load_timeout`` (default
-    None: no bound, a dead server is still noticed by the stream's idle
-    bound) for loads and downloads; ``None`` means no bound; a number is
-    seconds; a :class:`~tabby_async.Timeout` bounds each node by its
-    ``total``. The methods that mirror a client method (``health()``,
-    ``fleet.models.load()``, ...) pass the value on to each node's call as
-    well, so ``None`` leaves no bound anywhere.
+    Every operation takes the run options as its keywords' tail (``**options``:
+    :class:`~tabby_async.fleet.RunOptions`, described at :meth:`run`).
 
     A node's failure is never raised: it is that node's result (its typed
     error), and :meth:`FleetResult.raise_for_errors` turns failures into a
@@ -232,10 +225,16 @@ class TabbyFleet:
         every fleet operation takes as ``**options``:
 
         - ``nodes``: the names of the nodes to run on (default: every node).
-        - ``timeout``: the bound of each node's ``op``; by default the fleet's
-          ``node_timeout``; None: no bound; a number: seconds. The calls
-          inside ``op`` keep their client's own timeouts unless ``op`` passes
-          its own.
+        - ``timeout``: the bound of each node's whole operation. By default
+          (:data:`~tabby_async.USE_CLIENT_DEFAULT`) the fleet's
+          ``node_timeout`` (60 s unless set), and for loads and downloads its
+          ``load_timeout`` (no bound unless set: a dead server is still
+          noticed by the stream's idle bound); None: no bound; a number:
+          seconds; a :class:`~tabby_async.Timeout`: its ``total``. The
+          methods that mirror a client method (``health()``,
+          ``fleet.models.load()``, ...) pass it on to each node's call as
+          well, so None leaves no bound anywhere; the calls inside ``op``
+          keep their client's own timeouts unless ``op`` passes its own.
         - ``fail_fast``: at the first failed node, cancel the running nodes
           (:class:`~tabby_async.fleet.NodeCancelledError`) and start no other
           (:class:`~tabby_async.fleet.NodeSkippedError`).
@@ -252,17 +251,11 @@ class TabbyFleet:
         return await self._runner.run(op, operation=operation, **options)
 
     async def health(self, **options: Unpack[RunOptions]) -> FleetResult[HealthResponse]:
-        """``GET /health`` on every node.
-
-        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
-        """
+        """``GET /health`` on every node (``**options``: see :class:`RunOptions`)."""
         return await self._runner.each(lambda c, t: c.health(timeout=t), "health", options)
 
     async def permission(self, **options: Unpack[RunOptions]) -> FleetResult[PermissionResponse]:
-        """What each node's key may do (``GET /v1/auth/permission``).
-
-        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
-        """
+        """Each node key's rights, ``GET /v1/auth/permission`` (``**options``: see RunOptions)."""
         return await self._runner.each(lambda c, t: c.permission(timeout=t), "permission", options)
 
     async def status(
@@ -277,9 +270,8 @@ class TabbyFleet:
         four connections. A node that cannot be reached gets its connection
         error or timeout as its result; otherwise a
         :class:`~tabby_async.fleet.NodeStatus` (with any probe that failed,
-        e.g. a refused key, in ``problems``).
-
-        ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+        e.g. a refused key, in ``problems``). ``**options``: see
+        :class:`~tabby_async.fleet.RunOptions`.
         """
         return await self._runner.each(
             lambda c, t: probe_status(c, concurrent=concurrent_probes, timeout=t),

@@ -62,6 +62,7 @@ class FleetEmbeddingLoadKeywords(EmbeddingModelLoadFields, RunOptions, total=Fal
 class FleetDownloadKeywords(DownloadFields, RunOptions, total=False):
     """A fleet download's keywords: the request's fields and the run options."""
 
+
 _DEFAULT = USE_CLIENT_DEFAULT
 
 
@@ -308,4 +309,3 @@ class FleetModels:
             on_progress=on_progress,
             options=options,
         )
-

@@ -57,6 +57,7 @@ FleetProgressCallback = Callable[[str, ModelLoadResponse], Awaitable[None] | Non
 #: One client's call with the per-call timeout: ``(client, timeout) -> awaitable``.
 NodeCall = Callable[[AsyncTabbyClient, TimeoutArg], Awaitable[T]]
 
+
 class StreamOptions(TypedDict, total=False):
     """The fan-out options of a fleet load stream (see :meth:`TabbyFleet.run`)."""
 
@@ -190,9 +191,10 @@ def split_options(keywords: Mapping[str, Any]) -> tuple[RunOptions, dict[str, An
     """A fleet method's keywords, as its run options and its request's fields.
 
     The option names are :class:`RunOptions`' own (:data:`OPTION_NAMES`) and
-    no request field bears one of them, so neither can be taken for the
-    other. A keyword that is neither stays with the fields, where building
-    the request refuses it by name.
+    no request's keyword fields bear one of them (a download's server-side
+    ``timeout`` goes in its Struct), so neither can be taken for the other.
+    A keyword that is neither stays with the fields, where building the
+    request refuses it by name.
     """
     options = {name: value for name, value in keywords.items() if name in OPTION_NAMES}
     fields = {name: value for name, value in keywords.items() if name not in OPTION_NAMES}
