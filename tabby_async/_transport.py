@@ -287,7 +287,7 @@ class Transport:
             elif limit is None or (
                 # The hot path: a plain body of known size within the cap is read whole.
                 (length := headers.get(CONTENT_LENGTH)) is not None
-                and length.isdigit()
+                and length.isdecimal()  # what int() reads, nothing else
                 # Fewer digits than the cap is within it, without parsing.
                 and (len(length) < self._cap_digits or int(length) <= limit)
                 and CONTENT_ENCODING not in headers
