@@ -29,6 +29,7 @@ from ._defaults import (
     check_max_response_bytes,
 )
 from ._env import ENV_ADMIN_KEY, ENV_API_KEY, FROM_ENV, FromEnv, resolve_key, resolve_url
+from ._inference import AsyncInferenceService
 from ._lora import AsyncLoraService
 from ._models import AsyncModelsService, ProgressCallback
 from ._sampling import AsyncSamplingService
@@ -210,6 +211,8 @@ class AsyncTabbyClient:
         self.sampling = AsyncSamplingService(transport, defaults)
         #: Tokenization with the loaded model: encode, decode.
         self.tokens = AsyncTokensService(transport, defaults)
+        #: The OpenAI routes passed through raw (for a gateway or a proxy).
+        self.inference = AsyncInferenceService(transport, defaults)
 
     def with_options(
         self,

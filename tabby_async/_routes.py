@@ -184,3 +184,15 @@ TOKEN_DECODE = Route(
     True,
     msgspec.json.Decoder(TokenDecodeResponse),
 )
+
+# --- inference: passed through raw (the gateway); never sent twice ----------------
+# Only the plain api key: inference never needs the admin key, so it is not sent.
+COMPLETIONS: Route[None] = Route(
+    "completions", "POST", "/v1/completions", "api_key", False, None, "stream"
+)
+CHAT_COMPLETIONS: Route[None] = Route(
+    "chat_completions", "POST", "/v1/chat/completions", "api_key", False, None, "stream"
+)
+EMBEDDINGS: Route[None] = Route(
+    "embeddings", "POST", "/v1/embeddings", "api_key", False, None, "silent"
+)

@@ -181,6 +181,18 @@ class Transport:
                 raise
         return await self._retry(route, payload, timeout, retries, read, deadline, delay, redact)
 
+    async def open(
+        self, route: Route[Any], payload: bytes, timeout: Timeout
+    ) -> aiohttp.ClientResponse:
+        """Send ``payload`` as it is, once, and return the answer open (a 2xx only).
+
+        The pass-through of a raw request body: never retried (the caller
+        decides where it goes next after a failure that did not reach the
+        server, ``sent=False``). An error status raises as in :meth:`send`.
+        """
+        response, _ = await self._attempt(route, payload, timeout, None, False, self.redact)
+        return response
+
     def _redactor(self, body: msgspec.Struct | None) -> Redactor:
         """The call's redactor: the keys, and the Hugging Face token a download carries."""
         if isinstance(body, DownloadRequest):

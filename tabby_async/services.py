@@ -2,7 +2,7 @@
 
 A client builds them; users reach them as ``client.models``,
 ``client.lora``, ``client.templates``, ``client.sampling`` and
-``client.tokens``, and name the classes here only to annotate::
+``client.tokens`` and ``client.inference``, and name the classes here only to annotate::
 
     from tabby_async.services import AsyncModelsService
 
@@ -11,6 +11,7 @@ A client builds them; users reach them as ``client.models``,
         await models.ensure_loaded(model_name="my-model")
 """
 
+from ._inference import AsyncInferenceService
 from ._lora import AsyncLoraService
 from ._models import AsyncModelsService
 from ._public import publish as _publish
@@ -20,6 +21,7 @@ from ._templates import AsyncTemplatesService
 from ._tokens import AsyncTokensService
 
 __all__ = [
+    "AsyncInferenceService",
     "AsyncLoraService",
     "AsyncModelsService",
     "AsyncSamplingService",
