@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shlex
 import ssl
+import subprocess
+import sys
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import aiohttp
 import msgspec
 import pytest
+import tomllib
 from aiohttp import web
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
 from tabby_async import cli
+from tabby_async.fleet import NodeSpec, TabbyFleet
+from tabby_async.gateway import Gateway, gateway_pool, parse_catalog
 from tabby_async.testing import TabbyEmulator
 
 __all__ = [
@@ -25,12 +33,15 @@ __all__ = [
     "CliResult",
     "ConnectionCounter",
     "RawHandler",
+    "cli_emulator",
     "guarded",
     "point_env_at",
     "raw_server",
     "reachable_text",
     "run_cli",
+    "run_gateway",
     "serve_app",
+    "started",
 ]
 
 T = TypeVar("T")
@@ -153,10 +164,13 @@ async def raw_server(handler: RawHandler) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def serve_app(
-    app: web.Application, *, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    handler_cancellation: bool = False,
 ) -> AsyncIterator[str]:
     """Run an aiohttp ``app`` on 127.0.0.1 (over TLS with ``ssl_context``); yields its URL."""
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
@@ -267,3 +281,113 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
     code = await asyncio.to_thread(cli.main, list(argv))
     out, err = capsys.readouterr()
     return CliResult(code, out, err)
+
+
+#: The variables a user's shell may carry that change what a program or the CLI does.
+TABBY_ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "TABBY_FLEET_NODES", "HF_TOKEN")
+
+
+def tabby_cli() -> list[str]:
+    """The ``tabby-async`` command a user runs: the venv's script, else ``python -m``."""
+    script = Path(sys.executable).with_name("tabby-async")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "tabby_async"]
+
+
+def on_a_free_port(args: Sequence[str]) -> list[str]:
+    """``args`` of ``tabby-async emulator`` with ``--port 0``: a free loopback port (or ports)."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--port" and i + 1 < len(out):
+            out[i + 1] = "0"
+            return out
+        if arg.startswith("--port="):
+            out[i] = "--port=0"
+            return out
+    return [*out, "--port", "0"]
+
+
+def export_variables(line: str) -> dict[str, str]:
+    """``{NAME: value}`` of a shell ``export NAME=value ...`` line."""
+    words = shlex.split(line)
+    assert words[:1] == ["export"], line
+    return dict(word.split("=", 1) for word in words[1:])
+
+
+@contextlib.asynccontextmanager
+async def cli_emulator(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[dict[str, str]]:
+    """``tabby-async emulator ARGS`` in a subprocess, as a user starts it in a terminal.
+
+    It binds free loopback ports (:func:`on_a_free_port`) and runs in ``cwd``
+    (where ``--nodes`` writes its nodes file). Yields the variables of the
+    ``export`` line it prints, which is what the user pastes; leaving stops it
+    with SIGTERM and checks it stopped cleanly.
+    """
+    given = os.environ if env is None else env
+    base = {k: v for k, v in given.items() if k not in TABBY_ENV_NAMES}
+    proc = await asyncio.create_subprocess_exec(
+        *tabby_cli(),
+        "emulator",
+        *on_a_free_port(args),
+        cwd=cwd,
+        env={**base, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    seen = ""
+    try:
+        while True:
+            line = (await guarded(proc.stdout.readline())).decode()
+            assert line, f"the emulator ended before its export line:\n{seen}"
+            seen += line
+            if line.strip().startswith("export "):
+                break
+        yield export_variables(line.strip())
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        out, err = await guarded(proc.communicate())
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().rstrip().endswith("emulator stopped")
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    nodes: Mapping[str, TabbyEmulator | str],
+    catalog: str,
+    *,
+    api_keys: Sequence[str] = (),
+) -> AsyncIterator[tuple[str, Gateway]]:
+    """A gateway over emulators (or bare URLs, for nodes that are down), served on loopback.
+
+    ``catalog`` is the catalog's TOML text. Yields the gateway's URL and the
+    gateway; everything is closed on the way out.
+    """
+    specs = [
+        NodeSpec(name, node, api_key="k")
+        if isinstance(node, str)
+        else NodeSpec(name, node.url, api_key=node.api_key, admin_key=node.admin_key)
+        for name, node in nodes.items()
+    ]
+    fleet = TabbyFleet(specs, **gateway_pool({}))
+    parsed = parse_catalog(tomllib.loads(catalog))
+    gateway = Gateway(fleet, parsed, api_keys=api_keys, close_fleet=True)
+    async with serve_app(gateway.app(), handler_cancellation=True) as url:
+        yield url, gateway
+
+
+async def started(nodes: Sequence[TabbyEmulator], count: int) -> None:
+    """Return once the nodes have started ``count`` generations between them (no polling)."""
+
+    def enough(_: object) -> bool:
+        return sum(n.generations.stats().started for n in nodes) >= count
+
+    waits = [asyncio.ensure_future(n.generations.wait_for(enough, None)) for n in nodes]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

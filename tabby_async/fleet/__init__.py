@@ -22,7 +22,7 @@ nodes file (:func:`read_nodes_toml`) or given. See :class:`TabbyFleet`.
 
 from .._public import moved as _moved
 from .._public import publish as _publish
-from ._config import FleetOptions, NodeSpec, read_nodes_toml
+from ._config import FleetOptions, NodeSpec, read_nodes_toml, read_toml
 from ._errors import NodeCancelledError, NodeSkippedError, VerificationError
 from ._fanout import NodeOp, ResultCallback
 from ._fleet import TabbyFleet
@@ -80,6 +80,7 @@ __all__ = [
     "default_check",
     "default_state_check",
     "read_nodes_toml",
+    "read_toml",
 ]
 
 _publish(globals(), __all__, __name__)

@@ -48,6 +48,7 @@ __all__ = [
     "desired_parts",
     "parse_nodes",
     "read_nodes_toml",
+    "read_toml",
 ]
 
 
@@ -385,17 +386,18 @@ def read_nodes_toml(
     is not UTF-8 or is not TOML raises it naming the file and where (the
     byte offset, or the line and column), never quoting the file.
     """
-    return parse_nodes(_read_toml(path), env=env)
+    return parse_nodes(read_toml(path), env=env)
 
 
 #: Where tomllib says a syntax error is: the end of its message.
 _TOML_WHERE = re.compile(r"\(at (line \d+, column \d+|end of document)\)\Z")
 
 
-def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed nodes file; a failure is InvalidInputError naming the file, never its text.
+def read_toml(path: str | os.PathLike[str], *, what: str = "nodes file") -> dict[str, Any]:
+    """A TOML file, parsed; a failure is InvalidInputError naming the file, never its text.
 
-    The file may hold keys, so no message quotes it: a byte that is not
+    ``what`` is the error's field (``"nodes file"``, ``"catalog"``). The file
+    may hold keys, so no message quotes it: a byte that is not
     UTF-8 is given by its offset, a TOML syntax error by its line and column
     (tomllib's own message may quote a character or a key of the file, and
     ``UnicodeDecodeError.object`` is the whole file). Each error is raised
@@ -408,18 +410,18 @@ def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         problem = f"cannot read {shown}: {exc.strerror}"
     if problem:
-        raise InvalidInputError("nodes file", problem)
+        raise InvalidInputError(what, problem)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         problem = f"{shown} is not UTF-8 text (line {line}, byte offset {exc.start})"
     if problem:
-        raise InvalidInputError("nodes file", problem)
+        raise InvalidInputError(what, problem)
     try:
         data: dict[str, Any] = tomllib.loads(text)
         return data
     except tomllib.TOMLDecodeError as exc:
         where = _TOML_WHERE.search(str(exc))
         problem = f"{shown} is not valid TOML" + (f" (at {where.group(1)})" if where else "")
-    raise InvalidInputError("nodes file", problem)
+    raise InvalidInputError(what, problem)

@@ -1,0 +1,610 @@
+"""The gateway's engine: queues, swaps, drains, TTL, refresh, over a fleet's clients.
+
+:class:`Gateway` holds one :class:`~tabby_async.gateway._placement.NodeState`
+per node and one FIFO queue per catalog model. A request ``acquire``\\ s a
+node (at once when a node holds its model, else after waiting in the queue
+while the engine loads it somewhere) and ``release``\\ s it when its answer
+has been passed on. Everything that changes the state runs on the event
+loop without awaiting between the decision and the bookkeeping, so a
+request never lands on a node that a swap has just claimed.
+
+What the engine never does, because of how TabbyAPI behaves:
+
+- send a request to a node that lacks its model (with nothing loaded the
+  server answers a request naming a model with a bare text 500, and with a
+  model loaded it answers with that one, whatever was asked);
+- unload, or load over, a model while requests for it run on that node
+  (an unload cuts them off; a load over running work parks new requests
+  and then fails them): a swap waits for them, up to the drain timeout;
+- drop a node whose ``/health`` says unhealthy: the server says so after
+  any generation error until it restarts, while it still serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .. import AsyncTabbyClient, DesiredState, ModelMismatchError, TabbyError, tracing
+from ..errors import ModelNotLoadedError
+from ..fleet import TabbyFleet
+from ..types import EmbeddingModelLoadRequest, ModelLoadRequest
+from ._catalog import Catalog, CatalogModel, ModelKind
+from ._errors import GatewayError
+from ._metrics import GatewayMetrics
+from ._placement import NodeState, Placement, can_ever_place, pick_replica, place
+from ._proxy import routes
+
+__all__ = ["Gateway", "Stream"]
+
+logger = logging.getLogger("tabby_async.gateway")
+
+#: The most bytes of one request body (long prompts, many embedding inputs).
+MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """One request waiting for its model: resolved with the node that serves it."""
+
+    future: asyncio.Future[NodeState]
+    since: float
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class Stream:
+    """An open upstream stream, as the stall watchdog sees it."""
+
+    close: Any  # the upstream response's close()
+    tokens: int = 0
+    seen: int = -1
+    since: float = 0.0
+    stalled: bool = False
+
+
+def last_segment(folder: str) -> str:
+    """What a card's ``id`` shows of a folder: its last path segment."""
+    return folder.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+class Gateway:
+    """One OpenAI-compatible endpoint over a fleet: routes by model, loads on demand, drains.
+
+    Build it from a :class:`~tabby_async.fleet.TabbyFleet` and a
+    :class:`~tabby_async.gateway.Catalog`, then serve :meth:`app` (an
+    ``aiohttp.web.Application`` that starts and stops the gateway with
+    itself, and can be mounted in another with ``add_subapp``), or call
+    :meth:`start` and :meth:`aclose` yourself. ``api_keys``: the keys
+    clients must send (``Authorization: Bearer`` or ``x-api-key``); none
+    means no check, for a gateway on loopback.
+
+    The gateway reaches each node with the fleet's client of it: the node's
+    api key for inference, its admin key only for loads and unloads.
+    """
+
+    def __init__(
+        self,
+        fleet: TabbyFleet,
+        catalog: Catalog,
+        *,
+        api_keys: tuple[str, ...] | list[str] = (),
+        close_fleet: bool = False,
+    ) -> None:
+        catalog.check_nodes(fleet.nodes)
+        self.catalog = catalog
+        self.policy = catalog.policy
+        self.fleet = fleet
+        self._close_fleet = close_fleet
+        self.api_keys = tuple(api_keys)
+        self.clients: dict[str, AsyncTabbyClient] = fleet.clients
+        self.nodes: dict[str, NodeState] = {name: NodeState(name) for name in fleet.nodes}
+        self._queues: dict[str, deque[_Waiter]] = {name: deque() for name in catalog.models}
+        self._loading: dict[str, int] = dict.fromkeys(catalog.models, 0)
+        self._drained: dict[tuple[str, ModelKind], asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.streams: set[Stream] = set()
+        self._ttl_timer: asyncio.TimerHandle | None = None
+        self._started = False
+        self._closed = False
+        self.metrics = GatewayMetrics(self)
+
+    def __repr__(self) -> str:
+        return f"<Gateway {len(self.nodes)} nodes, {len(self.catalog.models)} models>"
+
+    # ------------------------------------------------------------------ life
+
+    def app(self) -> web.Application:
+        """The gateway as an aiohttp application, started and stopped with it.
+
+        Mount it with ``parent.add_subapp("/llm", gateway.app())`` or serve it
+        alone. Serve it with ``handler_cancellation=True`` (``web.run_app``,
+        ``web.AppRunner``) so that a client that goes away cancels its
+        request at once and the node stops generating; without it, that is
+        noticed at the next chunk the node sends.
+        """
+        app = web.Application(client_max_size=MAX_BODY)
+        app.add_routes(routes(self))
+        app.cleanup_ctx.append(self._life)
+        return app
+
+    async def _life(self, _: web.Application) -> AsyncIterator[None]:
+        await self.start()
+        yield
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Read every node's state, start the refresh and the watchdog, load pinned models."""
+        if self._started:
+            return
+        self._started = True
+        await self.refresh()
+        self._spawn(self._refresh_loop())
+        self._spawn(self._watchdog())
+        self._pump()
+
+    async def aclose(self) -> None:
+        """Stop the background work; waiting requests get 503; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for queue in self._queues.values():
+            while queue:
+                self._fail(queue.popleft(), GatewayError(503, "no_capacity", "the gateway stopped"))
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._close_fleet:
+            await self.fleet.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ requests
+
+    async def acquire(self, entry: CatalogModel) -> NodeState:
+        """A node to send a request for ``entry`` to, its in-flight count taken.
+
+        Raises:
+            GatewayError: the queue is full, the wait timed out, the load
+                failed, or no node can take the model.
+        """
+        kind = entry.kind
+        queue = self._queues[entry.name]
+        if not queue:
+            node = pick_replica(self.nodes.values(), entry.name, kind)
+            if node is not None:
+                node.slots[kind].in_flight += 1
+                return node
+        if self._closed:
+            raise GatewayError(503, "no_capacity", "the gateway is stopping")
+        if len(queue) >= self.policy.queue_size:
+            self.metrics.refused(entry.name, "queue_full")
+            raise GatewayError(
+                503,
+                "queue_full",
+                f"{self.policy.queue_size} requests already wait for {entry.name!r}",
+                retry_after=self.policy.queue_timeout / 10,
+            )
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), time.monotonic())
+        waiter.timer = loop.call_later(self.policy.queue_timeout, self._expire, entry, waiter)
+        queue.append(waiter)
+        self._pump()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            # Served in the same step that cancelled us: hand the node back.
+            if waiter.future.done() and not waiter.future.cancelled():
+                if waiter.future.exception() is None:
+                    self.release(waiter.future.result(), kind)
+            elif waiter in queue:
+                queue.remove(waiter)
+            raise
+        finally:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+
+    def release(self, node: NodeState, kind: ModelKind) -> None:
+        """A request on ``node`` ended: its in-flight count is given back."""
+        slot = node.slots[kind]
+        slot.in_flight -= 1
+        slot.last_used = time.monotonic()
+        if slot.in_flight == 0:
+            if slot.draining:
+                event = self._drained.get((node.name, kind))
+                if event is not None:
+                    event.set()
+            elif slot.model is not None and self.catalog.models[slot.model].ttl is not None:
+                self._arm_ttl()
+            if any(self._queues.values()):
+                self._pump()
+
+    def node_unreachable(self, node: NodeState) -> None:
+        """A request could not reach ``node``: it takes no more until a refresh finds it."""
+        if node.up:
+            node.up = False
+            logger.warning("node %s is unreachable; its requests go elsewhere", node.name)
+        self._pump()
+
+    def _expire(self, entry: CatalogModel, waiter: _Waiter) -> None:
+        queue = self._queues[entry.name]
+        if waiter in queue:
+            queue.remove(waiter)
+            self.metrics.refused(entry.name, "queue_timeout")
+            self._fail(
+                waiter,
+                GatewayError(
+                    503,
+                    "queue_timeout",
+                    f"{entry.name!r} was not ready within {self.policy.queue_timeout:g} s",
+                    retry_after=self.policy.queue_timeout / 10,
+                ),
+            )
+
+    @staticmethod
+    def _fail(waiter: _Waiter, error: GatewayError) -> None:
+        if not waiter.future.done():
+            waiter.future.set_exception(error)
+
+    # ------------------------------------------------------------------ the pump
+
+    def replicas(self, name: str, kind: ModelKind) -> list[str]:
+        """The nodes that hold ``name`` and are up."""
+        return [n.name for n in self.nodes.values() if n.up and n.holds(name, kind)]
+
+    def queued(self, name: str) -> int:
+        """How many requests wait for ``name``."""
+        return len(self._queues[name])
+
+    def _pump(self) -> None:
+        """Serve what waits, and start the loads that waiting (or pinning) calls for."""
+        if self._closed:
+            return
+        now = time.monotonic()
+        models = self.catalog.models
+        for name, queue in self._queues.items():
+            entry = models[name]
+            if queue:
+                self._serve(entry, queue, now)
+            wanted = bool(queue) or (entry.pinned and self._started)
+            if not wanted:
+                continue
+            held = len(self.replicas(name, entry.kind)) + self._loading[name]
+            if entry.pinned and not queue and held >= entry.max_replicas:
+                continue
+            spot = place(
+                entry,
+                self.nodes,
+                models,
+                now,
+                evict_unknown=self.policy.evict_unknown,
+                replicas=held,
+            )
+            if spot is not None:
+                self._start_swap(entry, spot)
+            elif (
+                queue
+                and not held
+                and not can_ever_place(
+                    entry, self.nodes, models, now, evict_unknown=self.policy.evict_unknown
+                )
+            ):
+                retry = self._retry_after(entry, now)
+                while queue:
+                    self.metrics.refused(name, "no_capacity")
+                    self._fail(
+                        queue.popleft(),
+                        GatewayError(
+                            503,
+                            "no_capacity",
+                            f"no node can take {name!r} now (down, backing off it after a "
+                            "failed load, or holding models that stay)",
+                            retry_after=retry,
+                        ),
+                    )
+
+    def _serve(self, entry: CatalogModel, queue: deque[_Waiter], now: float) -> None:
+        kind = entry.kind
+        while queue:
+            if queue[0].future.done():  # timed out or cancelled
+                queue.popleft()
+                continue
+            node = pick_replica(self.nodes.values(), entry.name, kind)
+            if node is None:
+                return
+            waiter = queue.popleft()
+            node.slots[kind].in_flight += 1
+            waiter.future.set_result(node)
+            self.metrics.waited(entry.name, now - waiter.since)
+
+    def _retry_after(self, entry: CatalogModel, now: float) -> float:
+        ends = [n.backoff[entry.name] - now for n in self.nodes.values() if entry.name in n.backoff]
+        later = [e for e in ends if e > 0]
+        return min(later) if later else self.policy.refresh_interval
+
+    # ------------------------------------------------------------------ swaps
+
+    def _start_swap(self, entry: CatalogModel, spot: Placement) -> None:
+        node = self.nodes[spot.node]
+        slot = node.slots[entry.kind]
+        node.swapping = entry.name
+        self._loading[entry.name] += 1
+        if slot.in_flight:
+            slot.draining = True
+            self._drained[(node.name, entry.kind)] = asyncio.Event()
+        self._spawn(self._swap(node, entry, spot))
+
+    async def _swap(self, node: NodeState, entry: CatalogModel, spot: Placement) -> None:
+        kind = entry.kind
+        slot = node.slots[kind]
+        started = time.monotonic()
+        span = tracing.start_span(
+            "tabby.gateway.swap",
+            lambda: {
+                "tabby.node": node.name,
+                "tabby.model": entry.name,
+                "tabby.swap.reason": spot.reason,
+            },
+        )
+        failure: str | None = None
+        changed = True
+        try:
+            await self._drain(node, kind)
+            client = self.clients[node.name]
+            if isinstance(entry.load, ModelLoadRequest):
+                try:
+                    result = await client.models.ensure_loaded(entry.load)
+                    changed = result.changed
+                except ModelMismatchError as err:
+                    # Loaded, but a reported field differs (the server capped it):
+                    # it serves; say so once.
+                    logger.warning("%s on %s: %s", entry.name, node.name, err)
+            else:
+                load: EmbeddingModelLoadRequest = entry.load
+                applied = await client.apply(DesiredState(embedding=load))
+                changed = applied.changed
+        except asyncio.CancelledError:
+            if span is not None:
+                tracing.end_span(span, "cancelled")
+            raise
+        except TabbyError as err:
+            failure = str(err)
+        finally:
+            node.swapping = None
+            self._loading[entry.name] -= 1
+            slot.draining = False
+            self._drained.pop((node.name, kind), None)
+        took = time.monotonic() - started
+        if failure is None:
+            slot.model, slot.seen = entry.name, None
+            slot.last_used = time.monotonic()
+            node.backoff.pop(entry.name, None)
+            node.up = True
+            if changed:
+                self.metrics.swapped(node.name, spot.reason, took)
+                logger.info(
+                    "swap on %s: %s loaded (%s%s) in %.1f s",
+                    node.name,
+                    entry.name,
+                    spot.reason,
+                    f", over {spot.replaces}" if spot.replaces else "",
+                    took,
+                )
+            else:
+                logger.info("%s on %s: the server proved it already loaded", entry.name, node.name)
+            if span is not None:
+                tracing.end_span(span, "ok")
+        else:
+            self._load_failed(node, entry, failure, span)
+        self._arm_ttl()
+        self._pump()
+
+    def _load_failed(
+        self, node: NodeState, entry: CatalogModel, why: str, span: tracing.SpanLike | None
+    ) -> None:
+        slot = node.slots[entry.kind]
+        # What the node holds now is unknown (the server unloads before it loads):
+        # nothing is sent there for this place until a refresh reads it.
+        slot.model, slot.seen = None, "?"
+        node.backoff[entry.name] = time.monotonic() + self.policy.load_backoff
+        self.metrics.load_failures(node.name, entry.name)
+        logger.warning("load of %s on %s failed: %s", entry.name, node.name, why)
+        if span is not None:
+            tracing.set_error(span, "load_failed", why)
+            tracing.end_span(span, "error")
+        error = GatewayError(
+            502, "load_failed", f"loading {entry.name!r} on node {node.name!r} failed: {why}"
+        )
+        queue = self._queues[entry.name]
+        while queue:
+            waiter = queue.popleft()
+            self.metrics.refused(entry.name, "load_failed", node.name)
+            self._fail(waiter, error)
+        self._spawn(self._refresh_node(node))
+
+    async def _drain(self, node: NodeState, kind: ModelKind) -> None:
+        event = self._drained.get((node.name, kind))
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), self.policy.drain_timeout)
+        except asyncio.TimeoutError:
+            logger.warning(
+                "drain on %s timed out after %g s: unloading with %d requests running",
+                node.name,
+                self.policy.drain_timeout,
+                node.slots[kind].in_flight,
+            )
+
+    # ------------------------------------------------------------------ TTL
+
+    def _arm_ttl(self) -> None:
+        """Set the timer for the next model whose time to live runs out."""
+        if self._ttl_timer is not None:
+            self._ttl_timer.cancel()
+            self._ttl_timer = None
+        due = self._ttl_due()
+        if due:
+            soonest = min(at for at, _, _ in due)
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, soonest - time.monotonic())
+            self._ttl_timer = loop.call_later(delay, self._ttl_fire)
+
+    def _ttl_due(self) -> list[tuple[float, NodeState, CatalogModel]]:
+        found = []
+        for node in self.nodes.values():
+            if node.swapping is not None or not node.up:
+                continue
+            for slot in node.slots.values():
+                entry = self.catalog.models.get(slot.model or "")
+                if entry is None or entry.ttl is None or entry.pinned or slot.in_flight:
+                    continue
+                found.append((slot.last_used + entry.ttl, node, entry))
+        return found
+
+    def _ttl_fire(self) -> None:
+        self._ttl_timer = None
+        now = time.monotonic()
+        for at, node, entry in self._ttl_due():
+            if at <= now and node.swapping is None:
+                node.swapping = ""
+                self._spawn(self._unload(node, entry))
+        self._arm_ttl()
+
+    async def _unload(self, node: NodeState, entry: CatalogModel) -> None:
+        started = time.monotonic()
+        client = self.clients[node.name]
+        slot = node.slots[entry.kind]
+        try:
+            if entry.kind == "model":
+                await client.models.unload(missing_ok=True)
+            else:
+                await client.models.unload_embedding(missing_ok=True)
+        except TabbyError as err:
+            logger.warning("ttl unload of %s on %s failed: %s", entry.name, node.name, err)
+        else:
+            slot.model = slot.seen = None
+            took = time.monotonic() - started
+            self.metrics.swapped(node.name, "ttl", took)
+            logger.info("swap on %s: %s unloaded (ttl %g s)", node.name, entry.name, entry.ttl)
+        finally:
+            node.swapping = None
+        self._arm_ttl()
+        self._pump()
+
+    # ------------------------------------------------------------------ refresh
+
+    async def refresh(self) -> None:
+        """Read every node's health and loaded models now (also done every refresh interval)."""
+        await asyncio.gather(*(self._refresh_node(n) for n in self.nodes.values()))
+        self._pump()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.refresh_interval)
+            await self.refresh()
+
+    async def _refresh_node(self, node: NodeState) -> None:
+        client = self.clients[node.name]
+        try:
+            health = await client.health()
+            try:
+                card_id: str | None = (await client.models.get()).id
+            except ModelNotLoadedError:
+                card_id = None
+            embedding = await client.models.loaded_embedding()
+        except TabbyError as err:
+            if node.up:
+                logger.warning("node %s is down: %s", node.name, err)
+            node.up = False
+            return
+        if not node.up:
+            logger.info("node %s is up", node.name)
+        node.up = True
+        node.healthy = health.healthy
+        if node.swapping is not None:
+            return  # the swap's own outcome is what it holds
+        self._reconcile(node, "model", card_id)
+        self._reconcile(node, "embedding", None if embedding is None else embedding.id)
+
+    def _reconcile(self, node: NodeState, kind: ModelKind, card_id: str | None) -> None:
+        """Take what the node reports for one place, claiming only what the card proves."""
+        slot = node.slots[kind]
+        if card_id is None:
+            slot.model = slot.seen = None
+            return
+        held = self.catalog.models.get(slot.model or "")
+        if held is not None and last_segment(held.folder) == card_id:
+            return  # what the gateway loaded (or proved) is still there
+        if slot.model is not None:
+            logger.info("node %s: %s was replaced outside the gateway", node.name, slot.model)
+        slot.model, slot.seen = None, card_id
+        for entry in self.catalog.models.values():
+            # A flat folder name is what the card's id shows of it.
+            if entry.kind == kind and entry.folder == card_id:
+                slot.model, slot.seen = entry.name, None
+                slot.last_used = time.monotonic()
+                break
+
+    # ------------------------------------------------------------------ the watchdog
+
+    def watch(self, close: Any) -> Stream:
+        """Register an open upstream stream with the stall watchdog."""
+        stream = Stream(close, since=time.monotonic())
+        self.streams.add(stream)
+        return stream
+
+    async def _watchdog(self) -> None:
+        bound = self.policy.stall_timeout
+        while True:
+            await asyncio.sleep(min(bound / 3, 5.0))
+            now = time.monotonic()
+            for stream in list(self.streams):
+                if stream.tokens != stream.seen:
+                    stream.seen, stream.since = stream.tokens, now
+                elif now - stream.since > bound and not stream.stalled:
+                    stream.stalled = True
+                    stream.close()
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """What each node holds, its requests in flight, idle time and state; each queue."""
+        now = time.monotonic()
+        nodes = []
+        for node in self.nodes.values():
+            places: dict[str, Any] = {}
+            for kind, slot in node.slots.items():
+                places[kind] = {
+                    "model": slot.model,
+                    "unverified": slot.seen,
+                    "in_flight": slot.in_flight,
+                    "idle_seconds": None
+                    if slot.empty or slot.in_flight
+                    else round(now - slot.last_used, 1),
+                    "draining": slot.draining,
+                }
+            nodes.append(
+                {
+                    "name": node.name,
+                    "up": node.up,
+                    "degraded": node.up and not node.healthy,
+                    "swapping": node.swapping,
+                    **places,
+                }
+            )
+        queues = {name: len(q) for name, q in self._queues.items()}
+        return {"nodes": nodes, "queues": queues}

@@ -1,0 +1,326 @@
+"""The gateway's HTTP side: the OpenAI routes, passed through to the node the engine picks.
+
+A request's body is read once, its ``model`` looked up in the catalog, and
+``model`` replaced by the node's folder (so a node with inline loading on
+never swaps by itself); everything else goes on byte for byte. A stream is
+passed on chunk by chunk as the node sends it, never buffered; the answer's
+own ``model`` field stays what TabbyAPI says (the folder's last segment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from .. import APIStatusError, TabbyConnectionError, TabbyTimeoutError, Timeout, tracing
+from ._catalog import CatalogModel, ModelKind
+from ._errors import GatewayError, error_event, error_response
+
+if TYPE_CHECKING:
+    from ._gateway import Gateway
+
+__all__ = ["routes"]
+
+logger = logging.getLogger("tabby_async.gateway")
+
+_BODY = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_STR = msgspec.json.Decoder(str)
+_ANY = msgspec.json.Decoder()
+_encode = msgspec.json.encode
+_DONE = b"data: [DONE]"
+_SSE = "text/event-stream"
+#: The answers a client with a broken connection gives a write.
+_GONE = (ConnectionError, RuntimeError)
+_UPSTREAM_LOST = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+Opener = Callable[..., Awaitable[aiohttp.ClientResponse]]
+
+
+class Proxy:
+    """The route handlers of one gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.catalog = gateway.catalog.models
+        self._keys = tuple(k.encode() for k in gateway.api_keys)
+        # One Raw per model: the node's folder, encoded once.
+        self._folders = {name: msgspec.Raw(_encode(e.folder)) for name, e in self.catalog.items()}
+        policy = gateway.policy
+        # No read bound: a non-streamed answer says nothing until it is done,
+        # and the stall watchdog bounds a stream's silence.
+        self._timeout = Timeout(connect=policy.connect_timeout)
+        self._stall = policy.stall_timeout
+
+    # ------------------------------------------------------------------ checks
+
+    def authorised(self, request: web.BaseRequest) -> bool:
+        """True when no keys are set, or the request carries one of them."""
+        keys = self._keys
+        if not keys:
+            return True
+        headers = request.headers
+        given = headers.get("x-api-key")
+        if given is None:
+            auth = headers.get("Authorization", "")
+            if auth[:7].lower() != "bearer ":
+                return False
+            given = auth[7:].strip()
+        sent = given.encode()
+        found = False
+        for key in keys:  # every key compared: the time says nothing of which
+            found |= hmac.compare_digest(sent, key)
+        return found
+
+    def _parse(
+        self, body: bytes, kind: ModelKind
+    ) -> tuple[dict[str, msgspec.Raw], CatalogModel, bool]:
+        """The body's fields (``model`` now the folder), its catalog entry, and ``stream``."""
+        try:
+            fields = _BODY.decode(body)
+        except msgspec.DecodeError:
+            raise GatewayError(400, "invalid_request", "the body is not a JSON object") from None
+        raw = fields.get("model")
+        try:
+            name = None if raw is None else _STR.decode(raw)
+        except msgspec.DecodeError:
+            name = None
+        if name is None:
+            raise GatewayError(400, "invalid_request", "'model' must name a catalog model")
+        entry = self.catalog.get(name)
+        if entry is None or entry.kind != kind:
+            what = "an embedding model" if kind == "embedding" else "a generating model"
+            raise GatewayError(
+                404,
+                "model_not_found",
+                f"{name[:200]!r} is not {what} of this gateway (GET /v1/models lists them)",
+            )
+        raw_stream = fields.get("stream")
+        stream = raw_stream is not None and _ANY.decode(raw_stream) is True
+        fields["model"] = self._folders[name]
+        return fields, entry, stream
+
+    # ------------------------------------------------------------------ routes
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, "model", "chat_completions")
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, "model", "completions")
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, "embedding", "embeddings")
+
+    async def _forward(
+        self, request: web.Request, kind: ModelKind, call: str
+    ) -> web.StreamResponse:
+        gateway = self.gateway
+        if not self.authorised(request):
+            gateway.metrics.refused("", "unauthorized")
+            return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
+        try:
+            fields, entry, stream = self._parse(await request.read(), kind)
+        except GatewayError as err:
+            gateway.metrics.refused("", err.code)
+            return error_response(err.status, err.code, err.message)
+        body = _encode(fields)
+        span = tracing.start_span(
+            "tabby.gateway.request", lambda: {"tabby.model": entry.name, "tabby.route": call}
+        )
+        tries = len(gateway.nodes) + 1
+        while True:
+            try:
+                node = await gateway.acquire(entry)
+            except GatewayError as err:
+                if span is not None:
+                    tracing.set_error(span, err.code, err.message)
+                    tracing.end_span(span, "error")
+                return error_response(err.status, err.code, err.message, err.retry_after)
+            if span is not None:
+                span.set_attribute("tabby.node", node.name)
+            opener: Opener = getattr(gateway.clients[node.name].inference, call)
+            try:
+                upstream = await opener(body, timeout=self._timeout)
+            except (TabbyConnectionError, TabbyTimeoutError) as err:
+                gateway.release(node, kind)
+                tries -= 1
+                if not err.sent and tries > 0:
+                    gateway.node_unreachable(node)
+                    continue  # it never reached the node: another may take it
+                return self._failed(span, entry, node.name, 502, "upstream_error", str(err))
+            except APIStatusError as err:
+                gateway.release(node, kind)
+                code = "upstream_error" if err.status >= 500 else "invalid_request"
+                status = 502 if err.status >= 500 else err.status
+                return self._failed(span, entry, node.name, status, code, err.message or str(err))
+            except BaseException:
+                gateway.release(node, kind)
+                raise
+            break
+        outcome = "client_closed"  # unless the answer is passed on
+        answer: web.StreamResponse
+        try:
+            if stream and upstream.content_type == _SSE:
+                answer, outcome = await self._pass_stream(request, upstream, entry, node.name)
+            else:
+                answer, outcome = await self._pass_whole(upstream, node.name)
+        finally:
+            upstream.close()
+            gateway.release(node, kind)
+            gateway.metrics.request(entry.name, node.name, outcome)
+            if span is not None:
+                tracing.end_span(span, outcome)
+        return answer
+
+    def _failed(
+        self,
+        span: tracing.SpanLike | None,
+        entry: CatalogModel,
+        node: str,
+        status: int,
+        code: str,
+        message: str,
+    ) -> web.Response:
+        self.gateway.metrics.request(entry.name, node, code)
+        if span is not None:
+            tracing.set_error(span, code, message)
+            tracing.end_span(span, "error")
+        return error_response(status, code, f"node {node!r}: {message}")
+
+    async def _pass_whole(
+        self, upstream: aiohttp.ClientResponse, node: str
+    ) -> tuple[web.Response, str]:
+        try:
+            data = await upstream.read()
+        except _UPSTREAM_LOST as exc:
+            message = f"node {node!r} broke off its answer: {type(exc).__name__}"
+            return error_response(502, "upstream_error", message), "upstream_error"
+        return (
+            web.Response(
+                body=data,
+                status=upstream.status,
+                headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")},
+            ),
+            "ok",
+        )
+
+    async def _pass_stream(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        entry: CatalogModel,
+        node: str,
+    ) -> tuple[web.StreamResponse, str]:
+        response = web.StreamResponse(
+            status=upstream.status,
+            headers={
+                "Content-Type": upstream.headers.get("Content-Type", _SSE),
+                "Cache-Control": "no-cache",
+            },
+        )
+        await response.prepare(request)
+        watch = self.gateway.watch(upstream.close)
+        streams = self.gateway.streams
+        content = upstream.content
+        last = b""
+        problem: str | None = None
+        try:
+            while True:
+                try:
+                    chunk = await content.readany()
+                except _UPSTREAM_LOST as exc:
+                    problem = f"node {node!r} failed mid-stream: {type(exc).__name__}"
+                    break
+                if not chunk:
+                    if not (_DONE in last or b'"error"' in last):
+                        problem = f"node {node!r} ended the stream before its end"
+                    break
+                if b"data:" in chunk:  # a token, not a ping
+                    watch.tokens += 1
+                last = chunk
+                try:
+                    await response.write(chunk)
+                except _GONE:
+                    return response, "client_closed"  # the upstream is closed: it stops
+            if watch.stalled:
+                problem = f"node {node!r} sent no token for {self._stall:g} s"
+            outcome = "ok" if problem is None else "upstream_error"
+            try:
+                if problem is not None:
+                    logger.warning("%s: %s", entry.name, problem)
+                    await response.write(error_event("upstream_error", problem))
+                await response.write_eof()
+            except _GONE:
+                return response, "client_closed"
+            return response, outcome
+        finally:
+            streams.discard(watch)
+
+    # ------------------------------------------------------------------ the rest
+
+    async def models(self, request: web.Request) -> web.Response:
+        if not self.authorised(request):
+            return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
+        gateway = self.gateway
+        data = []
+        for name, entry in self.catalog.items():
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "tabby-async-gateway",
+                    "kind": entry.kind,
+                    "pinned": entry.pinned,
+                    "ttl": entry.ttl,
+                    "max_replicas": entry.max_replicas,
+                    "loaded_on": gateway.replicas(name, entry.kind),
+                    "queued": gateway.queued(name),
+                }
+            )
+        return _json({"object": "list", "data": data})
+
+    async def health(self, request: web.Request) -> web.Response:
+        nodes = self.gateway.nodes.values()
+        up = sum(1 for n in nodes if n.up)
+        degraded = sum(1 for n in nodes if n.up and not n.healthy)
+        status = (
+            "unhealthy" if not up else ("degraded" if degraded or up < len(nodes) else "healthy")
+        )
+        body = {"status": status, "nodes": len(nodes), "up": up, "degraded": degraded}
+        return _json(body, 503 if not up else 200)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.gateway.metrics.text(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    async def status(self, request: web.Request) -> web.Response:
+        if not self.authorised(request):
+            return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
+        return _json(self.gateway.status())
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(body), status=status, content_type="application/json")
+
+
+def routes(gateway: Gateway) -> list[web.RouteDef]:
+    """The gateway's routes."""
+    proxy = Proxy(gateway)
+    return [
+        web.post("/v1/chat/completions", proxy.chat),
+        web.post("/v1/completions", proxy.completions),
+        web.post("/v1/embeddings", proxy.embeddings),
+        web.get("/v1/models", proxy.models),
+        web.get("/health", proxy.health),
+        web.get("/metrics", proxy.metrics),
+        web.get("/status", proxy.status),
+    ]
