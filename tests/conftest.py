@@ -75,3 +75,10 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> ConnectionCounter:
     counter = ConnectionCounter()
     monkeypatch.setattr(aiohttp, "TCPConnector", counter.connector_class)
     return counter
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session, for raw HTTP (a gateway's routes)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -13,7 +13,7 @@ import sys
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -27,21 +27,29 @@ from tabby_async import cli
 from tabby_async.fleet import NodeSpec, TabbyFleet
 from tabby_async.gateway import Gateway, gateway_pool, parse_catalog
 from tabby_async.testing import TabbyEmulator
+from tabby_async.testing.pytest_plugin import EmulatorFactory
 
 __all__ = [
+    "GATEWAY_MODELS",
     "GUARD",
     "CliResult",
     "ConnectionCounter",
     "RawHandler",
     "cli_emulator",
+    "forwarded",
+    "gateway_node",
     "guarded",
+    "node_loads",
+    "node_unloads",
     "point_env_at",
+    "post_completion",
     "raw_server",
     "reachable_text",
     "run_cli",
     "run_gateway",
     "serve_app",
     "started",
+    "stream_events",
 ]
 
 T = TypeVar("T")
@@ -391,3 +399,50 @@ async def started(nodes: Sequence[TabbyEmulator], count: int) -> None:
         for wait in waits:
             wait.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
+
+
+#: The folders a gateway test's node has on disk.
+GATEWAY_MODELS = ["m1", "m2", "m3", "org/nested/4.0bpw"]
+
+
+async def gateway_node(factory: EmulatorFactory, **kwargs: Any) -> TabbyEmulator:
+    """An emulated node for a gateway test: the test folders on disk, none loaded."""
+    kwargs.setdefault("models", GATEWAY_MODELS)
+    kwargs.setdefault("reply_tokens", 3)
+    return await factory(**kwargs)
+
+
+def node_loads(server: TabbyEmulator) -> list[str]:
+    """The folders a node was asked to load, in order."""
+    return [r.body["model_name"] for r in server.requests if r.path == "/v1/model/load"]
+
+
+def node_unloads(server: TabbyEmulator) -> int:
+    """How many unloads a node was asked for."""
+    return server.count("POST", "/v1/model/unload")
+
+
+def forwarded(server: TabbyEmulator, path: str = "/v1/completions") -> list[Any]:
+    """The bodies of the inference requests a node received on ``path``."""
+    return [r.body for r in server.requests if r.path == path]
+
+
+async def post_completion(
+    http: aiohttp.ClientSession, url: str, model: str, **extra: Any
+) -> tuple[int, Any, Mapping[str, str]]:
+    """``(status, JSON body, headers)`` of a non-streamed completion through ``url``."""
+    body = {"model": model, "prompt": "hello", "max_tokens": 3, **extra}
+    async with http.post(url + "/v1/completions", json=body) as r:
+        data = await r.json(content_type=None)
+        return r.status, data, dict(r.headers)
+
+
+async def stream_events(response: aiohttp.ClientResponse) -> list[Any]:
+    """The ``data:`` events of an SSE answer, JSON parsed (``[DONE]`` as the string)."""
+    events: list[Any] = []
+    async for line in response.content:
+        text = line.decode().strip()
+        if text.startswith("data:"):
+            payload = text[5:].strip()
+            events.append(payload if payload == "[DONE]" else msgspec.json.decode(payload))
+    return events

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self.streams: set[Stream] = set()
         self._ttl_timer: asyncio.TimerHandle | None = None
+        self._changed = asyncio.Event()
         self._started = False
         self._closed = False
         self.metrics = GatewayMetrics(self)
@@ -253,6 +254,7 @@ class Gateway:
                     retry_after=self.policy.queue_timeout / 10,
                 ),
             )
+            self._pump()
 
     @staticmethod
     def _fail(waiter: _Waiter, error: GatewayError) -> None:
@@ -269,8 +271,30 @@ class Gateway:
         """How many requests wait for ``name``."""
         return len(self._queues[name])
 
+    async def wait_for(
+        self, predicate: Callable[[Gateway], bool], timeout: float | None = 30.0
+    ) -> None:
+        """Return once ``predicate(self)`` holds, woken by each change of the engine's state.
+
+        A change is a request queued, served from the queue or refused, a swap
+        started or ended, a refresh: not a request served at once. For tests::
+
+            await gateway.wait_for(lambda g: g.queued("llama-8b") == 3)
+
+        Raises:
+            TimeoutError: ``predicate`` did not hold within ``timeout`` seconds.
+        """
+
+        async def wait() -> None:
+            while not predicate(self):
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
     def _pump(self) -> None:
         """Serve what waits, and start the loads that waiting (or pinning) calls for."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
         if self._closed:
             return
         now = time.monotonic()
@@ -362,8 +386,14 @@ class Gateway:
         failure: str | None = None
         changed = True
         try:
-            await self._drain(node, kind)
             client = self.clients[node.name]
+            if not await self._drain(node, kind):
+                # A load over running work would wait for it (and park new
+                # requests, then fail them): the unload cuts it off instead.
+                if kind == "model":
+                    await client.models.unload(missing_ok=True)
+                else:
+                    await client.models.unload_embedding(missing_ok=True)
             if isinstance(entry.load, ModelLoadRequest):
                 try:
                     result = await client.models.ensure_loaded(entry.load)
@@ -435,10 +465,11 @@ class Gateway:
             self._fail(waiter, error)
         self._spawn(self._refresh_node(node))
 
-    async def _drain(self, node: NodeState, kind: ModelKind) -> None:
+    async def _drain(self, node: NodeState, kind: ModelKind) -> bool:
+        """Wait for the place's requests to end; False when the drain timeout passed first."""
         event = self._drained.get((node.name, kind))
         if event is None:
-            return
+            return True
         try:
             await asyncio.wait_for(event.wait(), self.policy.drain_timeout)
         except asyncio.TimeoutError:
@@ -448,6 +479,8 @@ class Gateway:
                 self.policy.drain_timeout,
                 node.slots[kind].in_flight,
             )
+            return False
+        return True
 
     # ------------------------------------------------------------------ TTL
 
