@@ -50,6 +50,7 @@ __all__ = [
     "serve_app",
     "started",
     "stream_events",
+    "tabby_cli",
 ]
 
 T = TypeVar("T")

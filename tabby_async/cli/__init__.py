@@ -14,6 +14,7 @@
     sampling list | switch PRESET | switch --overrides FILE.json|.yml | unload
     tokens encode TEXT | encode --messages FILE.json | decode ID...
     fleet status | load NAME | ensure NAME | rollout NAME | apply | exporter  --nodes FILE
+    gateway --nodes FILE --catalog FILE [--host --port --api-key-env VAR]
     emulator [--port 5000 --models a,b ...]
     demo
 
@@ -125,6 +126,11 @@ GROUPS: tuple[CommandGroup, ...] = (
         "fleet",
         "status, load, ensure, rollout and apply on many servers (a nodes file)",
         f"{__name__}.fleet",
+    ),
+    CommandGroup(
+        "gateway",
+        "one OpenAI-compatible endpoint for a fleet: routes by model, loads on demand",
+        f"{__name__}._gateway",
     ),
     CommandGroup(
         "emulator", "serve a fake TabbyAPI server for trying things out", f"{__name__}._emulator"
