@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tabby_async import AsyncTabbyClient
 from tabby_async.testing import TabbyEmulator
 from tabby_async.testing.pytest_plugin import EmulatorFactory
-from tests.helpers import ConnectionCounter
+from tests.helpers import SPAN_EXPORTER, ConnectionCounter, span_provider
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,3 +83,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain aiohttp session, for raw HTTP (a gateway's routes)."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The exporter that every finished span of this test goes to (emptied first)."""
+    span_provider()
+    SPAN_EXPORTER.clear()
+    yield SPAN_EXPORTER
+    SPAN_EXPORTER.clear()

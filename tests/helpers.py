@@ -22,6 +22,10 @@ import tomllib
 from aiohttp import web
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tabby_async import cli
 from tabby_async.fleet import NodeSpec, TabbyFleet
@@ -48,6 +52,7 @@ __all__ = [
     "run_cli",
     "run_gateway",
     "serve_app",
+    "span_provider",
     "started",
     "stream_events",
     "tabby_cli",
@@ -447,3 +452,18 @@ async def stream_events(response: aiohttp.ClientResponse) -> list[Any]:
             payload = text[5:].strip()
             events.append(payload if payload == "[DONE]" else msgspec.json.decode(payload))
     return events
+
+
+#: Where every finished span of the test process goes (the ``spans`` fixture empties it).
+SPAN_EXPORTER = InMemorySpanExporter()
+
+
+def span_provider() -> TracerProvider:
+    """The process's tracer provider, with :data:`SPAN_EXPORTER` (set once)."""
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SPAN_EXPORTER))
+    trace.set_tracer_provider(provider)
+    return provider

@@ -10,15 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -33,7 +31,7 @@ from tabby_async import (
 from tabby_async.fleet import NodeSpec, TabbyFleet
 from tabby_async.fleet._observe import span_name
 from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tests.helpers import guarded
+from tests.helpers import guarded, span_provider
 
 pytestmark = pytest.mark.emulator(
     models=[
@@ -45,33 +43,10 @@ pytestmark = pytest.mark.emulator(
     auth=True,
 )
 
-_EXPORTER = InMemorySpanExporter()
-
-
-def _provider() -> TracerProvider:
-    """The process's tracer provider, with the in-memory exporter (set once)."""
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    trace.set_tracer_provider(provider)
-    return provider
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """The exporter that every finished span of this test goes to (emptied first)."""
-    _provider()
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
-
-
 @pytest.fixture
 async def traced(server: TabbyEmulator) -> AsyncIterator[AsyncTabbyClient]:
     """An admin client of ``server``, its requests traced by aiohttp's instrumentation."""
-    config = create_trace_config(tracer_provider=_provider())
+    config = create_trace_config(tracer_provider=span_provider())
     async with AsyncTabbyClient(
         server.url, admin_key=server.admin_key, trace_configs=[config]
     ) as client:
@@ -156,7 +131,7 @@ def test_trace_configs_must_be_a_list_of_trace_configs(bad: object) -> None:
 async def test_the_fleets_shared_session_takes_trace_configs(
     server: TabbyEmulator, spans: InMemorySpanExporter
 ) -> None:
-    config = create_trace_config(tracer_provider=_provider())
+    config = create_trace_config(tracer_provider=span_provider())
     specs = [NodeSpec(f"n{i}", server.url, api_key=server.api_key) for i in range(2)]
     async with TabbyFleet(specs, trace_configs=[config]) as fleet:
         result = await fleet.models.list()
@@ -171,7 +146,7 @@ async def test_from_toml_takes_trace_configs(
 ) -> None:
     nodes = tmp_path / "nodes.toml"
     nodes.write_text(f'[[nodes]]\nname = "n0"\nurl = "{server.url}"\n')
-    config = create_trace_config(tracer_provider=_provider())
+    config = create_trace_config(tracer_provider=span_provider())
     async with TabbyFleet.from_toml(nodes, trace_configs=[config]) as fleet:
         await fleet.health()
     assert [s.name for s in http_spans(spans)] == ["GET"]
