@@ -8,12 +8,11 @@ instead of the route's, a broken body after it, or a disturbed load stream.
 from __future__ import annotations
 
 import asyncio
-from http import HTTPStatus
 
 from aiohttp import web
 
 from ._faults import STAGE_BOM, STAGE_RETRY, Fault, FaultInjector
-from ._wire import BOM, FRAME_END, SSE_HEADERS, detail, json_response
+from ._wire import BOM, FRAME_END, SSE_HEADERS, detail, json_response, reason_phrase
 
 __all__ = ["answer_instead", "break_body", "cut_stream", "send_trailing", "stream_preamble"]
 
@@ -42,13 +41,7 @@ def answer_instead(request: web.BaseRequest, fault: Fault) -> web.StreamResponse
 
 def _proxy_page(status: int) -> bytes:
     """The error page nginx sends for ``status`` (e.g. when the upstream is down)."""
-    phrase = _NGINX_PHRASES.get(status)
-    if phrase is None:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-    title = f"{status} {phrase}"
+    title = f"{status} {_NGINX_PHRASES.get(status) or reason_phrase(status)}"
     return (
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
         f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n"

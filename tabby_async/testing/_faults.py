@@ -40,6 +40,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+from ._wire import reason_phrase
+
 __all__ = ["Fault", "FaultInjector"]
 
 # Stage names; a request asks for one stage at a time.
@@ -149,7 +151,7 @@ class FaultInjector:
         self,
         n: int | None = 1,
         status: int = 503,
-        detail: str = "Service Unavailable",
+        detail: str | None = None,
         headers: Mapping[str, str] | None = None,
         path: str | None = None,
         method: str | None = None,
@@ -159,13 +161,13 @@ class FaultInjector:
     ) -> Fault:
         """Answer the next ``n`` matching requests with ``status`` and ``{"detail": detail}``.
 
-        ``headers`` are added to the response (e.g. ``{"Retry-After": "2"}`` with a
-        429). ``body`` replaces the JSON body with raw bytes (still labelled
-        ``application/json``). The real route is not run for a hit request.
+        ``detail`` defaults to the status's reason phrase (``502``: ``"Bad Gateway"``);
+        ``headers`` are added (``{"Retry-After": "2"}`` with a 429...); ``body`` replaces
+        the JSON body with raw bytes (still ``application/json``). The route does not run.
         """
         fault = self._arm("fail_next", STAGE_FAIL, n, path, method, probability)
         fault.status = status
-        fault.detail = detail
+        fault.detail = reason_phrase(status) if detail is None else detail
         fault.body = body
         fault.headers = dict(headers or {})
         return fault

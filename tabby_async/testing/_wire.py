@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -54,6 +55,7 @@ __all__ = [
     "msg_no_preset",
     "ping_frame",
     "progress_frame",
+    "reason_phrase",
     "redirect",
     "unprocessable",
 ]
@@ -144,6 +146,17 @@ BODY_SERVICE_INFO = encode(
 FRAME_END = b"\r\n\r\n"
 #: A UTF-8 byte order mark.
 BOM = b"\xef\xbb\xbf"
+
+
+def reason_phrase(status: int) -> str:
+    """``status``'s standard reason phrase (``502``: ``"Bad Gateway"``), else ``"Error"``.
+
+    FastAPI's ``HTTPException(status)`` details an error with it (``"Not Found"``).
+    """
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 @functools.lru_cache(maxsize=512)

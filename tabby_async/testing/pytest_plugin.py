@@ -1,10 +1,21 @@
 """pytest plugin: ``tabby_emulator``, ``tabby_emulator_factory`` and ``tabby_emulator_thread``.
 
 Registered through the ``pytest11`` entry point, so it must import with nothing but
-aiohttp, msgspec and pytest installed. The first two are async and rely on
-pytest-asyncio (``asyncio_mode = "auto"``); when pytest-asyncio is importable its
-fixture decorator is used so that they also work in strict mode. They run the
-emulator on the test's own event loop, which suits async tests.
+aiohttp, msgspec and pytest installed; ``pip install 'tabby-async[testing]'`` adds
+pytest and pytest-asyncio, which the two async fixtures need. They rely on
+pytest-asyncio (``asyncio_mode = "auto"``, or ``@pytest.mark.asyncio`` on each
+test in its default strict mode): when it is importable its fixture decorator is
+used so that they also work in strict mode. They run the emulator on the test's
+own event loop (``loop_scope="function"``, whatever your default), which suits
+async tests.
+
+pytest-asyncio warns at start-up when ``asyncio_default_fixture_loop_scope`` is
+unset, which is the case in a project that has not configured it yet. The
+plugin silences that one notice: its own fixtures name their loop scope, so the
+default changes nothing for them, and the notice is about your configuration,
+not about the tests you run. Unset, pytest-asyncio runs each async fixture in a
+loop of the fixture's own scope; to choose for your own fixtures, set it, e.g.
+``asyncio_default_fixture_loop_scope = "function"`` in ``[tool.pytest.ini_options]``.
 
 ``tabby_emulator_thread`` is a plain fixture for synchronous tests: it serves the
 emulator from a background thread (:class:`~tabby_async.testing.ThreadedEmulator`),
@@ -13,12 +24,16 @@ so that a blocking client such as FastAPI's ``TestClient`` can reach it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+import functools
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from ._emulator import TabbyEmulator
+from ._fixtures import DEFAULT_LORAS, DEFAULT_PRESETS, DEFAULT_TEMPLATES
+from ._models import EmulatedModel
 from ._thread import ThreadedEmulator
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -26,9 +41,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 try:  # pragma: no cover - depends on the environment
     import pytest_asyncio
 
-    _fixture: Any = pytest_asyncio.fixture
+    _fixture: Any = functools.partial(pytest_asyncio.fixture, loop_scope="function")
 except ImportError:  # pragma: no cover
     _fixture = pytest.fixture
+
+#: The start of pytest-asyncio's notice that ``asyncio_default_fixture_loop_scope`` is unset.
+_UNSET_LOOP_SCOPE = 'The configuration option "asyncio_default_fixture_loop_scope" is unset'
 
 
 def _async_fixture(func: _F) -> _F:
@@ -37,10 +55,61 @@ def _async_fixture(func: _F) -> _F:
     return registered
 
 
-__all__ = ["EmulatorFactory", "tabby_emulator", "tabby_emulator_factory", "tabby_emulator_thread"]
+__all__ = [
+    "EmulatorFactory",
+    "pytest_configure",
+    "tabby_emulator",
+    "tabby_emulator_factory",
+    "tabby_emulator_thread",
+]
 
-#: ``await factory(**TabbyEmulator kwargs)`` -> a started emulator, closed at teardown.
-EmulatorFactory = Callable[..., Awaitable[TabbyEmulator]]
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Silence pytest-asyncio's start-up notice about an unset fixture loop scope.
+
+    Runs before pytest-asyncio's own ``pytest_configure``, which gives the notice;
+    the filter lives in the warning filters pytest keeps for the configure stage.
+    """
+    warnings.filterwarnings(
+        "ignore", message=_UNSET_LOOP_SCOPE, category=pytest.PytestDeprecationWarning
+    )
+
+
+class EmulatorFactory(Protocol):
+    """The ``tabby_emulator_factory`` fixture: ``await factory(...)`` is a started emulator.
+
+    It takes :class:`~tabby_async.testing.TabbyEmulator`'s arguments, so a type
+    checker checks their names and types; every emulator it started is closed at
+    the test's teardown.
+    """
+
+    async def __call__(
+        self,
+        models: Iterable[str | EmulatedModel] = (),
+        *,
+        drafts: Iterable[str | EmulatedModel] = (),
+        embeddings: Iterable[str | EmulatedModel] = (),
+        auth: bool = True,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        extra_api_keys: Iterable[str] = (),
+        ping_interval: float = 15.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: bool = True,
+        downloadable: Mapping[str, float] | None = None,
+        download_failure_delay: float = 0.0,
+        embeddings_available: bool = True,
+        templates: Mapping[str, str] = DEFAULT_TEMPLATES,
+        presets: Mapping[str, Mapping[str, Any]] = DEFAULT_PRESETS,
+        loras: Iterable[str] | None = DEFAULT_LORAS,
+        override_preset: str | None = None,
+        reply_tokens: int = 16,
+        token_delay: float = 0.0,
+        inline_model_loading: bool = False,
+    ) -> TabbyEmulator:
+        """A started :class:`~tabby_async.testing.TabbyEmulator` built with these arguments."""
 
 
 #: What the ``tabby_emulator`` and ``tabby_emulator_thread`` fixtures serve.
