@@ -107,9 +107,9 @@ class CatalogModel:
     max_replicas: int = 1
 
     def __post_init__(self) -> None:
-        where = f"models.{_quoted(self.name)}"
         if not isinstance(self.name, str) or not self.name:
             raise InvalidInputError("models", "a model's name must be a non-empty string")
+        where = f"models.{_quoted(self.name)}"
         if not isinstance(self.load, (ModelLoadRequest, EmbeddingModelLoadRequest)):
             raise InvalidInputError(f"{where}.load", "must be a load request")
         if self.ttl is not None:
@@ -177,13 +177,16 @@ def unservable(load: ModelLoadRequest | EmbeddingModelLoadRequest) -> tuple[str,
     token: ``chunk_size`` (2048 by default, at least 256, rounded up to 256)
     plus a 256-token page. A cache smaller than that (``cache_size``, which
     defaults to ``max_seq_len``) rejects every prompt of two tokens or more,
-    so 2,304 tokens is the smallest that serves with the defaults.
+    so 2,304 tokens is the smallest that serves with the defaults. (A prompt
+    of one token, a bare BOS, needs only the chunk.) Without ``cache_size``
+    or ``max_seq_len``, or with ``max_seq_len = -1``, the cache is the
+    model's own context length, not known before loading: not refused.
     """
     if isinstance(load, EmbeddingModelLoadRequest) or load.output_chunking is False:
         return None
     if load.cache_size is not None:
         name, cache = "cache_size", load.cache_size
-    elif load.max_seq_len is not None:
+    elif load.max_seq_len is not None and load.max_seq_len != -1:
         name, cache = "max_seq_len", load.max_seq_len
     else:
         return None  # the model's own context length: not known before loading
@@ -252,6 +255,9 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     for key in ("model_name", "kind"):
         if key in defaults:
             raise InvalidInputError(f"defaults.{key}", "belongs to a model's own table")
+    # Its load fields are checked on their own, so that a bad one is named
+    # there even when only embedding models (which take none) use them.
+    _load("defaults", "model", "defaults", _load_fields(defaults))
     models = _table("models", data.get("models", {}))
     entries = {
         name: _entry(name, _table(f"models.{_quoted(name)}", t), defaults)
@@ -266,62 +272,88 @@ def _entry(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]) -> 
     kind = table.get("kind", "model")
     if kind not in ("model", "embedding"):
         raise InvalidInputError(f"{where}.kind", f"must be 'model' or 'embedding', not {kind!r}")
-    own_fields = {k: v for k, v in table.items() if k not in _POLICY_KEYS}
-    default_fields = {k: v for k, v in defaults.items() if k not in _POLICY_KEYS}
-    fields = own_fields if kind == "embedding" else {**default_fields, **own_fields}
+    own_fields = _load_fields(table)
+    fields = own_fields if kind == "embedding" else {**_load_fields(defaults), **own_fields}
     policy = {k: v for k, v in {**defaults, **table}.items() if k in _POLICY_KEYS}
     folder = policy.get("model_name", name)
-    load = _load(where, kind, folder, fields, own_fields)
+    load = _load(where, kind, folder, fields)
     nodes = policy.get("nodes")
+    failure: InvalidInputError | None = None
     if nodes is not None and (
         not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes)
     ):
-        raise InvalidInputError(f"{where}.nodes", "must be a list of node names")
-    try:
-        return CatalogModel(
-            name=name,
-            load=load,
-            ttl=policy.get("ttl"),
-            pinned=policy.get("pinned", False),
-            nodes=None if nodes is None else frozenset(nodes),
-            max_replicas=policy.get("max_replicas", 1),
-        )
-    except InvalidInputError as err:
-        failure = err
-    raise failure  # outside the handler: no chained error
+        failure = InvalidInputError(f"{where}.nodes", "must be a list of node names")
+    else:
+        try:
+            return CatalogModel(
+                name=name,
+                load=load,
+                ttl=policy.get("ttl"),
+                pinned=policy.get("pinned", False),
+                nodes=None if nodes is None else frozenset(nodes),
+                max_replicas=policy.get("max_replicas", 1),
+            )
+        except InvalidInputError as err:
+            failure = err
+    raise _origin(failure, where, table)  # outside the handler: no chained error
+
+
+def _origin(err: InvalidInputError, where: str, table: Mapping[str, Any]) -> InvalidInputError:
+    """``err`` naming ``defaults.KEY`` when the entry took that key's value from ``[defaults]``."""
+    key = err.field.removeprefix(f"{where}.")
+    if key == err.field or key.split(".", 1)[0] in table:
+        return err
+    why = str(err).removeprefix(f"{err.field}: ")
+    return InvalidInputError(f"defaults.{key}", f"{why} (in {where})")
+
+
+def _load_fields(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of an entry (or ``[defaults]``) that go into its load request."""
+    return {k: v for k, v in table.items() if k not in _POLICY_KEYS}
 
 
 def _load(
-    where: str,
-    kind: str,
-    folder: object,
-    fields: Mapping[str, Any],
-    own: Mapping[str, Any],
+    where: str, kind: str, folder: object, fields: Mapping[str, Any]
 ) -> ModelLoadRequest | EmbeddingModelLoadRequest:
     cls: type[ModelLoadRequest] | type[EmbeddingModelLoadRequest]
     if kind == "embedding":
         cls, name_field = EmbeddingModelLoadRequest, "embedding_model_name"
     else:
         cls, name_field = ModelLoadRequest, "model_name"
+    what = "an embedding load" if kind == "embedding" else "a model load"
     for key in fields:
         if key not in cls.__struct_fields__ or key == name_field:
-            # A default's field names [defaults]; an entry's own, the entry.
-            table = where if key in own else "defaults"
-            what = "an embedding load" if kind == "embedding" else "a model load"
-            raise InvalidInputError(f"{table}.{key}", f"is not a field of {what}")
+            raise InvalidInputError(f"{where}.{key}", f"is not a field of {what}")
     values: dict[str, Any] = {**fields, name_field: folder}
-    draft = values.get("draft_model")
+    if "draft_model" in values:
+        values["draft_model"] = _draft(where, values["draft_model"])
     problem: InvalidInputError | None = None
     try:
-        if isinstance(draft, dict):
-            values["draft_model"] = DraftModelLoadRequest(**draft)
         return cls(**values)
     except InvalidInputError as err:
         field_name = "model_name" if err.field == name_field else err.field
         why = str(err).removeprefix(f"{err.field}: ")
         problem = InvalidInputError(f"{where}.{field_name}", why)
-    except TypeError as exc:  # a field of the draft table that is not one
-        problem = InvalidInputError(f"{where}.draft_model", str(exc))
+    raise problem
+
+
+def _draft(where: str, table: object) -> DraftModelLoadRequest:
+    """The ``draft_model`` table as a draft load, each refusal naming its key."""
+    if not isinstance(table, dict):
+        raise InvalidInputError(f"{where}.draft_model", "must be a table with draft_model_name")
+    for key in table:
+        if key not in DraftModelLoadRequest.__struct_fields__:
+            raise InvalidInputError(
+                f"{where}.draft_model.{key}", "is not a field of a draft model load"
+            )
+    if "draft_model_name" not in table:
+        raise InvalidInputError(f"{where}.draft_model.draft_model_name", "is required")
+    problem: InvalidInputError | None = None
+    try:
+        return DraftModelLoadRequest(**table)
+    except InvalidInputError as err:  # its field is draft_model.KEY
+        why = str(err).removeprefix(f"{err.field}: ")
+        problem = InvalidInputError(f"{where}.{err.field}", why)
     raise problem
 
 
