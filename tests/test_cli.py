@@ -29,7 +29,7 @@ from tabby_async import cli
 from tabby_async.cli import common
 from tabby_async.testing import EmulatedModel, TabbyEmulator
 from tabby_async.types import ModelCard, ModelList, ModelLoadResponse, ModelPropsResponse
-from tests.helpers import point_env_at, raw_server
+from tests.helpers import export_variables, point_env_at, raw_server
 
 ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "HF_TOKEN")
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals and ptys")
@@ -1053,9 +1053,13 @@ async def test_emulator_subcommand_serves_until_stopped(
         info = dict(
             line.split(":", 1) for line in banner.splitlines() if line[:1].isalpha() and ":" in line
         )
-        url = banner.split("serving on ", 1)[1].split()[0]
         api_key, admin_key = info["api key"].strip(), info["admin key"].strip()
         assert info["models"].strip() == "m1, m2"
+        (export,) = [line.strip() for line in banner.splitlines() if "export " in line]
+        variables = export_variables(export)
+        assert variables["TABBY_API_KEY"] == api_key
+        assert variables["TABBY_ADMIN_KEY"] == admin_key
+        url = variables["TABBY_URL"]
 
         monkeypatch.setenv("TABBY_URL", url)
         monkeypatch.setenv("TABBY_API_KEY", api_key)

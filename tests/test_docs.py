@@ -1,19 +1,25 @@
 """The documentation site (docs/, mkdocs.yml) says what is true, and its code runs.
 
-- Every ```python block of every page is a complete program run against fresh
-  emulators, a pytest module (``<!-- pytest -->``), a deliberate fragment
-  (``<!-- not-a-program -->``), or an example file included whole
-  (``--8<-- "examples/..."``, tested by tests/test_examples.py), with the same
-  rules and helpers as the README's blocks (tests/test_readme.py). The numbers
-  of each kind are fixed per page below, so a new block fails until it is given
-  its expectation.
+- Every page is followed as a reader follows it, by the README's rules
+  (tests/test_readme.py): it starts the emulator its ``$ tabby-async
+  emulator`` line says, its programs get only the variables that emulator's
+  ``export`` line sets, and its blocks run in order: programs, pytest modules
+  (top-level ``test_`` functions), and example files included whole
+  (``--8<-- "examples/..."``, run by tests/test_examples.py). A block that is
+  not a program is fenced with another language. The programs of each page
+  are listed below with what they must print, so a new block fails until it
+  is given its expectation.
+- Every model a page loads is one the emulator it starts serves, and every
+  nodes file it shows is on loopback.
 - The API reference has an entry for every public name of the five public
   modules.
 - The desired-state guide holds the table of compared and unreported fields.
 - The CLI page documents every command the parser has, and only those, and
   every exit code.
 - No page cites what a reader cannot see (the repository's protocol notes, a
-  private module's path), and the site fetches nothing at build time.
+  private module's path; the design map, which is about the source files,
+  names them), and the site fetches nothing at build time.
+- The design map lists every module of the package, and only those.
 
 The docstring markup conversion the site applies (docs/_ext/markup.py) is
 tested as tables at the end. ``mkdocs build --strict`` itself runs in CI
@@ -26,8 +32,8 @@ import argparse
 import importlib
 import importlib.util
 import re
-import sys
 import textwrap
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -39,19 +45,8 @@ from tabby_async._model_plan import rules_markdown
 from tabby_async.cli import GROUPS, build_parser
 from tabby_async.cli import common as cli_common
 from tabby_async.fleet import read_nodes_toml
-from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tabby_async.testing.pytest_plugin import EmulatorFactory
-from tests.test_readme import (
-    ADMIN_KEY,
-    API_KEY,
-    MARK_FRAGMENT,
-    MARK_PYTEST,
-    Block,
-    clean_env,
-    passes_as_pytest_module,
-    readme_blocks,
-    run,
-)
+from tabby_async.gateway import parse_catalog
+from tests.test_readme import EMULATOR_NAMES, Block, Page, follow_page, included
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -65,29 +60,17 @@ PUBLIC_MODULES = [
     "tabby_async.testing",
     "tabby_async.types",
     "tabby_async.exporter",  # needs the exporter extra, which the test extra has
+    "tabby_async.gateway",  # needs the gateway extra, which the test extra has
+    "tabby_async.tracing",
 ]
-INCLUDE = re.compile(r'^--8<-- "([^"]+)"\s*$')
 
 
 def page_text(page: str) -> str:
     return (DOCS / page).read_text(encoding="utf-8")
 
 
-def python_blocks(page: str) -> list[Block]:
-    return [
-        b for b in readme_blocks(page_text(page)) if b.language in ("python", "py", "python3")
-    ]
-
-
-def included(block: Block) -> list[str]:
-    """The files a block includes whole (pymdownx.snippets), or [] for a block of its own."""
-    lines = [line for line in block.code.splitlines() if line.strip()]
-    found = [m.group(1) for m in map(INCLUDE.match, lines) if m]
-    return found if found and len(found) == len(lines) else []
-
-
-def is_program(block: Block) -> bool:
-    return block.mark is None and not included(block)
+def docs_page(page: str) -> Page:
+    return Page(f"docs/{page}", page_text(page))
 
 
 #: Per page, per program block in page order: a text that identifies it, and
@@ -96,20 +79,35 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
     "index.md": [
         (
             "client.models.load_stream(model_name=",
-            [r"^\['Llama-3.1-8B-exl2', 'Llama-3.1-70B-exl2'\]$", r"^model 3 3 finished$"],
+            [
+                r"^\['Llama-3.1-8B-Instruct-exl2', 'Qwen2.5-7B-Instruct-exl2', "
+                r"'Mistral-Nemo-12B-exl2'\]$",
+                r"^model 8 8 finished$",
+            ],
         )
     ],
     "getting-started.md": [
-        ("async with TabbyEmulator(", [r"^loaded: Llama-3.1-8B-exl2$"]),
+        ("async with TabbyEmulator(", [r"^loaded: Llama-3.1-8B-Instruct-exl2$"]),
         (
             "ModelLoadRequest(model_name=",
             [
-                r"^on the server: \['Llama-3.1-8B-exl2', 'Llama-3.1-70B-exl2'\]$",
-                r"^model 1/3 processing$",
-                r"^model 3/3 finished$",
-                r"^loaded Llama-3.1-8B-exl2 with a context of 4096$",
+                r"^on the server: \['Llama-3.1-8B-Instruct-exl2', 'Qwen2.5-7B-Instruct-exl2', "
+                r"'Mistral-Nemo-12B-exl2'\]$",
+                r"^model 1/8 processing$",
+                r"^model 8/8 finished$",
+                r"^loaded Llama-3.1-8B-Instruct-exl2 with a context of 4096$",
             ],
         ),
+    ],
+    "guides/gateway.md": [
+        (
+            "gateway = Gateway(",
+            [
+                r"^small -> Llama-3\.2-1B-exl2:1 .*Llama-3\.2-1B-exl2:4$",
+                r"^large -> Llama-3\.1-8B-Instruct-exl2:1 ",
+                r"^\{'gpu-01': 'small', 'gpu-02': 'large'\}$",
+            ],
+        )
     ],
     "guides/load-progress.md": [
         (
@@ -120,7 +118,7 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
                 r"^finished: True$",
             ],
         ),
-        ("on_progress=show", [r"^model 3/3 finished$", r"^done: finished$"]),
+        ("on_progress=show", [r"^model 8/8 finished$", r"^done: finished$"]),
         (
             "reload=True",
             [
@@ -134,7 +132,7 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             [
                 r"^2 6 processing$",
                 r"^re-attached: True$",
-                r"^loaded: Llama-3.1-70B-exl2$",
+                r"^loaded: Qwen2.5-7B-Instruct-exl2$",
                 r"^loads sent: 1$",
             ],
         ),
@@ -144,7 +142,8 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             "fleet.status()",
             [
                 r"^gpu-01  ok  healthy, admin, no model$",
-                r"^gpu-02 2 models$",
+                r"^gpu-02  ok  healthy, admin, no model$",
+                r"^gpu-02 3 models$",
                 r"^run: 2 nodes: 2 ok in ",
             ],
         ),
@@ -152,23 +151,23 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             "fleet.rollout(",
             [
                 r"^rollout batch 2: 1 node: 1 ok ",
-                r"^rollout of Llama-3.1-70B-exl2 complete after 2 batches: 2 done, 0 failed",
-                r"^rollout of Llama-3.1-70B-exl2 complete after 1 batch: 2 done, 0 failed",
+                r"^rollout of Qwen2.5-7B-Instruct-exl2 complete after 2 batches: 2 done, 0 failed",
+                r"^rollout of Qwen2.5-7B-Instruct-exl2 complete after 1 batch: 2 done, 0 failed",
             ],
         ),
         (
             "fleet.models.load_stream(request)",
             [
-                r"^gpu-01: model 1/3 processing$",
-                r"^gpu-02: model 3/3 finished$",
+                r"^gpu-01: model 1/8 processing$",
+                r"^gpu-02: model 8/8 finished$",
                 r"^gpu-0[12]: ok \(fleet 100%\)$",
                 r"^load: 2 nodes: 2 ok",
             ],
         ),
         (
-            "fleet.apply(dry_run=True)",
+            "fleet.apply(state, dry_run=True)",
             [
-                r"^gpu-01: model: load \(",
+                r"^gpu-01: template: switch \(none in use\)$",
                 r"^gpu-02: embedding: load \(none loaded\)$",
                 r"^apply: 2 nodes: 2 changed, 0 unchanged, 0 failed",
                 r"^apply: 2 nodes: 0 changed, 2 unchanged, 0 failed",
@@ -181,9 +180,10 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
             [
                 # The client holds a plain api key: the draft listing names the loaded draft.
                 r"^plan: reload \['max_seq_len: wanted 8192, loaded 4096', "
-                r"\"draft_model.draft_model_name: wanted 'Llama-3.2-1B-exl2', loaded None\"\]$",
+                r"\"draft_model.draft_model_name: wanted 'Llama-3.2-1B-Instruct-exl2', "
+                r"loaded None\"\]$",
                 r"^first: reload: max_seq_len: wanted 8192, loaded 4096; "
-                r"draft_model.draft_model_name: wanted 'Llama-3.2-1B-exl2', loaded None$",
+                r"draft_model.draft_model_name: wanted 'Llama-3.2-1B-Instruct-exl2', loaded None$",
                 r"^draft loaded: True$",
                 r"^not compared: rope_alpha$",
                 r"^second: none: already as requested$",
@@ -192,7 +192,8 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
         (
             "client.apply(state, dry_run=True)",
             [
-                r"^plan: model: load \(",
+                r"^plan: model: load \(model_name: wanted 'Qwen2.5-7B-Instruct-exl2', "
+                r"loaded 'Llama-3.1-8B-Instruct-exl2'\)$",
                 r"^plan: template: switch \(after the model load\)$",
                 r"^plan: embedding: load \(none loaded\)$",
                 r"^done: model: load; template: switch; sampling: switch; embedding: load$",
@@ -212,9 +213,10 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
     "guides/observability.md": [
         ("create_trace_config()", [r"^GET $", r"^POST $", r"^tabby.load ok$"]),
         (
-            "FleetCollector.from_toml(",
+            "FleetCollector(nodes, desired=",
             [
                 r'^tabby_up\{node="gpu-01"\} 1.0$',
+                r'^tabby_up\{node="gpu-02"\} 1.0$',
                 r'^tabby_desired_state_match\{node="gpu-02"\} 0.0$',
                 r'^tabby_desired_state_info\{action="load",node="gpu-01"\} 1.0$',
             ],
@@ -266,143 +268,76 @@ PROGRAMS: dict[str, list[tuple[str, list[str]]]] = {
         ),
     ],
 }
-#: Per page: how many blocks are pytest modules, fragments, included files.
-PYTEST_MODULES: dict[str, int] = {"guides/testing.md": 5}
-FRAGMENTS: dict[str, int] = {}
-INCLUDED: dict[str, int] = {"guides/web-apps.md": 2}
-
-ALL_PROGRAMS = [(page, b) for page in PAGES for b in python_blocks(page) if is_program(b)]
-ALL_PYTEST = [(page, b) for page in PAGES for b in python_blocks(page) if b.mark == MARK_PYTEST]
-
-
-def expected_output(page: str, block: Block) -> list[str]:
-    programs = [b for b in python_blocks(page) if is_program(b)]
-    pairs = PROGRAMS.get(page, [])
-    index = programs.index(block)
-    return pairs[index][1] if index < len(pairs) else []
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_python_block_is_accounted_for(page: str) -> None:
-    blocks = python_blocks(page)
-    programs = [b for b in blocks if is_program(b)]
-    expected = PROGRAMS.get(page, [])
-    assert len(programs) == len(expected), (
-        f"docs/{page}: a python block was added or removed: give it an entry in PROGRAMS, "
-        f"or mark it {MARK_PYTEST} / {MARK_FRAGMENT} (blocks at lines "
-        f"{[b.line for b in programs]})"
+def test_every_page_says_which_emulator_its_programs_need(page: str) -> None:
+    """A page whose programs read TABBY_* starts an emulator before its first such program."""
+    doc = docs_page(page)
+    reading = [
+        b for b in doc.programs if re.search(r"AsyncTabbyClient\(\)|TABBY_FLEET_NODES", b.code)
+    ]
+    if not reading:
+        return
+    starts = [b.line for b in doc.blocks if doc.emulator_args(b)]
+    assert starts and starts[0] < reading[0].line, (
+        f"docs/{page}: programs at lines {[b.line for b in reading]} read TABBY_* "
+        "but the page starts no emulator before them (a `$ tabby-async emulator` console line)"
     )
-    for block, (marker, _) in zip(programs, expected, strict=True):
-        assert marker in block.code, f"docs/{page} line {block.line}: expected the {marker!r} block"
-    assert len([b for b in blocks if b.mark == MARK_PYTEST]) == PYTEST_MODULES.get(page, 0)
-    assert len([b for b in blocks if b.mark == MARK_FRAGMENT]) == FRAGMENTS.get(page, 0)
-    includes = [b for b in blocks if b.mark is None and included(b)]
-    assert len(includes) == INCLUDED.get(page, 0)
-    for block in blocks:
-        assert '="..."' not in block.code, f"docs/{page} line {block.line}: a placeholder"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_model_name_a_page_loads_is_served_by_the_emulator_it_starts(page: str) -> None:
+    doc = docs_page(page)
+    if not any(args == [] or args[:1] == ["--nodes"] for args in doc.emulator_args()):
+        return  # no default emulator: its programs bring their own
+    for block in doc.programs:
+        if "TabbyEmulator(" in block.code:
+            continue  # a program with an emulator of its own, and its own names
+        for name in re.findall(r'(?:model_name|draft_model_name)="([^"]+)"', block.code):
+            assert name in EMULATOR_NAMES, f"docs/{page} line {block.line}: {name!r}"
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_programs_are_complete_modules(page: str) -> None:
-    for block in python_blocks(page):
-        if is_program(block) or block.mark == MARK_PYTEST:
+    for block in docs_page(page).python:
+        if not included(block):
             compile(block.code, f"docs/{page}:{block.line}", "exec")
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_included_files_exist_and_are_tested(page: str) -> None:
     tested = (ROOT / "tests" / "test_examples.py").read_text(encoding="utf-8")
-    for block in python_blocks(page):
+    for block in docs_page(page).python:
         for path in included(block):
             assert (ROOT / path).is_file(), f"docs/{page} line {block.line}: no {path}"
             assert path.startswith("examples/"), path
             assert Path(path).stem in tested, f"{path} is not run by tests/test_examples.py"
 
 
-# --- running them --------------------------------------------------------------------
-
-NODE_MODELS = ("Llama-3.1-8B-exl2", "Llama-3.1-70B-exl2")
-
-
-@pytest.fixture
-async def servers(tabby_emulator_factory: EmulatorFactory) -> list[TabbyEmulator]:
-    """Two fresh emulators with the models the pages name and the same keys."""
-    models = [EmulatedModel(name, modules=3) for name in NODE_MODELS]
-    setup = {
-        "drafts": ["Llama-3.2-1B-exl2"],
-        "embeddings": ["bge-small-en"],
-        "api_key": API_KEY,
-        "admin_key": ADMIN_KEY,
-    }
-    return [await tabby_emulator_factory(models, **setup) for _ in range(2)]
-
-
 def toml_blocks() -> list[tuple[str, Block]]:
-    return [
-        (page, b) for page in PAGES for b in readme_blocks(page_text(page)) if b.language == "toml"
-    ]
+    return [(page, b) for page in PAGES for b in docs_page(page).blocks if b.language == "toml"]
 
 
-def nodes_file(servers: list[TabbyEmulator], folder: Path) -> Path:
-    """The fleet guide's first nodes file, with its URLs pointed at the emulators."""
-    toml = next(b for p, b in toml_blocks() if p == "guides/fleets.md")
-    urls = iter(server.url for server in servers)
-    text = re.sub(r'^url = ".*"$', lambda _: f'url = "{next(urls)}"', toml.code, flags=re.M)
-    path = folder / "nodes.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def key_variables() -> dict[str, str]:
-    """Every key variable a nodes file of the pages names: the api key's, then admin keys."""
-    names = {n for _, b in toml_blocks() for n in re.findall(r'_env = "(\w+)"', b.code)}
-    return {name: API_KEY if "API" in name and "ADMIN" not in name else ADMIN_KEY for name in names}
-
-
-def program_env(servers: list[TabbyEmulator], folder: Path) -> dict[str, str]:
-    """What a program of the pages finds set: the URL, the keys, the nodes file."""
-    return {
-        **key_variables(),
-        "TABBY_URL": servers[0].url,
-        "TABBY_API_KEY": API_KEY,
-        "TABBY_ADMIN_KEY": ADMIN_KEY,
-        "TABBY_FLEET_NODES": str(nodes_file(servers, folder)),
-    }
-
-
-def test_every_toml_block_is_a_valid_nodes_file(tmp_path: Path) -> None:
+def test_every_toml_block_is_a_valid_nodes_file_on_loopback(tmp_path: Path) -> None:
     blocks = toml_blocks()
     assert blocks, "the fleet guide shows a nodes file"
     for page, block in blocks:
+        if re.search(r"^\[models\.", block.code, re.MULTILINE):  # a gateway's catalog
+            assert parse_catalog(tomllib.loads(block.code)).models, f"docs/{page}"
+            continue
         path = tmp_path / "nodes.toml"
         path.write_text(block.code, encoding="utf-8")
-        specs, _ = read_nodes_toml(path, env=key_variables())
+        names = set(re.findall(r'_env = "(\w+)"', block.code))
+        specs, _ = read_nodes_toml(path, env=dict.fromkeys(names, "k"))
         assert specs, f"docs/{page} line {block.line}: no node"
+        for spec in specs:
+            assert spec.url.startswith("http://127.0.0.1:"), f"docs/{page}: {spec.url}"
 
 
-@pytest.mark.parametrize(
-    ("page", "block"),
-    ALL_PROGRAMS,
-    ids=[f"{page}:{b.line}" for page, b in ALL_PROGRAMS],
-)
-async def test_program_runs(
-    page: str, block: Block, servers: list[TabbyEmulator], tmp_path: Path
-) -> None:
-    script = tmp_path / "sample.py"
-    script.write_text(block.code, encoding="utf-8")
-    env = clean_env(**program_env(servers, tmp_path))
-    code, out, err = await run([sys.executable, str(script)], tmp_path, env)
-    assert code == 0, f"docs/{page} line {block.line} failed:\n{out}\n{err}"
-    lines = out.splitlines()
-    for pattern in expected_output(page, block):
-        assert any(re.search(pattern, line) for line in lines), (pattern, out)
-
-
-@pytest.mark.parametrize(
-    ("page", "block"), ALL_PYTEST, ids=[f"{page}:{b.line}" for page, b in ALL_PYTEST]
-)
-async def test_pytest_module_passes(page: str, block: Block, tmp_path: Path) -> None:
-    await passes_as_pytest_module(block, tmp_path, f"docs/{page}")
+@pytest.mark.parametrize("page", PAGES)
+async def test_the_page_runs_as_written(page: str, tmp_path: Path) -> None:
+    await follow_page(docs_page(page), PROGRAMS.get(page, []), tmp_path)
 
 
 # --- the API reference ---------------------------------------------------------------
@@ -521,7 +456,29 @@ UNSEEN = re.compile(r"PROTOCOL\.md|tabby_async/_\w+\.py|tabby_async(?:\.\w+)*\._
 
 @pytest.mark.parametrize("page", PAGES)
 def test_no_page_cites_what_a_reader_cannot_see(page: str) -> None:
-    assert UNSEEN.findall(page_text(page)) == []
+    text = page_text(page)
+    if page == "design.md":  # the map of the source tree: private files are its subject
+        assert "PROTOCOL.md" not in text
+        return
+    assert UNSEEN.findall(text) == []
+
+
+def test_the_design_map_lists_every_module_and_only_those() -> None:
+    text = page_text("design.md")
+    listed = set()
+    for folder, table in re.findall(
+        r"^### `(tabby_async[\w/]*)/`\n(.*?)(?=^#|\Z)", text, re.M | re.S
+    ):
+        listed |= {f"{folder}/{name}" for name in re.findall(r"^\| `(\w+\.py)` \|", table, re.M)}
+    package = ROOT / "tabby_async"
+    modules = {p.relative_to(ROOT).as_posix() for p in package.rglob("*.py")}
+    assert listed == modules, (sorted(modules - listed), sorted(listed - modules))
+
+
+def test_the_design_map_says_a_client_has_two_pools() -> None:
+    text = " ".join(page_text("design.md").split())
+    assert "owns **two** aiohttp sessions" in text
+    assert "one session" not in text.replace("shares one session", "")
 
 
 def test_every_page_is_in_the_navigation() -> None:

@@ -8,7 +8,6 @@ plus tables of the pure comparison.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,7 +31,6 @@ from tabby_async._model_plan import (
     compare,
     identity,
     plan_for,
-    rules_markdown,
     same_model,
     unchecked_note,
     unreported_fields,
@@ -43,7 +41,6 @@ from tabby_async.types import ModelCard, ModelCardParameters, ModelLoadResponse
 
 LOAD = "/v1/model/load"
 UNLOAD = "/v1/model/unload"
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 pytestmark = pytest.mark.emulator(
@@ -405,13 +402,6 @@ def test_not_compared_is_the_unreported_rows() -> None:
         "prompt_template",
         "vision",
     }
-
-
-def test_the_readme_shows_the_table() -> None:
-    def words(text: str) -> str:
-        return " ".join(text.split())
-
-    assert words(rules_markdown()) in words(README.read_text(encoding="utf-8"))
 
 
 def test_the_note_names_each_field_once_in_table_order() -> None:

@@ -1,45 +1,45 @@
-"""Every Python block of README.md runs, as a user would run it, against the emulator.
+"""Every Python block of README.md runs as the README says, against the emulator it starts.
 
-Each ```python block is one of:
+The conventions, shared with the documentation's pages (tests/test_docs.py)
+and described in CONTRIBUTING.md:
 
-- a complete program (the default): run as a script in a fresh process with
-  ``TABBY_URL``, ``TABBY_API_KEY``, ``TABBY_ADMIN_KEY`` (and, for the fleet,
-  ``TABBY_FLEET_NODES``) pointing at fresh emulators serving the models the
-  samples name; it must exit 0 and print what :data:`PROGRAMS` expects;
-- a pytest module, marked by a ``<!-- pytest -->`` line just before the fence:
-  run with pytest (``examples/`` importable), every test must pass;
-- a deliberate fragment, marked ``<!-- not-a-program -->``: not run, only
-  counted.
-
-The expected numbers of each kind are fixed below, so a new block fails this
-test until it is given its expectation (or marked on purpose).
+- A ```python block is a complete program, or, when it defines top-level
+  ``test_`` functions, a pytest module. A block that is not meant to run is
+  fenced with another language (``console``, ``text``, ``pycon``, ``toml``),
+  so a reader sees it too.
+- The page's set-up is its ``$ `` lines in ```console blocks. A
+  ``$ tabby-async emulator ...`` line is run as written, in a subprocess (on a
+  free loopback port: ``--port 0``), and the variables of the ``export`` line it
+  prints are the only ``TABBY_*`` variables the programs get, as a user who
+  pastes that line. A ``$ PYTHONPATH=examples ...`` line puts ``examples/`` on
+  the path of the page's pytest modules; nothing else does.
+- The blocks run in page order against that one emulator, as a user reading
+  the page runs them; each must exit 0 and print what :data:`PROGRAMS` expects.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tabby_async.fleet import read_nodes_toml
-from tabby_async.testing import EmulatedModel, TabbyEmulator
-from tabby_async.testing.pytest_plugin import EmulatorFactory
+from tabby_async import __version__
+from tabby_async.cli._emulator import _DEMO_DRAFTS, _DEMO_EMBEDDINGS, _DEMO_MODELS
+from tests.helpers import TABBY_ENV_NAMES, cli_emulator, guarded
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-ENV_NAMES = ("TABBY_URL", "TABBY_API_KEY", "TABBY_ADMIN_KEY", "TABBY_FLEET_NODES", "HF_TOKEN")
-API_KEY = "readme-api-key"
-ADMIN_KEY = "readme-admin-key"
-
-MARK_PYTEST = "<!-- pytest -->"
-MARK_FRAGMENT = "<!-- not-a-program -->"
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+PYTHON = ("python", "py", "python3")
+#: What the default ``tabby-async emulator`` serves: the names a page may load.
+EMULATOR_NAMES = (*_DEMO_MODELS, *_DEMO_DRAFTS, *_DEMO_EMBEDDINGS)
 
 
 @dataclass(frozen=True)
@@ -47,180 +47,114 @@ class Block:
     language: str
     code: str
     line: int  # of the opening fence, 1-based
-    mark: str | None  # the marker line just before the fence, if any
+
+    @property
+    def is_python(self) -> bool:
+        return self.language in PYTHON
+
+    @property
+    def is_pytest_module(self) -> bool:
+        """A python block that defines top-level test functions: run with pytest."""
+        tree = ast.parse(self.code)
+        return any(
+            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name.startswith("test_")
+            for node in tree.body
+        )
 
 
-def readme_blocks(text: str) -> list[Block]:
-    """Every fenced block of ``text``, with the marker comment just before it."""
-    blocks = []
-    for match in FENCE.finditer(text):
-        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
-        mark = before if before in (MARK_PYTEST, MARK_FRAGMENT) else None
-        line = text.count("\n", 0, match.start()) + 1
-        blocks.append(Block(match.group(1), match.group(2), line, mark))
-    return blocks
+def fenced_blocks(text: str) -> list[Block]:
+    """Every fenced block of ``text``, in order."""
+    return [
+        Block(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
+        for m in FENCE.finditer(text)
+    ]
 
 
-BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
-PYTHON = [b for b in BLOCKS if b.language in ("python", "py", "python3")]
-PROGRAM_BLOCKS = [b for b in PYTHON if b.mark is None]
-PYTEST_BLOCKS = [b for b in PYTHON if b.mark == MARK_PYTEST]
-FRAGMENT_BLOCKS = [b for b in PYTHON if b.mark == MARK_FRAGMENT]
+@dataclass(frozen=True)
+class Page:
+    """A page of Markdown as a reader follows it: its set-up, then its blocks in order."""
+
+    name: str  # README.md, docs/cli.md
+    text: str
+
+    @property
+    def blocks(self) -> list[Block]:
+        return fenced_blocks(self.text)
+
+    @property
+    def python(self) -> list[Block]:
+        return [b for b in self.blocks if b.is_python]
+
+    @property
+    def programs(self) -> list[Block]:
+        return [b for b in self.python if not b.is_pytest_module and not included(b)]
+
+    def commands(self, block: Block | None = None) -> list[list[str]]:
+        """Every ``$ `` line of the page's console blocks (or of ``block``), as words."""
+        found = []
+        for each in [block] if block is not None else self.blocks:
+            if each.language == "console":
+                for line in each.code.splitlines():
+                    if line.startswith("$ "):
+                        found.append(shlex.split(line[2:], comments=True))
+        return found
+
+    def emulator_args(self, block: Block | None = None) -> list[list[str]]:
+        """The arguments of each ``$ tabby-async emulator`` line (of ``block``), in order."""
+        return [c[2:] for c in self.commands(block) if c[:2] == ["tabby-async", "emulator"]]
+
+    def puts_examples_on_the_path(self) -> bool:
+        return any(c[:1] == ["PYTHONPATH=examples"] for c in self.commands())
+
+
+INCLUDE = re.compile(r'^--8<-- "([^"]+)"\s*$')
+
+
+def included(block: Block) -> list[str]:
+    """The files a block includes whole (pymdownx.snippets), or [] for a block of its own."""
+    lines = [line for line in block.code.splitlines() if line.strip()]
+    found = [m.group(1) for m in map(INCLUDE.match, lines) if m]
+    return found if found and len(found) == len(lines) else []
+
+
+README_PAGE = Page("README.md", README.read_text(encoding="utf-8"))
 
 #: Per program block, in README order: a text that identifies it, and what
 #: its output must contain (each a regular expression matched per line).
 PROGRAMS: list[tuple[str, list[str]]] = [
     (
-        "ModelLoadRequest(model_name=\"Llama-3-8B-exl2\"",
+        "load_stream(",
         [
-            r"^\['Llama-3-8B-exl2', 'Llama-3.1-70B-exl2'\]$",
-            r"^model 1 3 processing$",
-            r"^model 3 3 finished$",
-            r"^Llama-3-8B-exl2 4096$",
+            r"^\['Llama-3.1-8B-Instruct-exl2', 'Qwen2.5-7B-Instruct-exl2', "
+            r"'Mistral-Nemo-12B-exl2'\]$",
+            r"^model 1/8 processing$",
+            r"^model 8/8 finished$",
+            r"^loaded Llama-3.1-8B-Instruct-exl2 with a context of 4096$",
         ],
     ),
-    (
-        'client.lora.load(loras=[LoraLoadItem(name="style-lora"',
-        [r"^adapters: \['style-lora'\]$", r"^not applied: \['style-lora'\]$", r"^active: \[\]$"],
-    ),
-    (
-        'client.templates.switch("chatml.jinja")',
-        [r"^templates: \['alpaca', 'chatml'\]$", r"^in use: chatml$", r"^not_found 500$"],
-    ),
-    (
-        'client.sampling.switch(preset="precise")',
-        [
-            r"^presets: \['fast', 'precise'\] selected: precise$",
-            r"^selected: precise in force: \{'temperature': \{'override': 0\.7, 'force': True\}\}$",
-            r"^selected: precise in force: \{\}$",
-        ],
-    ),
-    (
-        'client.tokens.encode("Hello, world"',
-        [
-            r"^[1-9]\d* tokens$",
-            r"^decoded: Hello, world$",
-            r"^chat messages need a prompt template$",
-            r"^chat: [1-9]\d* tokens$",
-        ],
-    ),
-    ("client.service_info()", [r"^TabbyAPI \{'openai': '/v1', 'koboldai': '/api'\}$"]),
     (
         "client.apply(state, dry_run=True)",
         [
-            r"^plan: model: load; template: switch; sampling: switch$",
-            r"^done: model: load; template: switch; sampling: switch$",
+            r"^plan: model: reload; template: switch; sampling: switch$",
+            r"^done: model: reload; template: switch; sampling: switch$",
             r"^again: False nothing to do: model: none; template: none; sampling: none$",
-            r"^unchecked: [1-9]\d*$",
         ],
     ),
-    ("match err.code:", [r"^no such model: no-such-model$"]),
     (
         "fleet.rollout(",
         [
-            r"^gpu-01 +ok ",
-            r"^gpu-02 +ok ",
-            r"^rollout of Llama-3.1-70B-exl2 complete .* 2 done, 0 failed",
+            r"^gpu-01 +ok +healthy",
+            r"^gpu-02 +ok +healthy",
+            r"^rollout of Qwen2.5-7B-Instruct-exl2 complete .* 2 done, 0 failed",
         ],
     ),
-    (
-        "fleet.models.load_stream(request)",
-        [
-            r"^gpu-01: model 1/3 processing$",
-            r"^gpu-02: model 3/3 finished$",
-            r"^gpu-0[12]: ok \(fleet \d+%\)$",
-            r"^gpu-0[12]: ok \(fleet 100%\)$",
-            r"2 nodes: 2 ok",
-        ],
-    ),
-    (
-        "trace_configs=[create_trace_config()]",
-        [r"^POST -$", r"^tabby\.load ok$", r"^tabby\.ensure_loaded ok$"],
-    ),
-    (
-        "FleetCollector.from_toml(",
-        [
-            r'^tabby_up\{node="gpu-01"\} 1\.0$',
-            r'^tabby_up\{node="gpu-02"\} 1\.0$',
-            r"^tabby_nodes 2\.0$",
-        ],
-    ),
-    ("TabbyEmulator(", [r"^\['a', 'b'\]$"]),
 ]
-#: How many blocks are pytest modules, and how many are deliberate fragments.
-PYTEST_MODULES = 2
-FRAGMENTS = 0
-
-
-def test_every_python_block_is_accounted_for() -> None:
-    assert len(PROGRAM_BLOCKS) == len(PROGRAMS), (
-        "a README python block was added or removed: give it an entry in PROGRAMS, "
-        f"or mark it {MARK_PYTEST} / {MARK_FRAGMENT} (blocks at lines "
-        f"{[b.line for b in PROGRAM_BLOCKS]})"
-    )
-    for block, (marker, _) in zip(PROGRAM_BLOCKS, PROGRAMS, strict=True):
-        assert marker in block.code, f"README line {block.line}: expected the {marker!r} block"
-    assert len(PYTEST_BLOCKS) == PYTEST_MODULES
-    assert len(FRAGMENT_BLOCKS) == FRAGMENTS
-    # Nothing in any block a user would have to fill in.
-    for block in PYTHON:
-        assert '="..."' not in block.code, f"README line {block.line}: a placeholder"
-
-
-def test_blocks_and_their_marks_are_found() -> None:
-    text = (
-        "# T\n\n```python\nprint(1)\n```\n\n<!-- pytest -->\n```python\ndef test(): pass\n```\n"
-        "<!-- not-a-program -->\n\n```python\nawait x\n```\n```\n$ shell\n```\n"
-    )
-    assert readme_blocks(text) == [
-        Block("python", "print(1)\n", 3, None),
-        Block("python", "def test(): pass\n", 8, MARK_PYTEST),
-        Block("python", "await x\n", 13, MARK_FRAGMENT),
-        Block("", "$ shell\n", 16, None),
-    ]
-
-
-def test_programs_are_complete_modules() -> None:
-    # Top-level await or async with is a SyntaxError in a script.
-    for block in PROGRAM_BLOCKS:
-        compile(block.code, f"README.md:{block.line}", "exec")
-
-
-def test_the_toml_block_is_a_valid_nodes_file(tmp_path: Path) -> None:
-    (toml,) = [b for b in BLOCKS if b.language == "toml"]
-    path = tmp_path / "nodes.toml"
-    path.write_text(toml.code, encoding="utf-8")
-    env = {name: "k" for name in re.findall(r'_env = "(\w+)"', toml.code)}
-    assert [spec.name for spec in read_nodes_toml(path, env=env)[0]] == ["gpu-01", "gpu-02"]
-
-
-# --- running them --------------------------------------------------------------------
-
-
-@pytest.fixture
-async def servers(tabby_emulator_factory: EmulatorFactory) -> list[TabbyEmulator]:
-    """Two fresh emulators with the samples' models, LoRA folder and keys (two fleet nodes).
-
-    The templates (chatml, alpaca) and sampler presets (fast, precise) the
-    samples use are the emulator's own.
-    """
-    models = [EmulatedModel(name, modules=3) for name in ("Llama-3-8B-exl2", "Llama-3.1-70B-exl2")]
-    setup = {"api_key": API_KEY, "admin_key": ADMIN_KEY, "loras": ["style-lora"]}
-    return [await tabby_emulator_factory(models, **setup) for _ in range(2)]
-
-
-def nodes_file(servers: list[TabbyEmulator], folder: Path) -> Path:
-    """The README's own nodes.toml, with its URLs pointed at the emulators."""
-    (toml,) = [b for b in BLOCKS if b.language == "toml"]
-    urls = iter(server.url for server in servers)
-    text = re.sub(r'^url = ".*"$', lambda _: f'url = "{next(urls)}"', toml.code, flags=re.M)
-    path = folder / "nodes.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    """This process's environment without the user's TABBY_* settings, plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if k not in TABBY_ENV_NAMES}
     return {**base, **extra, "PYTHONUNBUFFERED": "1"}
 
 
@@ -228,54 +162,135 @@ async def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)  # a hang guard only
+    out, err = await guarded(proc.communicate(), 120)  # a hang guard only
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
-@pytest.mark.parametrize(
-    ("block", "expected"),
-    # strict=False: a count mismatch is reported by the test above, not at collection.
-    [(b, p[1]) for b, p in zip(PROGRAM_BLOCKS, PROGRAMS, strict=False)],
-    ids=[f"line{b.line}" for b in PROGRAM_BLOCKS],
-)
-async def test_program_runs(
-    block: Block, expected: list[str], servers: list[TabbyEmulator], tmp_path: Path
+async def passes_as_pytest_module(
+    block: Block, folder: Path, where: str, env: dict[str, str]
 ) -> None:
-    script = tmp_path / "sample.py"
-    script.write_text(block.code, encoding="utf-8")
-    env = clean_env(
-        TABBY_URL=servers[0].url,
-        TABBY_API_KEY=API_KEY,
-        TABBY_ADMIN_KEY=ADMIN_KEY,
-        TABBY_FLEET_NODES=str(nodes_file(servers, tmp_path)),
-        GPU01_ADMIN_KEY=ADMIN_KEY,
-        GPU02_ADMIN_KEY=ADMIN_KEY,
-    )
-    code, out, err = await run([sys.executable, str(script)], tmp_path, env)
-    assert code == 0, f"README.md line {block.line} failed:\n{err}"
-    lines = out.splitlines()
-    for pattern in expected:
-        assert any(re.search(pattern, line) for line in lines), (pattern, out)
-
-
-async def passes_as_pytest_module(block: Block, folder: Path, where: str) -> None:
-    """Run ``block`` with pytest in a fresh process (``examples/`` importable); all must pass.
-
-    ``where`` names the block in a failure (``README.md``, ``docs/cli.md``).
-    """
+    """Run ``block`` with pytest in a fresh process; every test must pass."""
     module = folder / f"test_block_line{block.line}.py"
     module.write_text(block.code, encoding="utf-8")
-    env = clean_env(PYTHONPATH=str(ROOT / "examples"))
-    # A user's project would set the loop scope in its pytest configuration.
+    # No configuration of pytest-asyncio: a user's first run, warnings as errors.
     options = ["-p", "no:cacheprovider", "-W", "error"]
-    options += ["-o", "asyncio_default_fixture_loop_scope=function"]
-    argv = [sys.executable, "-m", "pytest", "-q", *options]
-    code, out, err = await run([*argv, module.name], folder, env)
+    argv = [sys.executable, "-m", "pytest", "-q", *options, module.name]
+    code, out, err = await run(argv, folder, env)
     assert code == 0, f"{where} line {block.line} failed:\n{out}\n{err}"
     assert re.search(r"^\d+ passed", out.splitlines()[-1]), out
 
 
-@pytest.mark.parametrize("block", PYTEST_BLOCKS, ids=[f"line{b.line}" for b in PYTEST_BLOCKS])
-async def test_pytest_module_passes(block: Block, tmp_path: Path) -> None:
-    await passes_as_pytest_module(block, tmp_path, "README.md")
+async def follow_page(page: Page, expected: list[tuple[str, list[str]]], folder: Path) -> None:
+    """Do what ``page`` says, in its order: start its emulator, run every block.
+
+    ``expected`` pairs each program block with the patterns its output must
+    match, by a text that identifies the block.
+    """
+    programs = page.programs
+    assert len(programs) == len(expected), (
+        f"{page.name}: a python block was added or removed: give it an entry in PROGRAMS "
+        f"(program blocks at lines {[b.line for b in programs]})"
+    )
+    patterns = {}
+    for block, (marker, lines) in zip(programs, expected, strict=True):
+        assert marker in block.code, f"{page.name} line {block.line}: expected {marker!r}"
+        patterns[block.line] = lines
+    variables: dict[str, str] = {}  # what the reader's shell has exported so far
+    emulator = contextlib.AsyncExitStack()
+    async with emulator:
+        for block in page.blocks:
+            for args in page.emulator_args(block):
+                # The reader stops the emulator running (Ctrl-C) and starts this one.
+                await emulator.aclose()
+                variables.update(await emulator.enter_async_context(cli_emulator(args, cwd=folder)))
+            if not block.is_python or included(block):
+                continue  # an example file shown whole: tests/test_examples.py runs it
+            if block.is_pytest_module:
+                extra = {"PYTHONPATH": str(ROOT / "examples")}
+                paths = extra if page.puts_examples_on_the_path() else {}
+                env = clean_env(**variables, **paths)
+                await passes_as_pytest_module(block, folder, page.name, env)
+                continue
+            script = folder / f"block_line{block.line}.py"
+            script.write_text(block.code, encoding="utf-8")
+            code, out, err = await run(
+                [sys.executable, script.name], folder, clean_env(**variables)
+            )
+            assert code == 0, f"{page.name} line {block.line} failed:\n{out}\n{err}"
+            lines = out.splitlines()
+            for pattern in patterns[block.line]:
+                assert any(re.search(pattern, line) for line in lines), (
+                    f"{page.name} line {block.line}: no line matches {pattern!r}",
+                    out,
+                )
+
+
+# --- what the conventions read ------------------------------------------------------
+
+
+def test_blocks_and_their_kinds_are_found() -> None:
+    text = (
+        "# T\n\n```python\nprint(1)\n```\n\n```python\nimport pytest\n\n\ndef test_a(): pass\n```\n"
+        "```pycon\n>>> await x\n```\n```console\n$ tabby-async emulator --nodes 2  # two\n"
+        "$ PYTHONPATH=examples python -m pytest\nnot a command\n```\n"
+    )
+    page = Page("t.md", text)
+    assert [(b.language, b.line) for b in page.blocks] == [
+        ("python", 3),
+        ("python", 7),
+        ("pycon", 13),
+        ("console", 16),
+    ]
+    assert [b.is_pytest_module for b in page.python] == [False, True]
+    assert [b.line for b in page.programs] == [3]
+    assert page.emulator_args() == [["--nodes", "2"]]
+    assert page.puts_examples_on_the_path()
+    assert Page("u.md", "```console\n$ tabby-async demo\n```\n").emulator_args() == []
+
+
+def test_the_readme_starts_the_default_emulator_before_its_first_program() -> None:
+    # The plain command, with its defaults: what the quick start tells a newcomer.
+    assert README_PAGE.emulator_args()[0] == []
+    first_program = README_PAGE.programs[0].line
+    console = [b for b in README_PAGE.blocks if README_PAGE.emulator_args(b)]
+    assert console[0].line < first_program
+
+
+def test_the_readme_is_a_doorway() -> None:
+    lines = README_PAGE.text.count("\n")
+    assert 150 <= lines <= 300, f"README.md has {lines} lines"
+    # The two commands a newcomer runs, as written.
+    demo = (
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[cli]' && .venv/bin/tabby-async demo"
+    )
+    assert demo in README_PAGE.text
+    assert "./scripts/test" in README_PAGE.text
+    # Contributor commands live in CONTRIBUTING.md.
+    for command in (".venv/bin/ruff", ".venv/bin/mypy", "python -m pytest", "mkdocs"):
+        assert command not in README_PAGE.text, command
+    assert "CONTRIBUTING.md" in README_PAGE.text
+    # The wheel it tells you to install is the one a build of this version makes.
+    assert f"dist/tabby_async-{__version__}-py3-none-any.whl" in README_PAGE.text
+
+
+def test_every_link_of_the_readme_resolves() -> None:
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README_PAGE.text):
+        if not re.match(r"https?://", target):
+            assert (ROOT / target).exists(), f"README.md links to a missing {target}"
+
+
+def test_every_model_name_the_readme_loads_is_served_by_the_emulator() -> None:
+    names = set()
+    for block in README_PAGE.blocks:
+        names |= set(re.findall(r'_name="([^"]+)"', block.code))
+        names |= set(re.findall(r"(?:load|ensure|rollout) ([A-Za-z][\w.-]+-exl2)", block.code))
+    assert names, "the README loads no model"
+    assert names <= set(EMULATOR_NAMES), names - set(EMULATOR_NAMES)
+
+
+# --- following it ---------------------------------------------------------------------
+
+
+async def test_the_readme_runs_as_written(tmp_path: Path) -> None:
+    await follow_page(README_PAGE, PROGRAMS, tmp_path)

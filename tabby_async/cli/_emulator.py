@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import AsyncTabbyClient
@@ -38,6 +40,17 @@ def _downloadable(text: str) -> tuple[str, float]:
     return repo.strip(), non_negative_seconds(seconds) if seconds else 1.0
 
 
+def _node_count(text: str) -> int:
+    """How many emulators ``--nodes`` serves: 1 to 256."""
+    count = positive_int(text)
+    if count > _MAX_NODES:
+        raise argparse.ArgumentTypeError(f"must be <= {_MAX_NODES}, got {count}")
+    return count
+
+
+_MAX_NODES = 256
+
+
 def _build_models(names: list[str], modules: int, delay: float) -> list[EmulatedModel]:
     from ..testing import EmulatedModel
 
@@ -62,67 +75,133 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def _emulator(args: argparse.Namespace) -> int:
-    from ..testing import TabbyEmulator, serve_forever
+def _build_emulator(
+    args: argparse.Namespace, port: int, keys: tuple[str, str] | None
+) -> TabbyEmulator:
+    """One emulator as the options say; ``keys`` (api, admin) are shared by a fleet's nodes."""
+    from ..testing import TabbyEmulator
 
+    api_key, admin_key = keys if keys is not None else (None, None)
     try:
-        server = TabbyEmulator(
+        return TabbyEmulator(
             _build_models(args.models, args.modules, args.delay),
             drafts=_build_models(args.drafts, args.modules, args.delay),
             embeddings=args.embeddings,
             auth=args.auth,
-            api_key=args.emulator_api_key,
-            admin_key=args.emulator_admin_key,
+            api_key=api_key if args.emulator_api_key is None else args.emulator_api_key,
+            admin_key=admin_key if args.emulator_admin_key is None else args.emulator_admin_key,
             ping_interval=args.ping_interval,
             token_delay=args.token_delay,
             host=args.host,
-            port=args.port,
+            port=port,
             record=False,  # a long-running server must not grow without bound
             downloadable=dict(args.downloadable or ()),
         )
     except ValueError as exc:
         raise CliError(f"bad emulator option: {exc}", exit_code=EXIT_USAGE) from None
+
+
+async def _emulator(args: argparse.Namespace) -> int:
+    import secrets
+
+    count = args.nodes or 1
+    # A fleet's nodes share one pair of keys, so one export line serves them all.
+    keys = (secrets.token_hex(16), secrets.token_hex(16)) if args.nodes else None
+    servers = [_build_emulator(args, args.port + i if args.port else 0, keys) for i in range(count)]
     stop = asyncio.Event()
-    serving = False
-
-    def ready(server: TabbyEmulator) -> None:
-        nonlocal serving
-        serving = True
-        _print_banner(server, args)
-
-    try:
+    async with contextlib.AsyncExitStack() as stack:
         # Ctrl-C cancels instead where signal handlers cannot be installed.
-        with stop_on_signals(stop), contextlib.suppress(asyncio.CancelledError):
-            await serve_forever(server, ready=ready, stop=stop)
-    except OSError as exc:
-        if serving:
-            raise
-        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        stack.enter_context(stop_on_signals(stop))
+        for server in servers:
+            try:
+                await stack.enter_async_context(server)
+            except OSError as exc:
+                where = f"{args.host}:{server.port}"
+                raise CliError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        if args.nodes:
+            from ._emulator_nodes import nodes_toml, remove_nodes_file, write_nodes_file
+
+            text = nodes_toml([server.url for server in servers])
+            path = write_nodes_file(Path(args.nodes_file), text)
+            stack.callback(remove_nodes_file, path, text)
+            _print_fleet_banner(servers, path, args)
+        else:
+            _print_banner(servers[0], args)
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop.wait()
     print("emulator stopped", flush=True)
     return EXIT_OK
 
 
-def _print_banner(server: TabbyEmulator, args: argparse.Namespace) -> None:
+def _key_lines(server: TabbyEmulator, args: argparse.Namespace) -> list[str]:
     # The keys are the emulator's own test keys: printing generated ones is fine.
     # Keys the user passed in are not echoed back.
     def key(given: str | None, value: str) -> str:
         return "(as given)" if given is not None else value
 
-    lines = [f"TabbyAPI emulator serving on {server.url}  (Ctrl-C to stop)"]
-    if server.auth:
-        lines.append(f"api key:    {key(args.emulator_api_key, server.api_key)}")
-        lines.append(f"admin key:  {key(args.emulator_admin_key, server.admin_key)}")
-    else:
-        lines.append("auth:       off (every request is admin)")
-    lines.append(f"models:     {', '.join(args.models) or '-'}")
-    lines.append(f"drafts:     {', '.join(args.drafts) or '-'}")
-    lines.append(f"embeddings: {', '.join(args.embeddings) or '-'}")
+    if not server.auth:
+        return ["auth:       off (every request is admin)"]
+    return [
+        f"api key:    {key(args.emulator_api_key, server.api_key)}",
+        f"admin key:  {key(args.emulator_admin_key, server.admin_key)}",
+    ]
+
+
+def _model_lines(args: argparse.Namespace) -> list[str]:
+    lines = [
+        f"models:     {', '.join(args.models) or '-'}",
+        f"drafts:     {', '.join(args.drafts) or '-'}",
+        f"embeddings: {', '.join(args.embeddings) or '-'}",
+    ]
     if args.downloadable:
         lines.append(f"downloads:  {', '.join(repo for repo, _ in args.downloadable)}")
-    env = f"TABBY_URL={server.url}"
-    if server.auth and args.emulator_api_key is None and args.emulator_admin_key is None:
-        env += f" TABBY_API_KEY={server.api_key} TABBY_ADMIN_KEY={server.admin_key}"
-    lines += ["", "try:", f"  {env} tabby-async models list"]
+    return lines
+
+
+def _export_line(server: TabbyEmulator, args: argparse.Namespace, **first: str) -> str:
+    """The ``export`` line a user pastes: the URL (and nodes file), the generated keys."""
+    names = {**first, "TABBY_URL": server.url}
+    if server.auth and args.emulator_api_key is None:
+        names["TABBY_API_KEY"] = server.api_key
+    if server.auth and args.emulator_admin_key is None:
+        names["TABBY_ADMIN_KEY"] = server.admin_key
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in names.items())
+
+
+def _print_banner(server: TabbyEmulator, args: argparse.Namespace) -> None:
+    lines = [
+        f"TabbyAPI emulator serving {', '.join(args.models) or 'no models'} "
+        f"on {server.url}  (Ctrl-C to stop)",
+        *_model_lines(args),
+        *_key_lines(server, args),
+        "",
+        "In the shell you work in, set:",
+        f"  {_export_line(server, args)}",
+        "then try:",
+        "  tabby-async models list",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _print_fleet_banner(servers: list[TabbyEmulator], path: Path, args: argparse.Namespace) -> None:
+    from ._emulator_nodes import node_names
+
+    lines = [
+        f"TabbyAPI emulators: {len(servers)} nodes serving {', '.join(args.models) or 'no models'}"
+        "  (Ctrl-C to stop)",
+        *(
+            f"{name}:  {server.url}"
+            for name, server in zip(node_names(len(servers)), servers, strict=True)
+        ),
+        f"nodes file: {path}",
+        *_model_lines(args),
+        *_key_lines(servers[0], args),
+        "",
+        "In the shell you work in, set (TABBY_URL is the first node):",
+        f"  {_export_line(servers[0], args, TABBY_FLEET_NODES=str(path))}",
+        "then try:",
+        "  tabby-async fleet status",
+    ]
     print("\n".join(lines), flush=True)
 
 
@@ -261,12 +340,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # Their lines in the top-level --help are their entries in tabby_async.cli.GROUPS.
     emu = subparsers.add_parser(
         "emulator",
-        description="Serve the built-in TabbyAPI emulator until Ctrl-C. It prints its URL "
-        "and its generated test keys (keys you pass are not echoed).",
+        description="Serve the built-in TabbyAPI emulator until Ctrl-C. It prints its URL, "
+        "its models and an export line with its generated test keys (keys you pass are "
+        "not echoed). With --nodes N it serves N emulators on loopback and writes a nodes "
+        "file for them.",
     )
     emu.set_defaults(handler=_emulator, command_name="emulator")
     emu.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    emu.add_argument("--port", type=int, default=5000, help="port (5000; 0 picks a free one)")
+    emu.add_argument(
+        "--port",
+        type=int,
+        default=5000,
+        help="port (5000; 0 picks a free one); with --nodes the first node's, the next follow",
+    )
+    emu.add_argument(
+        "--nodes",
+        type=_node_count,
+        metavar="N",
+        help="serve N emulators (gpu-01 ... on loopback) and write a nodes file for them",
+    )
+    emu.add_argument(
+        "--nodes-file",
+        default="nodes.toml",
+        metavar="FILE",
+        help="where --nodes writes its nodes file (nodes.toml; removed on stop; "
+        "a file not written by the emulator is never replaced)",
+    )
     for flag, names, what in (
         ("--models", _DEMO_MODELS, "main model names (default: three example names)"),
         ("--drafts", _DEMO_DRAFTS, "draft model names"),
