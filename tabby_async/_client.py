@@ -52,7 +52,7 @@ from .errors import ClientStateError, InvalidInputError
 from .types import HealthResponse, PermissionResponse, ServiceInfo
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["AsyncTabbyClient"]
 

@@ -11,7 +11,7 @@ from .errors import LoraLoadFailedError
 from .types import LoraList, LoraLoadRequest, LoraLoadResponse
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing import Unpack
 
     from .types import LoraLoadFields
 

@@ -40,7 +40,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing import Unpack
 
     from .types import DownloadFields, EmbeddingModelLoadFields, ModelLoadFields
 

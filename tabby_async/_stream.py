@@ -39,7 +39,7 @@ from ._transport import RETRY_STATUSES, Transport
 from .types import ModelLoadResponse
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["LoadStream", "ProgressCallback", "Reattach", "follow"]
 

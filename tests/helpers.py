@@ -10,6 +10,7 @@ import shlex
 import ssl
 import subprocess
 import sys
+import tomllib
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,6 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 import pytest
-import tomllib
 from aiohttp import web
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace

@@ -9,7 +9,7 @@ in a rollout's check (an issue from before the node's step does not fail it fore
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,7 +58,7 @@ async def test_the_servers_own_unhealthy_answer_is_up_and_degraded(
     tabby_emulator_factory: EmulatorFactory,
 ) -> None:
     server = await tabby_emulator_factory(models=["m"])
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     server.add_health_issue("RuntimeError: CUDA error\x1b[31m: out of memory\n  at line 3")
     server.add_health_issue("AssertionError: cannot be enqueued")
     async with AsyncTabbyClient(server.url) as client:
@@ -83,7 +83,7 @@ def test_an_issue_summary_is_one_bounded_line() -> None:
     assert len(summary) == 200 and summary.endswith("…")
     assert all(c.isprintable() for c in summary)
     naive = HealthIssue(time="2026-11-30T10:00:00", description="d")
-    assert naive.at == datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
+    assert naive.at == datetime(2026, 11, 30, 10, tzinfo=UTC)
     health = HealthResponse(status="unhealthy", issues=[naive, issue])
     assert health.since == naive.at  # the issue without a time is left out
     assert health_text(health) == (

@@ -100,7 +100,12 @@ def test_the_wheel_metadata(built: Built) -> None:
     classifiers = meta.get_all("Classifier") or []
     assert "Typing :: Typed" in classifiers
     assert "Framework :: AsyncIO" in classifiers
-    assert "Programming Language :: Python :: 3.10" in classifiers
+    # Python 3.11-3.14, stated both ways.
+    assert meta["Requires-Python"] == ">=3.11"
+    python = "Programming Language :: Python :: "
+    versions = {c.removeprefix(python) for c in classifiers if c.startswith(python)}
+    assert versions == {"3", "3 :: Only", "3.11", "3.12", "3.13", "3.14"}
+    assert not [r for r in meta.get_all("Requires-Dist") or [] if "tomli" in r]
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
     assert set(urls) == {"Homepage", "Source", "Issues", "Changelog"}
     assert all(u.startswith("https://github.com/tabby-async/tabby-async") for u in urls.values())

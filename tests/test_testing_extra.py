@@ -15,12 +15,12 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import aiohttp
 import pytest
-import tomllib
 from mypy import api as mypy_api
 from packaging.requirements import Requirement
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..types import ModelLoadResponse
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["Display", "NullView", "View"]
 

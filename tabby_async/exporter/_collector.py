@@ -35,7 +35,7 @@ from ._snapshot import METRICS, FleetSnapshot, NodeSnapshot, metrics
 from ._sweep import SweepCache, sweep
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["AsyncFleetCollector", "FleetCollector", "families"]
 

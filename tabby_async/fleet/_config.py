@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import ssl as _ssl
-import sys
+import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +33,6 @@ from .._resource import build_request
 from .._state_plan import DesiredState
 from ..errors import InvalidInputError
 from ..types import EmbeddingModelLoadRequest, ModelLoadRequest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
     "FLEET_OPTIONS",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from .._client import AsyncTabbyClient
@@ -32,11 +31,6 @@ from ._results import FleetResult, NodeResult
 __all__ = ["NodeOp", "ResultCallback", "fan_out"]
 
 T = TypeVar("T")
-
-#: ``asyncio.timeout`` (Python 3.11+), or None on 3.10.
-_timeout_scope: Callable[[float], AbstractAsyncContextManager[object]] | None = getattr(
-    asyncio, "timeout", None
-)
 
 #: An operation on one node: ``(node name, its client) -> awaitable value``.
 NodeOp = Callable[[str, AsyncTabbyClient], Awaitable[T]]
@@ -52,15 +46,13 @@ async def run_node(
     try:
         if timeout is None:
             value = await op(name, client)
-        elif _timeout_scope is not None:
+        else:
             # A timer in the worker's own task: wait_for would start a task per node.
-            async with _timeout_scope(timeout):
+            async with asyncio.timeout(timeout):
                 value = await op(name, client)
-        else:  # pragma: no cover - Python 3.10
-            value = await asyncio.wait_for(op(name, client), timeout)
     except TabbyError as err:
         return NodeResult(name, None, err, time.perf_counter() - started)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         late = TabbyTimeoutError(
             f"{name}: no result within the per-node timeout of {timeout:g} s", kind="total"
         )

@@ -35,7 +35,7 @@ from ._state_apply import FleetStateReport, apply_on_fleet
 from ._status import NodeStatus, probe_status
 
 if TYPE_CHECKING:
-    from typing_extensions import Self, Unpack
+    from typing import Self, Unpack
 
     from ..types import ModelLoadFields
 

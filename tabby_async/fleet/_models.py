@@ -36,7 +36,7 @@ from ._runner import (
 from ._stream import FleetLoadStream
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing import Unpack
 
 __all__ = [
     "FleetDownloadKeywords",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic
 
 from .._checks import check_count
@@ -269,7 +269,7 @@ def _node_ops(
         default = _state_check
 
         def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[StateResult]:
-            starts[name] = datetime.now(timezone.utc)
+            starts[name] = datetime.now(UTC)
             progress = node_progress(on_progress, name)
             return client.apply(state, on_progress=progress, timeout=timeout)
 
@@ -278,7 +278,7 @@ def _node_ops(
         default = _model_check
 
         def ensure(name: str, client: AsyncTabbyClient) -> Awaitable[ModelResult]:
-            starts[name] = datetime.now(timezone.utc)
+            starts[name] = datetime.now(UTC)
             progress = node_progress(on_progress, name)
             return client.models.ensure_loaded(
                 model, on_progress=progress, timeout=timeout, verify=verify

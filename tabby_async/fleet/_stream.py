@@ -16,7 +16,7 @@ from ._fanout import fan_out
 from ._results import FleetResult, NodeResult
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["FleetLoadEvent", "FleetLoadStream"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -33,7 +33,7 @@ class ServerRoutes:
 
     def add_health_issue(self, description: str) -> None:
         """Record an issue, stamped with the current UTC time."""
-        stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         self.health_issues.append({"time": stamp, "description": description})
 
     async def health(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -209,7 +209,7 @@ def error_frame(message: str) -> bytes:
 
 def ping_frame() -> bytes:
     """``: ping - 2026-11-23 19:50:23.862459+00:00\\r\\n\\r\\n`` (current UTC time)."""
-    return f": ping - {datetime.now(timezone.utc)}\r\n\r\n".encode()
+    return f": ping - {datetime.now(UTC)}\r\n\r\n".encode()
 
 
 # ----------------------------------------------------------------------------- cards

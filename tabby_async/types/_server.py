@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -44,8 +44,8 @@ class HealthIssue(ResponseStruct, frozen=True, kw_only=True, gc=False):
         except ValueError:
             return None
         if parsed.tzinfo is None:  # the server writes UTC
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
 
     def summary(self, limit: int = ISSUE_TEXT_LIMIT) -> str:
         """The description on one line: control characters dropped, at most ``limit`` chars."""
