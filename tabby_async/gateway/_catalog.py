@@ -169,6 +169,11 @@ class Catalog:
                     )
 
 
+def last_segment(folder: str) -> str:
+    """What a node's model card shows of a folder: its last path segment."""
+    return folder.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
 def unservable(load: ModelLoadRequest | EmbeddingModelLoadRequest) -> tuple[str, str] | None:
     """``(field, why)`` when the server would load this but refuse every request; else None.
 

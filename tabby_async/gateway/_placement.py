@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._catalog import CatalogModel, ModelKind
+from ._catalog import CatalogModel, ModelKind, last_segment
 
 __all__ = [
     "NodeState",
@@ -192,7 +192,7 @@ def _rank(
         return 0, None, False
     if slot.model is None:  # a card the catalog cannot prove
         seen = slot.seen or ""
-        if entry.folder.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] == seen:
+        if last_segment(entry.folder) == seen:
             return -1, seen, True
         return (1 if evict_unknown else None), seen, False
     held = catalog.get(slot.model)
