@@ -180,7 +180,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "/v1/models for every node of a nodes file: each request goes to a node holding its "
         "model, loading it there on demand (requests wait in a bounded queue per model), and "
         "a model is never unloaded while requests for it run. /health, /metrics (Prometheus) "
-        "and /status need no key. With --status URL, print a running gateway's state.",
+        "need no key. With --status URL (GET /status), print a running gateway's state.",
     )
     parser.add_argument(
         "--nodes", metavar="FILE", default=None, help=f"the nodes file (TOML; env {ENV_NODES})"
