@@ -186,6 +186,9 @@ def unservable(load: ModelLoadRequest | EmbeddingModelLoadRequest) -> tuple[str,
     of one token, a bare BOS, needs only the chunk.) Without ``cache_size``
     or ``max_seq_len``, or with ``max_seq_len = -1``, the cache is the
     model's own context length, not known before loading: not refused.
+    This is a floor: a model with a recurrent cache allocates in larger
+    steps, and a ``tabby_config.yml`` in the model's folder overrides the
+    load request on the server.
     """
     if isinstance(load, EmbeddingModelLoadRequest) or load.output_chunking is False:
         return None
