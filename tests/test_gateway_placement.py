@@ -58,7 +58,12 @@ def node(
     draining: bool = False,
     **state: Any,
 ) -> NodeState:
-    """A node whose model place holds ``held`` (or an unproven card ``seen``)."""
+    """A node whose model place holds ``held`` (or an unproven card ``seen``).
+
+    A ``swapping`` node swaps its model place unless ``swapping_kind`` says another.
+    """
+    if state.get("swapping") is not None:
+        state.setdefault("swapping_kind", "model")
     return NodeState(
         name,
         slots={
@@ -94,6 +99,16 @@ PICK = [
     ([node("a", "want", up=False), node("b", "want", in_flight=5)], "want", "model", "b"),
     ([node("a", "want", swapping="old1"), node("b", "want", in_flight=5)], "want", "model", "b"),
     ([node("a", "want", swapping=""), node("b", "want", in_flight=5)], "want", "model", "b"),
+    # A swap of the other place leaves this one serving.
+    (
+        [
+            node("a", "want", swapping="e2", swapping_kind="embedding"),
+            node("b", "want", in_flight=5),
+        ],
+        "want",
+        "model",
+        "a",
+    ),
     ([node("a", "want", draining=True), node("b", "want", in_flight=5)], "want", "model", "b"),
     # Degraded (its /health says unhealthy) still serves.
     ([node("a", "want", healthy=False), node("b", "want", in_flight=5)], "want", "model", "a"),

@@ -36,7 +36,7 @@ from .. import AsyncTabbyClient, DesiredState, ModelMismatchError, TabbyError, t
 from ..errors import ModelNotLoadedError
 from ..fleet import TabbyFleet
 from ..types import EmbeddingModelLoadRequest, ModelLoadRequest
-from ._catalog import Catalog, CatalogModel, ModelKind
+from ._catalog import Catalog, CatalogModel, ModelKind, last_segment
 from ._errors import GatewayError
 from ._metrics import GatewayMetrics
 from ._placement import NodeState, Placement, can_ever_place, pick_replica, place
@@ -68,11 +68,6 @@ class Stream:
     seen: int = -1
     since: float = 0.0
     stalled: bool = False
-
-
-def last_segment(folder: str) -> str:
-    """What a card's ``id`` shows of a folder: its last path segment."""
-    return folder.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 class Gateway:
@@ -317,6 +312,10 @@ class Gateway:
                 evict_unknown=self.policy.evict_unknown,
                 replicas=held,
             )
+            if spot is not None and not queue and self.nodes[spot.node].slots[entry.kind].in_flight:
+                # A pinned model nobody waits for is loaded only where a node is
+                # free: refilling it never drains running requests.
+                spot = None
             if spot is not None:
                 self._start_swap(entry, spot)
             elif (
@@ -364,7 +363,7 @@ class Gateway:
     def _start_swap(self, entry: CatalogModel, spot: Placement) -> None:
         node = self.nodes[spot.node]
         slot = node.slots[entry.kind]
-        node.swapping = entry.name
+        node.swapping, node.swapping_kind = entry.name, entry.kind
         self._loading[entry.name] += 1
         if slot.in_flight:
             slot.draining = True
@@ -446,9 +445,10 @@ class Gateway:
         self, node: NodeState, entry: CatalogModel, why: str, span: tracing.SpanLike | None
     ) -> None:
         slot = node.slots[entry.kind]
-        # What the node holds now is unknown (the server unloads before it loads):
-        # nothing is sent there for this place until a refresh reads it.
-        slot.model, slot.seen = None, "?"
+        # The server unloads before it loads, so the place is most likely empty;
+        # nothing is routed there for this model, and the refresh spawned below
+        # reads what it really holds.
+        slot.model, slot.seen = None, None
         node.backoff[entry.name] = time.monotonic() + self.policy.load_backoff
         self.metrics.load_failures(node.name, entry.name)
         logger.warning("load of %s on %s failed: %s", entry.name, node.name, why)
@@ -472,7 +472,7 @@ class Gateway:
             return True
         try:
             await asyncio.wait_for(event.wait(), self.policy.drain_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning(
                 "drain on %s timed out after %g s: unloading with %d requests running",
                 node.name,
@@ -513,7 +513,7 @@ class Gateway:
         now = time.monotonic()
         for at, node, entry in self._ttl_due():
             if at <= now and node.swapping is None:
-                node.swapping = ""
+                node.swapping, node.swapping_kind = "", entry.kind
                 self._spawn(self._unload(node, entry))
         self._arm_ttl()
 
@@ -543,6 +543,7 @@ class Gateway:
     async def refresh(self) -> None:
         """Read every node's health and loaded models now (also done every refresh interval)."""
         await asyncio.gather(*(self._refresh_node(n) for n in self.nodes.values()))
+        self._arm_ttl()  # a model found idle may have a time to live
         self._pump()
 
     async def _refresh_loop(self) -> None:

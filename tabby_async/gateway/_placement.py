@@ -69,6 +69,9 @@ class NodeState:
     healthy: bool = True
     #: The catalog name a swap is bringing in, or "" for an unload; None: no swap.
     swapping: str | None = None
+    #: The place the swap changes: the other place keeps serving meanwhile
+    #: (the server holds a generating and an embedding model apart).
+    swapping_kind: ModelKind | None = None
     slots: dict[ModelKind, Slot] = field(
         default_factory=lambda: {"model": Slot(), "embedding": Slot()}
     )
@@ -96,7 +99,12 @@ class Placement:
 def routable(node: NodeState, name: str, kind: ModelKind) -> bool:
     """True when a request for ``name`` may go to ``node`` now."""
     slot = node.slots[kind]
-    return slot.model == name and node.up and not slot.draining and node.swapping is None
+    return (
+        slot.model == name
+        and node.up
+        and not slot.draining
+        and (node.swapping is None or node.swapping_kind != kind)
+    )
 
 
 def pick_replica(nodes: Iterable[NodeState], name: str, kind: ModelKind) -> NodeState | None:

@@ -9,7 +9,6 @@ own ``model`` field stays what TabbyAPI says (the folder's last segment).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -38,7 +37,7 @@ _DONE = b"data: [DONE]"
 _SSE = "text/event-stream"
 #: The answers a client with a broken connection gives a write.
 _GONE = (ConnectionError, RuntimeError)
-_UPSTREAM_LOST = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+_UPSTREAM_LOST = (aiohttp.ClientError, TimeoutError, OSError)
 
 Opener = Callable[..., Awaitable[aiohttp.ClientResponse]]
 
