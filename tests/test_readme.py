@@ -149,6 +149,14 @@ PROGRAMS: list[tuple[str, list[str]]] = [
             r"^rollout of Qwen2.5-7B-Instruct-exl2 complete .* 2 done, 0 failed",
         ],
     ),
+    (
+        "gateway = Gateway(",
+        [
+            r"^qwen -> Qwen2\.5-7B-Instruct-exl2:1 Qwen2\.5-7B-Instruct-exl2:2 "
+            r"Qwen2\.5-7B-Instruct-exl2:3$",
+            r"^llama -> Llama-3\.1-8B-Instruct-exl2:1 ",
+        ],
+    ),
 ]
 
 

@@ -139,7 +139,7 @@ async def _status(args: argparse.Namespace) -> int:
             body = await response.read()
             if response.status != 200:
                 raise CliError(f"the gateway answered {response.status}")
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise CliError(f"cannot reach the gateway: {type(exc).__name__}") from None
     status = json.loads(body)
     if args.json:
