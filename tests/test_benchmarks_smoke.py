@@ -8,6 +8,7 @@ on a shared machine mean nothing.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,28 @@ def test_otel_cost_counts_bytecodes_of_both_variants(tmp_path: Path) -> None:
         assert row["ratio"] == row["imported"] / row["absent"]
         assert row["status"] == ("pass" if row["ratio"] <= row["limit"] else "fail")
     assert rows["load_stream"]["unit"] == "event" and rows["get"]["unit"] == "call"
+
+
+def test_gateway_bench_reports_every_figure() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gateway_bench", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-4000:]  # 1: a target missed at tiny sizes
+    table = proc.stdout
+    for figure in (
+        "CPU per streamed event",
+        "CPU per non-streamed request",
+        "added time to first byte, p50",
+        "added time to first byte, p99",
+        "memory per open stream",
+        "swap scenario",
+        "capacity of one gateway process",
+    ):
+        assert figure in table, figure
+    # Correctness is no ratio: even the tiny swap run answers every request right.
+    assert re.search(r"swap scenario .* 0 failed, 0 wrong-model;", table), table
