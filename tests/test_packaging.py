@@ -139,6 +139,11 @@ def test_the_sdist_leaves_out(built: Built, unwanted: str) -> None:
     assert not [f for f in built.sdist_files if f == unwanted or f.startswith(unwanted)]
 
 
+def test_the_sdist_has_what_the_readme_names(built: Built) -> None:
+    # The README sends readers to CONTRIBUTING.md and the two scripts.
+    assert {"CONTRIBUTING.md", "scripts/test", "scripts/docs"} <= set(built.sdist_files)
+
+
 def test_the_sdist_has_nothing_unexpected(built: Built) -> None:
     allowed = {
         "tabby_async",
@@ -148,6 +153,8 @@ def test_the_sdist_has_nothing_unexpected(built: Built) -> None:
         "docs",
         "mkdocs.yml",
         "README.md",
+        "CONTRIBUTING.md",
+        "scripts",
         "CHANGELOG.md",
         "LICENSE",
         "pyproject.toml",
