@@ -9,13 +9,23 @@ names and fixed words: never a key or a URL.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from ._gateway import Gateway
+from ._catalog import Catalog
+from ._placement import NodeState
+
+
+class Observed(Protocol):
+    """What the metrics read of the gateway at scrape time."""
+
+    catalog: Catalog
+    nodes: dict[str, NodeState]
+
+    def queued(self, name: str) -> int: ...
+
 
 __all__ = ["GatewayMetrics"]
 
@@ -27,7 +37,7 @@ _BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 class GatewayMetrics:
     """The gateway's counters and histograms, in a registry of its own (:attr:`registry`)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Observed) -> None:
         self._gateway = gateway
         self.registry = CollectorRegistry(auto_describe=True)
         #: (model, node, outcome) -> requests answered.

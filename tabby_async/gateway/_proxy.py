@@ -12,18 +12,46 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
-from .. import APIStatusError, TabbyConnectionError, TabbyTimeoutError, Timeout, tracing
-from ._catalog import CatalogModel, ModelKind
+from .. import (
+    APIStatusError,
+    AsyncTabbyClient,
+    TabbyConnectionError,
+    TabbyTimeoutError,
+    Timeout,
+    tracing,
+)
+from ._catalog import Catalog, CatalogModel, GatewayPolicy, ModelKind
 from ._errors import GatewayError, error_event, error_response
+from ._metrics import GatewayMetrics
+from ._placement import NodeState
+from ._upkeep import Stream
 
-if TYPE_CHECKING:
-    from ._gateway import Gateway
+
+class Engine(Protocol):
+    """What the routes need of the gateway's engine (its module imports this one)."""
+
+    catalog: Catalog
+    policy: GatewayPolicy
+    api_keys: tuple[str, ...]
+    metrics: GatewayMetrics
+    clients: dict[str, AsyncTabbyClient]
+    nodes: dict[str, NodeState]
+    streams: set[Stream]
+
+    async def acquire(self, entry: CatalogModel) -> NodeState: ...
+    def release(self, node: NodeState, kind: ModelKind) -> None: ...
+    def node_unreachable(self, node: NodeState) -> None: ...
+    def watch(self, close: Any) -> Stream: ...
+    def replicas(self, name: str, kind: ModelKind) -> list[str]: ...
+    def queued(self, name: str) -> int: ...
+    def status(self) -> dict[str, Any]: ...
+
 
 __all__ = ["routes"]
 
@@ -45,7 +73,7 @@ Opener = Callable[..., Awaitable[aiohttp.ClientResponse]]
 class Proxy:
     """The route handlers of one gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Engine) -> None:
         self.gateway = gateway
         self.catalog = gateway.catalog.models
         self._keys = tuple(k.encode() for k in gateway.api_keys)
@@ -311,7 +339,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=_encode(body), status=status, content_type="application/json")
 
 
-def routes(gateway: Gateway) -> list[web.RouteDef]:
+def routes(gateway: Engine) -> list[web.RouteDef]:
     """The gateway's routes."""
     proxy = Proxy(gateway)
     return [
