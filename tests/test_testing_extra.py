@@ -11,6 +11,7 @@ own reason phrase.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -60,33 +61,47 @@ def _distributions(requirements: list[Requirement]) -> set[str]:
     return found
 
 
-def _imported(code: str) -> set[str]:
-    """The top-level modules a fresh interpreter holds after running ``code``."""
-    show = "import sys; print(*sorted({name.split('.')[0] for name in sys.modules}))"
-    proc = subprocess.run(
-        [sys.executable, "-c", f"{code}\n{show}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,  # a hang guard only
-    )
-    return set(proc.stdout.split())
+def _install(names: set[str], folder: Path) -> None:
+    """``folder`` as a site holding only these distributions (links to their files)."""
+    for name in names:
+        dist = metadata.distribution(name)
+        for file in dist.files or []:
+            top = file.parts[0]
+            link = folder / top
+            if top in ("..", "__pycache__") or link.exists():
+                continue  # scripts beside the site, caches
+            link.symlink_to(Path(str(dist.locate_file(top))))
 
 
-def test_the_plugin_imports_nothing_beyond_the_dependencies_and_the_testing_extra() -> None:
+def test_the_plugin_needs_nothing_beyond_the_dependencies_and_the_testing_extra(
+    tmp_path: Path,
+) -> None:
     project = PYPROJECT["project"]
     needed = [Requirement(r) for r in project["dependencies"]]
     needed += [Requirement(r) for r in project["optional-dependencies"]["testing"]]
-    allowed = _distributions(needed)
-    owners = metadata.packages_distributions()
-    tops = _imported("import tabby_async.testing.pytest_plugin") - _imported("pass")
-    # A module no distribution owns (Cython's runtime modules) is nothing to install.
-    strays = {
-        top: owners[top]
-        for top in tops - set(sys.stdlib_module_names) - {"tabby_async"}
-        if top in owners and not {d.lower().replace("_", "-") for d in owners[top]} & allowed
-    }
-    assert strays == {}
+    names = _distributions(needed)
+    assert not names & {"rich", "pyyaml", "prometheus-client", "hypothesis"}
+    _install(names - {"tabby-async"}, tmp_path)
+    # -S: no site-packages, so the interpreter sees only that site and the checkout.
+    code = (
+        "import sys, tabby_async.testing.pytest_plugin as plugin\n"
+        "assert 'pytest_asyncio' in sys.modules and 'rich' not in sys.modules\n"
+        "print(plugin.tabby_emulator_factory)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang guard only
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    import_site = [sys.executable, "-S", "-c", "import rich"]
+    hidden = subprocess.run(
+        import_site, env={"PYTHONPATH": str(tmp_path)}, capture_output=True, check=False
+    )
+    assert hidden.returncode == 1  # the site really leaves the rest out
 
 
 # --- the first run ------------------------------------------------------------------------
