@@ -8,7 +8,6 @@ on a shared machine mean nothing.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,9 +172,10 @@ def test_otel_cost_counts_bytecodes_of_both_variants(tmp_path: Path) -> None:
     assert rows["load_stream"]["unit"] == "event" and rows["get"]["unit"] == "call"
 
 
-def test_gateway_bench_reports_every_figure() -> None:
+def test_gateway_bench_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "gateway.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gateway_bench", "--quick"],
+        [sys.executable, "-m", "benchmarks.gateway_bench", "--quick", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -183,16 +183,29 @@ def test_gateway_bench_reports_every_figure() -> None:
         check=False,
     )
     assert proc.returncode in (0, 1), proc.stderr[-4000:]  # 1: a target missed at tiny sizes
-    table = proc.stdout
-    for figure in (
+    doc: dict[str, Any] = json.loads(out.read_text())
+    assert doc["meta"]["command"] == "python -m benchmarks.gateway_bench --quick --out " + str(out)
+    figures = [row["figure"] for row in doc["targets"]]
+    for start in (
         "CPU per streamed event",
         "CPU per non-streamed request",
-        "added time to first byte, p50",
-        "added time to first byte, p99",
+        "time to first byte p50",
+        "time to first byte p99",
         "memory per open stream",
-        "swap scenario",
-        "capacity of one gateway process",
+        "swap: ",
+        "swap: a loaded model's requests never wait",
+        "one gateway core",
     ):
-        assert figure in table, figure
-    # Correctness is no ratio: even the tiny swap run answers every request right.
-    assert re.search(r"swap scenario .* 0 failed, 0 wrong-model;", table), table
+        assert any(f.startswith(start) for f in figures), (start, figures)
+    for row in doc["targets"]:
+        assert row["value"] and row["figure"] in proc.stdout, row
+        assert row["ok"] in ((None,) if row["target"] == "reported" else (True, False)), row
+    for scenario in ("stream", "whole"):
+        for path in ("direct", "proxy", "gateway"):
+            assert doc[scenario][path] > 0, (scenario, path)  # CPU per unit, each its own process
+    assert doc["memory"]["gateway"]["kib_per_stream"] is not None
+    # Correctness is no ratio: even the tiny swap run answers every request, with its model.
+    swap = doc["swap"]
+    assert swap["requests"] == 30 and swap["failed"] == 0 and swap["wrong_model"] == 0, swap
+    assert swap["swaps_total"] >= 1 and swap["queued"] >= 1, swap
+    assert swap["probe"]["sent"] == 3, swap["probe"]
