@@ -94,7 +94,8 @@ async def pool(count: int, concurrency: int, job: Callable[[], Awaitable[int]]) 
         nonlocal left, total
         while left > 0:
             left -= 1
-            total += await job()
+            got = await job()  # (not `total += await job()`: that reads total before the await)
+            total += got
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
     return total
