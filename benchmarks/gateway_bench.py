@@ -134,10 +134,12 @@ async def throughput(
                         count, conc = args.requests, args.concurrency
                         job = partial(one_whole, session, url, whole_body)
                     cpu0 = {k: s.cpu() for k, s in servers.items()}
+                    faults0 = {k: s.faults() for k, s in servers.items()}
                     t0 = time.perf_counter()
                     units = await pool(count, conc, job)
                     wall = time.perf_counter() - t0
                     used = {k: s.cpu() - cpu0[k] for k, s in servers.items()}
+                    faults = {k: s.faults() - faults0[k] for k, s in servers.items()}
                     server = "node" if path == "direct" else path
                     row[path] = {
                         "units": units,
@@ -145,6 +147,7 @@ async def throughput(
                         "cpu_s": used[server],
                         "node_cpu_s": used["node"],
                         "us_per_unit": used[server] / units * 1e6,
+                        "faults_per_unit": faults[server] / units,
                         "units_per_s": units / wall,
                         "cpu_share": used[server] / wall,
                     }
@@ -229,7 +232,7 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
                 if kind == "proxy"
                 else {"nodes": [node_url], "catalog": catalog_for([MODEL])}
             )
-            server = Server(kind, spec)
+            server = Server(kind, {**spec, "raise_mmap_threshold": args.raise_mmap_threshold})
             try:
                 out[kind] = await hold_open(server, args.open_streams)
             finally:
@@ -286,23 +289,19 @@ async def hold_open(server: Server, count: int) -> dict[str, Any]:
 async def profile_gateway(
     args: argparse.Namespace, servers: dict[str, Server], urls: dict[str, str]
 ) -> None:
-    """cProfile the proxy and the gateway during one stream run and one whole run each."""
+    """cProfile the proxy and the gateway: ``{kind}-stream.prof`` and ``{kind}-whole.prof``."""
     out = Path(args.profile)
+    runs = {
+        "stream": (args.streams, args.stream_concurrency, one_stream, chat(args.tokens, True)),
+        "whole": (args.requests, args.concurrency, one_whole, chat(args.whole_tokens, False)),
+    }
     async with aiohttp.ClientSession() as session:
         for kind in ("proxy", "gateway"):
-            servers[kind].command("prof-on")
             url = urls[kind] + "/v1/chat/completions"
-            await pool(
-                args.streams,
-                args.stream_concurrency,
-                partial(one_stream, session, url, chat(args.tokens, True)),
-            )
-            await pool(
-                args.requests,
-                args.concurrency,
-                partial(one_whole, session, url, chat(args.whole_tokens, False)),
-            )
-            servers[kind].command(f"prof-off {out / (kind + '.prof')}")
+            for name, (count, concurrency, one, body) in runs.items():
+                servers[kind].command("prof-on")
+                await pool(count, concurrency, partial(one, session, url, body))
+                servers[kind].command(f"prof-off {out / f'{kind}-{name}.prof'}")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -322,9 +321,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     node_url = node.info["urls"][0]
     servers = {"node": node}
     try:
-        servers["proxy"] = Server("proxy", {"node": node_url})
+        knob = {"raise_mmap_threshold": args.raise_mmap_threshold}
+        servers["proxy"] = Server("proxy", {"node": node_url, **knob})
         servers["gateway"] = Server(
-            "gateway", {"nodes": [node_url], "catalog": catalog_for([MODEL])}
+            "gateway", {"nodes": [node_url], "catalog": catalog_for([MODEL]), **knob}
         )
         urls = {
             "direct": node_url,
@@ -372,6 +372,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1000,
         help="a node's token rate, for the nodes-per-core figure (§8)",
+    )
+    add(
+        "--raise-mmap-threshold",
+        action="store_true",
+        help="the proxy and the gateway free one 4 MiB block at start (see gateway_serve)",
     )
     add("--profile", default="", help="a folder: cProfile the proxy and the gateway into it")
     add("--out", default=str(ROOT / "benchmarks" / "results" / "gateway.json"))
