@@ -56,7 +56,10 @@ class GatewayPolicy:
     - ``refresh_interval``: how often each node's loaded models and health
       are read, to follow changes made outside the gateway.
     - ``stall_timeout``: the longest an upstream stream may send no token
-      (pings do not count) before the gateway ends it with an error event.
+      (pings do not count) before the gateway ends it with an error event;
+      also the longest a non-streamed answer may go silent once it has begun.
+    - ``max_answer_bytes``: the largest non-streamed answer passed on; a
+      larger one is a 502 ``upstream_error`` (64 MiB by default).
     - ``evict_unknown``: whether a model the catalog does not know may be
       unloaded to make room.
     - ``connect_timeout``: the bound on reaching a node.
@@ -68,11 +71,13 @@ class GatewayPolicy:
     load_backoff: float = 60.0
     refresh_interval: float = 15.0
     stall_timeout: float = 300.0
+    max_answer_bytes: int = 64 << 20
     evict_unknown: bool = False
     connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _count("gateway.queue_size", self.queue_size)
+        _count("gateway.max_answer_bytes", self.max_answer_bytes)
         for name in (
             "queue_timeout",
             "drain_timeout",

@@ -80,10 +80,11 @@ class Proxy:
         # One Raw per model: the node's folder, encoded once.
         self._folders = {name: msgspec.Raw(_encode(e.folder)) for name, e in self.catalog.items()}
         policy = gateway.policy
-        # No read bound: a non-streamed answer says nothing until it is done,
-        # and the stall watchdog bounds a stream's silence.
+        # No read bound: a non-streamed answer says nothing until it is done;
+        # the stall watchdog bounds the silence of a stream or a begun answer.
         self._timeout = Timeout(connect=policy.connect_timeout)
         self._stall = policy.stall_timeout
+        self._cap = policy.max_answer_bytes
 
     # ------------------------------------------------------------------ checks
 
@@ -223,14 +224,37 @@ class Proxy:
     async def _pass_whole(
         self, upstream: aiohttp.ClientResponse, node: str
     ) -> tuple[web.Response, str]:
+        cap = self._cap
+        problem: str | None = None
+        length = upstream.content_length
+        if length is not None and length > cap:
+            problem = f"node {node!r} sent an answer over {cap} bytes ({length})"
+            return error_response(502, "upstream_error", problem), "upstream_error"
+        # Once the answer has begun, the stall watchdog bounds its silence.
+        watch = self.gateway.watch(upstream.close)
+        content = upstream.content
+        parts: list[bytes] = []
+        size = 0
         try:
-            data = await upstream.read()
+            while chunk := await content.readany():
+                watch.tokens += 1
+                size += len(chunk)
+                if size > cap:
+                    problem = f"node {node!r} sent an answer over {cap} bytes"
+                    break
+                parts.append(chunk)
         except _UPSTREAM_LOST as exc:
-            message = f"node {node!r} broke off its answer: {type(exc).__name__}"
-            return error_response(502, "upstream_error", message), "upstream_error"
+            problem = f"node {node!r} broke off its answer: {type(exc).__name__}"
+        finally:
+            self.gateway.streams.discard(watch)
+        if watch.stalled:
+            problem = f"node {node!r} went silent mid-answer for {self._stall:g} s"
+        if problem is not None:
+            logger.warning("%s", problem)
+            return error_response(502, "upstream_error", problem), "upstream_error"
         return (
             web.Response(
-                body=data,
+                body=parts[0] if len(parts) == 1 else b"".join(parts),
                 status=upstream.status,
                 headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")},
             ),
