@@ -232,7 +232,7 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
                 if kind == "proxy"
                 else {"nodes": [node_url], "catalog": catalog_for([MODEL])}
             )
-            server = Server(kind, {**spec, "raise_mmap_threshold": args.raise_mmap_threshold})
+            server = Server(kind, {**spec, "plain_proxy": args.plain_proxy})
             try:
                 out[kind] = await hold_open(server, args.open_streams)
             finally:
@@ -321,10 +321,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     node_url = node.info["urls"][0]
     servers = {"node": node}
     try:
-        knob = {"raise_mmap_threshold": args.raise_mmap_threshold}
-        servers["proxy"] = Server("proxy", {"node": node_url, **knob})
+        servers["proxy"] = Server("proxy", {"node": node_url, "plain_proxy": args.plain_proxy})
         servers["gateway"] = Server(
-            "gateway", {"nodes": [node_url], "catalog": catalog_for([MODEL]), **knob}
+            "gateway", {"nodes": [node_url], "catalog": catalog_for([MODEL])}
         )
         urls = {
             "direct": node_url,
@@ -374,9 +373,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="a node's token rate, for the nodes-per-core figure (§8)",
     )
     add(
-        "--raise-mmap-threshold",
+        "--plain-proxy",
         action="store_true",
-        help="the proxy and the gateway free one 4 MiB block at start (see gateway_serve)",
+        help="the proxy keeps glibc's start mmap threshold (the gateway raises it itself)",
     )
     add("--profile", default="", help="a folder: cProfile the proxy and the gateway into it")
     add("--out", default=str(ROOT / "benchmarks" / "results" / "gateway.json"))

@@ -35,6 +35,7 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks.fleet_bench import ADMIN_KEY, API_KEY, raise_fd_limit
+from tabby_async.gateway._proxy import raise_mmap_threshold
 
 SSE = "text/event-stream"
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,18 +58,6 @@ async def _commands(profile: list[cProfile.Profile]) -> None:
             print(repr(time.process_time()), flush=True)
             continue
         print("ok", flush=True)
-
-
-def raise_mmap_threshold() -> None:
-    """Raise glibc's dynamic mmap threshold by freeing one 4 MiB block (``--raise-mmap-threshold``).
-
-    asyncio reads a socket into a fresh 256 KiB bytes and shrinks it; while
-    glibc's threshold is at its start value (128 KiB) and the heap has no free
-    256 KiB, each such read is an mmap, a shrink and a munmap, with fresh pages
-    faulted in. Freeing a block served by mmap raises the threshold to its size.
-    """
-    block = bytearray(4 << 20)
-    del block
 
 
 async def _serve_app(app: web.Application, info: dict[str, Any]) -> None:
@@ -152,7 +141,8 @@ async def proxy(spec: dict[str, Any]) -> None:
         [web.post("/v1/chat/completions", forward), web.post("/v1/completions", forward)]
     )
     app.cleanup_ctx.append(life)
-    if spec.get("raise_mmap_threshold"):
+    if not spec.get("plain_proxy"):
+        # The same footing as the gateway, which does this itself.
         raise_mmap_threshold()
     await _serve_app(app, {})
 
@@ -169,8 +159,6 @@ async def gateway(spec: dict[str, Any]) -> None:
         NodeSpec(f"node-{i}", url, api_key=API_KEY, admin_key=ADMIN_KEY)
         for i, url in enumerate(spec["nodes"], 1)
     ]
-    if spec.get("raise_mmap_threshold"):
-        raise_mmap_threshold()
     catalog = parse_catalog(tomllib.loads(spec["catalog"]))
     fleet = TabbyFleet(specs, **gateway_pool({}))
     app = Gateway(fleet, catalog, close_fleet=True).app()

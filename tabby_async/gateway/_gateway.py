@@ -108,10 +108,10 @@ class Gateway(Upkeep):
         """The gateway as an aiohttp application, started and stopped with it.
 
         Mount it with ``parent.add_subapp("/llm", gateway.app())`` or serve it
-        alone. Serve it with ``handler_cancellation=True`` (``web.run_app``,
-        ``web.AppRunner``) so that a client that goes away cancels its
-        request at once and the node stops generating; without it, that is
-        noticed at the next chunk the node sends.
+        alone, with ``handler_cancellation=True`` (``web.run_app``,
+        ``web.AppRunner``) so that a client that goes away cancels its request
+        at once and the node stops generating (else at the node's next chunk).
+        It raises glibc's mmap threshold: socket reads then stay on the heap.
         """
         app = web.Application(client_max_size=MAX_BODY)
         app.add_routes(routes(self))
