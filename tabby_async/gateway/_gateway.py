@@ -96,7 +96,8 @@ class Gateway(Upkeep):
         self._ttl_timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
         self._started = False
-        self._closed = False
+        self._closed = False  # no request waits any more
+        self._stopped = False  # the background work is stopped
         self.metrics = GatewayMetrics(self)
 
     def __repr__(self) -> str:
@@ -116,6 +117,9 @@ class Gateway(Upkeep):
         app = web.Application(client_max_size=MAX_BODY)
         app.add_routes(routes(self))
         app.cleanup_ctx.append(self._life)
+        # The server waits for its running handlers before the cleanup runs: the
+        # requests that wait in queues are answered when it begins to stop.
+        app.on_shutdown.append(lambda _: self._refuse_waiting())
         return app
 
     async def _life(self, _: web.Application) -> AsyncIterator[None]:
@@ -133,14 +137,20 @@ class Gateway(Upkeep):
         self._spawn(self._watchdog())
         self._pump()
 
-    async def aclose(self) -> None:
-        """Stop the background work; waiting requests get 503; idempotent."""
-        if self._closed:
-            return
+    async def _refuse_waiting(self) -> None:
+        """Answer every waiting request with a 503 and queue no more: the gateway stops."""
         self._closed = True
         for queue in self._queues.values():
             while queue:
                 self._fail(queue.popleft(), GatewayError(503, "no_capacity", "the gateway stopped"))
+        self._signal()
+
+    async def aclose(self) -> None:
+        """Stop the background work; waiting requests get 503; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._refuse_waiting()
         if self._ttl_timer is not None:
             self._ttl_timer.cancel()
         tasks = list(self._tasks)
@@ -195,6 +205,7 @@ class Gateway(Upkeep):
                     self.release(waiter.future.result(), kind)
             elif waiter in queue:
                 queue.remove(waiter)
+                self._signal()
             raise
         finally:
             if waiter.timer is not None:
@@ -206,6 +217,7 @@ class Gateway(Upkeep):
         slot.in_flight -= 1
         slot.last_used = time.monotonic()
         if slot.in_flight == 0:
+            self._signal()  # a place fell idle
             if slot.draining:
                 event = self._drained.get((node.name, kind))
                 if event is not None:
@@ -245,18 +257,9 @@ class Gateway(Upkeep):
 
     # ------------------------------------------------------------------ the pump
 
-    def replicas(self, name: str, kind: ModelKind) -> list[str]:
-        """The nodes that hold ``name`` and are up."""
-        return [n.name for n in self.nodes.values() if n.up and n.holds(name, kind)]
-
-    def queued(self, name: str) -> int:
-        """How many requests wait for ``name``."""
-        return len(self._queues[name])
-
     def _pump(self) -> None:
         """Serve what waits, and start the loads that waiting (or pinning) calls for."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._signal()
         if self._closed:
             return
         now = time.monotonic()
@@ -319,11 +322,6 @@ class Gateway(Upkeep):
             node.slots[kind].in_flight += 1
             waiter.future.set_result(node)
             self.metrics.waited(entry.name, now - waiter.since)
-
-    def _retry_after(self, entry: CatalogModel, now: float) -> float:
-        ends = [n.backoff[entry.name] - now for n in self.nodes.values() if entry.name in n.backoff]
-        later = [e for e in ends if e > 0]
-        return min(later) if later else self.policy.refresh_interval
 
     # ------------------------------------------------------------------ swaps
 

@@ -55,8 +55,9 @@ class Upkeep:
     ) -> None:
         """Return once ``predicate(self)`` holds, woken by each change of the engine's state.
 
-        A change is a request queued, served from the queue or refused, a swap
-        started or ended, a refresh: not a request served at once. For tests::
+        A change is a request queued, served from the queue, refused or gone
+        from it (its client left), a place's last request ended, a swap started
+        or ended, a refresh. For tests::
 
             await gateway.wait_for(lambda g: g.queued("llama-8b") == 3)
 
@@ -76,8 +77,18 @@ class Upkeep:
     def _pump(self) -> None:
         raise NotImplementedError
 
+    def _signal(self) -> None:
+        """Wake :meth:`wait_for`: the engine's state changed."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def replicas(self, name: str, kind: ModelKind) -> list[str]:
+        """The nodes that hold ``name`` and are up."""
+        return [n.name for n in self.nodes.values() if n.up and n.holds(name, kind)]
+
     def queued(self, name: str) -> int:
-        raise NotImplementedError
+        """How many requests wait for ``name``."""
+        return len(self._queues[name])
 
     # ------------------------------------------------------------------ TTL
 
@@ -134,6 +145,12 @@ class Upkeep:
             node.swapping = None
         self._arm_ttl()
         self._pump()
+
+    def _retry_after(self, entry: CatalogModel, now: float) -> float:
+        """Seconds until a node may try ``entry`` again: its back-off's end, else a refresh."""
+        ends = [n.backoff[entry.name] - now for n in self.nodes.values() if entry.name in n.backoff]
+        later = [e for e in ends if e > 0]
+        return min(later) if later else self.policy.refresh_interval
 
     # ------------------------------------------------------------------ refresh
 
