@@ -45,19 +45,46 @@ class AsyncInferenceService(Resource):
     async def completions(
         self, body: bytes, *, timeout: TimeoutArg = _DEFAULT
     ) -> aiohttp.ClientResponse:
-        """``POST /v1/completions`` with ``body`` (JSON bytes); the answer, open."""
+        """``POST /v1/completions`` with ``body`` (JSON bytes); the answer, open.
+
+        Raises:
+            InvalidInputError: ``body`` is not bytes, before anything is sent.
+            TabbyConnectionError: the request did not get through; ``sent`` is False
+                when nothing reached the server (only then may it go elsewhere).
+            TabbyTimeoutError: a bound fired; a connect timeout's ``sent`` is False.
+            APIStatusError: an error status (its subclass for the status), with the
+                server's message and body; the answer is read and closed.
+        """
         return await self._open(R.COMPLETIONS, body, timeout)
 
     async def chat_completions(
         self, body: bytes, *, timeout: TimeoutArg = _DEFAULT
     ) -> aiohttp.ClientResponse:
-        """``POST /v1/chat/completions`` with ``body`` (JSON bytes); the answer, open."""
+        """``POST /v1/chat/completions`` with ``body`` (JSON bytes); the answer, open.
+
+        Raises:
+            InvalidInputError: ``body`` is not bytes, before anything is sent.
+            TabbyConnectionError: the request did not get through; ``sent`` is False
+                when nothing reached the server (only then may it go elsewhere).
+            TabbyTimeoutError: a bound fired; a connect timeout's ``sent`` is False.
+            APIStatusError: an error status (its subclass for the status), with the
+                server's message and body; the answer is read and closed.
+        """
         return await self._open(R.CHAT_COMPLETIONS, body, timeout)
 
     async def embeddings(
         self, body: bytes, *, timeout: TimeoutArg = _DEFAULT
     ) -> aiohttp.ClientResponse:
-        """``POST /v1/embeddings`` with ``body`` (JSON bytes); the answer, open."""
+        """``POST /v1/embeddings`` with ``body`` (JSON bytes); the answer, open.
+
+        Raises:
+            InvalidInputError: ``body`` is not bytes, before anything is sent.
+            TabbyConnectionError: the request did not get through; ``sent`` is False
+                when nothing reached the server (only then may it go elsewhere).
+            TabbyTimeoutError: a bound fired; a connect timeout's ``sent`` is False.
+            APIStatusError: an error status (its subclass for the status), with the
+                server's message and body; the answer is read and closed.
+        """
         return await self._open(R.EMBEDDINGS, body, timeout)
 
     async def _open(

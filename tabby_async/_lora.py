@@ -68,6 +68,7 @@ class AsyncLoraService(Resource):
 
         ``loras`` holds :class:`~tabby_async.types.LoraLoadItem` (or dicts with
         ``name`` and ``scaling``); an empty list is refused before sending.
+
         Raises:
             LoraLoadFailedError: the server did not apply every adapter (it
                 answers 200 all the same); ``success`` and ``failure`` list

@@ -1,16 +1,14 @@
 """AsyncModelsService: the Models API of one TabbyAPI server (``client.models``).
 
-Each method is a couple of lines over the client's one request path, as in
-every API area. Methods that take a request accept either the request Struct
-or its fields as keyword arguments (or both: keywords override the Struct's)::
+Methods that take a request accept either the request Struct or its fields as
+keyword arguments (or both: keywords override the Struct's)::
 
     await client.models.load(ModelLoadRequest(model_name="m"), max_seq_len=4096)
     await client.models.load(model_name="m", max_seq_len=4096)
 
-Every method takes ``timeout=``: the client's default when not given, seconds
-for the whole call, a :class:`~tabby_async.Timeout`, or ``None`` for no bound.
-Read-only methods also take ``max_retries=`` (the client's by default);
-writes are never retried.
+Every method takes ``timeout=``: the client's default when not given, seconds for the
+whole call, a :class:`~tabby_async.Timeout`, or ``None`` for no bound. Read-only methods
+also take ``max_retries=`` (the client's by default); writes are never retried.
 """
 
 from __future__ import annotations
@@ -93,6 +91,9 @@ class AsyncModelsService(Resource):
 
         Listings hold every top-level folder, loadable or not, in no set
         order. With only an api key the server lists just the loaded model.
+
+        Raises:
+            AuthenticationError: the server wants an api key, and the client's is missing or wrong.
         """
         return await self._call(R.LIST, timeout=timeout, max_retries=max_retries)
 
@@ -102,8 +103,8 @@ class AsyncModelsService(Resource):
         """The loaded model with its ``parameters`` (``GET /v1/model``).
 
         Raises:
-            ModelNotLoadedError: no model is loaded, or a load is running (the
-                server says "no model loaded" then too).
+            ModelNotLoadedError: no model is loaded, or a load is running (the server says "no model
+                loaded" then too).
         """
         return await self._call(R.GET, timeout=timeout, max_retries=max_retries)
 
@@ -120,7 +121,11 @@ class AsyncModelsService(Resource):
     async def list_draft(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> ModelList:
-        """The draft model folders (``GET /v1/model/draft/list``)."""
+        """The draft model folders (``GET /v1/model/draft/list``).
+
+        Raises:
+            AuthenticationError: the server wants an api key, and the client's is missing or wrong.
+        """
         return await self._call(R.LIST_DRAFT, timeout=timeout, max_retries=max_retries)
 
     async def loaded_draft(
@@ -133,10 +138,10 @@ class AsyncModelsService(Resource):
         this asks with the plain api key, once checked to have api permission.
 
         Raises:
-            ClientStateError: the client holds no plain api key, the server gives
-                it admin permission (an admin key, or auth off), the server has no
-                permission route (an older TabbyAPI: asked once per client), or the
-                listing names more than one folder, so it cannot say.
+            ClientStateError: the client holds no plain api key, the server gives it admin
+                permission (an admin key, or auth off), the server has no permission route (an older
+                TabbyAPI: asked once per client), or the listing names more than one folder, so it
+                cannot say.
         """
         if not self._transport.has_api_key:
             raise ClientStateError("the loaded draft can be read only with a plain api key")
@@ -200,21 +205,16 @@ class AsyncModelsService(Resource):
         polling; each poll is bounded by the time left, so the window is kept.
 
         Raises:
-            InvalidInputError: a bad request field or ``reattach_within``, at
-                once (nothing is sent).
+            InvalidInputError: a bad request field or ``reattach_within``, at once (nothing is
+                sent).
             ModelNotFoundError: on entering the block: no such model folder.
-            PermissionDeniedError: on entering the block: the client has no
-                valid admin key.
-            BadRequestError: on entering the block: another refusal (e.g. no
-                model name).
-            UnprocessableEntityError: on entering the block: the server
-                refused a field's value.
-            LoadFailedError: while iterating: the server reported a failed
-                load (a bad config, an unknown backend or draft, a failure
-                mid-load), with its reason.
-            StreamError: while iterating: the stream ended or broke before
-                the model's ``finished`` (the server died), or was not an
-                event stream.
+            PermissionDeniedError: on entering the block: the client has no valid admin key.
+            BadRequestError: on entering the block: another refusal (e.g. no model name).
+            UnprocessableEntityError: on entering the block: the server refused a field's value.
+            LoadFailedError: while iterating: the server reported a failed load (a bad config, an
+                unknown backend or draft, a failure mid-load), with its reason.
+            StreamError: while iterating: the stream ended or broke before the model's ``finished``
+                (the server died), or was not an event stream.
         """
         body = build_request(ModelLoadRequest, request, fields)
         if reattach_within is None:
@@ -272,11 +272,9 @@ class AsyncModelsService(Resource):
             PermissionDeniedError: the client has no valid admin key.
             BadRequestError: another refusal of the request.
             UnprocessableEntityError: the server refused a field's value.
-            LoadFailedError: the server reported a failed load, with its
-                reason.
-            StreamError: the stream ended before the model's ``finished``
-                (the server died, or the stream was closed from another
-                task).
+            LoadFailedError: the server reported a failed load, with its reason.
+            StreamError: the stream ended before the model's ``finished`` (the server died, or the
+                stream was closed from another task).
         """
         body = build_request(ModelLoadRequest, request, fields)
         if reload:
@@ -298,8 +296,7 @@ class AsyncModelsService(Resource):
         """Unload the model (``POST /v1/model/unload``).
 
         Raises:
-            ModelNotLoadedError: nothing is loaded, or a load is running
-                (unless ``missing_ok``).
+            ModelNotLoadedError: nothing is loaded, or a load is running (unless ``missing_ok``).
             PermissionDeniedError: the client has no valid admin key.
         """
         with contextlib.suppress(*_not_loaded(missing_ok)):
@@ -322,8 +319,8 @@ class AsyncModelsService(Resource):
 
         Raises:
             InvalidInputError: a bad request field, before anything is sent.
-            BadRequestError: the server could not download, with its reason
-                (offline, no such repository, the target folder exists).
+            BadRequestError: the server could not download, with its reason (offline, no such
+                repository, the target folder exists).
             PermissionDeniedError: the client has no valid admin key.
         """
         body = build_request(DownloadRequest, request, fields)
@@ -332,7 +329,11 @@ class AsyncModelsService(Resource):
     async def list_embedding(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> ModelList:
-        """The embedding model folders (``GET /v1/model/embedding/list``)."""
+        """The embedding model folders (``GET /v1/model/embedding/list``).
+
+        Raises:
+            AuthenticationError: the server wants an api key, and the client's is missing or wrong.
+        """
         return await self._call(R.LIST_EMBEDDING, timeout=timeout, max_retries=max_retries)
 
     async def get_embedding(
@@ -341,8 +342,7 @@ class AsyncModelsService(Resource):
         """The loaded embedding model (``GET /v1/model/embedding``).
 
         Raises:
-            ModelNotLoadedError: no embedding model is loaded (``kind`` is
-                ``"embedding"``).
+            ModelNotLoadedError: no embedding model is loaded (``kind`` is ``"embedding"``).
         """
         return await self._call(R.GET_EMBEDDING, timeout=timeout, max_retries=max_retries)
 
@@ -353,6 +353,9 @@ class AsyncModelsService(Resource):
 
         :meth:`get_embedding` with the server's "no embedding model loaded" answer
         as None, no ModelNotLoadedError built: for code that asks often (a fleet's sweep).
+
+        Raises:
+            AuthenticationError: the server wants an api key, and the client's is missing or wrong.
         """
         return await self._call(R.LOADED_EMBEDDING, timeout=timeout, max_retries=max_retries)
 
@@ -375,8 +378,8 @@ class AsyncModelsService(Resource):
             InvalidInputError: a bad request field, before anything is sent.
             AlreadyLoadedError: that embedding model is already loaded.
             ModelNotFoundError: no such embedding model folder.
-            BadRequestError: another refusal (e.g. a server without its
-                optional embedding packages).
+            BadRequestError: another refusal (e.g. a server without its optional embedding
+                packages).
             PermissionDeniedError: the client has no valid admin key.
         """
         body = build_request(EmbeddingModelLoadRequest, request, fields)
@@ -388,8 +391,7 @@ class AsyncModelsService(Resource):
         """Unload the embedding model (``POST /v1/model/embedding/unload``).
 
         Raises:
-            ModelNotLoadedError: no embedding model is loaded (unless
-                ``missing_ok``).
+            ModelNotLoadedError: no embedding model is loaded (unless ``missing_ok``).
             PermissionDeniedError: the client has no valid admin key.
         """
         with contextlib.suppress(*_not_loaded(missing_ok)):
@@ -434,15 +436,13 @@ class AsyncModelsService(Resource):
         differs.
 
         Raises:
-            ModelMismatchError: after acting, a reported field still differs
-                (with ``verify``); its ``result`` says which.
+            ModelMismatchError: after acting, a reported field still differs (with ``verify``); its
+                ``result`` says which.
             InvalidInputError: a bad request field, before anything is sent.
             ModelNotFoundError: no such model folder.
-            PermissionDeniedError: a load or unload is needed and the client
-                has no valid admin key.
+            PermissionDeniedError: a load or unload is needed and the client has no valid admin key.
             LoadFailedError: the server reported a failed load.
-            StreamError: the load stream ended before the model's
-                ``finished``.
+            StreamError: the load stream ended before the model's ``finished``.
         """
         body = build_request(ModelLoadRequest, request, fields)
         return await _model_ensure.ensure_loaded(

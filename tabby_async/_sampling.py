@@ -33,7 +33,11 @@ class AsyncSamplingService(Resource):
     async def list(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> SamplerOverrides:
-        """The overrides in force, the last preset loaded, and (admin key) the presets."""
+        """The overrides in force, the last preset loaded, and (admin key) the presets.
+
+        Raises:
+            AuthenticationError: the server wants an api key, and the client's is missing or wrong.
+        """
         return await self._call(R.SAMPLING_LIST, timeout=timeout, max_retries=max_retries)
 
     async def switch(

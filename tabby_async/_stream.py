@@ -380,6 +380,10 @@ class LoadStream:
         Safe from any task at any time, also while the stream is opening:
         the opening request is cancelled, and no connection is held once
         this returns. Idempotent; raises no :class:`~tabby_async.TabbyError`.
+
+        Raises:
+            asyncio.CancelledError: only when the task calling it is cancelled while
+                the opening request winds down.
         """
         await self._close()
         trace, self._trace = self._trace, None

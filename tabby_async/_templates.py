@@ -30,7 +30,11 @@ class AsyncTemplatesService(Resource):
     async def list(
         self, *, timeout: TimeoutArg = _DEFAULT, max_retries: RetriesArg = _DEFAULT
     ) -> TemplateList:
-        """Every template with the admin key; with an api key the one in use, or none."""
+        """Every template with the admin key; with an api key the one in use, or none.
+
+        Raises:
+            AuthenticationError: the server wants an api key, and the client's is missing or wrong.
+        """
         return await self._call(R.TEMPLATE_LIST, timeout=timeout, max_retries=max_retries)
 
     async def switch(self, name: str, *, timeout: TimeoutArg = _DEFAULT) -> None:

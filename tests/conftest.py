@@ -11,7 +11,11 @@ Helper functions are in ``tests/helpers.py``.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tabby_async import AsyncTabbyClient
 from tabby_async.testing import TabbyEmulator
 from tabby_async.testing.pytest_plugin import EmulatorFactory
-from tests.helpers import SPAN_EXPORTER, ConnectionCounter, span_provider
+from tests.helpers import SPAN_EXPORTER, BuiltSite, ConnectionCounter, span_provider
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,3 +96,25 @@ def spans() -> Iterator[InMemorySpanExporter]:
     SPAN_EXPORTER.clear()
     yield SPAN_EXPORTER
     SPAN_EXPORTER.clear()
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
+    """The documentation site, built once per session as ``./scripts/docs`` builds it.
+
+    ``mkdocs build --strict`` with ``NO_MKDOCS_2_WARNING=1``, into a temporary
+    directory; what it printed is kept for the tests to read.
+    """
+    root = Path(__file__).resolve().parent.parent
+    site = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return BuiltSite(root=site, output=run.stdout + run.stderr)

@@ -36,6 +36,7 @@ from tabby_async.testing.pytest_plugin import EmulatorFactory
 __all__ = [
     "GATEWAY_MODELS",
     "GUARD",
+    "BuiltSite",
     "CliResult",
     "ConnectionCounter",
     "RawHandler",
@@ -467,3 +468,10 @@ def span_provider() -> TracerProvider:
     provider.add_span_processor(SimpleSpanProcessor(SPAN_EXPORTER))
     trace.set_tracer_provider(provider)
     return provider
+
+
+class BuiltSite(msgspec.Struct):
+    """A build of the documentation site: its directory and what mkdocs printed."""
+
+    root: Path
+    output: str

@@ -94,6 +94,11 @@ class FleetModels:
         """Every node's model folders.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(lambda c, t: c.models.list(timeout=t), "list", options)
 
@@ -101,6 +106,11 @@ class FleetModels:
         """The loaded model of each node (ModelNotLoadedError where none is).
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(lambda c, t: c.models.get(timeout=t), "get", options)
 
@@ -108,6 +118,11 @@ class FleetModels:
         """Each node's slots, template and context of the loaded model.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(
             lambda c, t: c.models.get_props(timeout=t), "get_props", options
@@ -117,6 +132,11 @@ class FleetModels:
         """Every node's draft model folders.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(
             lambda c, t: c.models.list_draft(timeout=t), "list_draft", options
@@ -126,6 +146,11 @@ class FleetModels:
         """Every node's embedding model folders.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(
             lambda c, t: c.models.list_embedding(timeout=t), "list_embedding", options
@@ -135,6 +160,11 @@ class FleetModels:
         """The loaded embedding model of each node.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(
             lambda c, t: c.models.get_embedding(timeout=t), "get_embedding", options
@@ -144,6 +174,11 @@ class FleetModels:
         """Unload the model on every node.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(lambda c, t: c.models.unload(timeout=t), "unload", options)
 
@@ -151,6 +186,11 @@ class FleetModels:
         """Unload the embedding model on every node.
 
         ``**options``: see :class:`~tabby_async.fleet.RunOptions`.
+
+        Raises:
+            InvalidInputError: a bad run option or an unknown node name, before any
+                node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         return await self._runner.each(
             lambda c, t: c.models.unload_embedding(timeout=t), "unload_embedding", options
@@ -172,6 +212,11 @@ class FleetModels:
 
         ``**keywords``: the request's fields and the run options (see
         :class:`~tabby_async.fleet.RunOptions`).
+
+        Raises:
+            InvalidInputError: a bad request field, run option or node name, before
+                any node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
@@ -199,6 +244,11 @@ class FleetModels:
 
         ``**keywords``: the request's fields and the stream's options (see
         :class:`~tabby_async.fleet.StreamOptions`).
+
+        Raises:
+            InvalidInputError: a bad request field, stream option or node name
+                (``on_result`` among them: the stream yields each event), at once.
+            ClientStateError: the fleet is closed.
         """
         options, fields = split_options(keywords)
         if "on_result" in options:
@@ -226,6 +276,11 @@ class FleetModels:
 
         ``**keywords``: the request's fields and the run options (see
         :class:`~tabby_async.fleet.RunOptions`).
+
+        Raises:
+            InvalidInputError: a bad request field, run option or node name, before
+                any node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         options, fields = split_options(keywords)
         body = build_request(EmbeddingModelLoadRequest, request, fields)
@@ -246,6 +301,11 @@ class FleetModels:
 
         ``**keywords``: the request's fields and the run options (see
         :class:`~tabby_async.fleet.RunOptions`).
+
+        Raises:
+            InvalidInputError: a bad request field, run option or node name, before
+                any node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         options, fields = split_options(keywords)
         body = build_request(DownloadRequest, request, fields)
@@ -265,6 +325,11 @@ class FleetModels:
 
         ``**keywords``: the request's fields and the run options (see
         :class:`~tabby_async.fleet.RunOptions`).
+
+        Raises:
+            InvalidInputError: a bad request field, run option or node name, before
+                any node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
@@ -296,6 +361,11 @@ class FleetModels:
 
         ``**keywords``: the request's fields and the run options (see
         :class:`~tabby_async.fleet.RunOptions`).
+
+        Raises:
+            InvalidInputError: a bad request field, run option or node name, before
+                any node is contacted (a node's failure is its result, never raised).
+            ClientStateError: the fleet is closed.
         """
         options, fields = split_options(keywords)
         body = build_request(ModelLoadRequest, request, fields)
