@@ -18,6 +18,7 @@ the cap in memory.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 import time
@@ -286,7 +287,7 @@ class Transport:
             response = answer = await session.request(
                 route.method,
                 self.url(route),
-                data=payload,
+                data=_body(payload),
                 headers=self._headers[(route.auth, payload is not None)],
                 timeout=timeout.to_aiohttp(total_left),
                 allow_redirects=False,
@@ -389,6 +390,17 @@ class Transport:
             headers=kept_headers(response.headers),
             redact=redact,
         )
+
+
+#: A body above this goes as a stream of chunks (aiohttp warns of raw bytes past it).
+_LARGE_BODY = 1 << 20
+
+
+def _body(payload: bytes | None) -> bytes | io.BytesIO | None:
+    """What to hand aiohttp: a large body in chunks, which yields to the loop between them."""
+    if payload is not None and len(payload) > _LARGE_BODY:
+        return io.BytesIO(payload)
+    return payload
 
 
 def _deadline(timeout: Timeout, started: float) -> float | None:

@@ -117,6 +117,13 @@ async def head_then_close(_: asyncio.StreamReader, writer: asyncio.StreamWriter)
     await writer.drain()
 
 
+async def json_head_then_close(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"
+    )
+    await writer.drain()
+
+
 async def pings_forever(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.write(SSE_HEAD)
     while True:
@@ -177,7 +184,7 @@ async def test_a_hostile_stream_ends_in_an_error_event(
 
 @pytest.mark.parametrize(
     "inference",
-    [not_http, head_then_close, huge_body, head_then_silence],
+    [not_http, json_head_then_close, huge_body, head_then_silence],
     ids=["not-http", "closed-after-head", "huge", "silent-body"],
 )
 async def test_a_hostile_answer_to_a_plain_request_is_a_502(

@@ -6,7 +6,10 @@
     ├─ a request the gateway refuses
     │   ├── invalid_request     400     the body is not JSON, or lacks a string ``model``
     │   ├── unauthorized        401     no client key, or not one of them
+    │   ├── not_found           404     no such route
     │   ├── model_not_found     404     no such model in the catalog (or not of this kind)
+    │   ├── method_not_allowed  405     a known route, another method (``Allow`` says which)
+    │   ├── body_too_large      413     a body over the gateway's bound (64 MiB)
     │   └── queue_full          503     too many requests already wait for this model
     ├─ the gateway could not serve it
     │   ├── queue_timeout       503     the model was not ready within the queue timeout
@@ -34,7 +37,10 @@ __all__ = ["GatewayCode", "GatewayError", "error_event", "error_response"]
 GatewayCode = Literal[
     "invalid_request",
     "unauthorized",
+    "not_found",
     "model_not_found",
+    "method_not_allowed",
+    "body_too_large",
     "queue_full",
     "queue_timeout",
     "no_capacity",

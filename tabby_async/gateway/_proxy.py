@@ -5,6 +5,9 @@ A request's body is read once, its ``model`` looked up in the catalog, and
 never swaps by itself); everything else goes on byte for byte. A stream is
 passed on chunk by chunk as the node sends it, never buffered; the answer's
 own ``model`` field stays what TabbyAPI says (the folder's last segment).
+Whether an answer is a stream is the node's to say: its content type decides,
+so a ``stream`` the server reads as true in its lax way (``"yes"``, ``1``)
+streams here too.
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ logger = logging.getLogger("tabby_async.gateway")
 
 _BODY = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _STR = msgspec.json.Decoder(str)
-_ANY = msgspec.json.Decoder()
 _encode = msgspec.json.encode
 _DONE = b"data: [DONE]"
 _SSE = "text/event-stream"
@@ -115,7 +117,8 @@ class Proxy:
             if auth[:7].lower() != "bearer ":
                 return False
             given = auth[7:].strip()
-        sent = given.encode()
+        # aiohttp keeps bytes that are not UTF-8 as surrogates: such a key is just wrong.
+        sent = given.encode("utf-8", "surrogateescape")
         found = False
         for key in keys:  # every key compared: the time says nothing of which
             found |= hmac.compare_digest(sent, key)
@@ -123,8 +126,8 @@ class Proxy:
 
     def _parse(
         self, body: bytes, kind: ModelKind
-    ) -> tuple[dict[str, msgspec.Raw], CatalogModel, bool]:
-        """The body's fields (``model`` now the folder), its catalog entry, and ``stream``."""
+    ) -> tuple[dict[str, msgspec.Raw], CatalogModel]:
+        """The body's fields (``model`` now the folder) and its catalog entry."""
         try:
             fields = _BODY.decode(body)
         except msgspec.DecodeError:
@@ -144,10 +147,8 @@ class Proxy:
                 "model_not_found",
                 f"{name[:200]!r} is not {what} of this gateway (GET /v1/models lists them)",
             )
-        raw_stream = fields.get("stream")
-        stream = raw_stream is not None and _ANY.decode(raw_stream) is True
         fields["model"] = self._folders[name]
-        return fields, entry, stream
+        return fields, entry
 
     # ------------------------------------------------------------------ routes
 
@@ -166,9 +167,9 @@ class Proxy:
         gateway = self.gateway
         if not self.authorised(request):
             gateway.metrics.refused("", "unauthorized")
-            return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
+            return _unauthorised()
         try:
-            fields, entry, stream = self._parse(await request.read(), kind)
+            fields, entry = self._parse(await _read(request), kind)
         except GatewayError as err:
             gateway.metrics.refused("", err.code)
             return error_response(err.status, err.code, err.message)
@@ -209,7 +210,7 @@ class Proxy:
         outcome = "client_closed"  # unless the answer is passed on
         answer: web.StreamResponse
         try:
-            if stream and upstream.content_type == _SSE:
+            if upstream.content_type == _SSE:
                 answer, outcome = await self._pass_stream(request, upstream, entry, node.name)
             else:
                 answer, outcome = await self._pass_whole(upstream, node.name)
@@ -332,7 +333,7 @@ class Proxy:
 
     async def models(self, request: web.Request) -> web.Response:
         if not self.authorised(request):
-            return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
+            return _unauthorised()
         gateway = self.gateway
         data = []
         for name, entry in self.catalog.items():
@@ -370,8 +371,23 @@ class Proxy:
 
     async def status(self, request: web.Request) -> web.Response:
         if not self.authorised(request):
-            return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
+            return _unauthorised()
         return _json(self.gateway.status())
+
+
+async def _read(request: web.Request) -> bytes:
+    """The request's body; one over the app's ``client_max_size`` is a 413 in our shape."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        bound = request.client_max_size
+        raise GatewayError(
+            413, "body_too_large", f"the body is over the gateway's bound of {bound} bytes"
+        ) from None
+
+
+def _unauthorised() -> web.Response:
+    return error_response(401, "unauthorized", "send a client key (Bearer or x-api-key)")
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -381,7 +397,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 def routes(gateway: Engine) -> list[web.RouteDef]:
     """The gateway's routes."""
     proxy = Proxy(gateway)
-    return [
+    known = [
         web.post("/v1/chat/completions", proxy.chat),
         web.post("/v1/completions", proxy.completions),
         web.post("/v1/embeddings", proxy.embeddings),
@@ -390,3 +406,25 @@ def routes(gateway: Engine) -> list[web.RouteDef]:
         web.get("/metrics", proxy.metrics),
         web.get("/status", proxy.status),
     ]
+    # Any other method on a known path, and any other path, answer in our shape
+    # (aiohttp's own 404 and 405 are plain text); a route, not a middleware,
+    # so the hot path pays nothing.
+    others = [web.route("*", r.path, _not_allowed(r.method)) for r in known]
+    return [*known, *others, web.route("*", "/{path:.*}", _not_found)]
+
+
+def _not_allowed(method: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    allow = "GET, HEAD" if method == "GET" else method
+
+    async def answer(request: web.Request) -> web.Response:
+        response = error_response(
+            405, "method_not_allowed", f"{request.path} takes {allow}, not {request.method}"
+        )
+        response.headers["Allow"] = allow
+        return response
+
+    return answer
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return error_response(404, "not_found", f"no route {request.path[:200]!r} on this gateway")

@@ -20,6 +20,10 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from ._auth import Keys
 from ._download_routes import DownloadRoute
@@ -45,6 +49,22 @@ from ._validation import validate
 from ._wire import BODY_NOT_ALLOWED, BODY_NOT_FOUND, json_response, redirect
 
 __all__ = ["TabbyEmulator"]
+
+
+def _any_size_request(
+    message: RawRequestMessage,
+    payload: StreamReader,
+    protocol: RequestHandler,
+    writer: AbstractStreamWriter,
+    task: asyncio.Task[None],
+) -> web.BaseRequest:
+    """A request whose body may be any size, as the server's (uvicorn's) are.
+
+    aiohttp's requests stop at 1 MiB by default; TabbyAPI sets no bound, and a
+    long prompt or an image in a chat message is easily more.
+    """
+    loop = asyncio.get_running_loop()
+    return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=0)
 
 
 class TabbyEmulator:
@@ -194,7 +214,12 @@ class TabbyEmulator:
             return self
         self._jobs.reset()
         self._state.changed()  # waiters of an earlier run (or loop) are let go
-        server = web.Server(self._dispatch, handler_cancellation=True, access_log=None)
+        server = web.Server(
+            self._dispatch,
+            request_factory=_any_size_request,
+            handler_cancellation=True,
+            access_log=None,
+        )
         runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
