@@ -20,10 +20,6 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
 
 from ._auth import Keys
 from ._download_routes import DownloadRoute
@@ -46,25 +42,9 @@ from ._state import ModelState
 from ._template_routes import TemplateRoutes
 from ._token_routes import TokenRoutes
 from ._validation import validate
-from ._wire import BODY_NOT_ALLOWED, BODY_NOT_FOUND, json_response, redirect
+from ._wire import BODY_NOT_ALLOWED, BODY_NOT_FOUND, any_size_request, json_response, redirect
 
 __all__ = ["TabbyEmulator"]
-
-
-def _any_size_request(
-    message: RawRequestMessage,
-    payload: StreamReader,
-    protocol: RequestHandler,
-    writer: AbstractStreamWriter,
-    task: asyncio.Task[None],
-) -> web.BaseRequest:
-    """A request whose body may be any size, as the server's (uvicorn's) are.
-
-    aiohttp's requests stop at 1 MiB by default; TabbyAPI sets no bound, and a
-    long prompt or an image in a chat message is easily more.
-    """
-    loop = asyncio.get_running_loop()
-    return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=0)
 
 
 class TabbyEmulator:
@@ -216,7 +196,7 @@ class TabbyEmulator:
         self._state.changed()  # waiters of an earlier run (or loop) are let go
         server = web.Server(
             self._dispatch,
-            request_factory=_any_size_request,
+            request_factory=any_size_request,
             handler_cancellation=True,
             access_log=None,
         )

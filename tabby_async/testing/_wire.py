@@ -1,11 +1,13 @@
 """What the emulated server puts on the wire: message texts, headers, bodies and frames.
 
 Every text here is the real server's own wording, byte for byte, so that a client
-matching on it (or showing it) behaves as it would against TabbyAPI.
+matching on it (or showing it) behaves as it would against TabbyAPI. Also how a
+request comes off the wire: with a body of any size, as the server takes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -14,6 +16,10 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 __all__ = [
     "BODY_EMBEDDING_DONE",
@@ -45,6 +51,7 @@ __all__ = [
     "MSG_PROVIDE_API",
     "MSG_TOKENIZE_NO_TEMPLATE",
     "SSE_HEADERS",
+    "any_size_request",
     "detail",
     "encode",
     "error_frame",
@@ -230,3 +237,19 @@ def model_card(name: str, created: int, parameters: Any = None) -> dict[str, Any
 def model_list(names: Iterable[str], now: int) -> bytes:
     """``{"object":"list","data":[card, ...]}`` for these folder names."""
     return encode({"object": "list", "data": [model_card(n, now) for n in names]})
+
+
+def any_size_request(
+    message: RawRequestMessage,
+    payload: StreamReader,
+    protocol: RequestHandler,
+    writer: AbstractStreamWriter,
+    task: asyncio.Task[None],
+) -> web.BaseRequest:
+    """A request whose body may be any size, as the server's (uvicorn's) are.
+
+    aiohttp's requests stop at 1 MiB by default; TabbyAPI sets no bound, and a
+    long prompt or an image in a chat message is easily more.
+    """
+    loop = asyncio.get_running_loop()
+    return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=0)
