@@ -214,6 +214,7 @@ async def test_a_key_that_is_not_utf8_is_a_401_not_a_500(
         ("GET", "/v1/completions", 405),
         ("PUT", "/v1/chat/completions", 405),
         ("DELETE", "/v1/embeddings", 405),
+        ("OPTIONS", "/v1/chat/completions", 405),  # a browser's preflight
         ("POST", "/v1/models", 405),
         ("GET", "/v1/nothing", 404),
         ("POST", "/v1/model/load", 404),
@@ -223,8 +224,10 @@ async def test_a_key_that_is_not_utf8_is_a_401_not_a_500(
 async def test_an_unknown_route_or_method_is_an_openai_shaped_error(
     gateway_url: str, http: aiohttp.ClientSession, method: str, path: str, status: int
 ) -> None:
-    async with http.request(method, gateway_url + path, headers=AUTH) as r:
+    headers = {**AUTH, "Origin": "http://example.test", "Access-Control-Request-Method": "POST"}
+    async with http.request(method, gateway_url + path, headers=headers) as r:
         error = await error_of(r, status)
+        assert not [h for h in r.headers if h.lower().startswith("access-control-")]
     assert error["code"] == ("method_not_allowed" if status == 405 else "not_found")
     if status == 405:
         assert r.headers["Allow"]
