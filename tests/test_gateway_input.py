@@ -146,6 +146,8 @@ async def test_a_body_over_the_gateways_bound_is_a_413_in_openais_shape(
         {"x-api-key": ""},
         {"x-api-key": "wrong", "Authorization": f"Bearer {KEY}"},
         {"x-api-key": f"{KEY} extra"},
+        {"Authorization": f"Bearer  {KEY}"},
+        {"Authorization": f"Bearer\t{KEY}"},
     ],
     ids=[
         "none",
@@ -157,12 +159,15 @@ async def test_a_body_over_the_gateways_bound_is_a_413_in_openais_shape(
         "empty-x-api-key",
         "wrong-x-api-key-right-bearer",
         "key-with-a-word-more",
+        "two-spaces",
+        "tab",
     ],
 )
 async def test_a_request_without_a_valid_key_is_a_401(
     gateway_url: str, node: TabbyEmulator, http: aiohttp.ClientSession, headers: dict[str, str]
 ) -> None:
-    # x-api-key is read first when it is sent, as the server reads it.
+    # x-api-key is read first when it is not empty, as the server reads it; the
+    # key is the word after "Bearer" and one space.
     body = {"model": "m1", "prompt": "x"}
     async with http.post(gateway_url + "/v1/completions", json=body, headers=headers) as r:
         error = await error_of(r, 401)
@@ -173,10 +178,12 @@ async def test_a_request_without_a_valid_key_is_a_401(
 @pytest.mark.parametrize(
     "headers",
     [
-        {"Authorization": f"bearer   {KEY}  "},
+        {"Authorization": f"bearer {KEY}"},
+        {"Authorization": f"Bearer {KEY} more words"},
         {"x-api-key": KEY, "Authorization": "Bearer wrong"},
+        {"x-api-key": "", "Authorization": f"Bearer {KEY}"},
     ],
-    ids=["spaces-around", "x-api-key-first"],
+    ids=["lower-case", "words-after", "x-api-key-first", "empty-x-api-key-then-bearer"],
 )
 async def test_a_valid_key_is_found_as_the_server_finds_it(
     gateway_url: str, node: TabbyEmulator, http: aiohttp.ClientSession, headers: dict[str, str]

@@ -110,13 +110,15 @@ class Proxy:
         keys = self._keys
         if not keys:
             return True
+        # Read as the server reads them: a non-empty x-api-key first, else the
+        # word after "Bearer" and one space (further words are ignored).
         headers = request.headers
         given = headers.get("x-api-key")
-        if given is None:
-            auth = headers.get("Authorization", "")
-            if auth[:7].lower() != "bearer ":
+        if not given:
+            words = headers.get("Authorization", "").split(" ")
+            if len(words) < 2 or words[0].lower() != "bearer":
                 return False
-            given = auth[7:].strip()
+            given = words[1]
         # aiohttp keeps bytes that are not UTF-8 as surrogates: such a key is just wrong.
         sent = given.encode("utf-8", "surrogateescape")
         found = False
