@@ -179,17 +179,21 @@ def shown(function: Callable[..., Any]) -> tuple[list[str], str | None]:
     return params, returns if isinstance(returns, str) else returns.__name__
 
 
+#: Each test below runs once per documented public method.
+EVERY_METHOD = pytest.mark.parametrize(
+    ("cls", "page", "heading", "name"),
+    methods(),
+    ids=[f"{cls.__name__}.{name}" for cls, _, _, name in methods()],
+)
+
+
 def test_every_documented_class_has_public_methods() -> None:
     # The enumeration below finds something on each class: a renamed class fails here.
     assert all(public_methods(cls) for cls, _, _ in DOCUMENTED)
     assert len(methods()) >= 40
 
 
-@pytest.mark.parametrize(
-    ("cls", "page", "heading", "name"),
-    methods(),
-    ids=[f"{cls.__name__}.{name}" for cls, _, _, name in methods()],
-)
+@EVERY_METHOD
 def test_the_reference_shows_the_signature_and_what_it_raises(
     built_site: BuiltSite, cls: type, page: str, heading: str, name: str
 ) -> None:
@@ -212,11 +216,7 @@ def test_the_reference_shows_the_signature_and_what_it_raises(
     assert "Raises:" in entry.sections, f"{name}: the page shows no Raises section"
 
 
-@pytest.mark.parametrize(
-    ("cls", "page", "heading", "name"),
-    methods(),
-    ids=[f"{cls.__name__}.{name}" for cls, _, _, name in methods()],
-)
+@EVERY_METHOD
 def test_every_link_of_a_signature_lands(
     built_site: BuiltSite, cls: type, page: str, heading: str, name: str
 ) -> None:
