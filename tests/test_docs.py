@@ -34,6 +34,7 @@ import importlib.util
 import re
 import textwrap
 import tomllib
+import typing
 from pathlib import Path
 from types import ModuleType
 
@@ -45,7 +46,8 @@ from tabby_async._model_plan import rules_markdown
 from tabby_async.cli import GROUPS, build_parser
 from tabby_async.cli import common as cli_common
 from tabby_async.fleet import read_nodes_toml
-from tabby_async.gateway import parse_catalog
+from tabby_async.gateway import GatewayCode, parse_catalog
+from tabby_async.gateway import _errors as gateway_errors
 from tests.test_readme import EMULATOR_NAMES, Block, Page, follow_page, included
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -398,6 +400,18 @@ def test_the_errors_guide_has_the_error_tree() -> None:
     start = doc.index("::\n") + 3
     tree = textwrap.dedent(doc[start : doc.index("\n\n", start + 2)]).strip("\n")
     assert f"}}\n{tree}\n```" in page_text("guides/errors.md")
+
+
+def test_the_gateway_guide_lists_every_error_code_and_only_those() -> None:
+    page = page_text("guides/gateway.md")
+    start = page.index("### Errors")
+    section = page[start : page.index("\n## ", start)]
+    rows = re.findall(r"^\| `(\w+)` \| (\d{3}) \|", section, re.M)
+    assert sorted(code for code, _ in rows) == sorted(typing.get_args(GatewayCode))
+    # The errors module's tree gives each code the same status as the guide.
+    doc = gateway_errors.__doc__ or ""
+    for code, status in rows:
+        assert re.search(rf"{code}\s+{status}\s", doc), f"{code} {status}"
 
 
 def test_the_desired_state_guide_has_the_field_table() -> None:
