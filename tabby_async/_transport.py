@@ -287,7 +287,11 @@ class Transport:
             response = answer = await session.request(
                 route.method,
                 self.url(route),
-                data=_body(payload),
+                # A large body goes in chunks, which yield to the loop between them
+                # (aiohttp warns of raw bytes past 1 MiB); inline: the hot path.
+                data=payload
+                if payload is None or len(payload) <= _LARGE_BODY
+                else io.BytesIO(payload),
                 headers=self._headers[(route.auth, payload is not None)],
                 timeout=timeout.to_aiohttp(total_left),
                 allow_redirects=False,
@@ -394,13 +398,6 @@ class Transport:
 
 #: A body above this goes as a stream of chunks (aiohttp warns of raw bytes past it).
 _LARGE_BODY = 1 << 20
-
-
-def _body(payload: bytes | None) -> bytes | io.BytesIO | None:
-    """What to hand aiohttp: a large body in chunks, which yields to the loop between them."""
-    if payload is not None and len(payload) > _LARGE_BODY:
-        return io.BytesIO(payload)
-    return payload
 
 
 def _deadline(timeout: Timeout, started: float) -> float | None:
