@@ -20,6 +20,7 @@ from aiohttp import web
 from tabby_async import (
     USE_CLIENT_DEFAULT,
     AsyncTabbyClient,
+    ClientStateError,
     DraftModelLoadRequest,
     InvalidInputError,
     ModelLoadRequest,
@@ -31,6 +32,7 @@ from tabby_async.cli._fleet_output import fleet_table
 from tabby_async.fleet import (
     FleetError,
     FleetModelReport,
+    FleetModels,
     FleetResult,
     NodeResult,
     NodeSkippedError,
@@ -960,3 +962,43 @@ def test_sdk_results_carry_data_not_tables() -> None:
         assert not hasattr(cls, "format_table") and not hasattr(cls, "table_row")
         assert not hasattr(cls, "TABLE_COLUMNS")
         assert callable(cls.summary)
+
+
+#: Every FleetModels method with what it needs to be called (a request's field).
+FLEET_MODEL_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("list", {}),
+    ("get", {}),
+    ("get_props", {}),
+    ("list_draft", {}),
+    ("list_embedding", {}),
+    ("get_embedding", {}),
+    ("unload", {}),
+    ("unload_embedding", {}),
+    ("load", {"model_name": "m"}),
+    ("load_embedding", {"embedding_model_name": "e"}),
+    ("download", {"repo_id": "org/m"}),
+    ("plan_load", {"model_name": "m"}),
+    ("ensure_loaded", {"model_name": "m"}),
+]
+
+
+def test_the_closed_fleet_table_names_every_fleet_models_method() -> None:
+    public = {n for n, v in vars(FleetModels).items() if callable(v) and not n.startswith("_")}
+    assert public - {"load_stream"} == {name for name, _ in FLEET_MODEL_CALLS}
+
+
+@pytest.mark.parametrize(
+    ("method", "fields"), FLEET_MODEL_CALLS, ids=[m for m, _ in FLEET_MODEL_CALLS]
+)
+async def test_a_closed_fleet_raises_client_state_error_before_any_node_is_asked(
+    method: str, fields: dict[str, Any]
+) -> None:
+    # What each method's Raises section says; the node's port is closed, so a
+    # call that went out would come back as that node's connection error instead.
+    fleet = TabbyFleet([NodeSpec("a", f"http://127.0.0.1:{closed_port()}")])
+    async with fleet:
+        pass
+    with pytest.raises(ClientStateError, match="closed"):
+        await getattr(fleet.models, method)(**fields)
+    with pytest.raises(ClientStateError, match="closed"):
+        fleet.models.load_stream(model_name="m")
